@@ -1,0 +1,339 @@
+//! Opening a WebSocket as a client: DNS, TCP, TLS, the HTTP/1.1 upgrade — each step's
+//! failure kept apart, because "refused", "DNS", "TLS", "HTTP 403" and "timeout" are
+//! what a user debugging an integration needs to tell apart.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{Instant, timeout_at};
+use url::Url;
+
+use crate::handshake::{accept_key, generate_key};
+use crate::transport::Transport;
+
+/// Largest refused-upgrade body kept (and relayed to a proxied client).
+pub const MAX_REJECT_BODY: usize = 64 * 1024;
+
+/// What to connect to and how.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    pub url: Url,
+    /// Extra request headers (e.g. forwarded from a proxied client).
+    pub headers: HeaderMap,
+    pub subprotocols: Vec<String>,
+    /// Deadline for DNS + TCP + TLS + upgrade together.
+    pub timeout: Duration,
+    /// Required for `wss://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Source address to bind (spreads load-test connections over 127.0.0.0/8).
+    pub local_addr: Option<IpAddr>,
+}
+
+impl ConnectRequest {
+    pub fn new(url: Url) -> Self {
+        Self {
+            url,
+            headers: HeaderMap::new(),
+            subprotocols: Vec::new(),
+            timeout: Duration::from_secs(10),
+            tls: None,
+            local_addr: None,
+        }
+    }
+}
+
+/// An open connection and what the server said when it accepted it.
+#[derive(Debug)]
+pub struct Connected {
+    pub transport: Transport,
+    /// Bytes the server sent right after its `101` (a greeting frame, say).
+    pub leftover: Bytes,
+    pub headers: HeaderMap,
+    pub subprotocol: Option<String>,
+    pub peer: SocketAddr,
+}
+
+/// Why a connection could not be opened, one variant per failure a user must tell
+/// apart.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: &'static str },
+    #[error("DNS lookup of {host} failed: {source}")]
+    Dns { host: String, source: io::Error },
+    #[error("connection to {addr} refused")]
+    Refused { addr: SocketAddr },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("TLS handshake with {host} failed: {source}")]
+    Tls { host: String, source: io::Error },
+    #[error("wss:// needs a TLS client configuration")]
+    NoTlsConfig,
+    #[error("timed out during {stage} after {after:?}")]
+    Timeout {
+        stage: &'static str,
+        after: Duration,
+    },
+    #[error("upgrade refused with HTTP {status}")]
+    Rejected {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+    #[error("HTTP error during the upgrade: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("server answered 101 with a wrong Sec-WebSocket-Accept")]
+    BadAccept,
+    #[error("server chose subprotocol {0:?}, which was not offered")]
+    UnofferedSubprotocol(String),
+    #[error("upgrade succeeded but the connection could not be taken over")]
+    Takeover,
+}
+
+impl ConnectError {
+    /// A short machine-readable class: `dns`, `refused`, `connect`, `tls`, `timeout`,
+    /// `http_status`, `handshake`, `invalid_url`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl { .. } => "invalid_url",
+            Self::Dns { .. } => "dns",
+            Self::Refused { .. } => "refused",
+            Self::Connect { .. } => "connect",
+            Self::Tls { .. } | Self::NoTlsConfig => "tls",
+            Self::Timeout { .. } => "timeout",
+            Self::Rejected { .. } => "http_status",
+            Self::Http(_) | Self::BadAccept | Self::UnofferedSubprotocol(_) | Self::Takeover => {
+                "handshake"
+            }
+        }
+    }
+
+    /// The HTTP status of a refused upgrade.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Rejected { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Opens a WebSocket connection.
+pub async fn connect(req: ConnectRequest) -> Result<Connected, ConnectError> {
+    let started = Instant::now();
+    let deadline = started + req.timeout;
+    let timeout = |stage| ConnectError::Timeout {
+        stage,
+        after: started.elapsed(),
+    };
+    let url = &req.url;
+    let bad = |reason| ConnectError::InvalidUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let secure = match url.scheme() {
+        "ws" | "http" => false,
+        "wss" | "https" => true,
+        _ => return Err(bad("scheme must be ws:// or wss://")),
+    };
+    let host = url.host_str().ok_or_else(|| bad("no host"))?.to_owned();
+    let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+
+    let addrs: Vec<SocketAddr> = match bare_host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => timeout_at(
+            deadline,
+            tokio::net::lookup_host((bare_host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| timeout("dns"))?
+        .map_err(|source| ConnectError::Dns {
+            host: bare_host.clone(),
+            source,
+        })?
+        .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(ConnectError::Dns {
+            host,
+            source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+        });
+    }
+
+    let mut last_err = None;
+    let mut tcp = None;
+    for addr in &addrs {
+        match timeout_at(deadline, dial(*addr, req.local_addr)).await {
+            Err(_) => return Err(timeout("connect")),
+            Ok(Ok(s)) => {
+                tcp = Some(s);
+                break;
+            }
+            Ok(Err(e)) => last_err = Some(e),
+        }
+    }
+    let tcp = match (tcp, last_err) {
+        (Some(s), _) => s,
+        (None, Some(e)) => return Err(e),
+        (None, None) => return Err(timeout("connect")),
+    };
+    let peer = tcp.peer_addr().map_err(|source| ConnectError::Connect {
+        addr: addrs[0],
+        source,
+    })?;
+    let _ = tcp.set_nodelay(true);
+
+    let transport = if secure {
+        let cfg = req.tls.clone().ok_or(ConnectError::NoTlsConfig)?;
+        let name = rustls::pki_types::ServerName::try_from(bare_host.clone())
+            .map_err(|_| bad("host is not a valid TLS server name"))?;
+        let tls = timeout_at(
+            deadline,
+            tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| timeout("tls"))?
+        .map_err(|source| ConnectError::Tls {
+            host: bare_host.clone(),
+            source,
+        })?;
+        Transport::Tls(Box::new(tls.into()))
+    } else {
+        Transport::Plain(tcp)
+    };
+
+    timeout_at(deadline, upgrade(transport, &req, peer))
+        .await
+        .map_err(|_| timeout("upgrade"))?
+}
+
+async fn dial(addr: SocketAddr, local: Option<IpAddr>) -> Result<TcpStream, ConnectError> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    };
+    let sock = sock.map_err(|source| ConnectError::Connect { addr, source })?;
+    if let Some(ip) = local {
+        sock.bind(SocketAddr::new(ip, 0))
+            .map_err(|source| ConnectError::Connect { addr, source })?;
+    }
+    sock.connect(addr)
+        .await
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::ConnectionRefused => ConnectError::Refused { addr },
+            _ => ConnectError::Connect { addr, source },
+        })
+}
+
+async fn upgrade(
+    transport: Transport,
+    req: &ConnectRequest,
+    peer: SocketAddr,
+) -> Result<Connected, ConnectError> {
+    let url = &req.url;
+    let key = generate_key();
+    let path_and_query = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let path_and_query = if path_and_query.is_empty() {
+        "/"
+    } else {
+        path_and_query
+    };
+    let mut builder = http::Request::builder().method("GET").uri(path_and_query);
+    let host_header = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    {
+        let h = builder.headers_mut().ok_or(ConnectError::Takeover)?;
+        for (name, value) in &req.headers {
+            h.append(name, value.clone());
+        }
+        if let Ok(v) = HeaderValue::from_str(&host_header) {
+            h.insert(header::HOST, v);
+        }
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&key) {
+            h.insert(header::SEC_WEBSOCKET_KEY, v);
+        }
+        h.remove(header::SEC_WEBSOCKET_PROTOCOL);
+        if !req.subprotocols.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&req.subprotocols.join(", "))
+        {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+        }
+    }
+    let request = builder
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| ConnectError::InvalidUrl {
+            url: url.to_string(),
+            reason: "cannot form an HTTP request from it",
+        })?;
+
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(transport)).await?;
+    // The connection future finishes once hyper hands the socket to the upgrade (or
+    // the server closes); a refused upgrade ends it when `sender` is dropped.
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let mut res = sender.send_request(request).await?;
+    let status = res.status();
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        let headers = res.headers().clone();
+        let body = Limited::new(res.into_body(), MAX_REJECT_BODY)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(ConnectError::Rejected {
+            status,
+            headers,
+            body,
+        });
+    }
+    let expected = accept_key(key.as_bytes());
+    if res
+        .headers()
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .map(|v| v.as_bytes())
+        != Some(expected.as_bytes())
+    {
+        return Err(ConnectError::BadAccept);
+    }
+    let subprotocol = res
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(p) = &subprotocol
+        && !req.subprotocols.iter().any(|o| o == p)
+    {
+        return Err(ConnectError::UnofferedSubprotocol(p.clone()));
+    }
+    let headers = res.headers().clone();
+    let upgraded = hyper::upgrade::on(&mut res).await?;
+    let (transport, leftover) =
+        crate::handshake::into_transport(upgraded).map_err(|_| ConnectError::Takeover)?;
+    Ok(Connected {
+        transport,
+        leftover,
+        headers,
+        subprotocol,
+        peer,
+    })
+}
