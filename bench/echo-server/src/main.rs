@@ -26,14 +26,9 @@ fn main() -> std::io::Result<()> {
         }
     }
     let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
     };
     rt.block_on(serve(addr))
 }
@@ -89,8 +84,5 @@ async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, I
         }
         ws.flush_best_effort().await;
     });
-    Ok(handshake::switching_protocols(
-        &key,
-        offered.first().map(String::as_str),
-    ))
+    Ok(handshake::switching_protocols(&key, offered.first().map(String::as_str)))
 }

@@ -39,10 +39,7 @@ pub struct CloseFrame {
 
 impl CloseFrame {
     pub fn new(code: u16, reason: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason: reason.into(),
-        }
+        Self { code, reason: reason.into() }
     }
 
     /// Parses and validates a close payload: empty, or a sendable code followed by a
@@ -56,12 +53,8 @@ impl CloseFrame {
                 if !CloseCode::is_sendable(code) {
                     return Err(ProtocolError::InvalidCloseCode(code));
                 }
-                let reason = simdutf8::basic::from_utf8(&payload[2..])
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-                Ok(Some(Self {
-                    code,
-                    reason: reason.to_owned(),
-                }))
+                let reason = simdutf8::basic::from_utf8(&payload[2..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+                Ok(Some(Self { code, reason: reason.to_owned() }))
             }
         }
     }

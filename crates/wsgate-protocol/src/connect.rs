@@ -77,16 +77,9 @@ pub enum ConnectError {
     #[error("wss:// needs a TLS client configuration")]
     NoTlsConfig,
     #[error("timed out during {stage} after {after:?}")]
-    Timeout {
-        stage: &'static str,
-        after: Duration,
-    },
+    Timeout { stage: &'static str, after: Duration },
     #[error("upgrade refused with HTTP {status}")]
-    Rejected {
-        status: StatusCode,
-        headers: HeaderMap,
-        body: Bytes,
-    },
+    Rejected { status: StatusCode, headers: HeaderMap, body: Bytes },
     #[error("HTTP error during the upgrade: {0}")]
     Http(#[from] hyper::Error),
     #[error("server answered 101 with a wrong Sec-WebSocket-Accept")]
@@ -109,9 +102,7 @@ impl ConnectError {
             Self::Tls { .. } | Self::NoTlsConfig => "tls",
             Self::Timeout { .. } => "timeout",
             Self::Rejected { .. } => "http_status",
-            Self::Http(_) | Self::BadAccept | Self::UnofferedSubprotocol(_) | Self::Takeover => {
-                "handshake"
-            }
+            Self::Http(_) | Self::BadAccept | Self::UnofferedSubprotocol(_) | Self::Takeover => "handshake",
         }
     }
 
@@ -128,15 +119,9 @@ impl ConnectError {
 pub async fn connect(req: ConnectRequest) -> Result<Connected, ConnectError> {
     let started = Instant::now();
     let deadline = started + req.timeout;
-    let timeout = |stage| ConnectError::Timeout {
-        stage,
-        after: started.elapsed(),
-    };
+    let timeout = |stage| ConnectError::Timeout { stage, after: started.elapsed() };
     let url = &req.url;
-    let bad = |reason| ConnectError::InvalidUrl {
-        url: url.to_string(),
-        reason,
-    };
+    let bad = |reason| ConnectError::InvalidUrl { url: url.to_string(), reason };
     let secure = match url.scheme() {
         "ws" | "http" => false,
         "wss" | "https" => true,
@@ -144,30 +129,18 @@ pub async fn connect(req: ConnectRequest) -> Result<Connected, ConnectError> {
     };
     let host = url.host_str().ok_or_else(|| bad("no host"))?.to_owned();
     let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
-    let bare_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
 
     let addrs: Vec<SocketAddr> = match bare_host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => timeout_at(
-            deadline,
-            tokio::net::lookup_host((bare_host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| timeout("dns"))?
-        .map_err(|source| ConnectError::Dns {
-            host: bare_host.clone(),
-            source,
-        })?
-        .collect(),
+        Err(_) => timeout_at(deadline, tokio::net::lookup_host((bare_host.as_str(), port)))
+            .await
+            .map_err(|_| timeout("dns"))?
+            .map_err(|source| ConnectError::Dns { host: bare_host.clone(), source })?
+            .collect(),
     };
     if addrs.is_empty() {
-        return Err(ConnectError::Dns {
-            host,
-            source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-        });
+        return Err(ConnectError::Dns { host, source: io::Error::new(io::ErrorKind::NotFound, "no addresses") });
     }
 
     let mut last_err = None;
@@ -187,68 +160,42 @@ pub async fn connect(req: ConnectRequest) -> Result<Connected, ConnectError> {
         (None, Some(e)) => return Err(e),
         (None, None) => return Err(timeout("connect")),
     };
-    let peer = tcp.peer_addr().map_err(|source| ConnectError::Connect {
-        addr: addrs[0],
-        source,
-    })?;
+    let peer = tcp.peer_addr().map_err(|source| ConnectError::Connect { addr: addrs[0], source })?;
     let _ = tcp.set_nodelay(true);
 
     let transport = if secure {
         let cfg = req.tls.clone().ok_or(ConnectError::NoTlsConfig)?;
         let name = rustls::pki_types::ServerName::try_from(bare_host.clone())
             .map_err(|_| bad("host is not a valid TLS server name"))?;
-        let tls = timeout_at(
-            deadline,
-            tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| timeout("tls"))?
-        .map_err(|source| ConnectError::Tls {
-            host: bare_host.clone(),
-            source,
-        })?;
+        let tls = timeout_at(deadline, tokio_rustls::TlsConnector::from(cfg).connect(name, tcp))
+            .await
+            .map_err(|_| timeout("tls"))?
+            .map_err(|source| ConnectError::Tls { host: bare_host.clone(), source })?;
         Transport::Tls(Box::new(tls.into()))
     } else {
         Transport::Plain(tcp)
     };
 
-    timeout_at(deadline, upgrade(transport, &req, peer))
-        .await
-        .map_err(|_| timeout("upgrade"))?
+    timeout_at(deadline, upgrade(transport, &req, peer)).await.map_err(|_| timeout("upgrade"))?
 }
 
 async fn dial(addr: SocketAddr, local: Option<IpAddr>) -> Result<TcpStream, ConnectError> {
-    let sock = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    };
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
     let sock = sock.map_err(|source| ConnectError::Connect { addr, source })?;
     if let Some(ip) = local {
-        sock.bind(SocketAddr::new(ip, 0))
-            .map_err(|source| ConnectError::Connect { addr, source })?;
+        sock.bind(SocketAddr::new(ip, 0)).map_err(|source| ConnectError::Connect { addr, source })?;
     }
-    sock.connect(addr)
-        .await
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::ConnectionRefused => ConnectError::Refused { addr },
-            _ => ConnectError::Connect { addr, source },
-        })
+    sock.connect(addr).await.map_err(|source| match source.kind() {
+        io::ErrorKind::ConnectionRefused => ConnectError::Refused { addr },
+        _ => ConnectError::Connect { addr, source },
+    })
 }
 
-async fn upgrade(
-    transport: Transport,
-    req: &ConnectRequest,
-    peer: SocketAddr,
-) -> Result<Connected, ConnectError> {
+async fn upgrade(transport: Transport, req: &ConnectRequest, peer: SocketAddr) -> Result<Connected, ConnectError> {
     let url = &req.url;
     let key = generate_key();
     let path_and_query = &url[url::Position::BeforePath..url::Position::AfterQuery];
-    let path_and_query = if path_and_query.is_empty() {
-        "/"
-    } else {
-        path_and_query
-    };
+    let path_and_query = if path_and_query.is_empty() { "/" } else { path_and_query };
     let mut builder = http::Request::builder().method("GET").uri(path_and_query);
     let host_header = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
@@ -264,10 +211,7 @@ async fn upgrade(
         }
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
+        h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         if let Ok(v) = HeaderValue::from_str(&key) {
             h.insert(header::SEC_WEBSOCKET_KEY, v);
         }
@@ -278,12 +222,10 @@ async fn upgrade(
             h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
         }
     }
-    let request = builder
-        .body(Empty::<Bytes>::new())
-        .map_err(|_| ConnectError::InvalidUrl {
-            url: url.to_string(),
-            reason: "cannot form an HTTP request from it",
-        })?;
+    let request = builder.body(Empty::<Bytes>::new()).map_err(|_| ConnectError::InvalidUrl {
+        url: url.to_string(),
+        reason: "cannot form an HTTP request from it",
+    })?;
 
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(transport)).await?;
     // The connection future finishes once hyper hands the socket to the upgrade (or
@@ -295,31 +237,16 @@ async fn upgrade(
     let status = res.status();
     if status != StatusCode::SWITCHING_PROTOCOLS {
         let headers = res.headers().clone();
-        let body = Limited::new(res.into_body(), MAX_REJECT_BODY)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Err(ConnectError::Rejected {
-            status,
-            headers,
-            body,
-        });
+        let body =
+            Limited::new(res.into_body(), MAX_REJECT_BODY).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return Err(ConnectError::Rejected { status, headers, body });
     }
     let expected = accept_key(key.as_bytes());
-    if res
-        .headers()
-        .get(header::SEC_WEBSOCKET_ACCEPT)
-        .map(|v| v.as_bytes())
-        != Some(expected.as_bytes())
-    {
+    if res.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
         return Err(ConnectError::BadAccept);
     }
-    let subprotocol = res
-        .headers()
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let subprotocol =
+        res.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(p) = &subprotocol
         && !req.subprotocols.iter().any(|o| o == p)
     {
@@ -327,13 +254,6 @@ async fn upgrade(
     }
     let headers = res.headers().clone();
     let upgraded = hyper::upgrade::on(&mut res).await?;
-    let (transport, leftover) =
-        crate::handshake::into_transport(upgraded).map_err(|_| ConnectError::Takeover)?;
-    Ok(Connected {
-        transport,
-        leftover,
-        headers,
-        subprotocol,
-        peer,
-    })
+    let (transport, leftover) = crate::handshake::into_transport(upgraded).map_err(|_| ConnectError::Takeover)?;
+    Ok(Connected { transport, leftover, headers, subprotocol, peer })
 }

@@ -76,12 +76,7 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(opcode: OpCode, payload: impl Into<Bytes>) -> Self {
-        Self {
-            fin: true,
-            rsv1: false,
-            opcode,
-            payload: payload.into(),
-        }
+        Self { fin: true, rsv1: false, opcode, payload: payload.into() }
     }
     pub fn text(payload: impl Into<Bytes>) -> Self {
         Self::new(OpCode::Text, payload)
@@ -155,11 +150,7 @@ pub const MAX_HEADER: usize = 14;
 
 impl Decoder {
     pub fn new(role: Role, max_frame: usize) -> Self {
-        Self {
-            role,
-            max_frame,
-            allow_rsv1: false,
-        }
+        Self { role, max_frame, allow_rsv1: false }
     }
 
     /// Accept RSV1 (permessage-deflate negotiated).
@@ -203,10 +194,7 @@ impl Decoder {
             return Ok(None);
         };
         if payload_len > self.max_frame as u64 {
-            return Err(ProtocolError::FrameTooLarge {
-                size: payload_len,
-                limit: self.max_frame,
-            });
+            return Err(ProtocolError::FrameTooLarge { size: payload_len, limit: self.max_frame });
         }
         let total = header_len + payload_len as usize;
         if buf.len() < total {
@@ -222,12 +210,7 @@ impl Decoder {
         if let Some(mask) = mask {
             apply_mask(&mut payload, mask);
         }
-        Ok(Some(Frame {
-            fin,
-            rsv1,
-            opcode,
-            payload: payload.freeze(),
-        }))
+        Ok(Some(Frame { fin, rsv1, opcode, payload: payload.freeze() }))
     }
 }
 
@@ -264,12 +247,7 @@ fn parse_lengths(buf: &[u8]) -> Option<(usize, u64, bool)> {
 
 /// Writes one frame into `dst`: header built on the stack, payload copied once and
 /// masked in place when `mask` is given (client role).
-pub fn encode_frame(
-    dst: &mut BytesMut,
-    frame_head: (bool, bool, OpCode),
-    payload: &[u8],
-    mask: Option<[u8; 4]>,
-) {
+pub fn encode_frame(dst: &mut BytesMut, frame_head: (bool, bool, OpCode), payload: &[u8], mask: Option<[u8; 4]>) {
     let (fin, rsv1, opcode) = frame_head;
     let mut head = [0u8; MAX_HEADER];
     head[0] = (fin as u8) << 7 | (rsv1 as u8) << 6 | opcode.as_u8();
@@ -307,9 +285,7 @@ pub fn random_mask() -> [u8; 4] {
 
 /// XORs `buf` with the 4-byte `mask`, eight bytes at a time.
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
-    let wide = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
+    let wide = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut w = [0u8; 8];
@@ -330,11 +306,7 @@ mod tests {
         let mut buf = BytesMut::new();
         let mask = (role_out == Role::Client).then(random_mask);
         encode_frame(&mut buf, (fin, false, opcode), payload, mask);
-        let role_in = if role_out == Role::Client {
-            Role::Server
-        } else {
-            Role::Client
-        };
+        let role_in = if role_out == Role::Client { Role::Server } else { Role::Client };
         let dec = Decoder::new(role_in, 1 << 24);
         let f = dec.decode(&mut buf).unwrap().unwrap();
         assert!(buf.is_empty());
@@ -355,22 +327,14 @@ mod tests {
     #[test]
     fn partial_input_asks_for_more_then_completes() {
         let mut full = BytesMut::new();
-        encode_frame(
-            &mut full,
-            (true, false, OpCode::Text),
-            b"hello world",
-            Some([1, 2, 3, 4]),
-        );
+        encode_frame(&mut full, (true, false, OpCode::Text), b"hello world", Some([1, 2, 3, 4]));
         let dec = Decoder::new(Role::Server, 1024);
         for cut in 0..full.len() {
             let mut part = BytesMut::from(&full[..cut]);
             assert_eq!(dec.decode(&mut part).unwrap(), None, "cut at {cut}");
         }
         let mut all = full.clone();
-        assert_eq!(
-            &dec.decode(&mut all).unwrap().unwrap().payload[..],
-            b"hello world"
-        );
+        assert_eq!(&dec.decode(&mut all).unwrap().unwrap().payload[..], b"hello world");
     }
 
     #[test]
@@ -382,13 +346,7 @@ mod tests {
             (&[0x83, 0x80, 0, 0, 0, 0], ProtocolError::ReservedOpcode(3)),
             (&[0x09, 0x80, 0, 0, 0, 0], ProtocolError::BadControlFrame),
             (&[0x89, 0xFE, 0, 200], ProtocolError::BadControlFrame),
-            (
-                &[0x82, 0x91, 0, 0, 0, 0],
-                ProtocolError::FrameTooLarge {
-                    size: 17,
-                    limit: 16,
-                },
-            ),
+            (&[0x82, 0x91, 0, 0, 0, 0], ProtocolError::FrameTooLarge { size: 17, limit: 16 }),
         ];
         for (bytes, want) in cases {
             let mut b = BytesMut::from(*bytes);
@@ -396,10 +354,7 @@ mod tests {
         }
         let client = Decoder::new(Role::Client, 16);
         let mut b = BytesMut::from(&[0x81u8, 0x80, 0, 0, 0, 0][..]);
-        assert_eq!(
-            client.decode(&mut b).unwrap_err(),
-            ProtocolError::MaskedServerFrame
-        );
+        assert_eq!(client.decode(&mut b).unwrap_err(), ProtocolError::MaskedServerFrame);
     }
 
     #[test]
@@ -407,11 +362,7 @@ mod tests {
         let mask = [0xA1, 0x02, 0xF3, 0x44];
         for len in 0..40 {
             let mut fast: Vec<u8> = (0..len as u8).collect();
-            let slow: Vec<u8> = fast
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
+            let slow: Vec<u8> = fast.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
             apply_mask(&mut fast, mask);
             assert_eq!(fast, slow);
         }

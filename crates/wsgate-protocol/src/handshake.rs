@@ -64,17 +64,10 @@ pub fn validate_upgrade(method: &Method, headers: &HeaderMap) -> Result<HeaderVa
     {
         return Err(UpgradeError::NotUpgrade);
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
         return Err(UpgradeError::Version);
     }
-    headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .cloned()
-        .ok_or(UpgradeError::MissingKey)
+    headers.get(header::SEC_WEBSOCKET_KEY).cloned().ok_or(UpgradeError::MissingKey)
 }
 
 /// Whether a request asks for a WebSocket upgrade at all (used to tell a plain HTTP
@@ -132,23 +125,14 @@ mod tests {
 
     #[test]
     fn rfc_example_accept_key() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
     fn subprotocol_list_parsing() {
         let mut h = HeaderMap::new();
-        h.append(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static("chat, superchat"),
-        );
-        h.append(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static("v3"),
-        );
+        h.append(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("chat, superchat"));
+        h.append(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("v3"));
         assert_eq!(offered_subprotocols(&h), vec!["chat", "superchat", "v3"]);
     }
 }

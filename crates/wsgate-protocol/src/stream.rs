@@ -29,10 +29,7 @@ pub struct WsConfig {
 
 impl Default for WsConfig {
     fn default() -> Self {
-        Self {
-            max_frame_size: 16 << 20,
-            max_message_size: 64 << 20,
-        }
+        Self { max_frame_size: 16 << 20, max_message_size: 64 << 20 }
     }
 }
 
@@ -121,12 +118,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             self.close_sent = true;
         }
         let mask = self.mask();
-        encode_frame(
-            &mut self.wr,
-            (frame.fin, frame.rsv1, frame.opcode),
-            &frame.payload,
-            mask,
-        );
+        encode_frame(&mut self.wr, (frame.fin, frame.rsv1, frame.opcode), &frame.payload, mask);
         Ok(())
     }
 
@@ -137,10 +129,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             Message::Binary(b) => Frame::binary(b.clone()),
             Message::Ping(b) => Frame::ping(b.clone()),
             Message::Pong(b) => Frame::pong(b.clone()),
-            Message::Close(c) => Frame::new(
-                OpCode::Close,
-                c.as_ref().map(CloseFrame::encode).unwrap_or_default(),
-            ),
+            Message::Close(c) => Frame::new(OpCode::Close, c.as_ref().map(CloseFrame::encode).unwrap_or_default()),
         };
         self.feed_frame(&frame)
     }
@@ -235,10 +224,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
     /// (best effort) and drop the connection.
     fn fail(&mut self, e: ProtocolError) -> WsError {
         if !self.close_sent {
-            let _ = self.feed(&Message::Close(Some(CloseFrame::new(
-                e.close_code(),
-                e.to_string(),
-            ))));
+            let _ = self.feed(&Message::Close(Some(CloseFrame::new(e.close_code(), e.to_string()))));
         }
         self.close_received = true;
         WsError::Protocol(e)
@@ -255,12 +241,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             OpCode::Ping => {
                 if !self.close_sent {
                     let mask = self.mask();
-                    encode_frame(
-                        &mut self.wr,
-                        (true, false, OpCode::Pong),
-                        &frame.payload,
-                        mask,
-                    );
+                    encode_frame(&mut self.wr, (true, false, OpCode::Pong), &frame.payload, mask);
                 }
                 Ok(Some(Message::Ping(frame.payload)))
             }
@@ -310,10 +291,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
                 };
                 let size = buf.len() + frame.payload.len();
                 if size > self.config.max_message_size {
-                    return Err(ProtocolError::MessageTooLarge {
-                        size,
-                        limit: self.config.max_message_size,
-                    });
+                    return Err(ProtocolError::MessageTooLarge { size, limit: self.config.max_message_size });
                 }
                 if *opcode == OpCode::Text
                     && (!self.utf8.feed(&frame.payload) || (frame.fin && !self.utf8.is_complete()))
@@ -324,16 +302,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
                 if !frame.fin {
                     return Ok(None);
                 }
-                let (opcode, buf) = self
-                    .frag
-                    .take()
-                    .ok_or(ProtocolError::UnexpectedContinuation)?;
+                let (opcode, buf) = self.frag.take().ok_or(ProtocolError::UnexpectedContinuation)?;
                 let payload = buf.freeze();
-                Ok(Some(if opcode == OpCode::Text {
-                    Message::Text(payload)
-                } else {
-                    Message::Binary(payload)
-                }))
+                Ok(Some(if opcode == OpCode::Text { Message::Text(payload) } else { Message::Binary(payload) }))
             }
         }
     }
@@ -348,42 +319,23 @@ mod tests {
         let (a, b) = tokio::io::duplex(1 << 16);
         let mut client = WsStream::new(a, Role::Client, WsConfig::default(), Bytes::new());
         let mut server = WsStream::new(b, Role::Server, WsConfig::default(), Bytes::new());
-        client
-            .feed_frame(&Frame::text("hel").with_fin(false))
-            .unwrap();
+        client.feed_frame(&Frame::text("hel").with_fin(false)).unwrap();
         client.feed_frame(&Frame::ping("p")).unwrap();
-        client
-            .feed_frame(&Frame::new(OpCode::Continuation, "lo"))
-            .unwrap();
+        client.feed_frame(&Frame::new(OpCode::Continuation, "lo")).unwrap();
         client.flush().await.unwrap();
-        assert_eq!(
-            server.recv().await.unwrap(),
-            Message::Ping(Bytes::from("p"))
-        );
-        assert_eq!(
-            server.recv().await.unwrap(),
-            Message::Text(Bytes::from("hello"))
-        );
+        assert_eq!(server.recv().await.unwrap(), Message::Ping(Bytes::from("p")));
+        assert_eq!(server.recv().await.unwrap(), Message::Text(Bytes::from("hello")));
         // the server answered the ping
         let pong = tokio::spawn(async move {
             let m = client.recv().await.unwrap();
             (client, m)
         });
-        server
-            .send(Message::Close(Some(CloseFrame::new(4001, "bye"))))
-            .await
-            .unwrap();
+        server.send(Message::Close(Some(CloseFrame::new(4001, "bye")))).await.unwrap();
         let (mut client, m) = pong.await.unwrap();
         assert_eq!(m, Message::Pong(Bytes::from("p")));
-        assert_eq!(
-            client.recv().await.unwrap(),
-            Message::Close(Some(CloseFrame::new(4001, "bye")))
-        );
+        assert_eq!(client.recv().await.unwrap(), Message::Close(Some(CloseFrame::new(4001, "bye"))));
         client.flush().await.unwrap();
-        assert_eq!(
-            server.recv().await.unwrap(),
-            Message::Close(Some(CloseFrame::new(4001, "")))
-        );
+        assert_eq!(server.recv().await.unwrap(), Message::Close(Some(CloseFrame::new(4001, ""))));
     }
 
     #[tokio::test]
@@ -396,9 +348,6 @@ mod tests {
         let err = server.recv().await.unwrap_err();
         assert!(matches!(err, WsError::Protocol(ProtocolError::InvalidUtf8)));
         server.flush_best_effort().await;
-        assert!(matches!(
-            client.recv().await.unwrap(),
-            Message::Close(Some(CloseFrame { code: 1007, .. }))
-        ));
+        assert!(matches!(client.recv().await.unwrap(), Message::Close(Some(CloseFrame { code: 1007, .. }))));
     }
 }

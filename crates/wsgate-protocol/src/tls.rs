@@ -9,10 +9,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: String },
     #[error("{path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
@@ -27,13 +24,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     let p = path.display().to_string();
-    let data = std::fs::read(path).map_err(|source| TlsConfigError::Read {
-        path: p.clone(),
-        source,
-    })?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&data)
-        .filter_map(Result::ok)
-        .collect();
+    let data = std::fs::read(path).map_err(|source| TlsConfigError::Read { path: p.clone(), source })?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&data).filter_map(Result::ok).collect();
     if certs.is_empty() {
         return Err(TlsConfigError::NoCertificate { path: p });
     }
@@ -45,12 +37,8 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigErro
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
     let certs = read_certs(cert)?;
     let kp = key.display().to_string();
-    let data = std::fs::read(key).map_err(|source| TlsConfigError::Read {
-        path: kp.clone(),
-        source,
-    })?;
-    let key =
-        PrivateKeyDer::from_pem_slice(&data).map_err(|_| TlsConfigError::NoKey { path: kp })?;
+    let data = std::fs::read(key).map_err(|source| TlsConfigError::Read { path: kp.clone(), source })?;
+    let key = PrivateKeyDer::from_pem_slice(&data).map_err(|_| TlsConfigError::NoKey { path: kp })?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -1,0 +1,77 @@
+//! The events sessions emit. Typed all the way to the wire edge, where observers
+//! serialize them once.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use wsgate_protocol::OpCode;
+
+use crate::session::{SessionInfo, Transition};
+
+/// Which way a frame travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    ClientToUpstream,
+    UpstreamToClient,
+    ClientToGateway,
+    GatewayToClient,
+}
+
+impl Direction {
+    /// Frames that came from the session's client (counted as "in").
+    pub fn is_inbound(self) -> bool {
+        matches!(self, Self::ClientToUpstream | Self::ClientToGateway)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientToUpstream => "client_to_upstream",
+            Self::UpstreamToClient => "upstream_to_client",
+            Self::ClientToGateway => "client_to_gateway",
+            Self::GatewayToClient => "gateway_to_client",
+        }
+    }
+}
+
+/// A frame seen on a session. The payload is shared, never copied, between
+/// observers.
+#[derive(Debug, Clone)]
+pub struct MessageEvent {
+    pub info: Arc<SessionInfo>,
+    /// Per-session sequence number, from 1.
+    pub seq: u64,
+    pub direction: Direction,
+    pub opcode: OpCode,
+    pub fin: bool,
+    pub payload: Bytes,
+    /// Sent by the gateway on an operator's request, not by either peer.
+    pub injected: bool,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    Lifecycle {
+        info: Arc<SessionInfo>,
+        transition: Transition,
+    },
+    Message(MessageEvent),
+    /// Something went wrong or was given up (queued messages dropped, resolver
+    /// fallback) without necessarily ending the session.
+    Error {
+        info: Arc<SessionInfo>,
+        kind: &'static str,
+        message: String,
+    },
+}
+
+impl SessionEvent {
+    pub fn info(&self) -> &Arc<SessionInfo> {
+        match self {
+            Self::Lifecycle { info, .. } | Self::Error { info, .. } => info,
+            Self::Message(m) => &m.info,
+        }
+    }
+}

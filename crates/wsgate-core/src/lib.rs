@@ -1,0 +1,22 @@
+//! The session model every wsgate handler shares.
+//!
+//! A handler (proxy, relay, mock, outbound) owns its connections and moves frames; it
+//! reports what happens through a [`SessionHandle`]: lifecycle transitions, frames
+//! seen, errors. The handle publishes those as [`SessionEvent`]s on the [`EventBus`],
+//! where observers (live stream, metrics, later the store and the recorder) each read
+//! from their own bounded queue, and keeps the [`Registry`] of live sessions that the
+//! control plane lists and sends commands (inject, close) through.
+//!
+//! Nothing here does I/O: it is the vocabulary, not the machinery.
+
+pub mod bus;
+pub mod event;
+pub mod id;
+pub mod registry;
+pub mod session;
+
+pub use bus::{EventBus, EventBusBuilder, ObserverQueue};
+pub use event::{Direction, MessageEvent, SessionEvent};
+pub use id::SessionId;
+pub use registry::{Command, CommandError, Registry, SessionSnapshot, Target};
+pub use session::{CloseInfo, Initiator, SessionHandle, SessionInfo, SessionKind, State, Transition, TransitionDetail};

@@ -1,0 +1,213 @@
+//! Live sessions, and a bounded memory of recently ended ones.
+//!
+//! The registry is how the control plane finds a session (to list it, show it, or
+//! send it a command). It is a sharded map, so the per-connection hot path never
+//! contends on a global lock; each entry's transition list sits behind its own short
+//! mutex that is never held across an await.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::id::SessionId;
+use crate::session::{CloseInfo, Counters, SessionInfo, SessionKind, State, Transition};
+
+/// How many ended sessions are kept in memory for `GET /api/sessions`.
+pub const DEFAULT_RECENT: usize = 1000;
+
+/// Which peer a command addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Client,
+    Upstream,
+}
+
+/// An operator's command to a live session.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Send a text (`binary == false`) or binary message to one side.
+    Inject { to: Target, payload: Bytes, binary: bool },
+    /// Close both sides with this code and reason.
+    Close { code: u16, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no live session with this id")]
+    NotFound,
+    #[error("the session's command queue is full; try again")]
+    Busy,
+    #[error("the session has no {0:?} side")]
+    NoSuchSide(Target),
+}
+
+struct Entry {
+    info: Arc<SessionInfo>,
+    commands: mpsc::Sender<Command>,
+    counters: Arc<Counters>,
+    transitions: Mutex<Vec<Transition>>,
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSnapshot {
+    #[serde(flatten)]
+    pub info: Arc<SessionInfo>,
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subprotocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
+    pub close: CloseInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub lifecycle: Vec<Transition>,
+}
+
+pub struct Registry {
+    live: DashMap<SessionId, Entry>,
+    recent: Mutex<VecDeque<SessionSnapshot>>,
+    recent_capacity: usize,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("live", &self.live.len()).finish()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new(DEFAULT_RECENT)
+    }
+}
+
+impl Registry {
+    pub fn new(recent_capacity: usize) -> Self {
+        Self { live: DashMap::new(), recent: Mutex::new(VecDeque::new()), recent_capacity }
+    }
+
+    pub(crate) fn insert(
+        &self,
+        info: Arc<SessionInfo>,
+        commands: mpsc::Sender<Command>,
+        counters: Arc<Counters>,
+        first: Transition,
+    ) {
+        self.live.insert(info.id, Entry { info, commands, counters, transitions: Mutex::new(vec![first]) });
+    }
+
+    pub(crate) fn record(&self, id: SessionId, t: Transition) {
+        if let Some(e) = self.live.get(&id) {
+            lock(&e.transitions).push(t);
+        }
+    }
+
+    pub(crate) fn finish(&self, id: SessionId) {
+        let Some((_, entry)) = self.live.remove(&id) else { return };
+        let snap = snapshot(&entry);
+        let mut recent = lock(&self.recent);
+        if recent.len() >= self.recent_capacity {
+            recent.pop_front();
+        }
+        recent.push_back(snap);
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Live sessions, oldest first.
+    pub fn live(&self) -> Vec<SessionSnapshot> {
+        let mut v: Vec<_> = self.live.iter().map(|e| snapshot(e.value())).collect();
+        v.sort_by_key(|s| s.info.id);
+        v
+    }
+
+    /// Live and recently ended sessions, newest first.
+    pub fn all(&self) -> Vec<SessionSnapshot> {
+        let mut v = self.live();
+        v.extend(lock(&self.recent).iter().cloned());
+        v.sort_by(|a, b| b.info.id.cmp(&a.info.id));
+        v
+    }
+
+    pub fn get(&self, id: SessionId) -> Option<SessionSnapshot> {
+        if let Some(e) = self.live.get(&id) {
+            return Some(snapshot(e.value()));
+        }
+        lock(&self.recent).iter().find(|s| s.info.id == id).cloned()
+    }
+
+    /// Ids of live sessions of `kind` whose path (without query) is `path`.
+    pub fn live_on_path(&self, path: &str) -> Vec<SessionId> {
+        self.live.iter().filter(|e| e.info.path_only() == path).map(|e| e.info.id).collect()
+    }
+
+    pub fn live_of_kind(&self, kind: SessionKind) -> Vec<SessionId> {
+        self.live.iter().filter(|e| e.info.kind == kind).map(|e| e.info.id).collect()
+    }
+
+    /// Hands a command to a live session without waiting.
+    pub fn command(&self, id: SessionId, cmd: Command) -> Result<(), CommandError> {
+        let tx = self.live.get(&id).map(|e| e.commands.clone()).ok_or(CommandError::NotFound)?;
+        tx.try_send(cmd).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => CommandError::Busy,
+            mpsc::error::TrySendError::Closed(_) => CommandError::NotFound,
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks cannot leave the data
+    // half-written in a way that matters more than losing the whole registry.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn snapshot(e: &Entry) -> SessionSnapshot {
+    let lifecycle = lock(&e.transitions).clone();
+    let last = lifecycle.last();
+    let state = last.map(|t| t.state).unwrap_or(State::Requested);
+    let upstream = lifecycle.iter().rev().find_map(|t| t.detail.upstream.clone());
+    let subprotocol = lifecycle.iter().rev().find_map(|t| t.detail.subprotocol.clone());
+    let (closed_at, close, failure) = match last {
+        Some(t) if t.state.is_final() => (
+            Some(t.at),
+            CloseInfo {
+                code: t.detail.close_code,
+                reason: t.detail.close_reason.clone(),
+                initiator: t.detail.initiator,
+            },
+            if t.state == State::Failed { t.detail.reason.clone() } else { None },
+        ),
+        _ => (None, CloseInfo::default(), None),
+    };
+    let c = &e.counters;
+    SessionSnapshot {
+        info: e.info.clone(),
+        state,
+        upstream,
+        subprotocol,
+        closed_at,
+        close,
+        failure,
+        messages_in: c.messages_in.load(Ordering::Relaxed),
+        messages_out: c.messages_out.load(Ordering::Relaxed),
+        bytes_in: c.bytes_in.load(Ordering::Relaxed),
+        bytes_out: c.bytes_out.load(Ordering::Relaxed),
+        lifecycle,
+    }
+}

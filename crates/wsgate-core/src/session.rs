@@ -1,0 +1,267 @@
+//! A session: its identity, its lifecycle, and the handle its handler reports through.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use wsgate_protocol::{Frame, OpCode};
+
+use crate::bus::EventBus;
+use crate::event::{Direction, MessageEvent, SessionEvent};
+use crate::id::SessionId;
+use crate::registry::{Command, Registry};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    Proxy,
+    Relay,
+    Mock,
+    Outbound,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Proxy => "proxy",
+            Self::Relay => "relay",
+            Self::Mock => "mock",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+/// `REQUESTED → CONNECTING → CONNECTED → DISCONNECTED | FAILED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    Requested,
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+}
+
+impl State {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Disconnected | Self::Failed)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "REQUESTED",
+            Self::Connecting => "CONNECTING",
+            Self::Connected => "CONNECTED",
+            Self::Disconnected => "DISCONNECTED",
+            Self::Failed => "FAILED",
+        }
+    }
+    /// Whether `next` may follow `self`.
+    pub fn can_become(self, next: State) -> bool {
+        use State::*;
+        matches!(
+            (self, next),
+            (Requested, Connecting | Connected | Failed | Disconnected)
+                | (Connecting, Connected | Failed | Disconnected)
+                | (Connected, Disconnected | Failed)
+        )
+    }
+}
+
+/// Who ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Initiator {
+    Client,
+    Upstream,
+    Gateway,
+    Admin,
+}
+
+/// What a session is, fixed when it is requested.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub kind: SessionKind,
+    pub route: Arc<str>,
+    /// Request path and query as the client sent them.
+    pub path: String,
+    pub client_addr: Option<SocketAddr>,
+    /// Selected request headers, credentials already redacted.
+    pub headers: Vec<(String, String)>,
+    pub opened_at: DateTime<Utc>,
+}
+
+impl SessionInfo {
+    /// The path without its query.
+    pub fn path_only(&self) -> &str {
+        self.path.split('?').next().unwrap_or(&self.path)
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CloseInfo {
+    pub code: Option<u16>,
+    pub reason: Option<String>,
+    pub initiator: Option<Initiator>,
+}
+
+/// Extra facts a transition carries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TransitionDetail {
+    /// Human-readable reason (`connection to 127.0.0.1:9 refused`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Machine-readable class of a failure: `dns`, `refused`, `tls`, `timeout`,
+    /// `http_status`, `handshake`, `resolver`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_kind: Option<&'static str>,
+    /// HTTP status of a refused upstream upgrade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subprotocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initiator: Option<Initiator>,
+    /// Time the upstream dial took, for CONNECTED after CONNECTING.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<f64>,
+}
+
+/// One step of a lifecycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub state: State,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub detail: TransitionDetail,
+}
+
+/// Per-session counters, written by the owning task only (relaxed atomics so the
+/// control plane can read them without a lock).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+/// What a handler holds for one session. Emitting through it is the only way a
+/// handler reports anything; dropping it without a final state records the session
+/// as DISCONNECTED by the gateway, so no session can stay "live" forever.
+pub struct SessionHandle {
+    info: Arc<SessionInfo>,
+    bus: Arc<EventBus>,
+    registry: Arc<Registry>,
+    counters: Arc<Counters>,
+    state: State,
+    seq: u64,
+}
+
+impl SessionHandle {
+    /// Registers a new session in REQUESTED and returns its handle and the receiving
+    /// end of its command queue (inject/close from the control plane).
+    pub fn open(
+        info: SessionInfo,
+        bus: Arc<EventBus>,
+        registry: Arc<Registry>,
+        command_capacity: usize,
+    ) -> (Self, mpsc::Receiver<Command>) {
+        let info = Arc::new(info);
+        let (tx, rx) = mpsc::channel(command_capacity);
+        let counters = Arc::new(Counters::default());
+        let first = Transition { state: State::Requested, at: Utc::now(), detail: TransitionDetail::default() };
+        registry.insert(info.clone(), tx, counters.clone(), first.clone());
+        bus.emit(SessionEvent::Lifecycle { info: info.clone(), transition: first });
+        (Self { info, bus, registry, counters, state: State::Requested, seq: 0 }, rx)
+    }
+
+    pub fn id(&self) -> SessionId {
+        self.info.id
+    }
+    pub fn info(&self) -> &Arc<SessionInfo> {
+        &self.info
+    }
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn bus(&self) -> &Arc<EventBus> {
+        &self.bus
+    }
+
+    /// Moves to `state`. Invalid transitions (e.g. out of a final state) are ignored:
+    /// the first final state wins.
+    pub fn transition(&mut self, state: State, detail: TransitionDetail) {
+        if !self.state.can_become(state) {
+            return;
+        }
+        self.state = state;
+        let t = Transition { state, at: Utc::now(), detail };
+        self.registry.record(self.info.id, t.clone());
+        self.bus.emit(SessionEvent::Lifecycle { info: self.info.clone(), transition: t });
+    }
+
+    /// Records a frame seen (or injected) on `direction`.
+    #[inline]
+    pub fn frame(&mut self, direction: Direction, frame: &Frame, injected: bool) {
+        self.frame_parts(direction, frame.opcode, frame.fin, &frame.payload, injected);
+    }
+
+    /// Same as [`SessionHandle::frame`] from parts, for callers that have no `Frame`.
+    #[inline]
+    pub fn frame_parts(&mut self, direction: Direction, opcode: OpCode, fin: bool, payload: &Bytes, injected: bool) {
+        self.seq += 1;
+        let len = payload.len() as u64;
+        if direction.is_inbound() {
+            self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+            self.counters.bytes_in.fetch_add(len, Ordering::Relaxed);
+        } else {
+            self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+            self.counters.bytes_out.fetch_add(len, Ordering::Relaxed);
+        }
+        self.bus.emit_message(MessageEvent {
+            info: self.info.clone(),
+            seq: self.seq,
+            direction,
+            opcode,
+            fin,
+            payload: payload.clone(),
+            injected,
+            at: Utc::now(),
+        });
+    }
+
+    /// Reports a non-fatal error or a notable event (queued messages dropped, a
+    /// resolver fallback).
+    pub fn error(&self, kind: &'static str, message: String) {
+        self.bus.emit(SessionEvent::Error { info: self.info.clone(), kind, message });
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        if !self.state.is_final() {
+            self.transition(
+                State::Disconnected,
+                TransitionDetail {
+                    reason: Some("session ended without a close".into()),
+                    initiator: Some(Initiator::Gateway),
+                    close_code: Some(wsgate_protocol::CloseCode::ABNORMAL),
+                    ..Default::default()
+                },
+            );
+        }
+        self.registry.finish(self.info.id);
+    }
+}
