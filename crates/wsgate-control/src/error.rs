@@ -1,0 +1,115 @@
+//! Every failure the HTTP API reports, each carrying its status. The body is always
+//! `{"error":"<message>"}`, so a script never has to parse an HTML error page.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use wsgate_core::{CommandError, SessionId};
+use wsgate_protocol::handshake::UpgradeError;
+
+use crate::commands::InvalidCommand;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no such route")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("missing or wrong admin token")]
+    Unauthorized,
+    #[error("invalid session id {0:?}")]
+    BadSessionId(String),
+    #[error("no session with id {0}")]
+    SessionNotFound(SessionId),
+    #[error("invalid path: {0}")]
+    BadPath(String),
+    #[error("invalid query: {0}")]
+    BadQuery(String),
+    #[error("invalid {field} {value:?}: expected one of {expected}")]
+    BadFilter { field: &'static str, value: String, expected: &'static str },
+    #[error("request body must be JSON (Content-Type: application/json)")]
+    NotJson,
+    #[error("cannot read request body: {0}")]
+    Body(#[from] BytesRejection),
+    #[error("invalid JSON body: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Invalid(#[from] InvalidCommand),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("{0}")]
+    Upgrade(#[from] UpgradeError),
+    #[error("cannot encode metrics")]
+    MetricsEncoding,
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::BadPath(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::BadQuery(r.body_text())
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute | Self::SessionNotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::BadSessionId(_)
+            | Self::BadPath(_)
+            | Self::BadQuery(_)
+            | Self::BadFilter { .. }
+            | Self::Json(_)
+            | Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // 413 when the body is over the limit, 400 when it could not be read.
+            Self::Body(r) => r.status(),
+            Self::Command(CommandError::NotFound) => StatusCode::NOT_FOUND,
+            // The session's command queue is full: transient, so 503 with Retry-After.
+            Self::Command(CommandError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Command(CommandError::NoSuchSide(_)) => StatusCode::CONFLICT,
+            Self::Upgrade(e) => e.status(),
+            Self::MetricsEncoding => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut res = (status, Json(ErrorBody { error: self.to_string() })).into_response();
+        match self {
+            Self::Unauthorized => {
+                res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Command(CommandError::Busy) => {
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+/// Fallback for unknown paths.
+pub async fn no_route() -> ApiError {
+    ApiError::NoRoute
+}
+
+/// Fallback for a known path with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,222 @@
+//! wsgate's control plane: the HTTP app an operator (or the dashboard, or a script)
+//! talks to on its own listener, apart from the traffic listener.
+//!
+//! It is an observer like any other: it learns what sessions do from the
+//! [`EventBus`] (two queues, `live` and `metrics`, registered by
+//! [`register_observers`]) and reaches into sessions only through the [`Registry`]
+//! (listing them, sending them inject and close commands). Handlers never call it.
+//!
+//! Routes (see [`ControlPlane::router`]):
+//! - `GET /healthz`, `GET /readyz` — always open;
+//! - `GET /metrics` — Prometheus text from a per-instance registry ([`metrics`]);
+//! - `GET /api/sessions`, `GET /api/sessions/{id}`, `POST /api/sessions/{id}/inject`,
+//!   `POST /api/sessions/{id}/close` — JSON ([`api`]);
+//! - `WS /api/live` — live events out, commands in, including the websocket-multiplex
+//!   master-control shapes ([`live`], [`commands`]);
+//! - `WS /client/{path}`, `WS /upstream/{path}` — websocket-multiplex's raw per-path
+//!   taps ([`taps`]).
+//!
+//! With an admin token configured, everything but the two health probes needs it
+//! ([`auth`]).
+
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod commands;
+pub mod error;
+pub mod event_json;
+pub mod health;
+pub mod live;
+pub mod metrics;
+pub mod taps;
+pub mod ws;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wsgate_core::{EventBus, EventBusBuilder, ObserverQueue, Registry};
+
+pub use error::ApiError;
+
+/// Default cut of payloads shown on the live stream, in bytes.
+pub const DEFAULT_PAYLOAD_CAP: usize = 4096;
+/// Default capacity of one live subscriber's (or tap's) outgoing queue, in messages.
+pub const DEFAULT_LIVE_QUEUE: usize = 1024;
+/// Capacity of the bus queue feeding the live observer, in events. Sized like the
+/// core default: large enough to ride out a burst while a subscriber's socket is slow.
+pub const LIVE_OBSERVER_CAPACITY: usize = wsgate_core::bus::DEFAULT_OBSERVER_CAPACITY;
+/// Capacity of the bus queue feeding the metrics observer, in events.
+pub const METRICS_OBSERVER_CAPACITY: usize = wsgate_core::bus::DEFAULT_OBSERVER_CAPACITY;
+/// Largest request body accepted (413 above it).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// What the control plane needs to know beyond the registry and bus.
+#[derive(Clone)]
+pub struct ControlConfig {
+    /// When set, `/api/*`, `/api/live`, `/metrics` and the taps need
+    /// `Authorization: Bearer <token>` or `?token=<token>`. `/healthz` and `/readyz`
+    /// stay open so orchestrators can probe without a secret.
+    pub admin_token: Option<String>,
+    /// Payloads on the live stream are cut to this many bytes; cut payloads carry
+    /// `"truncated": true`. Taps are never cut.
+    pub payload_cap: usize,
+    /// Capacity of each live subscriber's and tap's outgoing queue. Overflow drops the
+    /// newest message for that subscriber and counts it in `wsgate_live_dropped_total`.
+    pub live_queue: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { admin_token: None, payload_cap: DEFAULT_PAYLOAD_CAP, live_queue: DEFAULT_LIVE_QUEUE }
+    }
+}
+
+impl std::fmt::Debug for ControlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a credential: never let it reach a log line.
+        f.debug_struct("ControlConfig")
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("payload_cap", &self.payload_cap)
+            .field("live_queue", &self.live_queue)
+            .finish()
+    }
+}
+
+/// The bus queues this crate reads; made by [`register_observers`] before the bus is
+/// built, consumed by [`ControlPlane::start`].
+pub struct ControlObservers {
+    live: ObserverQueue,
+    metrics: ObserverQueue,
+}
+
+impl std::fmt::Debug for ControlObservers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlObservers").finish_non_exhaustive()
+    }
+}
+
+/// Registers the `live` and `metrics` observers on the bus builder.
+pub fn register_observers(builder: &mut EventBusBuilder) -> ControlObservers {
+    let live = builder.observer("live", LIVE_OBSERVER_CAPACITY);
+    // Nobody is watching yet: keep message events off the hot path until someone is.
+    live.wants_messages.store(false, Ordering::Relaxed);
+    let metrics = builder.observer("metrics", METRICS_OBSERVER_CAPACITY);
+    ControlObservers { live, metrics }
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: ControlConfig,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) hub: Arc<live::LiveHub>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    ready: AtomicBool,
+    pub(crate) shutdown: CancellationToken,
+    /// WebSocket connections (live stream, taps) run on this tracker so the binary's
+    /// drain waits for their close handshakes.
+    pub(crate) tracker: TaskTracker,
+}
+
+/// The running control plane. Cheap to clone.
+#[derive(Clone)]
+pub struct ControlPlane {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("cfg", &self.inner.cfg)
+            .field("ready", &self.inner.ready.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// Spawns the observer tasks on `tracker`; they stop when `shutdown` is cancelled.
+    pub fn start(
+        cfg: ControlConfig,
+        registry: Arc<Registry>,
+        bus: Arc<EventBus>,
+        observers: ControlObservers,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Self {
+        let metrics = Arc::new(metrics::Metrics::new(registry.clone(), bus));
+        let ControlObservers { live: live_queue, metrics: metrics_queue } = observers;
+        let hub = Arc::new(live::LiveHub::new(
+            live_queue.wants_messages.clone(),
+            cfg.live_queue,
+            cfg.payload_cap,
+            metrics.live_dropped.clone(),
+        ));
+        tracker.spawn(live::run_observer(hub.clone(), live_queue, shutdown.clone()));
+        tracker.spawn(metrics::run_observer(metrics.clone(), metrics_queue, shutdown.clone()));
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                registry,
+                hub,
+                metrics,
+                ready: AtomicBool::new(false),
+                shutdown,
+                tracker: tracker.clone(),
+            }),
+        }
+    }
+
+    /// `/readyz` answers 200 only when ready and not shutting down.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed)
+    }
+
+    /// The whole HTTP app, separate from binding so tests and the binary serve it the
+    /// same way.
+    pub fn router(&self) -> Router {
+        let open = Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+        let mut guarded = Router::new()
+            .route("/metrics", get(metrics::scrape))
+            .route("/api/sessions", get(api::list_sessions))
+            .route("/api/sessions/{id}", get(api::get_session))
+            .route("/api/sessions/{id}/inject", post(api::inject))
+            .route("/api/sessions/{id}/close", post(api::close))
+            .route("/api/live", get(ws::live))
+            // A tap on `/` is `/client` or `/client/`: the wildcard needs a segment.
+            .route("/client", get(taps::client))
+            .route("/client/", get(taps::client))
+            .route("/client/{*path}", get(taps::client))
+            .route("/upstream", get(taps::upstream))
+            .route("/upstream/", get(taps::upstream))
+            .route("/upstream/{*path}", get(taps::upstream));
+        if let Some(token) = &self.inner.cfg.admin_token {
+            // route_layer, not layer: unknown paths stay a plain 404 rather than
+            // revealing which ones exist through a 401.
+            guarded = guarded
+                .route_layer(axum::middleware::from_fn_with_state(auth::AdminToken::new(token), auth::require_token));
+        }
+        open.merge(guarded)
+            .fallback(error::no_route)
+            .method_not_allowed_fallback(error::method_not_allowed)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self.clone())
+    }
+}
+
+/// Serves `router` on an already-bound listener until `shutdown` is cancelled, then
+/// stops accepting and lets in-flight HTTP requests finish. Upgraded WebSockets run on
+/// the control plane's tracker and close themselves with 1001 on the same signal.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}

@@ -1,0 +1,232 @@
+//! Prometheus metrics, in a registry owned by this control plane (not a global
+//! recorder: several gateways run in one test process, each with its own numbers).
+//!
+//! Exposed at `GET /metrics` (OpenMetrics text):
+//!
+//! | metric | type | labels | source |
+//! | --- | --- | --- | --- |
+//! | `wsgate_sessions_active` | gauge | `kind` | live sessions in the registry, read at scrape time |
+//! | `wsgate_sessions_total` | counter | `kind`, `outcome` (`disconnected`\|`failed`) | final lifecycle transitions |
+//! | `wsgate_messages_total` | counter | `direction` | message events (one per frame) |
+//! | `wsgate_message_bytes_total` | counter | `direction` | payload bytes of message events |
+//! | `wsgate_upstream_connect_seconds` | histogram | — | `connect_ms` of CONNECTED transitions; buckets 0.5 ms … 10 s |
+//! | `wsgate_queue_dropped_total` | counter | `reason` (`queue_timeout`\|`queue_overflow`) | one per `Error` event of that kind (the proxy emits one per dropped message) |
+//! | `wsgate_observer_dropped_total` | counter | `observer` | events each bus observer dropped, read from the bus at scrape time |
+//! | `wsgate_live_dropped_total` | counter | — | messages dropped for slow `/api/live` subscribers and taps |
+//!
+//! `direction` is `client_to_upstream`, `upstream_to_client`, `client_to_gateway` or
+//! `gateway_to_client`; `kind` is `proxy`, `relay`, `mock` or `outbound`.
+//!
+//! The counters fed from events can miss events the `metrics` observer dropped under
+//! overload; `wsgate_observer_dropped_total{observer="metrics"}` says how many.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, header};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry as PromRegistry;
+use tokio_util::sync::CancellationToken;
+use wsgate_core::{Direction, EventBus, ObserverQueue, Registry, SessionEvent, SessionKind, State as SessionState};
+
+use crate::ControlPlane;
+use crate::error::ApiError;
+
+/// Most events taken from the bus queue per wake-up.
+pub const OBSERVER_BATCH: usize = 512;
+/// Upper bounds of `wsgate_upstream_connect_seconds`, 0.5 ms to 10 s: a loopback
+/// dial lands in the first buckets, a TLS handshake across a continent in the middle.
+pub const CONNECT_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const KINDS: [SessionKind; 4] = [SessionKind::Proxy, SessionKind::Relay, SessionKind::Mock, SessionKind::Outbound];
+const OUTCOMES: [&str; 2] = ["disconnected", "failed"];
+const DIRECTIONS: [Direction; 4] =
+    [Direction::ClientToUpstream, Direction::UpstreamToClient, Direction::ClientToGateway, Direction::GatewayToClient];
+/// `SessionEvent::Error` kinds that mean "a queued message was dropped".
+const QUEUE_DROP_REASONS: [&str; 2] = ["queue_timeout", "queue_overflow"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// This control plane's metrics.
+pub(crate) struct Metrics {
+    registry: PromRegistry,
+    sessions_total: Family<OutcomeLabels, Counter>,
+    messages_total: Family<DirectionLabels, Counter>,
+    message_bytes_total: Family<DirectionLabels, Counter>,
+    upstream_connect: Histogram,
+    queue_dropped: Family<ReasonLabels, Counter>,
+    pub(crate) live_dropped: Counter,
+}
+
+impl Metrics {
+    pub(crate) fn new(sessions: Arc<Registry>, bus: Arc<EventBus>) -> Self {
+        let mut registry = PromRegistry::default();
+        let sessions_total = Family::<OutcomeLabels, Counter>::default();
+        let messages_total = Family::<DirectionLabels, Counter>::default();
+        let message_bytes_total = Family::<DirectionLabels, Counter>::default();
+        let upstream_connect = Histogram::new(CONNECT_BUCKETS);
+        let queue_dropped = Family::<ReasonLabels, Counter>::default();
+        let live_dropped = Counter::default();
+        // Counter names are registered without `_total`: the encoder appends it.
+        registry.register("wsgate_sessions", "Sessions ended, by kind and outcome", sessions_total.clone());
+        registry.register("wsgate_messages", "Frames seen, by direction", messages_total.clone());
+        registry.register("wsgate_message_bytes", "Payload bytes seen, by direction", message_bytes_total.clone());
+        registry.register(
+            "wsgate_upstream_connect_seconds",
+            "Time to dial and upgrade the upstream",
+            upstream_connect.clone(),
+        );
+        registry.register(
+            "wsgate_queue_dropped",
+            "Messages a session dropped from its queue, by reason",
+            queue_dropped.clone(),
+        );
+        registry.register(
+            "wsgate_live_dropped",
+            "Messages dropped for slow live-stream subscribers and taps",
+            live_dropped.clone(),
+        );
+        registry.register_collector(Box::new(ScrapeTimeCollector { sessions, bus }));
+        // Every known series starts at 0, so it exists (and `rate()` works) before
+        // its first event.
+        for kind in KINDS {
+            for outcome in OUTCOMES {
+                drop(sessions_total.get_or_create(&OutcomeLabels { kind: kind.as_str(), outcome }));
+            }
+        }
+        for direction in DIRECTIONS {
+            drop(messages_total.get_or_create(&DirectionLabels { direction: direction.as_str() }));
+            drop(message_bytes_total.get_or_create(&DirectionLabels { direction: direction.as_str() }));
+        }
+        for reason in QUEUE_DROP_REASONS {
+            drop(queue_dropped.get_or_create(&ReasonLabels { reason }));
+        }
+        Self {
+            registry,
+            sessions_total,
+            messages_total,
+            message_bytes_total,
+            upstream_connect,
+            queue_dropped,
+            live_dropped,
+        }
+    }
+
+    fn observe(&self, ev: &SessionEvent) {
+        match ev {
+            SessionEvent::Lifecycle { info, transition } => match transition.state {
+                SessionState::Disconnected | SessionState::Failed => {
+                    let outcome = if transition.state == SessionState::Failed { "failed" } else { "disconnected" };
+                    self.sessions_total.get_or_create(&OutcomeLabels { kind: info.kind.as_str(), outcome }).inc();
+                }
+                SessionState::Connected => {
+                    if let Some(ms) = transition.detail.connect_ms {
+                        self.upstream_connect.observe(ms / 1000.0);
+                    }
+                }
+                SessionState::Requested | SessionState::Connecting => {}
+            },
+            SessionEvent::Message(m) => {
+                let labels = DirectionLabels { direction: m.direction.as_str() };
+                self.messages_total.get_or_create(&labels).inc();
+                self.message_bytes_total.get_or_create(&labels).inc_by(m.payload.len() as u64);
+            }
+            SessionEvent::Error { kind, .. } => {
+                if QUEUE_DROP_REASONS.contains(kind) {
+                    self.queue_dropped.get_or_create(&ReasonLabels { reason: kind }).inc();
+                }
+            }
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub(crate) fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Values that already live elsewhere, read when scraped rather than mirrored:
+/// mirroring the active-session gauge from events would drift whenever the
+/// observer drops one.
+#[derive(Debug)]
+struct ScrapeTimeCollector {
+    sessions: Arc<Registry>,
+    bus: Arc<EventBus>,
+}
+
+impl Collector for ScrapeTimeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family =
+            encoder.encode_descriptor("wsgate_sessions_active", "Live sessions, by kind", None, MetricType::Gauge)?;
+        for kind in KINDS {
+            let n = self.sessions.live_of_kind(kind).len();
+            let labels = [("kind", kind.as_str())];
+            ConstGauge::new(n as i64).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "wsgate_observer_dropped",
+            "Events an event-bus observer dropped because its queue was full",
+            None,
+            MetricType::Counter,
+        )?;
+        for (observer, n) in self.bus.drops() {
+            let labels = [("observer", observer)];
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// `GET /metrics`.
+pub async fn scrape(State(cp): State<ControlPlane>) -> Response {
+    match cp.inner.metrics.encode() {
+        Ok(body) => {
+            let mut res = body.into_response();
+            res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            res
+        }
+        Err(_) => ApiError::MetricsEncoding.into_response(),
+    }
+}
+
+/// The metrics observer: drains the `metrics` queue in batches until shutdown.
+pub(crate) async fn run_observer(metrics: Arc<Metrics>, mut queue: ObserverQueue, shutdown: CancellationToken) {
+    let mut batch = Vec::with_capacity(OBSERVER_BATCH);
+    loop {
+        let n = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            n = queue.rx.recv_many(&mut batch, OBSERVER_BATCH) => n,
+        };
+        if n == 0 {
+            break; // the bus is gone
+        }
+        for ev in batch.drain(..) {
+            metrics.observe(&ev);
+        }
+    }
+}

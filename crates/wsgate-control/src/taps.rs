@@ -1,0 +1,87 @@
+//! websocket-multiplex's raw per-path taps, so its users can point their tools at
+//! wsgate unchanged.
+//!
+//! - `WS /client/{path}` receives every data message the clients of live sessions on
+//!   `/{path}` send (`client_to_upstream`, or `client_to_gateway` for sessions the
+//!   gateway terminates); a message written into it is injected to those clients.
+//! - `WS /upstream/{path}` receives every data message the upstreams send towards
+//!   those clients; a message written into it is injected to the upstreams.
+//!
+//! Messages are raw: opcode (text or binary) and payload exactly as on the wire, no
+//! JSON wrapper, never cut. Fragmented messages are delivered whole.
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use wsgate_core::{Command, Registry, Target};
+use wsgate_protocol::{Message, WsConfig};
+
+use crate::ControlPlane;
+use crate::error::ApiError;
+use crate::live::{Filter, TapFilter, TapSide};
+use crate::ws::{pump, upgrade};
+
+/// `WS /client/{path}`.
+pub async fn client(State(cp): State<ControlPlane>, req: Request) -> Result<Response, ApiError> {
+    tap(cp, req, TapSide::Client, "/client")
+}
+
+/// `WS /upstream/{path}`.
+pub async fn upstream(State(cp): State<ControlPlane>, req: Request) -> Result<Response, ApiError> {
+    tap(cp, req, TapSide::Upstream, "/upstream")
+}
+
+/// The session path a tap URL names: `/client/chat/room` → `/chat/room`, `/client` →
+/// `/`. Taken from the raw URI so it compares equal to the raw request paths sessions
+/// record.
+fn tapped_path(uri_path: &str, prefix: &str) -> String {
+    match uri_path.strip_prefix(prefix) {
+        Some(rest) if rest.len() > 1 => rest.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+fn tap(cp: ControlPlane, req: Request, side: TapSide, prefix: &str) -> Result<Response, ApiError> {
+    let path = tapped_path(req.uri().path(), prefix);
+    let sub = cp.inner.hub.subscribe(Filter::Tap(TapFilter { path: path.clone(), side }));
+    let registry = cp.inner.registry.clone();
+    let shutdown = cp.inner.shutdown.clone();
+    let to = match side {
+        TapSide::Client => Target::Client,
+        TapSide::Upstream => Target::Upstream,
+    };
+    upgrade(&cp, req, WsConfig::default(), move |ws| async move {
+        pump(ws, sub, shutdown, |msg| {
+            inject_on_path(&registry, &path, to, msg);
+            None
+        })
+        .await;
+    })
+}
+
+/// Injects one message written into a tap to every live session on the path.
+fn inject_on_path(registry: &Registry, path: &str, to: Target, msg: Message) {
+    let (payload, binary) = match msg {
+        Message::Text(p) => (p, false),
+        Message::Binary(p) => (p, true),
+        _ => return,
+    };
+    for id in registry.live_on_path(path) {
+        if let Err(e) = registry.command(id, Command::Inject { to, payload: payload.clone(), binary }) {
+            tracing::debug!(session = %id, error = %e, "tap inject not delivered");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tapped_path;
+
+    #[test]
+    fn tap_paths() {
+        assert_eq!(tapped_path("/client/chat", "/client"), "/chat");
+        assert_eq!(tapped_path("/client/chat/room", "/client"), "/chat/room");
+        assert_eq!(tapped_path("/client/", "/client"), "/");
+        assert_eq!(tapped_path("/client", "/client"), "/");
+        assert_eq!(tapped_path("/upstream/a%20b", "/upstream"), "/a%20b");
+    }
+}

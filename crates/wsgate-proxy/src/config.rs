@@ -1,0 +1,84 @@
+//! Everything the proxy needs to know, already validated by the binary's config layer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use url::Url;
+
+/// Upstream resolution over HTTP, as websocket-multiplex's `DYNAMIC_UPSTREAM_CONFIG_URL`:
+/// `GET <url><path>` answers the upstream URL for that connection.
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    pub url: Url,
+    pub timeout: Duration,
+    /// Further attempts after the first failure.
+    pub retries: u32,
+}
+
+/// The accept-early message queue (websocket-multiplex's behaviour).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    /// Queued messages older than this are dropped, each with an event.
+    pub timeout: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { max_messages: 1000, max_bytes: 8 << 20, timeout: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Route name recorded on every session.
+    pub route: Arc<str>,
+    /// Static upstream; the fallback when a resolver is configured. At least one of
+    /// `upstream` and `resolver` is set.
+    pub upstream: Option<Url>,
+    pub resolver: Option<ResolverConfig>,
+    /// Accept the client before the upstream answers, queueing its messages.
+    pub accept_early: bool,
+    pub queue: QueueConfig,
+    /// Request headers forwarded in addition to the default allowlist.
+    pub forward_headers: Vec<HeaderName>,
+    /// Largest message (and frame) accepted from either side; above it the sender is
+    /// closed with 1009.
+    pub max_message_size: usize,
+    /// Concurrent client connections; further ones get HTTP 503.
+    pub max_connections: usize,
+    /// Close a session after this long without a frame in either direction.
+    pub idle_timeout: Option<Duration>,
+    /// DNS + TCP + TLS + upgrade towards the upstream.
+    pub connect_timeout: Duration,
+    /// Time a client has to send its upgrade request (slowloris guard).
+    pub handshake_timeout: Duration,
+    /// How long to wait for the peer's close frame after sending ours.
+    pub close_timeout: Duration,
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    pub listener_tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl ProxyConfig {
+    /// Defaults around a static upstream (tests and tools).
+    pub fn new(upstream: Url, upstream_tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            route: "default".into(),
+            upstream: Some(upstream),
+            resolver: None,
+            accept_early: false,
+            queue: QueueConfig::default(),
+            forward_headers: Vec::new(),
+            max_message_size: 16 << 20,
+            max_connections: 10_000,
+            idle_timeout: None,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            upstream_tls,
+            listener_tls: None,
+        }
+    }
+}

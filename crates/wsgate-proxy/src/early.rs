@@ -1,0 +1,165 @@
+//! Accept-early mode (websocket-multiplex's behaviour): the client is accepted at
+//! once and its messages wait in a bounded queue until the upstream is connected,
+//! then go out in order. Messages that wait longer than the queue timeout, or do not
+//! fit (count or bytes), are dropped — each with an event, so nothing disappears
+//! silently.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wsgate_core::{Direction, SessionHandle};
+use wsgate_protocol::{CloseCode, CloseFrame, ConnectError, Connected, Frame, OpCode, ProtocolError};
+
+use crate::config::QueueConfig;
+use crate::pump::Side;
+
+/// Client messages waiting for the upstream.
+#[derive(Debug)]
+pub struct EarlyQueue {
+    frames: VecDeque<(Instant, Frame)>,
+    bytes: usize,
+    cfg: QueueConfig,
+}
+
+impl EarlyQueue {
+    pub fn new(cfg: QueueConfig) -> Self {
+        Self { frames: VecDeque::new(), bytes: 0, cfg }
+    }
+
+    /// Whether the frame was queued (false: over the count or byte bound).
+    fn push(&mut self, frame: Frame) -> bool {
+        if self.frames.len() >= self.cfg.max_messages || self.bytes + frame.payload.len() > self.cfg.max_bytes {
+            return false;
+        }
+        self.bytes += frame.payload.len();
+        self.frames.push_back((Instant::now(), frame));
+        true
+    }
+
+    /// Drops what has waited longer than the timeout; returns how many.
+    fn expire(&mut self, now: Instant) -> usize {
+        let mut n = 0;
+        while let Some((t, _)) = self.frames.front() {
+            if now.duration_since(*t) < self.cfg.timeout {
+                break;
+            }
+            if let Some((_, f)) = self.frames.pop_front() {
+                self.bytes -= f.payload.len();
+            }
+            n += 1;
+        }
+        n
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        self.frames.front().map(|(t, _)| *t + self.cfg.timeout)
+    }
+
+    /// Queued frames in arrival order.
+    pub fn drain(&mut self) -> impl Iterator<Item = Frame> + '_ {
+        self.bytes = 0;
+        self.frames.drain(..).map(|(_, f)| f)
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+}
+
+/// How the wait for the upstream ended.
+#[derive(Debug)]
+pub enum EarlyOutcome {
+    Ready(Box<Connected>),
+    DialFailed(ConnectError),
+    /// The client closed (or vanished, `None`) before the upstream was ready.
+    ClientGone(Option<CloseFrame>),
+    ClientBroke(ProtocolError),
+    Shutdown,
+}
+
+/// Reads the client while `dial` runs, queueing its data messages.
+pub async fn wait_for_upstream<F>(
+    client: &mut Side,
+    dial: F,
+    queue: &mut EarlyQueue,
+    session: &mut SessionHandle,
+    shutdown: &CancellationToken,
+) -> EarlyOutcome
+where
+    F: Future<Output = Result<Connected, ConnectError>>,
+{
+    tokio::pin!(dial);
+    loop {
+        let expiry = queue.next_expiry();
+        tokio::select! {
+            res = &mut dial => return match res {
+                Ok(c) => EarlyOutcome::Ready(Box::new(c)),
+                Err(e) => EarlyOutcome::DialFailed(e),
+            },
+            _ = shutdown.cancelled() => return EarlyOutcome::Shutdown,
+            _ = sleep_until_opt(expiry) => {
+                for _ in 0..queue.expire(Instant::now()) {
+                    session.error("queue_timeout", "queued message dropped: upstream not ready within the queue timeout".into());
+                }
+            }
+            frame = poll_fn(|cx| client.poll_next_frame(cx)) => match frame {
+                Err(e) => return EarlyOutcome::ClientBroke(e),
+                Ok(None) => return EarlyOutcome::ClientGone(None),
+                Ok(Some(frame)) => match frame.opcode {
+                    OpCode::Close => {
+                        session.frame(Direction::ClientToUpstream, &frame, false);
+                        return match CloseFrame::parse(&frame.payload) {
+                            Ok(c) => EarlyOutcome::ClientGone(Some(c.unwrap_or(CloseFrame::new(CloseCode::NO_STATUS, "")))),
+                            Err(e) => EarlyOutcome::ClientBroke(e),
+                        };
+                    }
+                    // Nobody upstream to answer yet: keep the client's keepalive happy here.
+                    OpCode::Ping => {
+                        session.frame(Direction::ClientToUpstream, &frame, false);
+                        if client.write_now(&Frame::pong(frame.payload.clone())).await.is_err() {
+                            return EarlyOutcome::ClientGone(None);
+                        }
+                    }
+                    OpCode::Pong => session.frame(Direction::ClientToUpstream, &frame, false),
+                    _ => {
+                        session.frame(Direction::ClientToUpstream, &frame, false);
+                        if !queue.push(frame) {
+                            session.error("queue_overflow", "queued message dropped: the accept-early queue is full".into());
+                        }
+                    }
+                },
+            },
+        }
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_bounds_and_expiry() {
+        let mut q = EarlyQueue::new(QueueConfig { max_messages: 2, max_bytes: 10, timeout: Duration::from_secs(1) });
+        assert!(q.push(Frame::text("12345")));
+        assert!(!q.push(Frame::text("123456")));
+        assert!(q.push(Frame::text("1")));
+        assert!(!q.push(Frame::text("")));
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(q.expire(Instant::now()), 2);
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,264 @@
+//! Answering a client's upgrade: open the session, choose and dial the upstream,
+//! then answer the client with what the upstream said.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use wsgate_core::{Initiator, SessionHandle, SessionInfo, SessionKind, State, TransitionDetail};
+use wsgate_protocol::handshake::{into_transport, offered_subprotocols, switching_protocols, validate_upgrade};
+use wsgate_protocol::{CloseCode, ConnectError, ConnectRequest, Connected, Frame};
+
+use crate::early::{EarlyOutcome, EarlyQueue, wait_for_upstream};
+use crate::headers;
+use crate::listener::Proxy;
+use crate::pump::{Pump, PumpConfig, Side};
+use crate::upstream::resolve;
+
+/// Capacity of each session's command queue (inject/close from the control plane).
+pub const COMMAND_QUEUE: usize = 64;
+
+type Body = Full<Bytes>;
+
+fn plain(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn failed(session: &mut SessionHandle, err: &ConnectError, upstream: &str) {
+    session.transition(
+        State::Failed,
+        TransitionDetail {
+            reason: Some(err.to_string()),
+            reason_kind: Some(err.kind()),
+            http_status: err.status().map(|s| s.as_u16()),
+            upstream: Some(upstream.to_owned()),
+            initiator: Some(Initiator::Upstream),
+            ..Default::default()
+        },
+    );
+}
+
+/// The status a client sees when the upstream could not be reached.
+fn gateway_status(err: &ConnectError) -> StatusCode {
+    match err {
+        ConnectError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+pub(crate) async fn handle(
+    mut req: hyper::Request<Incoming>,
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    tls: bool,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Result<Response<Body>, Infallible> {
+    let key = match validate_upgrade(req.method(), req.headers()) {
+        Ok(k) => k,
+        Err(e) => {
+            let mut r = plain(e.status(), &format!("wsgate proxy: {e}; connect with a WebSocket client"));
+            r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            return Ok(r);
+        }
+    };
+    let cfg = &proxy.cfg;
+    let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let info = SessionInfo {
+        id: wsgate_core::SessionId::new(),
+        kind: SessionKind::Proxy,
+        route: cfg.route.clone(),
+        path: path.clone(),
+        client_addr: Some(peer),
+        headers: headers::recorded(req.headers(), &cfg.forward_headers),
+        opened_at: chrono::Utc::now(),
+    };
+    let (mut session, commands) = SessionHandle::open(info, proxy.bus.clone(), proxy.registry.clone(), COMMAND_QUEUE);
+
+    let resolved = match resolve(cfg, &proxy.http, &path).await {
+        Ok(r) => r,
+        Err(e) => {
+            session.transition(
+                State::Failed,
+                TransitionDetail {
+                    reason: Some(e.to_string()),
+                    reason_kind: Some("resolver"),
+                    initiator: Some(Initiator::Gateway),
+                    ..Default::default()
+                },
+            );
+            return Ok(plain(StatusCode::BAD_GATEWAY, &format!("wsgate proxy: {e}")));
+        }
+    };
+    if let Some(why) = &resolved.fallback_reason {
+        session.error("resolver_fallback", format!("{why}; using the static upstream"));
+    }
+    let upstream_url = resolved.url.to_string();
+    session
+        .transition(State::Connecting, TransitionDetail { upstream: Some(upstream_url.clone()), ..Default::default() });
+
+    let offered = offered_subprotocols(req.headers());
+    let mut connect = ConnectRequest::new(resolved.url);
+    connect.headers = headers::forwarded(req.headers(), &cfg.forward_headers, Some(peer), tls);
+    connect.timeout = cfg.connect_timeout;
+    connect.tls = Some(cfg.upstream_tls.clone());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+
+    if cfg.accept_early {
+        // The client is answered before the upstream: it gets its own first choice of
+        // subprotocol, and the upstream is offered only that one.
+        let chosen = offered.first().cloned();
+        connect.subprotocols = chosen.iter().cloned().collect();
+        let response = switching_protocols(&key, chosen.as_deref());
+        let p = proxy.clone();
+        proxy.tracker.spawn(async move {
+            let _permit = permit;
+            let Ok(upgraded) = on_upgrade.await else { return };
+            let Ok((io, leftover)) = into_transport(upgraded) else { return };
+            let client = Side::client(io, leftover, p.cfg.max_message_size);
+            run_early(p, session, commands, client, connect, upstream_url).await;
+        });
+        return Ok(map_body(response));
+    }
+
+    connect.subprotocols = offered;
+    let started = Instant::now();
+    let connected = match wsgate_protocol::connect(connect).await {
+        Ok(c) => c,
+        Err(e) => {
+            failed(&mut session, &e, &upstream_url);
+            return Ok(match e {
+                ConnectError::Rejected { status, headers: h, body } => {
+                    let mut r = Response::new(Full::new(body));
+                    *r.status_mut() = status;
+                    *r.headers_mut() = headers::relayed_rejection(&h);
+                    r
+                }
+                other => plain(gateway_status(&other), &format!("wsgate proxy: upstream {upstream_url}: {other}")),
+            });
+        }
+    };
+    let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let response = switching_protocols(&key, connected.subprotocol.as_deref());
+    let p = proxy.clone();
+    proxy.tracker.spawn(async move {
+        let _permit = permit;
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok((io, leftover)) = into_transport(upgraded) else { return };
+        let client = Side::client(io, leftover, p.cfg.max_message_size);
+        session.transition(
+            State::Connected,
+            TransitionDetail {
+                upstream: Some(upstream_url),
+                subprotocol: connected.subprotocol.clone(),
+                connect_ms: Some(connect_ms),
+                ..Default::default()
+            },
+        );
+        let upstream = Side::upstream(connected.transport, connected.leftover, p.cfg.max_message_size);
+        Pump::new(client, upstream, &mut session, commands, pump_config(&p), p.shutdown.clone()).run().await;
+    });
+    Ok(map_body(response))
+}
+
+fn pump_config(p: &Proxy) -> PumpConfig {
+    PumpConfig {
+        max_message_size: p.cfg.max_message_size,
+        idle_timeout: p.cfg.idle_timeout,
+        close_timeout: p.cfg.close_timeout,
+    }
+}
+
+fn map_body(r: Response<http_body_util::Empty<Bytes>>) -> Response<Body> {
+    r.map(|_| Full::new(Bytes::new()))
+}
+
+async fn run_early(
+    p: Arc<Proxy>,
+    mut session: SessionHandle,
+    commands: tokio::sync::mpsc::Receiver<wsgate_core::Command>,
+    mut client: Side,
+    connect: ConnectRequest,
+    upstream_url: String,
+) {
+    let mut queue = EarlyQueue::new(p.cfg.queue);
+    let started = Instant::now();
+    let outcome =
+        wait_for_upstream(&mut client, wsgate_protocol::connect(connect), &mut queue, &mut session, &p.shutdown).await;
+    let connected: Connected = match outcome {
+        EarlyOutcome::Ready(c) => *c,
+        EarlyOutcome::DialFailed(e) => {
+            failed(&mut session, &e, &upstream_url);
+            let reason = format!("upstream unavailable: {}", e.kind());
+            let _ = client.write_now(&close_frame(CloseCode::BAD_GATEWAY, &reason)).await;
+            return;
+        }
+        EarlyOutcome::ClientGone(close) => {
+            if let Some(c) = &close {
+                let _ = client.write_now(&close_frame(c.code, "")).await;
+            }
+            session.transition(
+                State::Disconnected,
+                TransitionDetail {
+                    close_code: Some(close.as_ref().map(|c| c.code).unwrap_or(CloseCode::ABNORMAL)),
+                    close_reason: close.map(|c| c.reason),
+                    initiator: Some(Initiator::Client),
+                    ..Default::default()
+                },
+            );
+            return;
+        }
+        EarlyOutcome::ClientBroke(e) => {
+            let _ = client.write_now(&close_frame(e.close_code(), &e.to_string())).await;
+            session.transition(
+                State::Disconnected,
+                TransitionDetail {
+                    close_code: Some(e.close_code()),
+                    close_reason: Some(e.to_string()),
+                    initiator: Some(Initiator::Gateway),
+                    ..Default::default()
+                },
+            );
+            return;
+        }
+        EarlyOutcome::Shutdown => {
+            let _ = client.write_now(&close_frame(CloseCode::GOING_AWAY, "gateway shutting down")).await;
+            session.transition(
+                State::Disconnected,
+                TransitionDetail {
+                    close_code: Some(CloseCode::GOING_AWAY),
+                    close_reason: Some("gateway shutting down".into()),
+                    initiator: Some(Initiator::Gateway),
+                    ..Default::default()
+                },
+            );
+            return;
+        }
+    };
+    session.transition(
+        State::Connected,
+        TransitionDetail {
+            upstream: Some(upstream_url),
+            subprotocol: connected.subprotocol.clone(),
+            connect_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+            ..Default::default()
+        },
+    );
+    let mut upstream = Side::upstream(connected.transport, connected.leftover, p.cfg.max_message_size);
+    for frame in queue.drain() {
+        upstream.queue_frame(&frame);
+    }
+    Pump::new(client, upstream, &mut session, commands, pump_config(&p), p.shutdown.clone()).run().await;
+}
+
+fn close_frame(code: u16, reason: &str) -> Frame {
+    Frame::new(wsgate_protocol::OpCode::Close, wsgate_protocol::CloseFrame::new(code, reason).encode())
+}

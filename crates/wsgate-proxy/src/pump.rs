@@ -1,0 +1,507 @@
+//! Moves frames between a client and its upstream until both close handshakes finish.
+//!
+//! One task per session owns both connections and polls them from a single state
+//! machine (like `tokio::io::copy_bidirectional`), rather than two tasks joined by
+//! channels: it needs no locks or splits, batches every frame decoded from one read
+//! into one write, and an idle session costs only its two sockets and this struct —
+//! both read buffers are released whenever they are empty.
+//!
+//! Faithfulness rules:
+//! - data frames are forwarded one by one, so fragments stay fragments and opcodes
+//!   never change;
+//! - pings and pongs are forwarded, never answered here: the peer answers;
+//! - a close frame is forwarded with its code and reason; the session is over when both
+//!   sides have sent and received one. A side that vanishes without a close frame
+//!   makes the proxy drop the other side the same way (1006 is not sendable);
+//! - a side that breaks the protocol or exceeds the size limit is failed with the
+//!   RFC's close code (1002, 1007, 1009), and the other side gets 1001.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use wsgate_core::{Command, Direction, Initiator, SessionHandle, State, Target, TransitionDetail};
+use wsgate_protocol::frame::random_mask;
+use wsgate_protocol::io::{poll_fill, release_if_empty};
+use wsgate_protocol::{CloseCode, CloseFrame, Decoder, Frame, OpCode, ProtocolError, Role, Transport, encode_frame};
+
+/// Output queued for one side above which we stop reading the other side
+/// (backpressure instead of buffering without bound).
+pub const HIGH_WATER: usize = 256 * 1024;
+
+/// One connection of the pair.
+pub struct Side {
+    io: Transport,
+    rd: BytesMut,
+    wr: BytesMut,
+    decoder: Decoder,
+    /// We are this side's client, so frames to it are masked.
+    masks: bool,
+    /// Nothing more will be read: EOF, I/O error, protocol error, or its close frame.
+    read_done: bool,
+    write_failed: bool,
+    close_sent: bool,
+    close_received: bool,
+    /// Bytes of the message this side is currently sending (size limit).
+    msg_bytes: usize,
+    /// A fragmented message forwarded *to* this side is still open: injected messages
+    /// must wait for it, or they would land between its fragments.
+    out_open: bool,
+    deferred: VecDeque<Frame>,
+}
+
+impl Side {
+    /// The client's connection (we are its server).
+    pub fn client(io: Transport, leftover: bytes::Bytes, max_message: usize) -> Self {
+        Self::new(io, leftover, Role::Server, max_message)
+    }
+
+    /// The upstream connection (we are its client).
+    pub fn upstream(io: Transport, leftover: bytes::Bytes, max_message: usize) -> Self {
+        Self::new(io, leftover, Role::Client, max_message)
+    }
+
+    fn new(io: Transport, leftover: bytes::Bytes, role: Role, max_message: usize) -> Self {
+        Self {
+            io,
+            rd: BytesMut::from(&leftover[..]),
+            wr: BytesMut::new(),
+            decoder: Decoder::new(role, max_message),
+            masks: role == Role::Client,
+            read_done: false,
+            write_failed: false,
+            close_sent: false,
+            close_received: false,
+            msg_bytes: 0,
+            out_open: false,
+            deferred: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        let mask = self.masks.then(random_mask);
+        encode_frame(&mut self.wr, (fin, false, opcode), payload, mask);
+    }
+
+    /// Queues a close frame of our own (once).
+    fn send_close(&mut self, code: u16, reason: &str) {
+        if !self.close_sent {
+            self.close_sent = true;
+            let payload = CloseFrame::new(code, reason).encode();
+            self.push(true, OpCode::Close, &payload);
+        }
+    }
+
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.wr.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.wr))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.wr.advance(n);
+        }
+        release_if_empty(&mut self.wr);
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Handed back to the early-accept phase, which reads the client before an
+    /// upstream exists.
+    pub(crate) fn poll_next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame>, ProtocolError>> {
+        loop {
+            match self.decoder.decode(&mut self.rd)? {
+                Some(frame) => {
+                    release_if_empty(&mut self.rd);
+                    return Poll::Ready(Ok(Some(frame)));
+                }
+                None => match poll_fill(&mut self.io, cx, &mut self.rd) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(None)),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => return Poll::Pending,
+                },
+            }
+        }
+    }
+
+    /// Writes a frame straight away (early phase: closing or answering the client
+    /// before a pump exists).
+    pub(crate) async fn write_now(&mut self, frame: &Frame) -> io::Result<()> {
+        self.push(frame.fin, frame.opcode, &frame.payload);
+        if frame.opcode == OpCode::Close {
+            self.close_sent = true;
+        }
+        poll_fn(|cx| self.poll_write_out(cx)).await
+    }
+
+    /// Queues a data frame towards this side (early-phase queue flush).
+    pub(crate) fn queue_frame(&mut self, frame: &Frame) {
+        self.push(frame.fin, frame.opcode, &frame.payload);
+        if matches!(frame.opcode, OpCode::Text | OpCode::Binary | OpCode::Continuation) {
+            self.out_open = !frame.fin;
+        }
+    }
+
+    pub(crate) fn mark_close_received(&mut self) {
+        self.close_received = true;
+        self.read_done = true;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Who {
+    Client,
+    Upstream,
+}
+
+impl Who {
+    fn from_direction(self) -> Direction {
+        match self {
+            Who::Client => Direction::ClientToUpstream,
+            Who::Upstream => Direction::UpstreamToClient,
+        }
+    }
+    fn initiator(self) -> Initiator {
+        match self {
+            Who::Client => Initiator::Client,
+            Who::Upstream => Initiator::Upstream,
+        }
+    }
+}
+
+/// How the session ended, for its final transition.
+#[derive(Debug, Default, Clone)]
+struct Ending {
+    code: Option<u16>,
+    reason: Option<String>,
+    initiator: Option<Initiator>,
+    /// A side vanished or broke: stop once pending output is flushed.
+    abort: bool,
+}
+
+/// Timeouts and limits of one pump.
+#[derive(Debug, Clone, Copy)]
+pub struct PumpConfig {
+    pub max_message_size: usize,
+    pub idle_timeout: Option<Duration>,
+    pub close_timeout: Duration,
+}
+
+pub struct Pump<'a> {
+    client: Side,
+    upstream: Side,
+    session: &'a mut SessionHandle,
+    commands: mpsc::Receiver<Command>,
+    cfg: PumpConfig,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    shutting_down: bool,
+    commands_closed: bool,
+    close_deadline: Option<Pin<Box<Sleep>>>,
+    idle: Option<Pin<Box<Sleep>>>,
+    last_activity: Instant,
+    ending: Ending,
+}
+
+impl<'a> Pump<'a> {
+    pub fn new(
+        client: Side,
+        upstream: Side,
+        session: &'a mut SessionHandle,
+        commands: mpsc::Receiver<Command>,
+        cfg: PumpConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let idle = cfg.idle_timeout.map(|d| Box::pin(tokio::time::sleep(d)));
+        Self {
+            client,
+            upstream,
+            session,
+            commands,
+            cfg,
+            shutdown: Box::pin(shutdown.cancelled_owned()),
+            shutting_down: false,
+            commands_closed: false,
+            close_deadline: None,
+            idle,
+            last_activity: Instant::now(),
+            ending: Ending::default(),
+        }
+    }
+
+    /// Runs until both sides are closed, then records the session's final state.
+    pub async fn run(mut self) {
+        poll_fn(|cx| self.poll_run(cx)).await;
+        shutdown_quietly(&mut self.upstream).await;
+        shutdown_quietly(&mut self.client).await;
+        let e = self.ending;
+        self.session.transition(
+            State::Disconnected,
+            TransitionDetail {
+                close_code: Some(e.code.unwrap_or(CloseCode::ABNORMAL)),
+                close_reason: e.reason,
+                initiator: Some(e.initiator.unwrap_or(Initiator::Gateway)),
+                ..Default::default()
+            },
+        );
+    }
+
+    fn sides(&mut self, from: Who) -> (&mut Side, &mut Side) {
+        match from {
+            Who::Client => (&mut self.client, &mut self.upstream),
+            Who::Upstream => (&mut self.upstream, &mut self.client),
+        }
+    }
+
+    fn side(&mut self, who: Who) -> &mut Side {
+        self.sides(who).0
+    }
+
+    fn finished(&self) -> bool {
+        let closed = |s: &Side| s.close_sent && s.close_received;
+        let flushed = |s: &Side| s.wr.is_empty() || s.write_failed;
+        (closed(&self.client) && closed(&self.upstream) || self.ending.abort)
+            && flushed(&self.client)
+            && flushed(&self.upstream)
+    }
+
+    fn arm_close_deadline(&mut self) {
+        if self.close_deadline.is_none() {
+            self.close_deadline = Some(Box::pin(tokio::time::sleep(self.cfg.close_timeout)));
+        }
+    }
+
+    fn note_end(&mut self, code: Option<u16>, reason: Option<String>, initiator: Initiator) {
+        if self.ending.initiator.is_none() {
+            self.ending.code = code;
+            self.ending.reason = reason;
+            self.ending.initiator = Some(initiator);
+        }
+    }
+
+    /// Closes both sides with our own close frames (admin close, shutdown, idle).
+    fn gateway_close(&mut self, code: u16, reason: &str, initiator: Initiator) {
+        self.note_end(Some(code), Some(reason.to_owned()), initiator);
+        self.client.send_close(code, reason);
+        self.upstream.send_close(code, reason);
+        self.arm_close_deadline();
+    }
+
+    /// Fails `who` for breaking the protocol (or a limit); the other side is told
+    /// we are going away.
+    fn fail(&mut self, who: Who, err: &ProtocolError) {
+        let code = err.close_code();
+        let reason = err.to_string();
+        self.session.error("protocol", format!("{who:?} side: {reason}"));
+        self.note_end(Some(code), Some(reason.clone()), Initiator::Gateway);
+        let (bad, other) = self.sides(who);
+        bad.send_close(code, &reason);
+        bad.mark_close_received();
+        let note = match who {
+            Who::Client => "client failed the WebSocket protocol",
+            Who::Upstream => "upstream failed the WebSocket protocol",
+        };
+        other.send_close(CloseCode::GOING_AWAY, note);
+        self.arm_close_deadline();
+    }
+
+    fn inject(&mut self, to: Target, payload: bytes::Bytes, binary: bool) {
+        let (who, direction) = match to {
+            Target::Client => (Who::Client, Direction::UpstreamToClient),
+            Target::Upstream => (Who::Upstream, Direction::ClientToUpstream),
+        };
+        let opcode = if binary { OpCode::Binary } else { OpCode::Text };
+        let side = self.side(who);
+        if side.close_sent {
+            return;
+        }
+        let frame = Frame::new(opcode, payload);
+        if side.out_open {
+            side.deferred.push_back(frame.clone());
+        } else {
+            side.push(true, opcode, &frame.payload);
+        }
+        self.session.frame(direction, &frame, true);
+    }
+
+    /// Handles one frame read from `from`.
+    fn on_frame(&mut self, from: Who, frame: Frame) {
+        let direction = from.from_direction();
+        let max = self.cfg.max_message_size;
+        match frame.opcode {
+            OpCode::Close => {
+                let parsed = match CloseFrame::parse(&frame.payload) {
+                    Ok(p) => p,
+                    Err(e) => return self.fail(from, &e),
+                };
+                self.session.frame(direction, &frame, false);
+                let (code, reason) = match parsed {
+                    Some(c) => (Some(c.code), Some(c.reason)),
+                    None => (Some(CloseCode::NO_STATUS), None),
+                };
+                self.note_end(code, reason, from.initiator());
+                let (src, dst) = self.sides(from);
+                src.mark_close_received();
+                if !dst.close_sent {
+                    dst.close_sent = true;
+                    dst.push(true, OpCode::Close, &frame.payload);
+                }
+                self.arm_close_deadline();
+            }
+            OpCode::Ping | OpCode::Pong => {
+                self.session.frame(direction, &frame, false);
+                let (_, dst) = self.sides(from);
+                if !dst.close_sent {
+                    dst.push(true, frame.opcode, &frame.payload);
+                }
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                let (src, _) = self.sides(from);
+                if frame.opcode != OpCode::Continuation {
+                    src.msg_bytes = 0;
+                }
+                src.msg_bytes += frame.payload.len();
+                if src.msg_bytes > max {
+                    let size = src.msg_bytes;
+                    return self.fail(from, &ProtocolError::MessageTooLarge { size, limit: max });
+                }
+                self.session.frame(direction, &frame, false);
+                let (_, dst) = self.sides(from);
+                if dst.close_sent {
+                    return;
+                }
+                dst.push(frame.fin, frame.opcode, &frame.payload);
+                dst.out_open = !frame.fin;
+                if frame.fin {
+                    while let Some(f) = dst.deferred.pop_front() {
+                        dst.push(true, f.opcode, &f.payload);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads and forwards what `from` has sent, as far as backpressure allows.
+    fn read_side(&mut self, from: Who, cx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        loop {
+            let (src, dst) = self.sides(from);
+            if src.read_done || dst.wr.len() >= HIGH_WATER {
+                return progressed;
+            }
+            match src.decoder.decode(&mut src.rd) {
+                Ok(Some(frame)) => {
+                    progressed = true;
+                    self.last_activity = Instant::now();
+                    self.on_frame(from, frame);
+                }
+                Ok(None) => {
+                    release_if_empty(&mut src.rd);
+                    match poll_fill(&mut src.io, cx, &mut src.rd) {
+                        Poll::Pending => return progressed,
+                        Poll::Ready(Ok(n)) if n > 0 => progressed = true,
+                        Poll::Ready(_) => {
+                            // EOF or reset without a close frame (or after we sent ours).
+                            src.read_done = true;
+                            if src.close_sent {
+                                src.close_received = true;
+                            } else {
+                                self.note_end(
+                                    Some(CloseCode::ABNORMAL),
+                                    Some("connection dropped without a close frame".into()),
+                                    from.initiator(),
+                                );
+                                self.ending.abort = true;
+                            }
+                            return true;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.fail(from, &e);
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let mut progressed = false;
+
+            while !self.commands_closed {
+                match self.commands.poll_recv(cx) {
+                    Poll::Ready(Some(Command::Inject { to, payload, binary })) => self.inject(to, payload, binary),
+                    Poll::Ready(Some(Command::Close { code, reason })) => {
+                        self.gateway_close(code, &reason, Initiator::Admin)
+                    }
+                    Poll::Ready(None) => self.commands_closed = true,
+                    Poll::Pending => break,
+                }
+                progressed = true;
+            }
+
+            if !self.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
+                self.shutting_down = true;
+                self.gateway_close(CloseCode::GOING_AWAY, "gateway shutting down", Initiator::Gateway);
+                progressed = true;
+            }
+
+            for who in [Who::Client, Who::Upstream] {
+                let side = self.side(who);
+                if side.wr.is_empty() || side.write_failed {
+                    continue;
+                }
+                let before = side.wr.len();
+                match side.poll_write_out(cx) {
+                    Poll::Ready(Ok(())) => progressed = true,
+                    Poll::Ready(Err(_)) => {
+                        side.write_failed = true;
+                        side.read_done = true;
+                        self.ending.abort = true;
+                        progressed = true;
+                    }
+                    Poll::Pending => progressed |= self.side(who).wr.len() != before,
+                }
+            }
+
+            progressed |= self.read_side(Who::Client, cx);
+            progressed |= self.read_side(Who::Upstream, cx);
+
+            if self.finished() {
+                return Poll::Ready(());
+            }
+            if let Some(d) = self.close_deadline.as_mut()
+                && d.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(());
+            }
+            if let Some(timeout) = self.cfg.idle_timeout
+                && let Some(idle) = self.idle.as_mut()
+                && idle.as_mut().poll(cx).is_ready()
+            {
+                let due = self.last_activity + timeout;
+                if Instant::now() >= due {
+                    self.idle = None;
+                    self.gateway_close(CloseCode::GOING_AWAY, "idle timeout", Initiator::Gateway);
+                } else {
+                    idle.as_mut().reset(due);
+                }
+                progressed = true;
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// Sends TCP FIN (and TLS close_notify) without letting a stuck peer hold the task.
+async fn shutdown_quietly(side: &mut Side) {
+    let _ = tokio::time::timeout(Duration::from_millis(200), tokio::io::AsyncWriteExt::shutdown(&mut side.io)).await;
+}

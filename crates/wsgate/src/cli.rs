@@ -1,0 +1,149 @@
+//! Command-line definitions. Every config-bearing flag is a string here: typing
+//! happens once, in the config layer, so a bad value gets the same message whether it
+//! came from a flag, a variable or the file.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wsgate",
+    version,
+    about = "Inspect, proxy, relay, mock and load-test WebSocket traffic",
+    long_about = "wsgate: every WebSocket connection it touches is a session with a lifecycle and a message log, \
+visible live on the control plane (API, /api/live, /metrics).\n\n\
+Every flag can also be set as WSGATE_<FLAG> in the environment or in the YAML file given with --config \
+(see `wsgate config default`). Precedence: flag > WSGATE_* > websocket-multiplex variables > file > defaults.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspecting proxy: clients connect here and reach `upstream + path + query`.
+    Proxy(ProxyArgs),
+    /// Load generation against any WebSocket endpoint.
+    Bench {
+        #[command(subcommand)]
+        command: wsgate_bench::BenchCommand,
+    },
+    /// Validate a configuration, or print the documented default.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the layered configuration (file, environment, flags) and print the result.
+    Check(CheckArgs),
+    /// Print the default configuration as documented YAML.
+    Default,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub proxy: ProxyOnly,
+}
+
+/// Flags every serving command takes.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// YAML configuration file.
+    #[arg(long, short = 'c', env = "WSGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Address clients connect to.
+    #[arg(long, env = "WSGATE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Control plane address (API, live stream, /metrics).
+    #[arg(long, env = "WSGATE_CONTROL", value_name = "ADDR")]
+    pub control: Option<String>,
+    /// Bearer token for the control plane (required beyond loopback).
+    #[arg(long, env = "WSGATE_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// PEM certificate chain: serve wss://.
+    #[arg(long, env = "WSGATE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "WSGATE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// Log filter (error, warn, info, debug, trace or a directive).
+    #[arg(long, env = "WSGATE_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "WSGATE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Graceful shutdown deadline (e.g. 10s).
+    #[arg(long, env = "WSGATE_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+    /// Largest message in bytes (close 1009 above it).
+    #[arg(long, env = "WSGATE_MAX_MESSAGE_SIZE", value_name = "BYTES")]
+    pub max_message_size: Option<String>,
+    /// Concurrent client connections (HTTP 503 beyond).
+    #[arg(long, env = "WSGATE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<String>,
+    /// Close sessions idle this long (0s = never).
+    #[arg(long, env = "WSGATE_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Time a client has to finish its upgrade request.
+    #[arg(long, env = "WSGATE_HANDSHAKE_TIMEOUT", value_name = "DURATION")]
+    pub handshake_timeout: Option<String>,
+    /// Payload bytes shown per message on the live stream.
+    #[arg(long, env = "WSGATE_PAYLOAD_CAP", value_name = "BYTES")]
+    pub payload_cap: Option<String>,
+    /// Events queued per live-stream subscriber.
+    #[arg(long, env = "WSGATE_LIVE_QUEUE", value_name = "N")]
+    pub live_queue: Option<String>,
+}
+
+/// Flags of the proxy itself.
+#[derive(Debug, Args)]
+pub struct ProxyOnly {
+    /// Upstream base URL (ws:// or wss://); the client's path and query are appended.
+    #[arg(long, short = 'u', env = "WSGATE_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Resolve the upstream per connection with GET <URL><path> (falls back to --upstream).
+    #[arg(long, env = "WSGATE_RESOLVER_URL", value_name = "URL", alias = "dynamic-upstream")]
+    pub resolver_url: Option<String>,
+    /// Timeout of one resolver request.
+    #[arg(long, env = "WSGATE_RESOLVER_TIMEOUT", value_name = "DURATION")]
+    pub resolver_timeout: Option<String>,
+    /// Resolver retries before falling back.
+    #[arg(long, env = "WSGATE_RESOLVER_RETRIES", value_name = "N")]
+    pub resolver_retries: Option<String>,
+    /// Accept clients at once and queue their messages until the upstream is connected.
+    #[arg(long, env = "WSGATE_ACCEPT_EARLY")]
+    pub accept_early: bool,
+    /// Accept-early queue bound in messages.
+    #[arg(long, env = "WSGATE_QUEUE_MAX_MESSAGES", value_name = "N")]
+    pub queue_max_messages: Option<String>,
+    /// Accept-early queue bound in bytes.
+    #[arg(long, env = "WSGATE_QUEUE_MAX_BYTES", value_name = "BYTES")]
+    pub queue_max_bytes: Option<String>,
+    /// Accept-early: drop queued messages older than this (with an event).
+    #[arg(long, env = "WSGATE_QUEUE_TIMEOUT", value_name = "DURATION")]
+    pub queue_timeout: Option<String>,
+    /// Extra request header to forward upstream (repeatable).
+    #[arg(long, env = "WSGATE_FORWARD_HEADER", value_name = "NAME", value_delimiter = ',')]
+    pub forward_header: Vec<String>,
+    /// Extra CA (PEM) trusted for wss:// upstreams.
+    #[arg(long, env = "WSGATE_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<String>,
+    /// DNS + TCP + TLS + upgrade timeout towards the upstream.
+    #[arg(long, env = "WSGATE_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub proxy: ProxyOnly,
+}

@@ -1,0 +1,60 @@
+//! `wsgate config check|default`, both from the one `Config` struct.
+
+use std::process::ExitCode;
+
+use clap::ArgMatches;
+
+use crate::cli::CheckArgs;
+use crate::config::{Config, documented_keys, load};
+
+/// Prints every field with its documentation and default, as YAML a user can edit.
+pub fn default() -> ExitCode {
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut out = String::from(
+        "# wsgate configuration (YAML). Every field is optional; shown here with its default.\n\
+         # Each can also be set by flag (--name) or environment variable (WSGATE_NAME).\n\
+         # Precedence: flag > WSGATE_* > websocket-multiplex variables (PORT, UPSTREAM_URL, ...) > this file.\n",
+    );
+    let mut section = "";
+    for key in documented_keys() {
+        let (sec, field) = key.path.split_once('.').unwrap_or(("", key.path));
+        if sec != section {
+            out.push_str(&format!("\n{sec}:\n"));
+            section = sec;
+        }
+        let indent = if sec.is_empty() { "" } else { "  " };
+        let value = key.path.split('.').fold(&defaults, |v, p| &v[p]);
+        let rendered = match value {
+            serde_json::Value::Null => "null".to_owned(),
+            serde_json::Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        out.push_str(&format!("{indent}# {} (--{}, {})\n{indent}{field}: {rendered}\n", key.help, key.flag, key.env()));
+    }
+    print!("{out}");
+    ExitCode::SUCCESS
+}
+
+/// Validates the layered config; prints the effective values or the error (exit 64).
+pub fn check(args: CheckArgs, m: &ArgMatches) -> ExitCode {
+    let sources = crate::sources::collect(m, args.serve.config.clone());
+    let (cfg, fig) = match load(&sources) {
+        Ok(c) => c,
+        Err(e) => return super::usage_error(&e),
+    };
+    let result = if cfg.proxy.upstream.is_some() || cfg.proxy.resolver_url.is_some() {
+        cfg.validate_for_proxy(&fig).and_then(|_| super::proxy::plan(&cfg, &fig).map(|_| ()))
+    } else {
+        cfg.validate_common(&fig)
+    };
+    if let Err(e) = result {
+        return super::usage_error(&e);
+    }
+    let shown = sources.file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into());
+    println!("config ok ({shown})");
+    match serde_json::to_string_pretty(&cfg) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("cannot print the effective config: {e}"),
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,60 @@
+//! The table that ties each config field to its flag, its `WSGATE_*` variable and its
+//! help text — the single place `config default`, the error messages and the flag
+//! layer read from.
+
+/// One configurable field.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// Dotted path in the YAML file.
+    pub path: &'static str,
+    /// Long flag (without `--`), which is also the clap argument id with `-` → `_`.
+    pub flag: &'static str,
+    pub help: &'static str,
+}
+
+impl Key {
+    pub fn env(&self) -> String {
+        format!("WSGATE_{}", self.flag.replace('-', "_").to_uppercase())
+    }
+    pub fn arg_id(&self) -> String {
+        self.flag.replace('-', "_")
+    }
+}
+
+macro_rules! keys {
+    ($( $path:literal, $flag:literal, $help:literal; )*) => {
+        pub const KEYS: &[Key] = &[ $( Key { path: $path, flag: $flag, help: $help }, )* ];
+    };
+}
+
+keys! {
+    "listen", "listen", "Address clients connect to (host:port; port 0 picks a free one).";
+    "control", "control", "Address of the dashboard, API, live stream and /metrics. Beyond loopback it needs admin_token.";
+    "admin_token", "admin-token", "Bearer token required by the control plane (Authorization: Bearer, or ?token= for browsers).";
+    "log_level", "log-level", "Log filter: error, warn, info, debug, trace, or a tracing directive (RUST_LOG also works).";
+    "log_format", "log-format", "Log format: text or json.";
+    "tls_cert", "tls-cert", "PEM certificate chain: serve wss:// on listen.";
+    "tls_key", "tls-key", "PEM private key for tls_cert.";
+    "shutdown_timeout", "shutdown-timeout", "On SIGINT/SIGTERM, how long to wait for sessions to close after sending 1001.";
+    "limits.max_message_size", "max-message-size", "Largest message in bytes from either side; above it the sender is closed with 1009.";
+    "limits.max_connections", "max-connections", "Concurrent client connections; beyond it new clients get HTTP 503.";
+    "limits.idle_timeout", "idle-timeout", "Close a session after this long without a frame (0s = never).";
+    "limits.handshake_timeout", "handshake-timeout", "Time a client has to send its upgrade request (slowloris guard).";
+    "live.payload_cap", "payload-cap", "Payload bytes shown per message on the live stream; longer ones are cut and flagged.";
+    "live.queue", "live-queue", "Events queued per live-stream subscriber before they are dropped (and counted).";
+    "proxy.upstream", "upstream", "Upstream base URL (ws:// or wss://); the client's path and query are appended.";
+    "proxy.resolver_url", "resolver-url", "Resolve the upstream per connection: GET <resolver-url><path> answers the URL (text or {\"url\":..}). Falls back to upstream.";
+    "proxy.resolver_timeout", "resolver-timeout", "Timeout of one resolver request.";
+    "proxy.resolver_retries", "resolver-retries", "Resolver retries after a failure, before falling back.";
+    "proxy.accept_early", "accept-early", "Accept the client at once and queue its messages until the upstream is connected.";
+    "proxy.queue_max_messages", "queue-max-messages", "Accept-early queue bound, in messages.";
+    "proxy.queue_max_bytes", "queue-max-bytes", "Accept-early queue bound, in bytes.";
+    "proxy.queue_timeout", "queue-timeout", "Accept-early: queued messages older than this are dropped, each with an event.";
+    "proxy.forward_headers", "forward-header", "Extra request header forwarded to the upstream (repeatable), besides the default allowlist.";
+    "proxy.upstream_ca", "upstream-ca", "Extra CA certificate (PEM) trusted for wss:// upstreams, besides the system roots.";
+    "proxy.connect_timeout", "connect-timeout", "DNS + TCP + TLS + upgrade towards the upstream.";
+}
+
+pub fn by_path(path: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.path == path)
+}

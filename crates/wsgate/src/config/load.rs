@@ -1,0 +1,260 @@
+//! Layering and validation. Every value is its own named provider, so an error can
+//! say exactly where the bad value came from: the file (with its path), an
+//! environment variable, or a flag.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::providers::{Format, Serialized, Yaml};
+use figment::value::{Dict, Map, Tag, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+
+use super::Config;
+use super::keys::{self, KEYS};
+
+/// Values that stay strings even when they look like numbers or booleans.
+const TEXT_KEYS: &[&str] = &[
+    "admin_token",
+    "log_level",
+    "tls_cert",
+    "tls_key",
+    "proxy.upstream",
+    "proxy.resolver_url",
+    "proxy.upstream_ca",
+    "proxy.forward_headers",
+];
+
+/// Where values come from, lowest precedence first (after the defaults).
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// websocket-multiplex's names: `(variable, value)`.
+    pub compat_env: Vec<(String, String)>,
+    /// `(config path, source description, raw values)` from `WSGATE_*` variables.
+    pub env: Vec<(&'static str, String, Vec<String>)>,
+    /// `(config path, source description, raw values)` from flags.
+    pub flags: Vec<(&'static str, String, Vec<String>)>,
+}
+
+/// A configuration that cannot be used. Printed as is, then the process exits 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("invalid config: `{field}` from {origin}: {message}\n  fix: {fix}")]
+    Invalid { field: String, origin: String, message: String, fix: String },
+}
+
+/// One value from one place.
+struct Single {
+    name: String,
+    path: &'static str,
+    value: Value,
+}
+
+impl Provider for Single {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(Cow::Owned(self.name.clone()))
+    }
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut value = self.value.clone();
+        for part in self.path.rsplit('.') {
+            let mut d = Dict::new();
+            d.insert(part.to_owned(), value);
+            value = Value::Dict(Tag::Default, d);
+        }
+        let dict = value.into_dict().unwrap_or_default();
+        Ok(Map::from([(Profile::Default, dict)]))
+    }
+}
+
+fn typed(path: &str, raw: &[String]) -> Value {
+    let one = |s: &String| {
+        if TEXT_KEYS.contains(&path) {
+            Value::from(s.clone())
+        } else {
+            s.parse().unwrap_or_else(|_| Value::from(s.clone()))
+        }
+    };
+    if path == "proxy.forward_headers" {
+        Value::from(raw.iter().map(|s| Value::from(s.clone())).collect::<Vec<_>>())
+    } else {
+        raw.last().map(one).unwrap_or_else(|| Value::from(String::new()))
+    }
+}
+
+/// websocket-multiplex's variables mapped onto wsgate's fields.
+fn compat(name: &str, value: &str) -> Option<(&'static str, Value)> {
+    Some(match name {
+        // websocket-multiplex listens on every interface; so do we when PORT is used.
+        "PORT" => ("listen", Value::from(format!("0.0.0.0:{value}"))),
+        // The control plane stays on loopback: beyond it wsgate requires a token.
+        "MASTER_PORT" => ("control", Value::from(format!("127.0.0.1:{value}"))),
+        "UPSTREAM_URL" => ("proxy.upstream", Value::from(value.to_owned())),
+        "DYNAMIC_UPSTREAM_CONFIG_URL" => ("proxy.resolver_url", Value::from(value.to_owned())),
+        "LOG_LEVEL" => ("log_level", Value::from(value.to_lowercase())),
+        // Milliseconds there; a duration string here.
+        "MESSAGE_QUEUE_TIMEOUT" => ("proxy.queue_timeout", Value::from(format!("{value}ms"))),
+        _ => return None,
+    })
+}
+
+/// The names websocket-multiplex reads, in the order they are applied.
+pub const COMPAT_ENV: &[&str] =
+    &["PORT", "MASTER_PORT", "UPSTREAM_URL", "DYNAMIC_UPSTREAM_CONFIG_URL", "LOG_LEVEL", "MESSAGE_QUEUE_TIMEOUT"];
+
+fn fix_for(path: &str) -> String {
+    match keys::by_path(path) {
+        Some(k) => format!("{} (flag --{}, env {}, file key `{}`)", k.help, k.flag, k.env(), k.path),
+        None => "see `wsgate config default` for every field and its meaning".into(),
+    }
+}
+
+/// Builds the layered config and extracts it. Semantic checks that depend on the
+/// command are in [`Config::validate_for_proxy`] and friends.
+pub fn load(sources: &Sources) -> Result<(Config, Figment), ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = &sources.file {
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Err(e) => return Err(ConfigError::File { path: shown, message: e.to_string() }),
+            Ok(text) if text.trim().is_empty() => {}
+            Ok(_) => fig = fig.merge(Yaml::file_exact(path)),
+        }
+    }
+    for (name, value) in &sources.compat_env {
+        if let Some((path, value)) = compat(name, value) {
+            fig = fig.merge(Single { name: format!("environment variable {name} (websocket-multiplex)"), path, value });
+        }
+    }
+    for (path, name, raw) in sources.env.iter().chain(&sources.flags) {
+        fig = fig.merge(Single { name: name.clone(), path, value: typed(path, raw) });
+    }
+    let cfg: Config = fig.extract().map_err(|e| from_figment(e, sources))?;
+    Ok((cfg, fig))
+}
+
+fn from_figment(e: figment::Error, sources: &Sources) -> ConfigError {
+    let field = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
+    let source = match &e.metadata {
+        Some(m) => match &m.source {
+            Some(figment::Source::File(p)) => format!("config file {}", p.display()),
+            _ => m.name.to_string(),
+        },
+        None => {
+            sources.file.as_ref().map(|p| format!("config file {}", p.display())).unwrap_or_else(|| "defaults".into())
+        }
+    };
+    let message = e.kind.to_string();
+    let fix = if let figment::error::Kind::UnknownField(name, expected) = &e.kind {
+        let known: Vec<_> = expected.iter().map(|s| s.to_string()).collect();
+        format!("remove or rename `{name}`; known fields here: {}", known.join(", "))
+    } else {
+        fix_for(&field)
+    };
+    ConfigError::Invalid { field, origin: source, message, fix }
+}
+
+/// Where the value of `path` came from.
+pub fn source_of(fig: &Figment, path: &str) -> String {
+    match fig.find_metadata(path) {
+        Some(m) => match &m.source {
+            Some(figment::Source::File(p)) => format!("config file {}", p.display()),
+            _ if m.name == "Serialized" || m.name.contains("Serialized") => "the defaults".into(),
+            _ => m.name.to_string(),
+        },
+        None => "the defaults".into(),
+    }
+}
+
+pub fn invalid(fig: &Figment, path: &str, message: impl Into<String>, fix: Option<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: path.to_owned(),
+        origin: source_of(fig, path),
+        message: message.into(),
+        fix: fix.unwrap_or_else(|| fix_for(path)),
+    }
+}
+
+impl Config {
+    /// Checks shared by every serving command.
+    pub fn validate_common(&self, fig: &Figment) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            let path = if self.tls_cert.is_some() { "tls_key" } else { "tls_cert" };
+            return Err(invalid(
+                fig,
+                path,
+                "tls_cert and tls_key go together",
+                Some("give both --tls-cert and --tls-key, or neither".into()),
+            ));
+        }
+        if !is_loopback(&self.control) && self.admin_token.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(
+                fig,
+                "control",
+                format!(
+                    "the control plane on {} is reachable beyond loopback without an admin token; it can inject into live traffic",
+                    self.control
+                ),
+                Some("set --admin-token (or WSGATE_ADMIN_TOKEN), or bind --control to 127.0.0.1".into()),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(invalid(fig, "log_level", format!("{:?} is not a log level or filter", self.log_level), None));
+        }
+        if self.limits.max_message_size == 0 {
+            return Err(invalid(fig, "limits.max_message_size", "must be greater than 0", None));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(invalid(fig, "limits.max_connections", "must be greater than 0", None));
+        }
+        if self.live.queue == 0 {
+            return Err(invalid(fig, "live.queue", "must be greater than 0", None));
+        }
+        Ok(())
+    }
+
+    /// Checks for `wsgate proxy`.
+    pub fn validate_for_proxy(&self, fig: &Figment) -> Result<(), ConfigError> {
+        self.validate_common(fig)?;
+        let p = &self.proxy;
+        if p.upstream.is_none() && p.resolver_url.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "proxy.upstream".into(),
+                origin: "nowhere (it is not set)".into(),
+                message: "the proxy needs an upstream".into(),
+                fix: "pass --upstream ws://host:port (or WSGATE_UPSTREAM, UPSTREAM_URL, or proxy.upstream in the config file), or --resolver-url".into(),
+            });
+        }
+        if let Some(u) = &p.upstream
+            && !matches!(u.scheme(), "ws" | "wss")
+        {
+            return Err(invalid(fig, "proxy.upstream", format!("{u} is not a ws:// or wss:// URL"), None));
+        }
+        if let Some(u) = &p.resolver_url
+            && !matches!(u.scheme(), "http" | "https")
+        {
+            return Err(invalid(fig, "proxy.resolver_url", format!("{u} is not an http:// or https:// URL"), None));
+        }
+        for h in &p.forward_headers {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(invalid(fig, "proxy.forward_headers", format!("{h:?} is not a valid header name"), None));
+            }
+        }
+        if p.queue_max_messages == 0 || p.queue_max_bytes == 0 {
+            let path = if p.queue_max_messages == 0 { "proxy.queue_max_messages" } else { "proxy.queue_max_bytes" };
+            return Err(invalid(fig, path, "must be greater than 0", None));
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// Every key's documentation, for `config default`.
+pub fn documented_keys() -> &'static [keys::Key] {
+    KEYS
+}

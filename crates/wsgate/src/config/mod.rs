@@ -1,0 +1,152 @@
+//! The one typed configuration, layered: defaults → YAML file (`--config`) →
+//! websocket-multiplex environment names → `WSGATE_*` environment → command-line
+//! flags. `wsgate config default` prints it, `wsgate config check` validates it, and
+//! every serving command runs from it.
+
+mod keys;
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use keys::KEYS;
+pub use load::{COMPAT_ENV, ConfigError, Sources, documented_keys, invalid as load_invalid, load};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything wsgate can be told. Unknown fields are errors, so a typo in a file never
+/// silently falls back to a default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Dashboard, API, live stream and metrics.
+    pub control: SocketAddr,
+    /// Bearer token for the control plane; required when `control` is not loopback.
+    pub admin_token: Option<String>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// PEM certificate chain for wss:// on `listen`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// How long a graceful shutdown waits for sessions to close.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub limits: Limits,
+    pub live: Live,
+    pub proxy: ProxySection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message (bytes) accepted from either side; larger closes with 1009.
+    pub max_message_size: usize,
+    /// Concurrent client connections; further ones get HTTP 503.
+    pub max_connections: usize,
+    /// Close sessions idle this long (0s = never).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Time a client has to complete its upgrade request.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Live {
+    /// Payload bytes shown per message on the live stream (longer ones are cut and
+    /// flagged `truncated`).
+    pub payload_cap: usize,
+    /// Events queued per live-stream subscriber before drops.
+    pub queue: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Upstream base URL; the client's path and query are appended.
+    pub upstream: Option<Url>,
+    /// Resolve the upstream per connection: GET <resolver_url><path> returns its URL.
+    pub resolver_url: Option<Url>,
+    #[serde(with = "humantime_serde")]
+    pub resolver_timeout: Duration,
+    pub resolver_retries: u32,
+    /// Accept clients before the upstream answers, queueing their messages.
+    pub accept_early: bool,
+    pub queue_max_messages: usize,
+    pub queue_max_bytes: usize,
+    /// Queued messages older than this are dropped (with an event).
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// Extra request headers forwarded to the upstream.
+    pub forward_headers: Vec<String>,
+    /// Extra CA (PEM) trusted for wss:// upstreams, besides the system roots.
+    pub upstream_ca: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("literal address"),
+            control: "127.0.0.1:8081".parse().expect("literal address"),
+            admin_token: None,
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
+            shutdown_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            live: Live::default(),
+            proxy: ProxySection::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 16 << 20,
+            max_connections: 10_000,
+            idle_timeout: Duration::ZERO,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self { payload_cap: 4096, queue: 1024 }
+    }
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self {
+            upstream: None,
+            resolver_url: None,
+            resolver_timeout: Duration::from_secs(2),
+            resolver_retries: 2,
+            accept_early: false,
+            queue_max_messages: 1000,
+            queue_max_bytes: 8 << 20,
+            queue_timeout: Duration::from_secs(30),
+            forward_headers: Vec::new(),
+            upstream_ca: None,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}

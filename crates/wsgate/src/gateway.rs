@@ -1,0 +1,117 @@
+//! Wiring shared by every serving command: the event bus and its observers, the
+//! registry, the control plane, and the shutdown sequence.
+//!
+//! Shutdown (SIGINT/SIGTERM): cancel the root token → listeners stop accepting and
+//! every session closes both sides with 1001 → wait for the session tasks with the
+//! configured deadline → stop the control plane → exit 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wsgate_control::{ControlConfig, ControlPlane};
+use wsgate_core::{EventBus, Registry};
+
+use crate::config::Config;
+
+pub struct Gateway {
+    pub bus: Arc<EventBus>,
+    pub registry: Arc<Registry>,
+    pub control: ControlPlane,
+    pub control_addr: SocketAddr,
+    /// Cancelled on SIGINT/SIGTERM; handlers watch it.
+    pub shutdown: CancellationToken,
+    /// Session tasks, drained with a deadline at shutdown.
+    pub sessions: TaskTracker,
+    control_stop: CancellationToken,
+    control_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    observers: TaskTracker,
+}
+
+impl Gateway {
+    /// Builds the bus and binds and starts the control plane.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
+        let mut builder = EventBus::builder();
+        let observers_q = wsgate_control::register_observers(&mut builder);
+        let bus = builder.build();
+        let registry = Arc::new(Registry::default());
+        let shutdown = CancellationToken::new();
+        let control_stop = CancellationToken::new();
+        let observers = TaskTracker::new();
+        let control = ControlPlane::start(
+            ControlConfig {
+                admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
+                payload_cap: cfg.live.payload_cap,
+                live_queue: cfg.live.queue,
+            },
+            registry.clone(),
+            bus.clone(),
+            observers_q,
+            control_stop.clone(),
+            &observers,
+        );
+        let listener = TcpListener::bind(cfg.control)
+            .await
+            .with_context(|| format!("cannot bind the control plane on {}", cfg.control))?;
+        let control_addr = listener.local_addr()?;
+        let task = tokio::spawn(wsgate_control::serve(listener, control.router(), control_stop.clone()));
+        Ok(Self {
+            bus,
+            registry,
+            control,
+            control_addr,
+            shutdown,
+            sessions: TaskTracker::new(),
+            control_stop,
+            control_task: task,
+            observers,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM, then runs the shutdown sequence.
+    pub async fn run_until_signal(self, deadline: Duration) -> anyhow::Result<()> {
+        wait_for_signal().await;
+        tracing::info!("shutting down: closing sessions with 1001");
+        self.shutdown(deadline).await
+    }
+
+    pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
+        self.control.set_ready(false);
+        self.shutdown.cancel();
+        self.sessions.close();
+        if tokio::time::timeout(deadline, self.sessions.wait()).await.is_err() {
+            tracing::warn!(live = self.registry.live_count(), "shutdown deadline passed; dropping remaining sessions");
+        }
+        self.control_stop.cancel();
+        self.observers.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.observers.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.control_task).await;
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,34 @@
+//! Turns parsed command-line matches into config [`Sources`], keeping track of
+//! whether each value came from a flag or a `WSGATE_*` variable.
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+
+use crate::config::{KEYS, Sources};
+
+/// Collects the sources for a serving command from its (sub)command matches.
+pub fn collect(m: &ArgMatches, file: Option<std::path::PathBuf>) -> Sources {
+    let mut s = Sources { file, ..Default::default() };
+    for key in KEYS {
+        let id = key.arg_id();
+        let Ok(Some(raw)) = m.try_get_raw(&id) else { continue };
+        let values: Vec<String> = if key.path == "proxy.accept_early" {
+            vec![m.get_flag(&id).to_string()]
+        } else {
+            raw.map(|v| v.to_string_lossy().into_owned()).collect()
+        };
+        match m.value_source(&id) {
+            Some(ValueSource::CommandLine) => s.flags.push((key.path, format!("flag --{}", key.flag), values)),
+            Some(ValueSource::EnvVariable) => {
+                s.env.push((key.path, format!("environment variable {}", key.env()), values))
+            }
+            _ => {}
+        }
+    }
+    for name in crate::config::COMPAT_ENV {
+        if let Ok(v) = std::env::var(name) {
+            s.compat_env.push(((*name).to_owned(), v));
+        }
+    }
+    s
+}

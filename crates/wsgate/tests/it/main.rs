@@ -1,0 +1,11 @@
+//! Integration tests: the real `wsgate` binary, real sockets on 127.0.0.1:0, real
+//! clients. One test binary (cargo builds it once); modules by feature.
+
+mod support;
+
+mod cli;
+mod control;
+mod proxy;
+mod shutdown;
+mod third_party;
+mod tls;

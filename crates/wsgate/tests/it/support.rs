@@ -1,0 +1,361 @@
+//! The harness: scripted upstream servers, the gateway process, clients.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use wsgate_protocol::handshake::{into_transport, offered_subprotocols, switching_protocols, validate_upgrade};
+use wsgate_protocol::{CloseFrame, ConnectRequest, Message, Role, Transport, WsConfig, WsStream};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Awaits with the harness deadline, so a broken test fails instead of hanging.
+pub async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(WAIT, f).await.expect("timed out waiting")
+}
+
+/// What a test upstream saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    Connected { path: String, headers: HeaderMap },
+    Message(Message),
+    Ended,
+}
+
+/// How a test upstream behaves.
+#[derive(Clone, Default)]
+pub struct UpstreamOpts {
+    /// Subprotocols it accepts (the first one the client offers that is in this list).
+    pub accept_protocols: Vec<String>,
+    /// Refuse every upgrade with this status and body.
+    pub reject: Option<(u16, &'static str)>,
+    /// Hold every upgrade until notified.
+    pub hold: Option<Arc<Notify>>,
+    /// Sent right after the upgrade.
+    pub greeting: Option<String>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A scripted upstream: echoes text and binary; `close:CODE:REASON` makes it close.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: mpsc::UnboundedReceiver<Seen>,
+}
+
+impl Upstream {
+    pub async fn start(opts: UpstreamOpts) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let opts = opts.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let transport = match &opts.tls {
+                        None => Transport::Plain(tcp),
+                        Some(cfg) => match tokio_rustls::TlsAcceptor::from(cfg.clone()).accept(tcp).await {
+                            Ok(s) => Transport::Tls(Box::new(s.into())),
+                            Err(_) => return,
+                        },
+                    };
+                    let svc = hyper::service::service_fn(move |req| upgrade(req, opts.clone(), tx.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(transport), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Self { addr, seen: rx }
+    }
+
+    pub async fn echo() -> Self {
+        Self::start(UpstreamOpts::default()).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// The next thing seen, skipping nothing.
+    pub async fn next(&mut self) -> Seen {
+        within(self.seen.recv()).await.expect("upstream channel closed")
+    }
+
+    /// The next message (skipping connection records).
+    pub async fn next_message(&mut self) -> Message {
+        loop {
+            if let Seen::Message(m) = self.next().await {
+                return m;
+            }
+        }
+    }
+
+    pub async fn next_connection(&mut self) -> (String, HeaderMap) {
+        loop {
+            if let Seen::Connected { path, headers } = self.next().await {
+                return (path, headers);
+            }
+        }
+    }
+}
+
+async fn upgrade(
+    mut req: hyper::Request<Incoming>,
+    opts: UpstreamOpts,
+    tx: mpsc::UnboundedSender<Seen>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let _ = tx.send(Seen::Connected { path, headers: req.headers().clone() });
+    if let Some(hold) = &opts.hold {
+        hold.notified().await;
+    }
+    if let Some((status, body)) = opts.reject {
+        let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+        r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain"));
+        return Ok(r);
+    }
+    let key = validate_upgrade(req.method(), req.headers()).expect("valid upgrade from the proxy");
+    let chosen = offered_subprotocols(req.headers()).into_iter().find(|p| opts.accept_protocols.contains(p));
+    let on = hyper::upgrade::on(&mut req);
+    let greeting = opts.greeting.clone();
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let (io, left) = into_transport(up).expect("our transport");
+        let mut ws = WsStream::new(io, Role::Server, WsConfig::default(), left);
+        if let Some(g) = greeting {
+            let _ = ws.send(Message::text(g)).await;
+        }
+        loop {
+            match ws.recv().await {
+                Ok(m) => {
+                    let _ = tx.send(Seen::Message(m.clone()));
+                    match m {
+                        Message::Text(t) if t.starts_with(b"close:") => {
+                            let s = String::from_utf8_lossy(&t).into_owned();
+                            let mut it = s.splitn(3, ':').skip(1);
+                            let code = it.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
+                            let reason = it.next().unwrap_or("").to_owned();
+                            let _ = tokio::time::timeout(WAIT, ws.close(code, &reason)).await;
+                            break;
+                        }
+                        Message::Text(_) | Message::Binary(_) => {
+                            if ws.send(m).await.is_err() {
+                                break;
+                            }
+                        }
+                        Message::Close(_) => {
+                            let _ = ws.flush().await;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(Seen::Ended);
+    });
+    Ok(switching_protocols(&key, chosen.as_deref()).map(|_| Full::new(Bytes::new())))
+}
+
+/// A running `wsgate` process.
+pub struct Gateway {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub control: SocketAddr,
+    pub stderr: PathBuf,
+    _dir: TempDir,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wsgate")
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("wsgate-it-{}-{}", std::process::id(), fastrand_id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fastrand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) * 7919
+        + std::time::SystemTime::now().elapsed().map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl Gateway {
+    /// Starts `wsgate proxy` with `args` (plus loopback ports 0 unless given) and waits
+    /// for its ready line.
+    pub async fn proxy(args: &[&str]) -> Self {
+        Self::spawn("proxy", args, &[]).await
+    }
+
+    pub async fn spawn(sub: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new();
+        let stderr = dir.0.join("stderr.log");
+        let mut cmd = Command::new(bin());
+        cmd.arg(sub);
+        if !args.contains(&"--listen") && !env.iter().any(|(k, _)| *k == "PORT") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--control") {
+            cmd.args(["--control", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
+            .kill_on_drop(true)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "wsgate=debug,info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn wsgate");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = match tokio::time::timeout(WAIT, lines.next_line()).await {
+            Ok(Ok(Some(l))) => l,
+            other => panic!(
+                "wsgate did not start ({other:?}); stderr:\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            ),
+        };
+        let field = |name: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        let (listen, control) = (field("listen"), field("control"));
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, listen, control, stderr, _dir: dir }
+    }
+
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{}", self.listen, path)
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("http://{}{}", self.control, path)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub async fn terminate(&mut self) -> i32 {
+        let pid = self.child.id().expect("running").to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        within(self.child.wait()).await.unwrap().code().unwrap_or(-1)
+    }
+
+    /// The live sessions (polling the API until `pred` holds).
+    pub async fn wait_sessions(&self, pred: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+        within(async {
+            loop {
+                let v: serde_json::Value = http_json(&self.api("/api/sessions")).await;
+                let list = v["sessions"].as_array().cloned().unwrap_or_default();
+                if pred(&list) {
+                    return list;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+}
+
+pub async fn http_json(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Opens a client connection.
+pub async fn ws_connect(url: &str) -> WsStream<Transport> {
+    ws_connect_with(ConnectRequest::new(url.parse().unwrap())).await
+}
+
+pub async fn ws_connect_with(req: ConnectRequest) -> WsStream<Transport> {
+    let c = within(wsgate_protocol::connect(req)).await.expect("connect");
+    WsStream::new(c.transport, Role::Client, WsConfig::default(), c.leftover)
+}
+
+/// The next data or close message (pings/pongs skipped unless asked for).
+pub async fn recv(ws: &mut WsStream<Transport>) -> Message {
+    let m = within(ws.recv()).await.expect("recv");
+    if matches!(m, Message::Close(_)) {
+        // Send the queued close reply now, as a real client does, so the proxy's close
+        // handshake completes without waiting for its timeout.
+        let _ = within(ws.flush()).await;
+    }
+    m
+}
+
+pub fn text(m: &Message) -> String {
+    match m {
+        Message::Text(b) => String::from_utf8(b.to_vec()).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+pub fn close_of(m: &Message) -> Option<CloseFrame> {
+    match m {
+        Message::Close(c) => c.clone(),
+        other => panic!("expected close, got {other:?}"),
+    }
+}
+
+/// Polls `f` until it returns Some (for state that converges, e.g. via the API).
+pub async fn eventually<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    within(async {
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Shared list for tests that collect values from a spawned task.
+pub type Shared<T> = Arc<Mutex<Vec<T>>>;

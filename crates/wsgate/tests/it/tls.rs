@@ -1,0 +1,69 @@
+//! wss:// on both sides: the listener with --tls-cert/--tls-key, the upstream verified
+//! against --upstream-ca.
+
+use std::sync::Arc;
+
+use wsgate_protocol::{ConnectRequest, Message};
+
+use crate::support::*;
+
+struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let dir = TempDir::new();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.0.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.0.join("cert.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.0.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+        Self { dir }
+    }
+    fn path(&self, f: &str) -> String {
+        self.dir.0.join(f).display().to_string()
+    }
+}
+
+#[tokio::test]
+async fn wss_on_both_sides() {
+    let pki = Pki::new();
+    let server_tls =
+        wsgate_protocol::tls::server_config(pki.path("cert.pem").as_ref(), pki.path("key.pem").as_ref()).unwrap();
+    let mut up = Upstream::start(UpstreamOpts { tls: Some(server_tls), ..Default::default() }).await;
+    let gw = Gateway::proxy(&[
+        "--upstream",
+        &format!("wss://127.0.0.1:{}", up.addr.port()),
+        "--upstream-ca",
+        &pki.path("ca.pem"),
+        "--tls-cert",
+        &pki.path("cert.pem"),
+        "--tls-key",
+        &pki.path("key.pem"),
+    ])
+    .await;
+    let mut req = ConnectRequest::new(format!("wss://127.0.0.1:{}/secure", gw.listen.port()).parse().unwrap());
+    req.tls = Some(wsgate_protocol::tls::client_config(Some(pki.path("ca.pem").as_ref())).unwrap());
+    let mut ws = ws_connect_with(req).await;
+    assert_eq!(up.next_connection().await.0, "/secure");
+    ws.send(Message::text("over tls")).await.unwrap();
+    assert_eq!(text(&recv(&mut ws).await), "over tls");
+
+    // Without the CA the upstream's certificate is refused: 502 and a tls failure.
+    let gw2 = Gateway::proxy(&["--upstream", &format!("wss://127.0.0.1:{}", up.addr.port())]).await;
+    let err = within(wsgate_protocol::connect(ConnectRequest::new(gw2.ws("/").parse().unwrap()))).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(502));
+    let s = gw2.wait_sessions(|s| s.iter().any(|x| x["state"] == "FAILED")).await;
+    let last = s[0]["lifecycle"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["reason_kind"], "tls", "{last}");
+    let _ = Arc::new(());
+}
