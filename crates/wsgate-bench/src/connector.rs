@@ -119,7 +119,7 @@ impl ConnectStats {
                 url: url.to_string(),
                 attempted: self.failed,
                 kind: source.kind(),
-                source,
+                source: Box::new(source),
             }),
             _ => Ok(()),
         }

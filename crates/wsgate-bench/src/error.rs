@@ -23,8 +23,9 @@ pub enum BenchError {
         url: String,
         attempted: u64,
         kind: &'static str,
+        /// Boxed: a refused upgrade carries the response's headers and body.
         #[source]
-        source: ConnectError,
+        source: Box<ConnectError>,
     },
 
     /// Fan-out needs its publisher connection.
@@ -33,7 +34,7 @@ pub enum BenchError {
         url: String,
         kind: &'static str,
         #[source]
-        source: ConnectError,
+        source: Box<ConnectError>,
     },
 
     /// The subscribers never saw one of the publisher's messages, which means the

@@ -115,7 +115,11 @@ pub(crate) async fn run(a: FanoutArgs, shutdown: CancellationToken) -> Result<Su
         Ok(ws) => ws,
         Err(source) => {
             close_all(subs).await;
-            return Err(BenchError::Publisher { url: publish_url.to_string(), kind: source.kind(), source });
+            return Err(BenchError::Publisher {
+                url: publish_url.to_string(),
+                kind: source.kind(),
+                source: Box::new(source),
+            });
         }
     };
 

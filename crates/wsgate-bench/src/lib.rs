@@ -17,6 +17,9 @@
 //! The binary parses a [`BenchCommand`], calls [`run`] with its shutdown token and
 //! prints the [`Summary`] with [`print_summary`].
 
+// A failing unwrap is the clearest test failure there is.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod args;
 mod connector;
 mod echo;

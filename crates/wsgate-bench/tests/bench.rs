@@ -1,5 +1,8 @@
 //! wsgate-bench against real WebSocket servers on 127.0.0.1:0 (see `support`).
 
+// A failing unwrap is the clearest test failure there is.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

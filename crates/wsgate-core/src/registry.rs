@@ -141,7 +141,7 @@ impl Registry {
     pub fn all(&self) -> Vec<SessionSnapshot> {
         let mut v = self.live();
         v.extend(lock(&self.recent).iter().cloned());
-        v.sort_by(|a, b| b.info.id.cmp(&a.info.id));
+        v.sort_by_key(|s| std::cmp::Reverse(s.info.id));
         v
     }
 

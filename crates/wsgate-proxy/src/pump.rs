@@ -161,7 +161,7 @@ enum Who {
 }
 
 impl Who {
-    fn from_direction(self) -> Direction {
+    fn outgoing_direction(self) -> Direction {
         match self {
             Who::Client => Direction::ClientToUpstream,
             Who::Upstream => Direction::UpstreamToClient,
@@ -331,7 +331,7 @@ impl<'a> Pump<'a> {
 
     /// Handles one frame read from `from`.
     fn on_frame(&mut self, from: Who, frame: Frame) {
-        let direction = from.from_direction();
+        let direction = from.outgoing_direction();
         let max = self.cfg.max_message_size;
         match frame.opcode {
             OpCode::Close => {

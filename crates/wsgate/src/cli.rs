@@ -23,11 +23,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Inspecting proxy: clients connect here and reach `upstream + path + query`.
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     /// Load generation against any WebSocket endpoint.
     Bench {
         #[command(subcommand)]
-        command: wsgate_bench::BenchCommand,
+        command: Box<wsgate_bench::BenchCommand>,
     },
     /// Validate a configuration, or print the documented default.
     Config {
@@ -39,7 +39,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the layered configuration (file, environment, flags) and print the result.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Print the default configuration as documented YAML.
     Default,
 }

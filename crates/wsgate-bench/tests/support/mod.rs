@@ -155,7 +155,7 @@ async fn echo(mut ws: WsStream<Transport>, stats: &Stats, corrupt_every: Option<
 
 fn corrupt(b: Bytes, n: u64, every: Option<u64>) -> Bytes {
     match every {
-        Some(every) if n % every == 0 && !b.is_empty() => {
+        Some(every) if n.is_multiple_of(every) && !b.is_empty() => {
             let mut m = BytesMut::from(&b[..]);
             let last = m.len() - 1;
             m[last] ^= 0x01;

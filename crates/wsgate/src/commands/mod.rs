@@ -14,13 +14,13 @@ use crate::config::ConfigError;
 pub fn exec(cli: Cli, matches: &ArgMatches) -> ExitCode {
     let sub = matches.subcommand().map(|(_, m)| m);
     match cli.command {
-        Command::Proxy(args) => proxy::exec(args, sub.unwrap_or(matches)),
-        Command::Bench { command } => bench::exec(command),
+        Command::Proxy(args) => proxy::exec(*args, sub.unwrap_or(matches)),
+        Command::Bench { command } => bench::exec(*command),
         Command::Config { command } => match command {
             ConfigCommand::Default => config::default(),
             ConfigCommand::Check(args) => {
                 let sub = sub.and_then(|m| m.subcommand()).map(|(_, m)| m).unwrap_or(matches);
-                config::check(args, sub)
+                config::check(*args, sub)
             }
         },
     }

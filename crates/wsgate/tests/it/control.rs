@@ -157,7 +157,7 @@ async fn multiplex_master_commands_and_taps() {
     until(&mut master, |v| v["type"] == "ack").await;
     loop {
         if let Message::Text(t) = up.next_message().await
-            && t == Bytes::from("to upstream")
+            && t == "to upstream"
         {
             break;
         }

@@ -1,6 +1,8 @@
 //! Integration tests: the real `wsgate` binary, real sockets on 127.0.0.1:0, real
 //! clients. One test binary (cargo builds it once); modules by feature.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod cli;

@@ -41,7 +41,7 @@ async fn echo_text_binary_all_sizes_and_fragmented() {
                 assert_eq!(p, Bytes::from("mid"));
                 got_ping = true
             }
-            Message::Text(t) if t == Bytes::from("fragmented") => break,
+            Message::Text(t) if t == "fragmented" => break,
             _ => {}
         }
     }

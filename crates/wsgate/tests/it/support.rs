@@ -144,32 +144,23 @@ async fn upgrade(
         if let Some(g) = greeting {
             let _ = ws.send(Message::text(g)).await;
         }
-        loop {
-            match ws.recv().await {
-                Ok(m) => {
-                    let _ = tx.send(Seen::Message(m.clone()));
-                    match m {
-                        Message::Text(t) if t.starts_with(b"close:") => {
-                            let s = String::from_utf8_lossy(&t).into_owned();
-                            let mut it = s.splitn(3, ':').skip(1);
-                            let code = it.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
-                            let reason = it.next().unwrap_or("").to_owned();
-                            let _ = tokio::time::timeout(WAIT, ws.close(code, &reason)).await;
-                            break;
-                        }
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(m).await.is_err() {
-                                break;
-                            }
-                        }
-                        Message::Close(_) => {
-                            let _ = ws.flush().await;
-                            break;
-                        }
-                        _ => {}
-                    }
+        while let Ok(m) = ws.recv().await {
+            let _ = tx.send(Seen::Message(m.clone()));
+            match m {
+                Message::Text(t) if t.starts_with(b"close:") => {
+                    let s = String::from_utf8_lossy(&t).into_owned();
+                    let mut it = s.splitn(3, ':').skip(1);
+                    let code = it.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
+                    let reason = it.next().unwrap_or("").to_owned();
+                    let _ = tokio::time::timeout(WAIT, ws.close(code, &reason)).await;
+                    break;
                 }
-                Err(_) => break,
+                Message::Text(_) | Message::Binary(_) if ws.send(m.clone()).await.is_err() => break,
+                Message::Close(_) => {
+                    let _ = ws.flush().await;
+                    break;
+                }
+                _ => {}
             }
         }
         let _ = tx.send(Seen::Ended);
