@@ -13,11 +13,11 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use url::Url;
-use wsgate_protocol::{ConnectError, ConnectRequest, Role, Transport, WsConfig, WsStream, connect};
+use wsgate_protocol::{CloseCode, ConnectError, ConnectRequest, Role, Transport, WsConfig, WsStream, connect};
 
 use crate::args::{ConnectArgs, positive_seconds, rate};
 use crate::error::BenchError;
-use crate::report::{LatencyStats, Summary, latency_histogram};
+use crate::report::{LatencyStats, Summary, latency_histogram, record};
 use crate::source::SourceIps;
 
 /// A bench connection.
@@ -96,7 +96,7 @@ impl ConnectStats {
         match result {
             Ok(ws) => {
                 self.connected += 1;
-                self.handshake_us.saturating_record(took.as_micros() as u64);
+                record(&mut self.handshake_us, took.as_micros() as u64);
                 Some(ws)
             }
             Err(e) => {
@@ -194,6 +194,18 @@ pub(crate) async fn open_all(
     }
     stats.finish();
     Ok(true)
+}
+
+/// Closes connections that will not be used (the run was interrupted, or cannot go on),
+/// each with 1000 and within [`CLOSE_TIMEOUT`].
+pub(crate) async fn close_all(conns: impl IntoIterator<Item = Ws>) {
+    let mut set = JoinSet::new();
+    for mut ws in conns {
+        set.spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(CloseCode::NORMAL, "")).await;
+        });
+    }
+    while set.join_next().await.is_some() {}
 }
 
 /// Raises the soft open-file limit to the hard limit (every connection is a file

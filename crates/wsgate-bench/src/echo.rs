@@ -10,7 +10,9 @@
 //! one as each echo arrives. Open loop (`--rate`): sends follow a per-connection
 //! schedule, and latency counts from each message's *scheduled* time, so a server
 //! stall shows up as the latency every waiting message saw rather than as fewer,
-//! fast-looking samples (coordinated omission).
+//! fast-looking samples (coordinated omission). The one delay taken out is the bench's
+//! own: the time it held a message that could have gone (its timer has 1 ms
+//! granularity), which is not the server's latency. See [`Lag`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -28,7 +30,7 @@ use crate::connector::{self, CLOSE_TIMEOUT, ConnectStats, Dialer, Ws};
 use crate::error::BenchError;
 use crate::payload::Pattern;
 use crate::progress::{Progress, RateMeter, Slot, Slots, short_rate};
-use crate::report::{BenchKind, LatencyStats, MAX_SAMPLES, Summary, latency_histogram, merge};
+use crate::report::{BenchKind, LatencyStats, MAX_SAMPLES, Summary, latency_histogram, merge, record};
 
 /// Messages per connection when neither `--messages` nor `--duration` is given.
 const DEFAULT_MESSAGES: u64 = 10_000;
@@ -109,7 +111,7 @@ pub(crate) async fn run(a: EchoArgs, shutdown: CancellationToken) -> Result<Summ
     summary.peak_connections = stats.connected;
     if !finished {
         summary.interrupted = true;
-        close_all(conns).await;
+        connector::close_all(conns.into_iter().map(|(_, ws)| ws)).await;
         return Ok(summary);
     }
 
@@ -126,13 +128,17 @@ pub(crate) async fn run(a: EchoArgs, shutdown: CancellationToken) -> Result<Summ
         connections: conns.len(),
     });
     summary.expected = messages.map(|n| n * conns.len() as u64);
+    summary.target_rate = rate;
 
     let slots = Slots::new(conns.len());
     let progress = start_progress(!a.no_progress, &plan, &slots, summary.expected);
     let mut workers = JoinSet::new();
     for (slot, (index, ws)) in conns.into_iter().enumerate() {
-        let (plan, slots, shutdown) = (Arc::clone(&plan), Arc::clone(&slots), shutdown.clone());
-        workers.spawn(async move { drive(index, slot, ws, &plan, slots.get(slot), &shutdown).await });
+        // A token per connection: a pending `cancelled()` takes its token's lock on
+        // every poll, and one token shared by every connection would make that a
+        // contended lock on the hot path.
+        let (plan, slots, stop) = (Arc::clone(&plan), Arc::clone(&slots), shutdown.child_token());
+        workers.spawn(async move { drive(index, slot, ws, &plan, slots.get(slot), &stop).await });
     }
 
     let mut latency = latency_histogram(1);
@@ -192,21 +198,52 @@ fn start_progress(enabled: bool, plan: &Arc<Plan>, slots: &Arc<Slots>, expected:
     }
 }
 
-/// Closes connections that will not be used (the run was interrupted while
-/// connecting).
-async fn close_all(conns: Vec<(usize, Ws)>) {
-    let mut set = JoinSet::new();
-    for (_, mut ws) in conns {
-        set.spawn(async move {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(CloseCode::NORMAL, "")).await;
-        });
-    }
-    while set.join_next().await.is_some() {}
+/// A message in flight.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    seq: u64,
+    /// When its latency counts from (ns since the epoch); also in its payload.
+    ts: u64,
+    /// Sent after the warm-up.
+    measured: bool,
+    /// How long the bench held it after it could have been sent (see [`Lag`]).
+    lag: Duration,
 }
 
-/// A message in flight: its seq, its scheduled send time (ns since the epoch) and
-/// whether it is measured (sent after the warm-up).
-type InFlight = (u64, u64, bool);
+/// Open-loop accounting of the bench's own delays.
+///
+/// A message due at `t` can go once a pipeline slot is free, at `free`. If it goes
+/// later still, at `now`, the bench held it for `now - max(t, free)`: a timer that fired
+/// late, a busy runtime. That lag is not the server's, so latency counts from
+/// `t + lag`: a message that waited for a slot (the server had not answered earlier
+/// ones) still counts the wait, one that had room counts from when it was sent.
+///
+/// A held message also comes back later and frees its slot later; the slot is taken to
+/// have been free from `echo - lag`, so the bench's lag is not passed on to the next
+/// message as if the server had caused it.
+#[derive(Debug)]
+struct Lag {
+    /// Since when a pipeline slot has been free; `None` while the pipeline is full.
+    room_since: Option<Instant>,
+}
+
+impl Lag {
+    /// The lag of a message due at `due` and sent at `now`.
+    fn of(&self, due: Instant, now: Instant) -> Duration {
+        let free = self.room_since.map_or(due, |f| f.max(due));
+        now.saturating_duration_since(free)
+    }
+
+    fn on_echo(&mut self, at: Instant, echoed: &InFlight) {
+        self.room_since.get_or_insert(at.checked_sub(echoed.lag).unwrap_or(at));
+    }
+
+    fn on_send(&mut self, in_flight: usize, max: usize) {
+        if in_flight >= max {
+            self.room_since = None;
+        }
+    }
+}
 
 /// One connection's loop.
 async fn drive(
@@ -239,6 +276,8 @@ async fn drive(
     let mut seq = 0u64;
     let mut sending = true;
     let mut draining = false;
+    let mut echoed_at: Option<Instant> = None;
+    let mut lag = Lag { room_since: Some(plan.epoch) };
 
     // Open loop: this connection's schedule, its phase staggered so connections do not
     // all send in the same instant.
@@ -261,14 +300,16 @@ async fn drive(
         if ticker.is_none() && sending {
             // Closed loop: top the pipeline up. One timestamp per burst — the burst
             // goes out in one write when `recv` next waits for the socket.
-            let mut now = None;
+            // The echo that freed the slot was timestamped a moment ago: the sends it
+            // triggers reuse that reading rather than take another.
+            let mut now = echoed_at.take();
             while in_flight.len() < plan.in_flight {
                 if !more_to_send(plan, &out) {
                     sending = false;
                     break;
                 }
                 let at = *now.get_or_insert_with(Instant::now);
-                if !send(&mut ws, plan, stream, &mut seq, at, &mut scratch, &mut in_flight, &mut out) {
+                if !send(&mut ws, plan, stream, &mut seq, at, Duration::ZERO, &mut scratch, &mut in_flight, &mut out) {
                     out.disconnected = true;
                     break;
                 }
@@ -290,7 +331,7 @@ async fn drive(
             _ = &mut deadline, if plan.stop_at.is_some() => {
                 if draining {
                     // Outstanding echoes did not come back in time.
-                    out.lost += in_flight.iter().filter(|m| m.2).count() as u64;
+                    out.lost += in_flight.iter().filter(|m| m.measured).count() as u64;
                     in_flight.clear();
                     break;
                 }
@@ -299,8 +340,14 @@ async fn drive(
                 deadline.as_mut().reset(Instant::now() + DRAIN_TIMEOUT);
             }
             received = ws.recv() => match received {
-                Ok(Message::Text(b)) => on_echo(b, true, text, plan, stream, &mut in_flight, &mut out, progress),
-                Ok(Message::Binary(b)) => on_echo(b, false, text, plan, stream, &mut in_flight, &mut out, progress),
+                Ok(Message::Text(b)) => {
+                    let at = on_echo(b, true, text, plan, stream, &mut in_flight, &mut out, progress, &mut lag);
+                    echoed_at = Some(at);
+                }
+                Ok(Message::Binary(b)) => {
+                    let at = on_echo(b, false, text, plan, stream, &mut in_flight, &mut out, progress, &mut lag);
+                    echoed_at = Some(at);
+                }
                 Ok(Message::Ping(_) | Message::Pong(_)) => {}
                 Ok(Message::Close(frame)) => {
                     if !in_flight.is_empty() || sending {
@@ -321,17 +368,19 @@ async fn drive(
                     None => std::future::pending().await,
                 }
             }, if can_tick => {
+                let held = lag.of(tick, Instant::now());
                 if !more_to_send(plan, &out) {
                     sending = false;
-                } else if !send(&mut ws, plan, stream, &mut seq, tick, &mut scratch, &mut in_flight, &mut out) {
+                } else if !send(&mut ws, plan, stream, &mut seq, tick + held, held, &mut scratch, &mut in_flight, &mut out) {
                     out.disconnected = true;
                     break;
                 }
+                lag.on_send(in_flight.len(), plan.in_flight);
             }
         }
     }
     if out.disconnected {
-        out.lost += in_flight.iter().filter(|m| m.2).count() as u64;
+        out.lost += in_flight.iter().filter(|m| m.measured).count() as u64;
         ws.flush_best_effort().await;
     } else {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(CloseCode::NORMAL, "")).await;
@@ -349,7 +398,8 @@ fn more_to_send(plan: &Plan, out: &Outcome) -> bool {
     }
 }
 
-/// Queues message `seq` scheduled at `at`. Returns false if the connection is closed.
+/// Queues message `seq`, its latency to count from `at`. Returns false if the
+/// connection is closed.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn send(
@@ -358,6 +408,7 @@ fn send(
     stream: u64,
     seq: &mut u64,
     at: Instant,
+    lag: Duration,
     scratch: &mut BytesMut,
     in_flight: &mut VecDeque<InFlight>,
     out: &mut Outcome,
@@ -370,7 +421,7 @@ fn send(
         return false;
     }
     let measured = at >= plan.measure_from;
-    in_flight.push_back((*seq, ts, measured));
+    in_flight.push_back(InFlight { seq: *seq, ts, measured, lag });
     *seq += 1;
     if measured {
         out.sent += 1;
@@ -379,7 +430,8 @@ fn send(
     true
 }
 
-/// Checks one echo against the oldest message in flight and measures it.
+/// Checks one echo against the oldest message in flight and measures it. Returns
+/// when it arrived.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn on_echo(
@@ -391,13 +443,16 @@ fn on_echo(
     in_flight: &mut VecDeque<InFlight>,
     out: &mut Outcome,
     progress: &Slot,
-) {
+    lag: &mut Lag,
+) -> Instant {
     let now = Instant::now();
-    let Some((seq, ts, measured)) = in_flight.pop_front() else {
+    let Some(echoed) = in_flight.pop_front() else {
         out.errors += 1;
         sample(out, || format!("connection {stream}: a message arrived with none in flight ({} bytes)", got.len()));
-        return;
+        return now;
     };
+    lag.on_echo(now, &echoed);
+    let InFlight { seq, ts, measured, .. } = echoed;
     if got_text != text {
         out.errors += 1;
         let (sent, came) = if text { ("text", "binary") } else { ("binary", "text") };
@@ -410,14 +465,55 @@ fn on_echo(
         out.received += 1;
         out.bytes += got.len() as u64;
         let rtt_ns = plan.ns(now).saturating_sub(ts);
-        out.latency.saturating_record(rtt_ns / 1_000);
+        record(&mut out.latency, rtt_ns / 1_000);
         out.last_reply = Some(now);
         progress.set(out.received);
     }
+    now
 }
 
 fn sample(out: &mut Outcome, what: impl FnOnce() -> String) {
     if out.samples.len() < MAX_SAMPLES {
         out.samples.push(what());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` tenths of a millisecond.
+    fn tenths(n: u64) -> Duration {
+        Duration::from_micros(n * 100)
+    }
+
+    #[test]
+    fn own_timer_lag_is_not_latency_but_waiting_for_the_server_is() {
+        let t0 = Instant::now();
+        let mut lag = Lag { room_since: Some(t0) };
+
+        // A is due at 0 and our timer fires at 1.0 ms with the pipeline (K = 1) empty:
+        // all 1.0 ms are ours.
+        let a_lag = lag.of(t0, t0 + tenths(10));
+        assert_eq!(a_lag, tenths(10));
+        lag.on_send(1, 1);
+        assert_eq!(lag.room_since, None);
+        // A's echo comes 0.1 ms after it was sent: the slot would have been free at
+        // 0.1 ms had A gone on time.
+        let a = InFlight { seq: 0, ts: 0, measured: true, lag: a_lag };
+        lag.on_echo(t0 + tenths(11), &a);
+        assert_eq!(lag.room_since, Some(t0 + tenths(1)));
+        // B, due at 0.8 ms and sent at 1.1 ms, is late only because of our timer.
+        assert_eq!(lag.of(t0 + tenths(8), t0 + tenths(11)), tenths(3));
+        lag.on_send(1, 1);
+
+        // The server stalls: C, sent on time at 2 ms, comes back at 30 ms. D, due at
+        // 2.8 ms, could not go before 30 ms: it counts the 27.2 ms it waited.
+        let c = InFlight { seq: 2, ts: 0, measured: true, lag: Duration::ZERO };
+        lag.on_echo(t0 + tenths(300), &c);
+        let d_due = t0 + tenths(28);
+        let d_lag = lag.of(d_due, t0 + tenths(300));
+        assert_eq!(d_lag, Duration::ZERO);
+        assert_eq!(d_due + d_lag, d_due, "latency counts from when D was due");
     }
 }

@@ -30,9 +30,9 @@ use wsgate_protocol::{CloseCode, Message};
 use crate::args::{self, FanoutArgs};
 use crate::connector::{self, CLOSE_TIMEOUT, ConnectStats, Dialer, Ws};
 use crate::error::BenchError;
-use crate::payload::Pattern;
+use crate::payload::{BINARY_HEADER, Pattern, TEXT_HEADER};
 use crate::progress::{Progress, RateMeter, Slot, Slots, Tally, short_rate};
-use crate::report::{BenchKind, LatencyStats, MAX_SAMPLES, Summary, latency_histogram, merge};
+use crate::report::{BenchKind, LatencyStats, MAX_SAMPLES, Summary, latency_histogram, merge, record};
 
 /// Marks a sync message. Cannot be mistaken for a measured payload: a text header is
 /// hex digits, and a binary one would need a seq near 2^62.
@@ -43,8 +43,10 @@ const SYNC_EVERY: Duration = Duration::from_millis(20);
 const PUBLISH_BURST: u64 = 32;
 /// Stream id of the publisher in payloads.
 const PUBLISHER: u64 = 0;
-/// Most messages a subscriber's bitset may cover: 2^32 messages cost 512 MiB each.
+/// Most messages a run may publish (seqs are tracked in a bitset per subscriber).
 const MAX_MESSAGES: u64 = 1 << 32;
+/// Most memory all subscribers' bitsets may take together.
+const MAX_SEEN_BYTES: u64 = 2 << 30;
 
 /// What all subscribers share: read-only after the start, except the sync tally.
 #[derive(Debug)]
@@ -88,8 +90,20 @@ pub(crate) async fn run(a: FanoutArgs, shutdown: CancellationToken) -> Result<Su
     if a.messages == 0 || a.messages > MAX_MESSAGES {
         return Err(BenchError::invalid("--messages", format!("must be between 1 and {MAX_MESSAGES}")));
     }
-    let pattern = Pattern::new(0, !a.binary);
-    let size = args::size("--size", a.size, pattern.header_len())?;
+    let seen_bytes = a.messages.div_ceil(64) * 8 * subscribers as u64;
+    if seen_bytes > MAX_SEEN_BYTES {
+        return Err(BenchError::invalid(
+            "--messages",
+            format!(
+                "tracking which of {} messages each of {subscribers} subscribers received takes {} MiB (limit {} MiB): \
+                 publish fewer messages or use fewer subscribers",
+                a.messages,
+                seen_bytes >> 20,
+                MAX_SEEN_BYTES >> 20
+            ),
+        ));
+    }
+    let size = args::size("--size", a.size, if a.binary { BINARY_HEADER } else { TEXT_HEADER })?;
     let pattern = Pattern::new(size, !a.binary);
     let rate = a.rate.map(|r| args::rate("--rate", r)).transpose()?;
     let settle = args::seconds("--settle-timeout", a.settle_timeout)?;
@@ -108,13 +122,13 @@ pub(crate) async fn run(a: FanoutArgs, shutdown: CancellationToken) -> Result<Su
     summary.peak_connections = stats.connected;
     if !finished {
         summary.interrupted = true;
-        close_all(subs).await;
+        connector::close_all(subs).await;
         return Ok(summary);
     }
     let mut publisher = match pub_dialer.open(0).await {
         Ok(ws) => ws,
         Err(source) => {
-            close_all(subs).await;
+            connector::close_all(subs).await;
             return Err(BenchError::Publisher {
                 url: publish_url.to_string(),
                 kind: source.kind(),
@@ -132,13 +146,16 @@ pub(crate) async fn run(a: FanoutArgs, shutdown: CancellationToken) -> Result<Su
         sync_seen: Notify::new(),
     });
     summary.expected = Some(a.messages * subs.len() as u64);
-    let settled = CancellationToken::new();
+    summary.target_rate = rate;
+    // Ends the subscribers: after the settle timeout, or on shutdown (it is a child).
+    let settled = shutdown.child_token();
     let slots = Slots::new(subs.len());
     let mut workers = JoinSet::new();
     for (i, ws) in subs.into_iter().enumerate() {
-        let (shared, slots, settled, shutdown) =
-            (Arc::clone(&shared), Arc::clone(&slots), settled.clone(), shutdown.clone());
-        workers.spawn(async move { subscribe(i, ws, &shared, slots.get(i), &settled, &shutdown).await });
+        // A token per subscriber, so their pending `cancelled()` polls do not contend
+        // for one token's lock.
+        let (shared, slots, stop) = (Arc::clone(&shared), Arc::clone(&slots), settled.child_token());
+        workers.spawn(async move { subscribe(i, ws, &shared, slots.get(i), &stop).await });
     }
 
     // 2. Sync.
@@ -221,8 +238,16 @@ pub(crate) async fn run(a: FanoutArgs, shutdown: CancellationToken) -> Result<Su
     summary.messages_sent = published.sent;
     summary.bytes_sent = published.sent * size as u64;
     summary.interrupted = published.interrupted || shutdown.is_cancelled();
-    // Only what was published can be lost; an interrupted run is not short of the rest.
-    summary.lost = (published.sent * shared.subscribers as u64).saturating_sub(unique);
+    let missing = (published.sent * shared.subscribers as u64).saturating_sub(unique);
+    if summary.interrupted {
+        // Stopped before the settle timeout: what had not arrived yet was not waited
+        // for, which is not the same as lost (the echo bench counts it the same way).
+        if missing > 0 {
+            summary.sample(|| format!("interrupted with {missing} deliveries outstanding (not counted as lost)"));
+        }
+    } else {
+        summary.lost = missing;
+    }
     summary.latency_us = LatencyStats::from_histogram(&latency);
     let elapsed = match (published.first, last_delivery) {
         (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
@@ -245,16 +270,6 @@ fn start_progress(enabled: bool, expected: u64, slots: &Arc<Slots>) -> Progress 
             bar.set_message(format!("{}/s", short_rate(meter.update(n))));
         },
     )
-}
-
-async fn close_all(conns: Vec<Ws>) {
-    let mut set = JoinSet::new();
-    for mut ws in conns {
-        set.spawn(async move {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(CloseCode::NORMAL, "")).await;
-        });
-    }
-    while set.join_next().await.is_some() {}
 }
 
 fn data_message(text: bool, payload: Bytes) -> Message {
@@ -310,7 +325,7 @@ async fn publish(publisher: &mut Ws, shared: &Shared, rate: Option<f64>, shutdow
     match rate {
         Some(r) => {
             let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
-            // Catch up after a stall, each message stamped with when it was due.
+            // After a stall, catch up: the rate is a total, not a best effort.
             ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
             while done.sent < shared.messages {
                 tokio::select! {
@@ -324,7 +339,10 @@ async fn publish(publisher: &mut Ws, shared: &Shared, rate: Option<f64>, shutdow
                         done.failed = Some(e.to_string());
                         break;
                     },
-                    at = ticks.tick() => if !feed(publisher, &mut done, at) { break },
+                    // Stamped when fed, not when due: the publisher never waits for
+                    // the server before feeding (open loop, nothing to omit), so the
+                    // only lateness would be our timer's 1 ms granularity.
+                    _ = ticks.tick() => if !feed(publisher, &mut done, Instant::now()) { break },
                 }
             }
             let _ = publisher.flush().await;
@@ -387,14 +405,7 @@ async fn drain_until(publisher: &mut Ws, stop: &CancellationToken) {
 }
 
 /// One subscriber's loop.
-async fn subscribe(
-    index: usize,
-    mut ws: Ws,
-    shared: &Shared,
-    progress: &Slot,
-    settled: &CancellationToken,
-    shutdown: &CancellationToken,
-) -> SubOutcome {
+async fn subscribe(index: usize, mut ws: Ws, shared: &Shared, progress: &Slot, stop: &CancellationToken) -> SubOutcome {
     let mut out = SubOutcome {
         received: 0,
         unique: 0,
@@ -409,11 +420,12 @@ async fn subscribe(
     let mut seen = vec![0u64; shared.messages.div_ceil(64) as usize];
     let mut synced = false;
     let text = shared.pattern.is_text();
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     while out.unique < shared.messages {
         let received = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
-            _ = settled.cancelled() => break,
+            _ = &mut stopped => break,
             r = ws.recv() => r,
         };
         let (payload, got_text) = match received {
@@ -464,7 +476,7 @@ async fn subscribe(
         out.received += 1;
         out.bytes += payload.len() as u64;
         let now_ns = now.saturating_duration_since(shared.epoch).as_nanos() as u64;
-        out.latency.saturating_record(now_ns.saturating_sub(ts) / 1_000);
+        record(&mut out.latency, now_ns.saturating_sub(ts) / 1_000);
         out.last_delivery = Some(now);
         progress.set(out.received);
     }

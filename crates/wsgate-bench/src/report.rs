@@ -66,6 +66,15 @@ pub(crate) fn latency_histogram(connections: usize) -> Histogram<u64> {
     Histogram::new(sigfig).expect("2 and 3 are valid significant-figure counts")
 }
 
+/// Records one value, growing the histogram to fit it (`saturating_record` would clamp
+/// an outlier to the current range instead, silently hiding the worst latencies).
+#[inline]
+pub(crate) fn record(h: &mut Histogram<u64>, value: u64) {
+    if h.record(value).is_err() {
+        h.saturating_record(value);
+    }
+}
+
 /// Adds `part` into `total`. `total` is auto-resizing, so the addition cannot run out
 /// of range.
 pub(crate) fn merge(total: &mut Histogram<u64>, part: &Histogram<u64>) {
@@ -103,7 +112,9 @@ pub struct Summary {
     /// Messages whose content was not what was sent (byte-for-byte check), or that
     /// could not have been sent.
     pub errors: u64,
-    /// Sent but never answered or delivered.
+    /// Sent but never answered (connection closed, or no echo within 5 s of the end of
+    /// a `--duration` run) or never delivered (after the settle timeout). Not counted
+    /// for an interrupted run: what was outstanding then was not waited for.
     pub lost: u64,
     /// Deliveries of a message a subscriber had already received (fan-out).
     pub duplicates: u64,
@@ -116,11 +127,14 @@ pub struct Summary {
     pub elapsed_s: f64,
     /// Time to open all connections.
     pub connect_s: f64,
-    /// `messages_received / elapsed_s` (round trips/s for echo, deliveries/s for
-    /// fan-out, unique deliveries only).
+    /// `messages_received / elapsed_s`: round trips/s for echo; deliveries/s for
+    /// fan-out, over the time from the first publish to the last delivery.
     pub msgs_per_sec: f64,
     /// Received payload throughput, MiB/s.
     pub mib_per_sec: f64,
+    /// The `--rate` asked for (total messages/s), if any: a `msgs_per_sec` below it
+    /// means the target could not keep up.
+    pub target_rate: Option<f64>,
     /// Round-trip (echo) or publish-to-delivery (fan-out) latency.
     pub latency_us: LatencyStats,
     /// Handshake time of the connections that opened (TCP + TLS + upgrade).
@@ -157,6 +171,7 @@ impl Summary {
             connect_s: 0.0,
             msgs_per_sec: 0.0,
             mib_per_sec: 0.0,
+            target_rate: None,
             latency_us: LatencyStats::default(),
             connect_latency_us: LatencyStats::default(),
             source_ips: None,
@@ -260,7 +275,11 @@ pub fn render_summary(s: &Summary, json: bool) -> String {
             row("payload", format!("{} bytes", thousands(s.size as u64)));
             row("elapsed", format!("{:.3} s", s.elapsed_s));
             let unit = if s.kind == BenchKind::Fanout { "deliveries/s" } else { "msgs/s" };
-            row("throughput", format!("{} {unit} · {:.2} MiB/s", thousands(s.msgs_per_sec as u64), s.mib_per_sec));
+            let mut throughput = format!("{} {unit} · {:.2} MiB/s", thousands(s.msgs_per_sec as u64), s.mib_per_sec);
+            if let Some(target) = s.target_rate {
+                let _ = write!(throughput, " (--rate {})", thousands(target.round() as u64));
+            }
+            row("throughput", throughput);
             let label = if s.kind == BenchKind::Fanout { "delivery µs" } else { "round trip µs" };
             row(label, latency_line(&s.latency_us));
         }
@@ -299,12 +318,16 @@ mod tests {
     fn latency_from_histogram() {
         let mut h = latency_histogram(1);
         for v in 1..=1000 {
-            h.saturating_record(v);
+            record(&mut h, v);
         }
         let l = LatencyStats::from_histogram(&h);
         assert_eq!((l.count, l.min, l.p50, l.max), (1000, 1, 500, 1000));
         assert_eq!(l.p99, 990);
         assert_eq!(LatencyStats::from_histogram(&latency_histogram(1)), LatencyStats::default());
+        // outliers grow the histogram instead of being clamped
+        record(&mut h, 5_000_000);
+        assert_eq!(LatencyStats::from_histogram(&h).max, h.highest_equivalent(5_000_000));
+        assert!(h.highest_equivalent(5_000_000) >= 5_000_000);
     }
 
     #[test]

@@ -78,7 +78,7 @@ async fn corrupted_echoes_are_counted_as_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_delivers_every_message_to_every_subscriber() {
-    let server = start(Behaviour::Broadcast).await;
+    let server = start(Behaviour::Broadcast { copies: 1 }).await;
     let url = server.url();
     for extra in [&[][..], &["--rate", "4000", "--binary"][..]] {
         let mut args = vec!["fanout", &url, "--subscribers", "20", "--messages", "200", "--json"];
@@ -93,6 +93,51 @@ async fn fanout_delivers_every_message_to_every_subscriber() {
         assert_eq!(s.latency_us.count, 4000);
         assert!(s.msgs_per_sec > 0.0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_counts_duplicates() {
+    let server = start(Behaviour::Broadcast { copies: 2 }).await;
+    let url = server.url();
+    let s = bench(&["fanout", &url, "--subscribers", "5", "--messages", "50", "--settle-timeout", "0.2"]).await;
+    // A subscriber is done once it has every seq; copies still on the way after that
+    // are not waited for, so only a lower bound is certain.
+    assert_eq!((s.lost, s.errors), (0, 0), "{:?}", s.error_samples);
+    assert!(s.duplicates >= 5 * 49, "{}", s.duplicates);
+    assert_eq!(s.messages_received, 250 + s.duplicates);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_early_counts_its_unanswered_messages_as_lost() {
+    let server = start(Behaviour::CloseAfter(50)).await;
+    let url = server.url();
+    let s = bench(&["echo", &url, "-c", "2", "-n", "100", "-k", "4"]).await;
+    // Each connection had 4 in flight when the server closed after its 50th echo.
+    assert_eq!((s.messages_sent, s.messages_received), (108, 100));
+    assert_eq!((s.lost, s.disconnects, s.errors), (8, 2, 0));
+    assert!(s.error_samples.iter().any(|e| e.contains("server closed")), "{:?}", s.error_samples);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_paces_the_sends() {
+    let server = start(Behaviour::Echo).await;
+    let url = server.url();
+    // 200 messages at 2000/s over 4 connections: 50 each, one every 2 ms.
+    let s = bench(&["echo", &url, "-c", "4", "-n", "50", "--rate", "2000", "--binary"]).await;
+    assert_eq!((s.messages_received, s.errors, s.lost), (200, 0, 0));
+    assert!(s.elapsed_s >= 0.095, "200 messages at 2000/s took only {} s", s.elapsed_s);
+    assert!(s.msgs_per_sec <= 2100.0, "{}", s.msgs_per_sec);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmup_is_not_measured() {
+    let server = start(Behaviour::Echo).await;
+    let url = server.url();
+    let s = bench(&["echo", &url, "-c", "2", "--duration", "0.2", "--warmup", "0.2", "--rate", "1000"]).await;
+    // 1000/s for 0.2 s measured (the warm-up's 200 are not): about 200, never 400.
+    assert!((100..=230).contains(&s.messages_received), "{}", s.messages_received);
+    assert_eq!(s.latency_us.count, s.messages_received);
+    assert_eq!((s.errors, s.lost), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,11 +73,12 @@ struct ReasonLabels {
 pub(crate) struct Metrics {
     registry: PromRegistry,
     sessions_total: Family<OutcomeLabels, Counter>,
-    messages_total: Family<DirectionLabels, Counter>,
-    message_bytes_total: Family<DirectionLabels, Counter>,
     upstream_connect: Histogram,
     queue_dropped: Family<ReasonLabels, Counter>,
     pub(crate) live_dropped: Counter,
+    /// Message and byte counters resolved once per direction, so the per-frame path
+    /// is an array index, not a label hash under the family's lock.
+    by_direction: [(Direction, Counter, Counter); DIRECTIONS.len()],
 }
 
 impl Metrics {
@@ -123,15 +124,15 @@ impl Metrics {
         for reason in QUEUE_DROP_REASONS {
             drop(queue_dropped.get_or_create(&ReasonLabels { reason }));
         }
-        Self {
-            registry,
-            sessions_total,
-            messages_total,
-            message_bytes_total,
-            upstream_connect,
-            queue_dropped,
-            live_dropped,
-        }
+        let by_direction = DIRECTIONS.map(|direction| {
+            let labels = DirectionLabels { direction: direction.as_str() };
+            (
+                direction,
+                messages_total.get_or_create(&labels).clone(),
+                message_bytes_total.get_or_create(&labels).clone(),
+            )
+        });
+        Self { by_direction, registry, sessions_total, upstream_connect, queue_dropped, live_dropped }
     }
 
     fn observe(&self, ev: &SessionEvent) {
@@ -149,9 +150,10 @@ impl Metrics {
                 SessionState::Requested | SessionState::Connecting => {}
             },
             SessionEvent::Message(m) => {
-                let labels = DirectionLabels { direction: m.direction.as_str() };
-                self.messages_total.get_or_create(&labels).inc();
-                self.message_bytes_total.get_or_create(&labels).inc_by(m.payload.len() as u64);
+                if let Some((_, messages, bytes)) = self.by_direction.iter().find(|(d, _, _)| *d == m.direction) {
+                    messages.inc();
+                    bytes.inc_by(m.payload.len() as u64);
+                }
             }
             SessionEvent::Error { kind, .. } => {
                 if QUEUE_DROP_REASONS.contains(kind) {

@@ -2,7 +2,8 @@
 //! once and its messages wait in a bounded queue until the upstream is connected,
 //! then go out in order. Messages that wait longer than the queue timeout, or do not
 //! fit (count or bytes), are dropped — each with an event, so nothing disappears
-//! silently.
+//! silently. The queue holds whole messages: a fragmented message is assembled first,
+//! so a drop never leaves half a message for the upstream.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -20,7 +21,7 @@ use crate::pump::Side;
 pub struct EarlyQueue {
     frames: VecDeque<(Instant, Frame)>,
     bytes: usize,
-    cfg: QueueConfig,
+    pub(crate) cfg: QueueConfig,
 }
 
 impl EarlyQueue {
@@ -95,6 +96,8 @@ where
     F: Future<Output = Result<Connected, ConnectError>>,
 {
     tokio::pin!(dial);
+    // A fragmented message being assembled: (opcode, payload so far).
+    let mut partial: Option<(OpCode, bytes::BytesMut)> = None;
     loop {
         let expiry = queue.next_expiry();
         tokio::select! {
@@ -129,13 +132,47 @@ where
                     OpCode::Pong => session.frame(Direction::ClientToUpstream, &frame, false),
                     _ => {
                         session.frame(Direction::ClientToUpstream, &frame, false);
-                        if !queue.push(frame) {
+                        let whole = match assemble(&mut partial, frame, queue.cfg.max_bytes) {
+                            Ok(Some(m)) => m,
+                            Ok(None) => continue,
+                            Err(e) => return EarlyOutcome::ClientBroke(e),
+                        };
+                        if !queue.push(whole) {
                             session.error("queue_overflow", "queued message dropped: the accept-early queue is full".into());
                         }
                     }
                 },
             },
         }
+    }
+}
+
+/// Joins fragments into one message frame; `Ok(None)` while more are expected.
+fn assemble(
+    partial: &mut Option<(OpCode, bytes::BytesMut)>,
+    frame: Frame,
+    limit: usize,
+) -> Result<Option<Frame>, ProtocolError> {
+    match (frame.opcode, partial.as_mut()) {
+        (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation),
+        (OpCode::Continuation, Some((opcode, buf))) => {
+            if buf.len() + frame.payload.len() > limit {
+                return Err(ProtocolError::MessageTooLarge { size: buf.len() + frame.payload.len(), limit });
+            }
+            buf.extend_from_slice(&frame.payload);
+            if !frame.fin {
+                return Ok(None);
+            }
+            let opcode = *opcode;
+            let payload = partial.take().map(|(_, b)| b.freeze()).unwrap_or_default();
+            Ok(Some(Frame::new(opcode, payload)))
+        }
+        (_, Some(_)) => Err(ProtocolError::ExpectedContinuation),
+        (opcode, None) if !frame.fin => {
+            *partial = Some((opcode, bytes::BytesMut::from(&frame.payload[..])));
+            Ok(None)
+        }
+        _ => Ok(Some(frame)),
     }
 }
 
@@ -161,5 +198,16 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1500)).await;
         assert_eq!(q.expire(Instant::now()), 2);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn fragments_are_queued_as_one_message() {
+        let mut p = None;
+        assert_eq!(assemble(&mut p, Frame::text("ab").with_fin(false), 100).unwrap(), None);
+        assert_eq!(assemble(&mut p, Frame::new(OpCode::Continuation, "cd").with_fin(false), 100).unwrap(), None);
+        let whole = assemble(&mut p, Frame::new(OpCode::Continuation, "e"), 100).unwrap().unwrap();
+        assert_eq!((whole.opcode, &whole.payload[..], whole.fin), (OpCode::Text, &b"abcde"[..], true));
+        assert!(assemble(&mut p, Frame::new(OpCode::Continuation, "x"), 100).is_err());
+        assert!(assemble(&mut None, Frame::text("1234").with_fin(false), 3).is_ok());
     }
 }

@@ -25,9 +25,11 @@ pub enum Behaviour {
     /// Echoes, but flips the lowest bit of the last byte of every Nth echo of a
     /// connection (text stays ASCII, so stays valid UTF-8).
     CorruptEvery(u64),
+    /// Echoes this many messages, then closes the connection with 1001.
+    CloseAfter(u64),
     /// Sends every text and binary message from any connection to all connections,
-    /// the sender included.
-    Broadcast,
+    /// the sender included, `copies` times.
+    Broadcast { copies: usize },
 }
 
 /// What a test server saw.
@@ -52,6 +54,12 @@ impl Server {
 }
 
 pub async fn start(behaviour: Behaviour) -> Server {
+    start_with(behaviour, None).await
+}
+
+/// A server that speaks wss:// with `tls`.
+pub async fn start_with(behaviour: Behaviour, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
     let stats = Arc::new(Stats {
@@ -68,8 +76,16 @@ pub async fn start(behaviour: Behaviour) -> Server {
             let Ok((tcp, peer)) = listener.accept().await else { continue };
             let _ = tcp.set_nodelay(true);
             let (stats, behaviour, hub) = (Arc::clone(&server_stats), behaviour.clone(), hub.clone());
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let io = TokioIo::new(Transport::Plain(tcp));
+                let transport = match acceptor {
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(tls) => Transport::Tls(Box::new(tls.into())),
+                        Err(_) => return,
+                    },
+                    None => Transport::Plain(tcp),
+                };
+                let io = TokioIo::new(transport);
                 let service = hyper::service::service_fn(move |req| {
                     upgrade(req, peer.ip(), Arc::clone(&stats), behaviour.clone(), hub.clone())
                 });
@@ -103,11 +119,12 @@ async fn upgrade(
         stats.peers.lock().expect("peers lock").insert(peer);
         let ws = WsStream::new(transport, Role::Server, WsConfig::default(), leftover);
         match behaviour {
-            Behaviour::Echo => echo(ws, &stats, None).await,
-            Behaviour::CorruptEvery(n) => echo(ws, &stats, Some(n)).await,
+            Behaviour::Echo => echo(ws, &stats, None, None).await,
+            Behaviour::CorruptEvery(n) => echo(ws, &stats, Some(n), None).await,
+            Behaviour::CloseAfter(n) => echo(ws, &stats, None, Some(n)).await,
             // Subscribing only now, after the 101 went out, is what a real hub that
             // registers late does: the bench's sync step must cope.
-            Behaviour::Broadcast => broadcast_loop(ws, &stats, hub.subscribe(), &hub).await,
+            Behaviour::Broadcast { copies } => broadcast_loop(ws, &stats, hub.subscribe(), &hub, copies).await,
         }
     });
     Ok(handshake::switching_protocols(&key, None))
@@ -121,7 +138,7 @@ fn note_close(stats: &Stats, m: &Message) {
     }
 }
 
-async fn echo(mut ws: WsStream<Transport>, stats: &Stats, corrupt_every: Option<u64>) {
+async fn echo(mut ws: WsStream<Transport>, stats: &Stats, corrupt_every: Option<u64>, close_after: Option<u64>) {
     let mut n = 0u64;
     let mut published = 0u64;
     loop {
@@ -149,6 +166,10 @@ async fn echo(mut ws: WsStream<Transport>, stats: &Stats, corrupt_every: Option<
             published += 100;
             stats.echoed.send_modify(|e| *e += 100);
         }
+        if close_after == Some(n) {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), ws.close(1001, "enough")).await;
+            return;
+        }
     }
     ws.flush_best_effort().await;
 }
@@ -170,12 +191,15 @@ async fn broadcast_loop(
     stats: &Stats,
     mut rx: broadcast::Receiver<Message>,
     hub: &broadcast::Sender<Message>,
+    copies: usize,
 ) {
     loop {
         tokio::select! {
             m = ws.recv() => match m {
                 Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                    let _ = hub.send(m);
+                    for _ in 0..copies {
+                        let _ = hub.send(m.clone());
+                    }
                 }
                 Ok(m @ Message::Close(_)) => {
                     note_close(stats, &m);

@@ -341,3 +341,16 @@ async fn websocket_multiplex_environment_names() {
     ws.send(Message::text("hi")).await.unwrap();
     assert_eq!(text(&recv(&mut ws).await), "hi");
 }
+
+#[tokio::test]
+async fn plain_http_gets_426_with_a_message() {
+    let up = Upstream::echo().await;
+    let gw = Gateway::proxy(&["--upstream", &up.url()]).await;
+    let res = reqwest::get(format!("http://{}/chat", gw.listen)).await.unwrap();
+    assert_eq!(res.status(), 426);
+    assert_eq!(res.headers()["upgrade"], "websocket");
+    assert!(res.text().await.unwrap().contains("WebSocket"));
+    // No session is recorded for a request that never asked to upgrade.
+    let v = http_json(&gw.api("/api/sessions")).await;
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 0);
+}
