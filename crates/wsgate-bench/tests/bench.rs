@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures_util::future::join_all;
-use support::{Behaviour, start};
+use support::{Behaviour, start, start_with};
 use tokio_util::sync::CancellationToken;
 use wsgate_bench::{BenchCommand, BenchError, BenchKind, Summary, render_summary, run};
 
@@ -208,6 +208,36 @@ async fn ctrl_c_stops_early_and_still_summarises() {
     assert!(v["latency_us"]["p99"].is_u64());
     let human = render_summary(&s, false);
     assert!(human.contains("interrupted") && human.contains("msgs/s"), "{human}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("wsgate-bench-pki-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let (ca_pem, cert_pem, key_pem) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let tls = wsgate_protocol::tls::server_config(&cert_pem, &key_pem).unwrap();
+    let server = start_with(Behaviour::Echo, Some(tls)).await;
+    let url = server.wss_url();
+    let ca_arg = ca_pem.to_string_lossy().into_owned();
+
+    let s = bench(&["echo", &url, "-c", "2", "-n", "50", "-k", "4", "--ca-file", &ca_arg]).await;
+    assert_eq!((s.messages_received, s.errors, s.lost), (100, 0, 0), "{:?}", s.error_samples);
+
+    // Without the CA every handshake fails, as a TLS error.
+    let err = run(cmd(&["echo", &url, "-c", "2", "-n", "1"]), CancellationToken::new()).await.unwrap_err();
+    assert!(matches!(err, BenchError::AllConnectsFailed { kind: "tls", .. }), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,13 @@ fn failed(session: &mut SessionHandle, err: &ConnectError, upstream: &str) {
     );
 }
 
+/// The answer beyond `max_connections`.
+pub(crate) fn over_limit() -> Response<Body> {
+    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "wsgate proxy: connection limit reached; try again later");
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 /// The status a client sees when the upstream could not be reached.
 fn gateway_status(err: &ConnectError) -> StatusCode {
     match err {
@@ -62,6 +69,7 @@ pub(crate) async fn handle(
     tls: bool,
     permit: Option<OwnedSemaphorePermit>,
 ) -> Result<Response<Body>, Infallible> {
+    debug_assert!(permit.is_some(), "a session needs a connection permit");
     let key = match validate_upgrade(req.method(), req.headers()) {
         Ok(k) => k,
         Err(e) => {

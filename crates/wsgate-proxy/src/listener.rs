@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -75,13 +74,11 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
     }
 }
 
-async fn connection(mut tcp: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>) {
-    let Ok(permit) = proxy.limit.clone().try_acquire_owned() else {
-        let _ = tcp
-            .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 36\r\nconnection: close\r\n\r\nwsgate: connection limit reached...\n")
-            .await;
-        return;
-    };
+async fn connection(tcp: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>) {
+    // Over the limit, the request is still read and answered (503) rather than the
+    // socket dropped: closing with the request unread would reset the connection and
+    // the client would never see why.
+    let permit = proxy.limit.clone().try_acquire_owned().ok();
     let tls = proxy.cfg.listener_tls.is_some();
     let transport = match &proxy.cfg.listener_tls {
         None => Transport::Plain(tcp),
@@ -97,13 +94,19 @@ async fn connection(mut tcp: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>) {
             }
         }
     };
-    let permit = Arc::new(std::sync::Mutex::new(Some(permit)));
+    let over_limit = permit.is_none();
+    let permit = Arc::new(std::sync::Mutex::new(permit));
     let p2 = proxy.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let proxy = p2.clone();
         // The permit travels with the session task once the upgrade happens.
         let permit = permit.lock().ok().and_then(|mut p| p.take());
-        async move { crate::handshake::handle(req, proxy, peer, tls, permit).await }
+        async move {
+            if over_limit {
+                return Ok(crate::handshake::over_limit());
+            }
+            crate::handshake::handle(req, proxy, peer, tls, permit).await
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

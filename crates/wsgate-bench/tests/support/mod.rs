@@ -51,6 +51,10 @@ impl Server {
     pub fn url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
+
+    pub fn wss_url(&self) -> String {
+        format!("wss://{}/ws", self.addr)
+    }
 }
 
 pub async fn start(behaviour: Behaviour) -> Server {
@@ -58,7 +62,7 @@ pub async fn start(behaviour: Behaviour) -> Server {
 }
 
 /// A server that speaks wss:// with `tls`.
-pub async fn start_with(behaviour: Behaviour, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
+pub async fn start_with(behaviour: Behaviour, tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>) -> Server {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
