@@ -255,28 +255,21 @@ fn whole(opcode: OpCode, payload: Bytes) -> Message {
 
 /// The observer task: drains the `live` queue in batches until shutdown.
 pub(crate) async fn run_observer(hub: Arc<LiveHub>, mut queue: ObserverQueue, shutdown: CancellationToken) {
-    let mut batch = Vec::with_capacity(OBSERVER_BATCH);
     let mut taps = TapAssembler::new(hub.dropped.clone());
-    loop {
-        let n = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            n = queue.rx.recv_many(&mut batch, OBSERVER_BATCH) => n,
-        };
-        if n == 0 {
-            break; // the bus is gone
-        }
-        let subs = hub.snapshot();
-        if subs.is_empty() {
-            // Nobody to deliver to; half-assembled tap messages are useless now.
-            taps.partial.clear();
-            batch.clear();
-            continue;
-        }
-        for ev in batch.drain(..) {
-            hub.dispatch(&subs, &ev, &mut taps);
-        }
-    }
+    queue
+        .drain_batches(OBSERVER_BATCH, shutdown.cancelled(), |batch| {
+            let subs = hub.snapshot();
+            if subs.is_empty() {
+                // Nobody to deliver to; half-assembled tap messages are useless now.
+                taps.partial.clear();
+                batch.clear();
+                return;
+            }
+            for ev in batch.drain(..) {
+                hub.dispatch(&subs, &ev, &mut taps);
+            }
+        })
+        .await;
 }
 
 #[cfg(test)]

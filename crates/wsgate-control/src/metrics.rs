@@ -217,18 +217,11 @@ pub async fn scrape(State(cp): State<ControlPlane>) -> Response {
 
 /// The metrics observer: drains the `metrics` queue in batches until shutdown.
 pub(crate) async fn run_observer(metrics: Arc<Metrics>, mut queue: ObserverQueue, shutdown: CancellationToken) {
-    let mut batch = Vec::with_capacity(OBSERVER_BATCH);
-    loop {
-        let n = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            n = queue.rx.recv_many(&mut batch, OBSERVER_BATCH) => n,
-        };
-        if n == 0 {
-            break; // the bus is gone
-        }
-        for ev in batch.drain(..) {
-            metrics.observe(&ev);
-        }
-    }
+    queue
+        .drain_batches(OBSERVER_BATCH, shutdown.cancelled(), |batch| {
+            for ev in batch.drain(..) {
+                metrics.observe(&ev);
+            }
+        })
+        .await;
 }

@@ -42,6 +42,31 @@ pub struct ObserverQueue {
     pub wants_messages: Arc<AtomicBool>,
 }
 
+impl ObserverQueue {
+    /// Hands queued events to `handle` in batches of at most `batch` until `stop`
+    /// completes or the bus is dropped. Batching is why observers keep up: one wake-up
+    /// drains a burst. `handle` must empty the batch it is given.
+    pub async fn drain_batches<F>(&mut self, batch: usize, stop: impl std::future::Future<Output = ()>, mut handle: F)
+    where
+        F: FnMut(&mut Vec<SessionEvent>),
+    {
+        let mut buf = Vec::with_capacity(batch);
+        tokio::pin!(stop);
+        loop {
+            let n = tokio::select! {
+                biased;
+                _ = &mut stop => return,
+                n = self.rx.recv_many(&mut buf, batch) => n,
+            };
+            if n == 0 {
+                return; // the bus is gone
+            }
+            handle(&mut buf);
+            buf.clear();
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct EventBusBuilder {
     slots: Vec<Slot>,

@@ -213,42 +213,17 @@ async fn run_early(
             if let Some(c) = &close {
                 let _ = client.write_now(&close_frame(c.code, "")).await;
             }
-            session.transition(
-                State::Disconnected,
-                TransitionDetail {
-                    close_code: Some(close.as_ref().map(|c| c.code).unwrap_or(CloseCode::ABNORMAL)),
-                    close_reason: close.map(|c| c.reason),
-                    initiator: Some(Initiator::Client),
-                    ..Default::default()
-                },
-            );
-            return;
+            let code = close.as_ref().map(|c| c.code).unwrap_or(CloseCode::ABNORMAL);
+            return disconnected(&mut session, code, close.map(|c| c.reason), Initiator::Client);
         }
         EarlyOutcome::ClientBroke(e) => {
             let _ = client.write_now(&close_frame(e.close_code(), &e.to_string())).await;
-            session.transition(
-                State::Disconnected,
-                TransitionDetail {
-                    close_code: Some(e.close_code()),
-                    close_reason: Some(e.to_string()),
-                    initiator: Some(Initiator::Gateway),
-                    ..Default::default()
-                },
-            );
-            return;
+            return disconnected(&mut session, e.close_code(), Some(e.to_string()), Initiator::Gateway);
         }
         EarlyOutcome::Shutdown => {
-            let _ = client.write_now(&close_frame(CloseCode::GOING_AWAY, "gateway shutting down")).await;
-            session.transition(
-                State::Disconnected,
-                TransitionDetail {
-                    close_code: Some(CloseCode::GOING_AWAY),
-                    close_reason: Some("gateway shutting down".into()),
-                    initiator: Some(Initiator::Gateway),
-                    ..Default::default()
-                },
-            );
-            return;
+            let reason = "gateway shutting down";
+            let _ = client.write_now(&close_frame(CloseCode::GOING_AWAY, reason)).await;
+            return disconnected(&mut session, CloseCode::GOING_AWAY, Some(reason.into()), Initiator::Gateway);
         }
     };
     session.transition(
@@ -265,6 +240,18 @@ async fn run_early(
         upstream.queue_frame(&frame);
     }
     Pump::new(client, upstream, &mut session, commands, pump_config(&p), p.shutdown.clone()).run().await;
+}
+
+fn disconnected(session: &mut SessionHandle, code: u16, reason: Option<String>, initiator: Initiator) {
+    session.transition(
+        State::Disconnected,
+        TransitionDetail {
+            close_code: Some(code),
+            close_reason: reason,
+            initiator: Some(initiator),
+            ..Default::default()
+        },
+    );
 }
 
 fn close_frame(code: u16, reason: &str) -> Frame {
