@@ -24,6 +24,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use chrono::{DateTime, Utc};
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
@@ -329,8 +330,8 @@ impl<'a> Pump<'a> {
         self.session.frame(direction, &frame, true);
     }
 
-    /// Handles one frame read from `from`.
-    fn on_frame(&mut self, from: Who, frame: Frame) {
+    /// Handles one frame read from `from` at `at` (the time of the read it came in).
+    fn on_frame(&mut self, from: Who, frame: Frame, at: DateTime<Utc>) {
         let direction = from.outgoing_direction();
         let max = self.cfg.max_message_size;
         match frame.opcode {
@@ -339,7 +340,7 @@ impl<'a> Pump<'a> {
                     Ok(p) => p,
                     Err(e) => return self.fail(from, &e),
                 };
-                self.session.frame(direction, &frame, false);
+                self.session.frame_at(direction, &frame, false, at);
                 let (code, reason) = match parsed {
                     Some(c) => (Some(c.code), Some(c.reason)),
                     None => (Some(CloseCode::NO_STATUS), None),
@@ -354,7 +355,7 @@ impl<'a> Pump<'a> {
                 self.arm_close_deadline();
             }
             OpCode::Ping | OpCode::Pong => {
-                self.session.frame(direction, &frame, false);
+                self.session.frame_at(direction, &frame, false, at);
                 let (_, dst) = self.sides(from);
                 if !dst.close_sent {
                     dst.push(true, frame.opcode, &frame.payload);
@@ -370,7 +371,7 @@ impl<'a> Pump<'a> {
                     let size = src.msg_bytes;
                     return self.fail(from, &ProtocolError::MessageTooLarge { size, limit: max });
                 }
-                self.session.frame(direction, &frame, false);
+                self.session.frame_at(direction, &frame, false, at);
                 let (_, dst) = self.sides(from);
                 if dst.close_sent {
                     return;
@@ -389,6 +390,8 @@ impl<'a> Pump<'a> {
     /// Reads and forwards what `from` has sent, as far as backpressure allows.
     fn read_side(&mut self, from: Who, cx: &mut Context<'_>) -> bool {
         let mut progressed = false;
+        // One clock read per burst, shared by every frame decoded in it.
+        let mut at: Option<DateTime<Utc>> = None;
         loop {
             let (src, dst) = self.sides(from);
             if src.read_done || dst.wr.len() >= HIGH_WATER {
@@ -397,8 +400,14 @@ impl<'a> Pump<'a> {
             match src.decoder.decode(&mut src.rd) {
                 Ok(Some(frame)) => {
                     progressed = true;
-                    self.last_activity = Instant::now();
-                    self.on_frame(from, frame);
+                    let now = match at {
+                        Some(t) => t,
+                        None => {
+                            self.last_activity = Instant::now();
+                            *at.insert(Utc::now())
+                        }
+                    };
+                    self.on_frame(from, frame, now);
                 }
                 Ok(None) => {
                     release_if_empty(&mut src.rd);
