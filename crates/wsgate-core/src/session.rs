@@ -81,6 +81,17 @@ pub enum Initiator {
     Admin,
 }
 
+impl Initiator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Upstream => "upstream",
+            Self::Gateway => "gateway",
+            Self::Admin => "admin",
+        }
+    }
+}
+
 /// What a session is, fixed when it is requested.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
@@ -207,6 +218,7 @@ impl SessionHandle {
             return;
         }
         self.state = state;
+        log_transition(&self.info, state, &detail);
         let t = Transition { state, at: Utc::now(), detail };
         self.registry.record(self.info.id, t.clone());
         self.bus.emit(SessionEvent::Lifecycle { info: self.info.clone(), transition: t });
@@ -265,6 +277,27 @@ impl SessionHandle {
     /// resolver fallback).
     pub fn error(&self, kind: &'static str, message: String) {
         self.bus.emit(SessionEvent::Error { info: self.info.clone(), kind, message });
+    }
+}
+
+/// One log line per lifecycle step: failures at `warn` (someone should look),
+/// endings at `info`, the steps in between at `debug`.
+fn log_transition(info: &SessionInfo, state: State, d: &TransitionDetail) {
+    let (id, kind, path) = (info.id, info.kind.as_str(), info.path.as_str());
+    match state {
+        State::Failed => tracing::warn!(
+            session = %id, kind, path, reason = d.reason.as_deref().unwrap_or(""),
+            reason_kind = d.reason_kind.unwrap_or(""), http_status = d.http_status, "session failed"
+        ),
+        State::Disconnected => tracing::info!(
+            session = %id, kind, path, close_code = d.close_code, close_reason = d.close_reason.as_deref().unwrap_or(""),
+            initiator = d.initiator.map(Initiator::as_str).unwrap_or(""), "session closed"
+        ),
+        State::Connected => tracing::info!(
+            session = %id, kind, path, upstream = d.upstream.as_deref().unwrap_or(""),
+            subprotocol = d.subprotocol.as_deref().unwrap_or(""), "session connected"
+        ),
+        _ => tracing::debug!(session = %id, kind, path, state = state.as_str(), "session step"),
     }
 }
 
