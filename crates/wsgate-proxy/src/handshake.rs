@@ -1,15 +1,12 @@
 //! Answering a client's upgrade: open the session, choose and dial the upstream,
 //! then answer the client with what the upstream said.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use wsgate_core::{Initiator, SessionHandle, SessionInfo, SessionKind, State, TransitionDetail};
 use wsgate_protocol::handshake::{into_transport, offered_subprotocols, switching_protocols, validate_upgrade};
@@ -17,21 +14,14 @@ use wsgate_protocol::{CloseCode, ConnectError, ConnectRequest, Connected, Frame}
 
 use crate::early::{EarlyOutcome, EarlyQueue, wait_for_upstream};
 use crate::headers;
-use crate::listener::Proxy;
 use crate::pump::{Pump, PumpConfig, Side};
+use crate::service::Proxy;
 use crate::upstream::resolve;
 
 /// Capacity of each session's command queue (inject/close from the control plane).
 pub const COMMAND_QUEUE: usize = 64;
 
-type Body = Full<Bytes>;
-
-fn plain(status: StatusCode, msg: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
-}
+use wsgate_listener::{Body, Conn, plain};
 
 fn failed(session: &mut SessionHandle, err: &ConnectError, upstream: &str) {
     session.transition(
@@ -47,13 +37,6 @@ fn failed(session: &mut SessionHandle, err: &ConnectError, upstream: &str) {
     );
 }
 
-/// The answer beyond `max_connections`.
-pub(crate) fn over_limit() -> Response<Body> {
-    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "wsgate proxy: connection limit reached; try again later");
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
-}
-
 /// The status a client sees when the upstream could not be reached.
 fn gateway_status(err: &ConnectError) -> StatusCode {
     match err {
@@ -62,20 +45,14 @@ fn gateway_status(err: &ConnectError) -> StatusCode {
     }
 }
 
-pub(crate) async fn handle(
-    mut req: hyper::Request<Incoming>,
-    proxy: Arc<Proxy>,
-    peer: SocketAddr,
-    tls: bool,
-    permit: Option<OwnedSemaphorePermit>,
-) -> Result<Response<Body>, Infallible> {
-    debug_assert!(permit.is_some(), "a session needs a connection permit");
+pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>, conn: Conn) -> Response<Body> {
+    let Conn { peer, tls, permit } = conn;
     let key = match validate_upgrade(req.method(), req.headers()) {
         Ok(k) => k,
         Err(e) => {
             let mut r = plain(e.status(), &format!("wsgate proxy: {e}; connect with a WebSocket client"));
             r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            return Ok(r);
+            return r;
         }
     };
     let cfg = &proxy.cfg;
@@ -103,7 +80,7 @@ pub(crate) async fn handle(
                     ..Default::default()
                 },
             );
-            return Ok(plain(StatusCode::BAD_GATEWAY, &format!("wsgate proxy: {e}")));
+            return plain(StatusCode::BAD_GATEWAY, &format!("wsgate proxy: {e}"));
         }
     };
     if let Some(why) = &resolved.fallback_reason {
@@ -134,7 +111,7 @@ pub(crate) async fn handle(
             let client = Side::client(io, leftover, p.cfg.max_message_size);
             run_early(p, session, commands, client, connect, upstream_url).await;
         });
-        return Ok(map_body(response));
+        return map_body(response);
     }
 
     connect.subprotocols = offered;
@@ -143,7 +120,7 @@ pub(crate) async fn handle(
         Ok(c) => c,
         Err(e) => {
             failed(&mut session, &e, &upstream_url);
-            return Ok(match e {
+            return match e {
                 ConnectError::Rejected { status, headers: h, body } => {
                     let mut r = Response::new(Full::new(body));
                     *r.status_mut() = status;
@@ -151,7 +128,7 @@ pub(crate) async fn handle(
                     r
                 }
                 other => plain(gateway_status(&other), &format!("wsgate proxy: upstream {upstream_url}: {other}")),
-            });
+            };
         }
     };
     let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -174,7 +151,7 @@ pub(crate) async fn handle(
         let upstream = Side::upstream(connected.transport, connected.leftover, p.cfg.max_message_size);
         Pump::new(client, upstream, &mut session, commands, pump_config(&p), p.shutdown.clone()).run().await;
     });
-    Ok(map_body(response))
+    map_body(response)
 }
 
 fn pump_config(p: &Proxy) -> PumpConfig {

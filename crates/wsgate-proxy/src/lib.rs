@@ -4,7 +4,7 @@
 //! the event bus.
 //!
 //! Flow of one connection (see `ARCHITECTURE.md`):
-//! [`listener`] accepts (TLS, connection limit) → [`handshake`] validates the upgrade,
+//! `wsgate_listener` accepts (TLS, connection limit) for [`service`] → [`handshake`] validates the upgrade,
 //! resolves the upstream ([`upstream`]) and dials it *before* answering the client, so
 //! the client sees the upstream's subprotocol or its refusal status → [`pump`] moves
 //! frames both ways until both close handshakes finish. With `accept_early`,
@@ -14,9 +14,9 @@ pub mod config;
 pub mod early;
 pub mod handshake;
 pub mod headers;
-pub mod listener;
 pub mod pump;
+pub mod service;
 pub mod upstream;
 
 pub use config::{ProxyConfig, QueueConfig, ResolverConfig};
-pub use listener::{Proxy, serve};
+pub use service::{Proxy, serve};

@@ -1,0 +1,151 @@
+//! The front door every serving handler shares: accept TCP, terminate TLS, enforce
+//! the connection limit and the handshake deadline, and hand each HTTP/1.1 request to
+//! the handler, which answers it (usually with an upgrade).
+//!
+//! Handlers (proxy, mock, later relay) implement [`Handler`]; this crate knows nothing
+//! about sessions.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wsgate_protocol::Transport;
+
+/// Response body type every handler answers with.
+pub type Body = Full<Bytes>;
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Serve `wss://` with this certificate.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Concurrent client connections; beyond it clients get HTTP 503.
+    pub max_connections: usize,
+    /// Time a client has for its TLS handshake and upgrade request (slowloris guard).
+    pub handshake_timeout: Duration,
+}
+
+/// What the handler learns about the connection a request came on.
+#[derive(Debug)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// Held for as long as the session lives; dropping it frees a connection slot.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// A serving handler: answers one request (typically a WebSocket upgrade, spawning
+/// the session's task on the tracker it was built with).
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        self: Arc<Self>,
+        req: hyper::Request<Incoming>,
+        conn: Conn,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// A text answer with a status (errors, refusals).
+pub fn plain(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// The answer beyond `max_connections`.
+fn over_limit() -> Response<Body> {
+    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "wsgate: connection limit reached; try again later");
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// Accepts connections on an already-bound listener until `shutdown` fires. Each
+/// connection runs on `tracker`, so the caller can drain them with a deadline.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    cfg: ListenerConfig,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let cfg = Arc::new(cfg);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn = connection(tcp, peer, cfg.clone(), limit.clone(), handler.clone(), shutdown.clone());
+        tracker.spawn(conn);
+    }
+}
+
+async fn connection<H: Handler>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    cfg: Arc<ListenerConfig>,
+    limit: Arc<Semaphore>,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) {
+    // Over the limit, the request is still read and answered (503) rather than the
+    // socket dropped: closing with the request unread would reset the connection and
+    // the client would never see why.
+    let permit = limit.try_acquire_owned().ok();
+    let tls = cfg.tls.is_some();
+    let transport = match &cfg.tls {
+        None => Transport::Plain(tcp),
+        Some(tls_cfg) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls_cfg.clone());
+            match tokio::time::timeout(cfg.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => Transport::Tls(Box::new(s.into())),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    };
+    // One request per connection (keep-alive is off), so the permit is taken once.
+    let permit = Arc::new(Mutex::new(permit));
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let handler = handler.clone();
+        let permit = permit.lock().ok().and_then(|mut p| p.take());
+        async move {
+            Ok::<_, std::convert::Infallible>(match permit {
+                Some(permit) => handler.handle(req, Conn { peer, tls, permit }).await,
+                None => over_limit(),
+            })
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.handshake_timeout)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(transport), service)
+        .with_upgrades();
+    tokio::select! {
+        _ = conn => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
