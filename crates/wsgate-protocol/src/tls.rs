@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+pub use rustls::{ClientConfig, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {

@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Inspecting proxy: clients connect here and reach `upstream + path + query`.
     Proxy(Box<ProxyArgs>),
+    /// Mock server: sessions answered by wsgate itself.
+    Mock(Box<MockArgs>),
     /// Load generation against any WebSocket endpoint.
     Bench {
         #[command(subcommand)]
@@ -146,4 +148,16 @@ pub struct ProxyArgs {
     pub serve: ServeArgs,
     #[command(flatten)]
     pub proxy: ProxyOnly,
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Echo every text and binary message back unchanged.
+    #[arg(long, env = "WSGATE_ECHO")]
+    pub echo: bool,
+    /// A subprotocol to accept (repeatable).
+    #[arg(long, env = "WSGATE_SUBPROTOCOL", value_name = "NAME", value_delimiter = ',')]
+    pub subprotocol: Vec<String>,
 }

@@ -94,6 +94,25 @@ impl Gateway {
     }
 }
 
+/// Runs one serving handler until SIGINT/SIGTERM: binds `cfg.listen`, starts the
+/// gateway, lets `start` spawn the accept loop, prints the ready line scripts and
+/// tests read (`wsgate NAME: listen=ADDR control=ADDR …`), then shuts down in order.
+pub async fn run_server<F>(cfg: &Config, name: &str, detail: &str, start: F) -> anyhow::Result<()>
+where
+    F: FnOnce(TcpListener, &Gateway) -> tokio::task::JoinHandle<()>,
+{
+    let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let listen_addr = listener.local_addr()?;
+    let gateway = Gateway::start(cfg).await?;
+    let accept = start(listener, &gateway);
+    gateway.control.set_ready(true);
+    println!("wsgate {name}: listen={listen_addr} control={} {detail}", gateway.control_addr);
+    tracing::info!(%listen_addr, control = %gateway.control_addr, "{name} ready {detail}");
+    gateway.run_until_signal(cfg.shutdown_timeout).await?;
+    let _ = accept.await;
+    Ok(())
+}
+
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -12,7 +12,7 @@ pub fn collect(m: &ArgMatches, file: Option<std::path::PathBuf>) -> Sources {
     for key in KEYS {
         let id = key.arg_id();
         let Ok(Some(raw)) = m.try_get_raw(&id) else { continue };
-        let values: Vec<String> = if key.path == "proxy.accept_early" {
+        let values: Vec<String> = if key.path == "proxy.accept_early" || key.path == "mock.echo" {
             vec![m.get_flag(&id).to_string()]
         } else {
             raw.map(|v| v.to_string_lossy().into_owned()).collect()

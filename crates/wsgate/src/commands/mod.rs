@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod mock;
 mod proxy;
 
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ pub fn exec(cli: Cli, matches: &ArgMatches) -> ExitCode {
     let sub = matches.subcommand().map(|(_, m)| m);
     match cli.command {
         Command::Proxy(args) => proxy::exec(*args, sub.unwrap_or(matches)),
+        Command::Mock(args) => mock::exec(*args, sub.unwrap_or(matches)),
         Command::Bench { command } => bench::exec(*command),
         Command::Config { command } => match command {
             ConfigCommand::Default => config::default(),

@@ -1,17 +1,12 @@
 //! `wsgate proxy --upstream URL` — the inspecting proxy.
 
-use std::process::ExitCode;
-use std::sync::Arc;
-
-use anyhow::Context as _;
 use clap::ArgMatches;
 use figment::Figment;
-use tokio::net::TcpListener;
+use std::process::ExitCode;
 use wsgate_proxy::{Proxy, ProxyConfig, QueueConfig, ResolverConfig};
 
 use crate::cli::ProxyArgs;
 use crate::config::{Config, ConfigError, load};
-use crate::gateway::Gateway;
 
 pub fn exec(args: ProxyArgs, m: &ArgMatches) -> ExitCode {
     let sources = crate::sources::collect(m, args.serve.config.clone());
@@ -43,6 +38,20 @@ pub fn exec(args: ProxyArgs, m: &ArgMatches) -> ExitCode {
     }
 }
 
+/// The listener's TLS config from `tls_cert`/`tls_key` (errors name the field).
+pub fn listener_tls(
+    cfg: &Config,
+    fig: &Figment,
+) -> Result<Option<std::sync::Arc<wsgate_protocol::tls::ServerConfig>>, ConfigError> {
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => wsgate_protocol::tls::server_config(cert, key).map(Some).map_err(|e| {
+            let field = if e.to_string().contains("private key") { "tls_key" } else { "tls_cert" };
+            crate::config::load_invalid(fig, field, e.to_string(), None)
+        }),
+        _ => Ok(None),
+    }
+}
+
 /// Turns the validated config into the proxy's own config, loading TLS material
 /// (errors name the field that pointed at the bad file).
 pub fn plan(cfg: &Config, fig: &Figment) -> Result<ProxyConfig, ConfigError> {
@@ -50,13 +59,7 @@ pub fn plan(cfg: &Config, fig: &Figment) -> Result<ProxyConfig, ConfigError> {
     let p = &cfg.proxy;
     let upstream_tls = wsgate_protocol::tls::client_config(p.upstream_ca.as_deref())
         .map_err(|e| invalid("proxy.upstream_ca", e.to_string()))?;
-    let listener_tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => Some(wsgate_protocol::tls::server_config(cert, key).map_err(|e| {
-            let field = if e.to_string().contains("private key") { "tls_key" } else { "tls_cert" };
-            invalid(field, e.to_string())
-        })?),
-        _ => None,
-    };
+    let listener_tls = listener_tls(cfg, fig)?;
     let forward_headers =
         p.forward_headers.iter().filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()).collect();
     let mut pc = ProxyConfig::new(
@@ -83,29 +86,20 @@ pub fn plan(cfg: &Config, fig: &Figment) -> Result<ProxyConfig, ConfigError> {
 }
 
 async fn run(cfg: Config, proxy_cfg: ProxyConfig) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let listen_addr = listener.local_addr()?;
-    let gateway = Gateway::start(&cfg).await?;
-    let scheme = if proxy_cfg.listener_tls.is_some() { "wss" } else { "ws" };
     let target = match (&proxy_cfg.upstream, &proxy_cfg.resolver) {
         (_, Some(r)) => format!("resolver {}", r.url),
         (Some(u), None) => u.to_string(),
         (None, None) => String::new(),
     };
-    let proxy = Proxy::new(
-        proxy_cfg,
-        gateway.bus.clone(),
-        gateway.registry.clone(),
-        gateway.shutdown.clone(),
-        gateway.sessions.clone(),
-    );
-    let accept = tokio::spawn(wsgate_proxy::serve(listener, Arc::clone(&proxy)));
-    gateway.control.set_ready(true);
-    // One machine-readable line on stdout: scripts and tests read the bound ports here.
-    println!("wsgate proxy: listen={listen_addr} control={} upstream={target}", gateway.control_addr);
-    tracing::info!(%listen_addr, control = %gateway.control_addr, "proxy ready: {scheme}://{listen_addr} → {target}");
-    let deadline = cfg.shutdown_timeout;
-    gateway.run_until_signal(deadline).await?;
-    let _ = accept.await;
-    Ok(())
+    crate::gateway::run_server(&cfg, "proxy", &format!("upstream={target}"), |listener, gateway| {
+        let proxy = Proxy::new(
+            proxy_cfg,
+            gateway.bus.clone(),
+            gateway.registry.clone(),
+            gateway.shutdown.clone(),
+            gateway.sessions.clone(),
+        );
+        tokio::spawn(wsgate_proxy::serve(listener, proxy))
+    })
+    .await
 }

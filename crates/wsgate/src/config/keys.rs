@@ -53,6 +53,8 @@ keys! {
     "proxy.forward_headers", "forward-header", "Extra request header forwarded to the upstream (repeatable), besides the default allowlist.";
     "proxy.upstream_ca", "upstream-ca", "Extra CA certificate (PEM) trusted for wss:// upstreams, besides the system roots.";
     "proxy.connect_timeout", "connect-timeout", "DNS + TCP + TLS + upgrade towards the upstream.";
+    "mock.echo", "echo", "wsgate mock: echo every text and binary message back unchanged.";
+    "mock.subprotocols", "subprotocol", "wsgate mock: a subprotocol to accept (repeatable).";
 }
 
 pub fn by_path(path: &str) -> Option<&'static Key> {

@@ -23,6 +23,7 @@ const TEXT_KEYS: &[&str] = &[
     "proxy.resolver_url",
     "proxy.upstream_ca",
     "proxy.forward_headers",
+    "mock.subprotocols",
 ];
 
 /// Where values come from, lowest precedence first (after the defaults).
@@ -77,7 +78,7 @@ fn typed(path: &str, raw: &[String]) -> Value {
             s.parse().unwrap_or_else(|_| Value::from(s.clone()))
         }
     };
-    if path == "proxy.forward_headers" {
+    if path == "proxy.forward_headers" || path == "mock.subprotocols" {
         Value::from(raw.iter().map(|s| Value::from(s.clone())).collect::<Vec<_>>())
     } else {
         raw.last().map(one).unwrap_or_else(|| Value::from(String::new()))
@@ -211,6 +212,20 @@ impl Config {
         }
         if self.live.queue == 0 {
             return Err(invalid(fig, "live.queue", "must be greater than 0", None));
+        }
+        Ok(())
+    }
+
+    /// Checks for `wsgate mock`.
+    pub fn validate_for_mock(&self, fig: &Figment) -> Result<(), ConfigError> {
+        self.validate_common(fig)?;
+        if !self.mock.echo {
+            return Err(ConfigError::Invalid {
+                field: "mock.echo".into(),
+                origin: "nowhere (no mode is set)".into(),
+                message: "the mock needs a mode".into(),
+                fix: "pass --echo (or WSGATE_ECHO=true, or mock.echo: true in the config file)".into(),
+            });
         }
         Ok(())
     }

@@ -46,6 +46,16 @@ pub struct Config {
     pub limits: Limits,
     pub live: Live,
     pub proxy: ProxySection,
+    pub mock: MockSection,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockSection {
+    /// Echo every text and binary message back unchanged.
+    pub echo: bool,
+    /// Subprotocols the mock accepts (the first one a client offers that is listed).
+    pub subprotocols: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +122,7 @@ impl Default for Config {
             limits: Limits::default(),
             live: Live::default(),
             proxy: ProxySection::default(),
+            mock: MockSection::default(),
         }
     }
 }
