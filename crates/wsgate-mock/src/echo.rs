@@ -83,14 +83,12 @@ pub(crate) async fn run(
                                 session.frame_at(Direction::GatewayToClient, &f, false, at);
                             }
                         }
-                        Message::Close(c) => {
-                            if ending.is_none() {
-                                ending = Some(Ending {
-                                    code: c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NO_STATUS),
-                                    reason: c.as_ref().map(|c| c.reason.clone()),
-                                    initiator: Initiator::Client,
-                                });
-                            }
+                        Message::Close(c) if ending.is_none() => {
+                            ending = Some(Ending {
+                                code: c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NO_STATUS),
+                                reason: c.as_ref().map(|c| c.reason.clone()),
+                                initiator: Initiator::Client,
+                            });
                         }
                         _ => {}
                     }
