@@ -123,6 +123,10 @@ pub enum ProtocolError {
     CloseFrameTooShort,
     #[error("close code {0} may not be sent on the wire")]
     InvalidCloseCode(u16),
+    #[error("compressed data is corrupt")]
+    InvalidCompression,
+    #[error("RSV1 set on a continuation or control frame")]
+    MisplacedRsv1,
 }
 
 impl ProtocolError {

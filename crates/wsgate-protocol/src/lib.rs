@@ -18,6 +18,7 @@
 
 pub mod close;
 pub mod connect;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod io;
