@@ -174,7 +174,7 @@ def main():
         procs = []
         try:
             if role == "server":
-                procs.append(Proc([wsgate, "mock", "--echo"] + common, "listen="))
+                procs.append(Proc([wsgate, "mock", "--echo", "--deflate"] + common, "listen="))
                 results = fuzzingclient(role, f"ws://{procs[-1].field('listen')}", cases, out)
             elif role == "proxy":
                 procs.append(Proc([echo, "127.0.0.1:0"], "listening on"))

@@ -37,6 +37,8 @@ pub struct MockConfig {
     pub max_message_size: usize,
     pub close_timeout: Duration,
     pub listener: ListenerConfig,
+    /// Accept permessage-deflate offers with this policy (`None`: never).
+    pub deflate: Option<wsgate_protocol::deflate::DeflatePolicy>,
 }
 
 pub struct Mock {
@@ -87,8 +89,18 @@ impl Handler for Mock {
             opened_at: chrono::Utc::now(),
         };
         let (mut session, commands) = SessionHandle::open(info, self.bus.clone(), self.registry.clone(), COMMAND_QUEUE);
+        let deflate = self.cfg.deflate.as_ref().and_then(|policy| {
+            let offers = req.headers().get_all(http::header::SEC_WEBSOCKET_EXTENSIONS);
+            wsgate_protocol::deflate::accept_offer(offers.iter().filter_map(|v| v.to_str().ok()), policy)
+        });
         let on_upgrade = hyper::upgrade::on(&mut req);
-        let response = switching_protocols(&key, chosen.as_deref()).map(|_| Body::new(bytes::Bytes::new()));
+        let mut response = switching_protocols(&key, chosen.as_deref()).map(|_| Body::new(bytes::Bytes::new()));
+        if let Some(p) = &deflate
+            && let Ok(v) = http::HeaderValue::from_str(&p.to_header())
+        {
+            response.headers_mut().insert(http::header::SEC_WEBSOCKET_EXTENSIONS, v);
+        }
+        let level = self.cfg.deflate.map_or(6, |d| d.level);
         let me = self.clone();
         self.tracker.spawn(async move {
             let _permit = conn.permit;
@@ -97,7 +109,7 @@ impl Handler for Mock {
             session.transition(State::Connected, TransitionDetail { subprotocol: chosen, ..Default::default() });
             let limits =
                 WsConfig { max_frame_size: me.cfg.max_message_size, max_message_size: me.cfg.max_message_size };
-            let ws = WsStream::new(io, Role::Server, limits, leftover);
+            let ws = WsStream::new(io, Role::Server, limits, leftover).with_deflate(deflate, level);
             match me.cfg.mode {
                 MockMode::Echo => {
                     echo::run(ws, &mut session, commands, me.shutdown.clone(), me.cfg.close_timeout).await

@@ -14,8 +14,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let open = |path: String| {
         let base = base.clone();
         async move {
-            let c = wsgate_protocol::connect(ConnectRequest::new(format!("{base}{path}").parse()?)).await?;
-            Ok::<_, Box<dyn std::error::Error>>(WsStream::new(c.transport, Role::Client, limits, c.leftover))
+            let mut req = ConnectRequest::new(format!("{base}{path}").parse()?);
+            req.deflate = Some(Default::default());
+            let c = wsgate_protocol::connect(req).await?;
+            let ws = WsStream::new(c.transport, Role::Client, limits, c.leftover).with_deflate(c.deflate, 6);
+            Ok::<_, Box<dyn std::error::Error>>(ws)
         }
     };
 

@@ -34,6 +34,8 @@ pub struct ConnectRequest {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Source address to bind (spreads load-test connections over 127.0.0.0/8).
     pub local_addr: Option<IpAddr>,
+    /// Offer permessage-deflate with this policy.
+    pub deflate: Option<crate::deflate::DeflatePolicy>,
 }
 
 impl ConnectRequest {
@@ -45,6 +47,7 @@ impl ConnectRequest {
             timeout: Duration::from_secs(10),
             tls: None,
             local_addr: None,
+            deflate: None,
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct Connected {
     pub headers: HeaderMap,
     pub subprotocol: Option<String>,
     pub peer: SocketAddr,
+    /// permessage-deflate parameters, when the server accepted our offer.
+    pub deflate: Option<crate::deflate::DeflateParams>,
 }
 
 /// Why a connection could not be opened, one variant per failure a user must tell
@@ -88,6 +93,8 @@ pub enum ConnectError {
     UnofferedSubprotocol(String),
     #[error("upgrade succeeded but the connection could not be taken over")]
     Takeover,
+    #[error("server's Sec-WebSocket-Extensions cannot be used: {0}")]
+    Extension(#[from] crate::deflate::NegotiationError),
 }
 
 impl ConnectError {
@@ -102,7 +109,9 @@ impl ConnectError {
             Self::Tls { .. } | Self::NoTlsConfig => "tls",
             Self::Timeout { .. } => "timeout",
             Self::Rejected { .. } => "http_status",
-            Self::Http(_) | Self::BadAccept | Self::UnofferedSubprotocol(_) | Self::Takeover => "handshake",
+            Self::Http(_) | Self::BadAccept | Self::UnofferedSubprotocol(_) | Self::Takeover | Self::Extension(_) => {
+                "handshake"
+            }
         }
     }
 
@@ -216,6 +225,12 @@ async fn upgrade(transport: Transport, req: &ConnectRequest, peer: SocketAddr) -
             h.insert(header::SEC_WEBSOCKET_KEY, v);
         }
         h.remove(header::SEC_WEBSOCKET_PROTOCOL);
+        h.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+        if let Some(policy) = &req.deflate
+            && let Ok(v) = HeaderValue::from_str(&crate::deflate::client_offer(policy))
+        {
+            h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+        }
         if !req.subprotocols.is_empty()
             && let Ok(v) = HeaderValue::from_str(&req.subprotocols.join(", "))
         {
@@ -252,8 +267,17 @@ async fn upgrade(transport: Transport, req: &ConnectRequest, peer: SocketAddr) -
     {
         return Err(ConnectError::UnofferedSubprotocol(p.clone()));
     }
+    let answer: Vec<&str> =
+        res.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().filter_map(|v| v.to_str().ok()).collect();
+    let deflate = match &req.deflate {
+        Some(policy) => crate::deflate::accept_answer(answer, policy)?,
+        None if answer.iter().any(|v| !v.trim().is_empty()) => {
+            return Err(crate::deflate::NegotiationError::Unoffered(answer.join(", ")).into());
+        }
+        None => None,
+    };
     let headers = res.headers().clone();
     let upgraded = hyper::upgrade::on(&mut res).await?;
     let (transport, leftover) = crate::handshake::into_transport(upgraded).map_err(|_| ConnectError::Takeover)?;
-    Ok(Connected { transport, leftover, headers, subprotocol, peer })
+    Ok(Connected { transport, leftover, headers, subprotocol, peer, deflate })
 }

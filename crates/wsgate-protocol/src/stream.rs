@@ -11,6 +11,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::close::{CloseCode, CloseFrame};
+use crate::deflate::{DeflateParams, Deflater, Inflater};
 use crate::frame::{Decoder, Frame, OpCode, ProtocolError, Role, encode_frame, random_mask};
 use crate::io::{poll_fill, release_if_empty};
 use crate::utf8::Utf8Validator;
@@ -77,6 +78,10 @@ pub struct WsStream<T> {
     close_sent: bool,
     close_received: bool,
     eof: bool,
+    /// permessage-deflate, when negotiated: our compressor and the peer's inflater.
+    deflate: Option<Box<(Deflater, Inflater)>>,
+    /// The message being received is compressed (RSV1 on its first frame).
+    inflating: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
@@ -94,7 +99,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             close_sent: false,
             close_received: false,
             eof: false,
+            deflate: None,
+            inflating: false,
         }
+    }
+
+    /// Turns on permessage-deflate with the negotiated parameters: outgoing messages
+    /// are compressed, incoming compressed ones inflated.
+    pub fn with_deflate(mut self, params: Option<DeflateParams>, level: u32) -> Self {
+        if let Some(p) = params {
+            self.deflate = Some(Box::new(p.codecs(self.role == Role::Server, level)));
+            self.decoder = self.decoder.clone().allow_rsv1(true);
+        }
+        self
     }
 
     pub fn get_ref(&self) -> &T {
@@ -122,11 +139,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
         Ok(())
     }
 
-    /// Queues a message without writing it.
+    /// Queues a message without writing it (compressed when permessage-deflate is on).
     pub fn feed(&mut self, msg: &Message) -> Result<(), WsError> {
+        let data = |opcode: OpCode, b: &Bytes, deflate: &mut Option<Box<(Deflater, Inflater)>>| match deflate {
+            Some(d) => Frame { fin: true, rsv1: true, opcode, payload: d.0.compress(b, true) },
+            None => Frame::new(opcode, b.clone()),
+        };
         let frame = match msg {
-            Message::Text(b) => Frame::text(b.clone()),
-            Message::Binary(b) => Frame::binary(b.clone()),
+            Message::Text(b) => data(OpCode::Text, b, &mut self.deflate),
+            Message::Binary(b) => data(OpCode::Binary, b, &mut self.deflate),
             Message::Ping(b) => Frame::ping(b.clone()),
             Message::Pong(b) => Frame::pong(b.clone()),
             Message::Close(c) => Frame::new(OpCode::Close, c.as_ref().map(CloseFrame::encode).unwrap_or_default()),
@@ -236,7 +257,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
         let _ = self.io.shutdown().await;
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
+    fn on_frame(&mut self, mut frame: Frame) -> Result<Option<Message>, ProtocolError> {
+        if frame.rsv1 && (frame.opcode.is_control() || frame.opcode == OpCode::Continuation) {
+            return Err(ProtocolError::MisplacedRsv1);
+        }
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary if self.frag.is_none() => self.inflating = frame.rsv1,
+            _ => {}
+        }
+        if self.inflating && matches!(frame.opcode, OpCode::Text | OpCode::Binary | OpCode::Continuation) {
+            let Some(d) = self.deflate.as_mut() else { return Err(ProtocolError::ReservedBits) };
+            let so_far = self.frag.as_ref().map_or(0, |(_, b)| b.len());
+            let mut out = BytesMut::new();
+            d.1.inflate(&frame.payload, frame.fin, &mut out, self.config.max_message_size.saturating_sub(so_far))?;
+            frame.payload = out.freeze();
+        }
         match frame.opcode {
             OpCode::Ping => {
                 if !self.close_sent {

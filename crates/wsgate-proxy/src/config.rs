@@ -59,6 +59,9 @@ pub struct ProxyConfig {
     pub close_timeout: Duration,
     pub upstream_tls: Arc<rustls::ClientConfig>,
     pub listener_tls: Option<Arc<rustls::ServerConfig>>,
+    /// permessage-deflate policy for both sides, each negotiated on its own (`None`:
+    /// never; it costs ~300 KiB per compressing connection).
+    pub deflate: Option<wsgate_protocol::deflate::DeflatePolicy>,
 }
 
 impl ProxyConfig {
@@ -79,6 +82,7 @@ impl ProxyConfig {
             close_timeout: Duration::from_secs(5),
             upstream_tls,
             listener_tls: None,
+            deflate: None,
         }
     }
 }

@@ -91,7 +91,15 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         .transition(State::Connecting, TransitionDetail { upstream: Some(upstream_url.clone()), ..Default::default() });
 
     let offered = offered_subprotocols(req.headers());
+    // The client side's permessage-deflate is ours to accept; the upstream side's is
+    // negotiated by our own offer below. Each side compresses (or not) on its own.
+    let client_deflate = cfg.deflate.as_ref().and_then(|policy| {
+        let offers = req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+        wsgate_protocol::deflate::accept_offer(offers.iter().filter_map(|v| v.to_str().ok()), policy)
+    });
+    let level = cfg.deflate.map_or(6, |d| d.level);
     let mut connect = ConnectRequest::new(resolved.url);
+    connect.deflate = cfg.deflate;
     connect.headers = headers::forwarded(req.headers(), &cfg.forward_headers, Some(peer), tls);
     connect.timeout = cfg.connect_timeout;
     connect.tls = Some(cfg.upstream_tls.clone());
@@ -102,13 +110,13 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         // subprotocol, and the upstream is offered only that one.
         let chosen = offered.first().cloned();
         connect.subprotocols = chosen.iter().cloned().collect();
-        let response = switching_protocols(&key, chosen.as_deref());
+        let response = with_extensions(switching_protocols(&key, chosen.as_deref()), client_deflate.as_ref());
         let p = proxy.clone();
         proxy.tracker.spawn(async move {
             let _permit = permit;
             let Ok(upgraded) = on_upgrade.await else { return };
             let Ok((io, leftover)) = into_transport(upgraded) else { return };
-            let client = Side::client(io, leftover, p.cfg.max_message_size);
+            let client = Side::client(io, leftover, p.cfg.max_message_size, client_deflate.map(|d| (d, level)));
             run_early(p, session, commands, client, connect, upstream_url).await;
         });
         return map_body(response);
@@ -132,13 +140,14 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         }
     };
     let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let response = switching_protocols(&key, connected.subprotocol.as_deref());
+    let response =
+        with_extensions(switching_protocols(&key, connected.subprotocol.as_deref()), client_deflate.as_ref());
     let p = proxy.clone();
     proxy.tracker.spawn(async move {
         let _permit = permit;
         let Ok(upgraded) = on_upgrade.await else { return };
         let Ok((io, leftover)) = into_transport(upgraded) else { return };
-        let client = Side::client(io, leftover, p.cfg.max_message_size);
+        let client = Side::client(io, leftover, p.cfg.max_message_size, client_deflate.map(|d| (d, level)));
         session.transition(
             State::Connected,
             TransitionDetail {
@@ -148,7 +157,12 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
                 ..Default::default()
             },
         );
-        let upstream = Side::upstream(connected.transport, connected.leftover, p.cfg.max_message_size);
+        let upstream = Side::upstream(
+            connected.transport,
+            connected.leftover,
+            p.cfg.max_message_size,
+            connected.deflate.map(|d| (d, level)),
+        );
         Pump::new(client, upstream, &mut session, commands, pump_config(&p), p.shutdown.clone()).run().await;
     });
     map_body(response)
@@ -160,6 +174,17 @@ fn pump_config(p: &Proxy) -> PumpConfig {
         idle_timeout: p.cfg.idle_timeout,
         close_timeout: p.cfg.close_timeout,
     }
+}
+
+/// Adds the agreed `Sec-WebSocket-Extensions` to a 101 answer.
+fn with_extensions(
+    mut r: Response<http_body_util::Empty<Bytes>>,
+    deflate: Option<&wsgate_protocol::deflate::DeflateParams>,
+) -> Response<http_body_util::Empty<Bytes>> {
+    if let Some(v) = deflate.and_then(|p| HeaderValue::from_str(&p.to_header()).ok()) {
+        r.headers_mut().insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+    }
+    r
 }
 
 fn map_body(r: Response<http_body_util::Empty<Bytes>>) -> Response<Body> {
@@ -212,7 +237,13 @@ async fn run_early(
             ..Default::default()
         },
     );
-    let mut upstream = Side::upstream(connected.transport, connected.leftover, p.cfg.max_message_size);
+    let level = p.cfg.deflate.map_or(6, |d| d.level);
+    let mut upstream = Side::upstream(
+        connected.transport,
+        connected.leftover,
+        p.cfg.max_message_size,
+        connected.deflate.map(|d| (d, level)),
+    );
     for frame in queue.drain() {
         upstream.queue_frame(&frame);
     }

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use wsgate_core::{Command, Direction, Initiator, SessionHandle, State, Target, TransitionDetail};
+use wsgate_protocol::deflate::{DeflateParams, Deflater, Inflater};
 use wsgate_protocol::frame::random_mask;
 use wsgate_protocol::io::{poll_fill, release_if_empty};
 use wsgate_protocol::{CloseCode, CloseFrame, Decoder, Frame, OpCode, ProtocolError, Role, Transport, encode_frame};
@@ -57,25 +58,50 @@ pub struct Side {
     /// must wait for it, or they would land between its fragments.
     out_open: bool,
     deferred: VecDeque<Frame>,
+    /// permessage-deflate negotiated with this side: our compressor for what we send
+    /// it, and the inflater for what it sends. Each side negotiates on its own, so the
+    /// proxy always sees (and reports) plaintext.
+    deflate: Option<Box<(Deflater, Inflater)>>,
+    /// The message this side is sending is compressed.
+    inflating: bool,
+    /// The message we are forwarding to this side is being compressed.
+    deflating: bool,
 }
 
 impl Side {
     /// The client's connection (we are its server).
-    pub fn client(io: Transport, leftover: bytes::Bytes, max_message: usize) -> Self {
-        Self::new(io, leftover, Role::Server, max_message)
+    pub fn client(
+        io: Transport,
+        leftover: bytes::Bytes,
+        max_message: usize,
+        deflate: Option<(DeflateParams, u32)>,
+    ) -> Self {
+        Self::new(io, leftover, Role::Server, max_message, deflate)
     }
 
     /// The upstream connection (we are its client).
-    pub fn upstream(io: Transport, leftover: bytes::Bytes, max_message: usize) -> Self {
-        Self::new(io, leftover, Role::Client, max_message)
+    pub fn upstream(
+        io: Transport,
+        leftover: bytes::Bytes,
+        max_message: usize,
+        deflate: Option<(DeflateParams, u32)>,
+    ) -> Self {
+        Self::new(io, leftover, Role::Client, max_message, deflate)
     }
 
-    fn new(io: Transport, leftover: bytes::Bytes, role: Role, max_message: usize) -> Self {
+    fn new(
+        io: Transport,
+        leftover: bytes::Bytes,
+        role: Role,
+        max_message: usize,
+        deflate: Option<(DeflateParams, u32)>,
+    ) -> Self {
+        let deflate = deflate.map(|(p, level)| Box::new(p.codecs(role == Role::Server, level)));
         Self {
             io,
             rd: BytesMut::from(&leftover[..]),
             wr: BytesMut::new(),
-            decoder: Decoder::new(role, max_message),
+            decoder: Decoder::new(role, max_message).allow_rsv1(deflate.is_some()),
             masks: role == Role::Client,
             read_done: false,
             write_failed: false,
@@ -84,12 +110,48 @@ impl Side {
             msg_bytes: 0,
             out_open: false,
             deferred: VecDeque::new(),
+            deflate,
+            inflating: false,
+            deflating: false,
         }
     }
 
+    /// Queues a control frame (never compressed).
     fn push(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
         let mask = self.masks.then(random_mask);
         encode_frame(&mut self.wr, (fin, false, opcode), payload, mask);
+    }
+
+    /// Queues a data frame of plaintext, compressing it when this side negotiated
+    /// permessage-deflate (RSV1 on the message's first frame only).
+    fn push_data(&mut self, fin: bool, opcode: OpCode, plaintext: &[u8]) {
+        let first = opcode != OpCode::Continuation;
+        if first {
+            self.deflating = self.deflate.is_some();
+        }
+        let mask = self.masks.then(random_mask);
+        match self.deflate.as_mut().filter(|_| self.deflating) {
+            Some(d) => {
+                let compressed = d.0.compress(plaintext, fin);
+                encode_frame(&mut self.wr, (fin, first, opcode), &compressed, mask);
+            }
+            None => encode_frame(&mut self.wr, (fin, false, opcode), plaintext, mask),
+        }
+    }
+
+    /// The plaintext of a data frame this side sent (inflated if its message is
+    /// compressed), within `limit` bytes.
+    fn plaintext(&mut self, frame: &Frame, limit: usize) -> Result<bytes::Bytes, ProtocolError> {
+        if frame.opcode != OpCode::Continuation {
+            self.inflating = frame.rsv1;
+        }
+        if !self.inflating {
+            return Ok(frame.payload.clone());
+        }
+        let d = self.deflate.as_mut().ok_or(ProtocolError::ReservedBits)?;
+        let mut out = BytesMut::new();
+        d.1.inflate(&frame.payload, frame.fin, &mut out, limit)?;
+        Ok(out.freeze())
     }
 
     /// Queues a close frame of our own (once).
@@ -143,7 +205,7 @@ impl Side {
 
     /// Queues a data frame towards this side (early-phase queue flush).
     pub(crate) fn queue_frame(&mut self, frame: &Frame) {
-        self.push(frame.fin, frame.opcode, &frame.payload);
+        self.push_data(frame.fin, frame.opcode, &frame.payload);
         if matches!(frame.opcode, OpCode::Text | OpCode::Binary | OpCode::Continuation) {
             self.out_open = !frame.fin;
         }
@@ -325,15 +387,18 @@ impl<'a> Pump<'a> {
         if side.out_open {
             side.deferred.push_back(frame.clone());
         } else {
-            side.push(true, opcode, &frame.payload);
+            side.push_data(true, opcode, &frame.payload);
         }
         self.session.frame(direction, &frame, true);
     }
 
     /// Handles one frame read from `from` at `at` (the time of the read it came in).
-    fn on_frame(&mut self, from: Who, frame: Frame, at: DateTime<Utc>) {
+    fn on_frame(&mut self, from: Who, mut frame: Frame, at: DateTime<Utc>) {
         let direction = from.outgoing_direction();
         let max = self.cfg.max_message_size;
+        if frame.rsv1 && frame.opcode != OpCode::Text && frame.opcode != OpCode::Binary {
+            return self.fail(from, &ProtocolError::MisplacedRsv1);
+        }
         match frame.opcode {
             OpCode::Close => {
                 let parsed = match CloseFrame::parse(&frame.payload) {
@@ -366,21 +431,26 @@ impl<'a> Pump<'a> {
                 if frame.opcode != OpCode::Continuation {
                     src.msg_bytes = 0;
                 }
+                match src.plaintext(&frame, max.saturating_sub(src.msg_bytes)) {
+                    Ok(p) => frame.payload = p,
+                    Err(e) => return self.fail(from, &e),
+                }
                 src.msg_bytes += frame.payload.len();
                 if src.msg_bytes > max {
                     let size = src.msg_bytes;
                     return self.fail(from, &ProtocolError::MessageTooLarge { size, limit: max });
                 }
+                frame.rsv1 = false;
                 self.session.frame_at(direction, &frame, false, at);
                 let (_, dst) = self.sides(from);
                 if dst.close_sent {
                     return;
                 }
-                dst.push(frame.fin, frame.opcode, &frame.payload);
+                dst.push_data(frame.fin, frame.opcode, &frame.payload);
                 dst.out_open = !frame.fin;
                 if frame.fin {
                     while let Some(f) = dst.deferred.pop_front() {
-                        dst.push(true, f.opcode, &f.payload);
+                        dst.push_data(true, f.opcode, &f.payload);
                     }
                 }
             }

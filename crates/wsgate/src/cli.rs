@@ -102,6 +102,18 @@ pub struct ServeArgs {
     /// Events queued per live-stream subscriber.
     #[arg(long, env = "WSGATE_LIVE_QUEUE", value_name = "N")]
     pub live_queue: Option<String>,
+    /// Negotiate permessage-deflate (RFC 7692) on each side.
+    #[arg(long, env = "WSGATE_DEFLATE")]
+    pub deflate: bool,
+    /// Largest LZ77 window wsgate compresses with (9..=15).
+    #[arg(long, env = "WSGATE_DEFLATE_WINDOW_BITS", value_name = "BITS")]
+    pub deflate_window_bits: Option<String>,
+    /// Ask peers to reset their compressor after every message.
+    #[arg(long, env = "WSGATE_DEFLATE_NO_CONTEXT_TAKEOVER")]
+    pub deflate_no_context_takeover: bool,
+    /// zlib compression level (0..=9).
+    #[arg(long, env = "WSGATE_DEFLATE_LEVEL", value_name = "LEVEL")]
+    pub deflate_level: Option<String>,
 }
 
 /// Flags of the proxy itself.

@@ -6,13 +6,16 @@ use clap::parser::ValueSource;
 
 use crate::config::{KEYS, Sources};
 
+/// Boolean switches: their value is whether the flag is set, not a raw string.
+const FLAGS: &[&str] = &["proxy.accept_early", "mock.echo", "deflate.enabled", "deflate.no_context_takeover"];
+
 /// Collects the sources for a serving command from its (sub)command matches.
 pub fn collect(m: &ArgMatches, file: Option<std::path::PathBuf>) -> Sources {
     let mut s = Sources { file, ..Default::default() };
     for key in KEYS {
         let id = key.arg_id();
         let Ok(Some(raw)) = m.try_get_raw(&id) else { continue };
-        let values: Vec<String> = if key.path == "proxy.accept_early" || key.path == "mock.echo" {
+        let values: Vec<String> = if FLAGS.contains(&key.path) {
             vec![m.get_flag(&id).to_string()]
         } else {
             raw.map(|v| v.to_string_lossy().into_owned()).collect()

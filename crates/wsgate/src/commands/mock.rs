@@ -29,6 +29,7 @@ pub fn exec(args: MockArgs, m: &ArgMatches) -> ExitCode {
         subprotocols: cfg.mock.subprotocols.clone(),
         max_message_size: cfg.limits.max_message_size,
         close_timeout: std::time::Duration::from_secs(5),
+        deflate: cfg.deflate.policy(),
         listener: ListenerConfig {
             tls,
             max_connections: cfg.limits.max_connections,

@@ -82,6 +82,7 @@ pub fn plan(cfg: &Config, fig: &Figment) -> Result<ProxyConfig, ConfigError> {
     pc.connect_timeout = p.connect_timeout;
     pc.handshake_timeout = cfg.limits.handshake_timeout;
     pc.listener_tls = listener_tls;
+    pc.deflate = cfg.deflate.policy();
     Ok(pc)
 }
 

@@ -40,6 +40,10 @@ keys! {
     "limits.max_connections", "max-connections", "Concurrent client connections; beyond it new clients get HTTP 503.";
     "limits.idle_timeout", "idle-timeout", "Close a session after this long without a frame (0s = never).";
     "limits.handshake_timeout", "handshake-timeout", "Time a client has to send its upgrade request (slowloris guard).";
+    "deflate.enabled", "deflate", "Negotiate permessage-deflate (RFC 7692) on each side (~300 KiB per compressing connection).";
+    "deflate.max_window_bits", "deflate-window-bits", "Largest LZ77 window wsgate compresses with, 9..=15 (smaller saves memory).";
+    "deflate.no_context_takeover", "deflate-no-context-takeover", "Ask peers to reset their compressor after every message.";
+    "deflate.level", "deflate-level", "zlib compression level, 0..=9.";
     "live.payload_cap", "payload-cap", "Payload bytes shown per message on the live stream; longer ones are cut and flagged.";
     "live.queue", "live-queue", "Events queued per live-stream subscriber before they are dropped (and counted).";
     "proxy.upstream", "upstream", "Upstream base URL (ws:// or wss://); the client's path and query are appended.";

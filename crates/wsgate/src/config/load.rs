@@ -210,6 +210,12 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err(invalid(fig, "limits.max_connections", "must be greater than 0", None));
         }
+        if !(9..=15).contains(&self.deflate.max_window_bits) {
+            return Err(invalid(fig, "deflate.max_window_bits", "must be between 9 and 15", None));
+        }
+        if self.deflate.level > 9 {
+            return Err(invalid(fig, "deflate.level", "must be between 0 and 9", None));
+        }
         if self.live.queue == 0 {
             return Err(invalid(fig, "live.queue", "must be greater than 0", None));
         }

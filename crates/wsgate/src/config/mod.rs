@@ -47,6 +47,37 @@ pub struct Config {
     pub live: Live,
     pub proxy: ProxySection,
     pub mock: MockSection,
+    pub deflate: DeflateSection,
+}
+
+/// permessage-deflate (RFC 7692), negotiated on each connection independently.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeflateSection {
+    /// Negotiate permessage-deflate (costs ~300 KiB per compressing connection).
+    pub enabled: bool,
+    /// Largest LZ77 window wsgate compresses with, 9..=15 (smaller saves memory).
+    pub max_window_bits: u8,
+    /// Ask peers to reset their compressor after every message.
+    pub no_context_takeover: bool,
+    /// zlib compression level 0..=9.
+    pub level: u32,
+}
+
+impl Default for DeflateSection {
+    fn default() -> Self {
+        Self { enabled: false, max_window_bits: 15, no_context_takeover: false, level: 6 }
+    }
+}
+
+impl DeflateSection {
+    pub fn policy(&self) -> Option<wsgate_protocol::deflate::DeflatePolicy> {
+        self.enabled.then_some(wsgate_protocol::deflate::DeflatePolicy {
+            max_window_bits: self.max_window_bits,
+            request_no_context_takeover: self.no_context_takeover,
+            level: self.level,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -123,6 +154,7 @@ impl Default for Config {
             live: Live::default(),
             proxy: ProxySection::default(),
             mock: MockSection::default(),
+            deflate: DeflateSection::default(),
         }
     }
 }

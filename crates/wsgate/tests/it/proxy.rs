@@ -354,3 +354,49 @@ async fn plain_http_gets_426_with_a_message() {
     let v = http_json(&gw.api("/api/sessions")).await;
     assert_eq!(v["sessions"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn permessage_deflate_is_negotiated_per_side_and_inspected_as_plaintext() {
+    // Compressing client → proxy → upstream without compression.
+    let mut up = Upstream::echo().await;
+    let gw = Gateway::proxy(&["--upstream", &up.url(), "--deflate"]).await;
+    let mut live = ws_connect(&format!("ws://{}/api/live", gw.control)).await;
+    let _status = recv(&mut live).await;
+    let mut req = ConnectRequest::new(gw.ws("/z").parse().unwrap());
+    req.deflate = Some(Default::default());
+    let c = within(wsgate_protocol::connect(req)).await.unwrap();
+    assert!(c.deflate.is_some(), "the proxy accepts the client's offer");
+    let mut ws =
+        wsgate_protocol::WsStream::new(c.transport, wsgate_protocol::Role::Client, Default::default(), c.leftover)
+            .with_deflate(c.deflate, 6);
+    let (_, h) = up.next_connection().await;
+    assert!(
+        h["sec-websocket-extensions"].to_str().unwrap().contains("permessage-deflate"),
+        "the proxy offers upstream too"
+    );
+    let msg = "compress me ".repeat(100);
+    ws.send(Message::text(msg.clone())).await.unwrap();
+    assert_eq!(text(&recv(&mut ws).await), msg);
+    assert_eq!(text(&up.next_message().await), msg, "the upstream gets plaintext");
+    let seen = within(async {
+        loop {
+            let v: serde_json::Value = serde_json::from_str(&text(&recv(&mut live).await)).unwrap();
+            if v["type"] == "message" && v["direction"] == "client_to_upstream" {
+                return v;
+            }
+        }
+    })
+    .await;
+    assert_eq!(seen["size"], msg.len(), "events carry the inflated size");
+    assert!(seen["text"].as_str().unwrap().starts_with("compress me"));
+
+    // Plain client → proxy → compressing upstream (wsgate mock --echo --deflate).
+    let mock = Gateway::spawn("mock", &["--echo", "--deflate"], &[]).await;
+    let gw2 = Gateway::proxy(&["--upstream", &mock.ws(""), "--deflate"]).await;
+    let mut plain = ws_connect(&gw2.ws("/p")).await;
+    let big = Bytes::from(vec![42u8; 100_000]);
+    plain.send(Message::Binary(big.clone())).await.unwrap();
+    assert_eq!(recv(&mut plain).await, Message::Binary(big));
+    plain.send(Message::text("")).await.unwrap();
+    assert_eq!(text(&recv(&mut plain).await), "");
+}
