@@ -5,26 +5,14 @@
 # Usage: bench/mock.sh   (DUR seconds per run, default 5; ROUNDS, default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 DUR=${DUR:-5}
 ROUNDS=${ROUNDS:-3}
-OUT=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$OUT"; }
-trap cleanup EXIT
 cargo build --release --quiet -p wsgate -p wsgate-echo-server
 W=target/release/wsgate
-if [ "$(nproc)" -ge 2 ]; then LOAD=(taskset -c 0); SERVER=(taskset -c 1); else LOAD=(); SERVER=(); fi
-wait_for() {
-  local deadline=$((SECONDS + 30))
-  until grep -q "$2" "$1" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $2 in $1" >&2; exit 1; }
-    sleep 0.05
-  done
-  grep -m1 "$2" "$1"
-}
-"${SERVER[@]}" target/release/wsgate-echo-server 127.0.0.1:0 > "$OUT/echo.out" & PIDS+=($!)
+"${ALONE[@]}" target/release/wsgate-echo-server 127.0.0.1:0 > "$OUT/echo.out" & PIDS+=($!)
 ECHO=$(wait_for "$OUT/echo.out" "listening on" | awk '{print $3}')
-"${SERVER[@]}" "$W" mock --echo --listen 127.0.0.1:0 --control 127.0.0.1:0 --log-level warn > "$OUT/mock.out" 2>/dev/null & PIDS+=($!)
+"${ALONE[@]}" "$W" mock --echo --listen 127.0.0.1:0 --control 127.0.0.1:0 --log-level warn > "$OUT/mock.out" 2>/dev/null & PIDS+=($!)
 MOCK=$(wait_for "$OUT/mock.out" "listen=" | sed 's/.*listen=\([^ ]*\).*/\1/')
 run() { "${LOAD[@]}" "$W" bench echo "ws://$1" -c 8 -k 16 -s 64 --duration "$DUR" --warmup 1 --json --no-progress \
   | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['errors']+d['lost']==0, d; print(d['msgs_per_sec'])"; }

@@ -11,13 +11,10 @@
 # Usage: bench/proxy.sh            (DUR=seconds per scenario, default 5; HOLD=connections, default 5000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 DUR=${DUR:-5}
 HOLD=${HOLD:-5000}
-OUT=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$OUT"; }
-trap cleanup EXIT
 
 cargo build --release --quiet -p wsgate -p wsgate-echo-server
 W=target/release/wsgate
@@ -28,17 +25,7 @@ if ! command -v websocat >/dev/null; then
 fi
 ulimit -n "$(ulimit -Hn)"
 
-if [ "$(nproc)" -ge 2 ]; then LOAD=(taskset -c 0); PROXY=(taskset -c 1); else LOAD=(); PROXY=(); fi
 
-# wait_for FILE PATTERN: prints the first line of FILE matching PATTERN, once it appears.
-wait_for() {
-  local deadline=$((SECONDS + 30))
-  until grep -q "$2" "$1" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
-    sleep 0.05
-  done
-  grep -m1 "$2" "$1"
-}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 json() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
@@ -47,7 +34,7 @@ json() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
 ECHO=$(wait_for "$OUT/echo.out" "listening on" | awk '{print $3}')
 
 start_proxy() {
-  "${PROXY[@]}" "$W" proxy --upstream "ws://$ECHO" --listen 127.0.0.1:0 --control 127.0.0.1:0 \
+  "${ALONE[@]}" "$W" proxy --upstream "ws://$ECHO" --listen 127.0.0.1:0 --control 127.0.0.1:0 \
     --log-level warn > "$OUT/proxy$1.out" 2> "$OUT/proxy$1.err" & PIDS+=($!)
   PROXY_PID=$!
   PROXY_ADDR=$(wait_for "$OUT/proxy$1.out" "listen=" | sed 's/.*listen=\([^ ]*\).*/\1/')
@@ -55,7 +42,7 @@ start_proxy() {
 start_proxy 1
 
 WPORT=$(free_port)
-"${PROXY[@]}" websocat -b -E "ws-l:127.0.0.1:$WPORT" "ws://$ECHO" > /dev/null 2>&1 & PIDS+=($!)
+"${ALONE[@]}" websocat -b -E "ws-l:127.0.0.1:$WPORT" "ws://$ECHO" > /dev/null 2>&1 & PIDS+=($!)
 # websocat prints nothing when ready: probe until its port answers.
 deadline=$((SECONDS + 30)); until (exec 3<>"/dev/tcp/127.0.0.1/$WPORT") 2>/dev/null; do [ $SECONDS -lt $deadline ] || exit 1; sleep 0.05; done
 
@@ -66,7 +53,7 @@ bench() { # name url args...
   [ "$errs" = "0" ] || { echo "$name: $errs errors/lost messages" >&2; exit 1; }
 }
 
-echo "scenario runs: ${DUR}s each (after 1s warm-up); proxy cpu: ${PROXY[*]:-shared}; load+echo cpu: ${LOAD[*]:-shared}" >&2
+echo "scenario runs: ${DUR}s each (after 1s warm-up); proxy cpu: ${ALONE[*]:-shared}; load+echo cpu: ${LOAD[*]:-shared}" >&2
 bench direct_pp   "ws://$ECHO"       -c 64 -k 1 -s 64
 bench proxy_pp    "ws://$PROXY_ADDR" -c 64 -k 1 -s 64
 bench direct_pipe "ws://$ECHO"       -c 8 -k 16 -s 64
@@ -78,7 +65,7 @@ bench proxy_pipe_bin "ws://$PROXY_ADDR" -c 8 -k 16 -s 64 --binary
 # proxy's own cost is measured with the load, the echo server and a second proxy on
 # one core, and the cross-core baseline is printed beside it.
 bench direct_lat  "ws://$ECHO"       -c 1 -k 1 -s 64
-"${PROXY[@]}" "$W" bench echo "ws://$ECHO" --json --no-progress --duration "$DUR" --warmup 1 -c 1 -k 1 -s 64 \
+"${ALONE[@]}" "$W" bench echo "ws://$ECHO" --json --no-progress --duration "$DUR" --warmup 1 -c 1 -k 1 -s 64 \
   > "$OUT/direct_xcore.json"
 LAT_PROXY=("${LOAD[@]}")
 "${LAT_PROXY[@]}" "$W" proxy --upstream "ws://$ECHO" --listen 127.0.0.1:0 --control 127.0.0.1:0 \

@@ -114,9 +114,7 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         let p = proxy.clone();
         proxy.tracker.spawn(async move {
             let _permit = permit;
-            let Ok(upgraded) = on_upgrade.await else { return };
-            let Ok((io, leftover)) = into_transport(upgraded) else { return };
-            let client = Side::client(io, leftover, p.cfg.max_message_size, client_deflate.map(|d| (d, level)));
+            let Some(client) = take_client(on_upgrade, &p, client_deflate.map(|d| (d, level))).await else { return };
             run_early(p, session, commands, client, connect, upstream_url).await;
         });
         return map_body(response);
@@ -145,9 +143,7 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
     let p = proxy.clone();
     proxy.tracker.spawn(async move {
         let _permit = permit;
-        let Ok(upgraded) = on_upgrade.await else { return };
-        let Ok((io, leftover)) = into_transport(upgraded) else { return };
-        let client = Side::client(io, leftover, p.cfg.max_message_size, client_deflate.map(|d| (d, level)));
+        let Some(client) = take_client(on_upgrade, &p, client_deflate.map(|d| (d, level))).await else { return };
         session.transition(
             State::Connected,
             TransitionDetail {
@@ -174,6 +170,18 @@ fn pump_config(p: &Proxy) -> PumpConfig {
         idle_timeout: p.cfg.idle_timeout,
         close_timeout: p.cfg.close_timeout,
     }
+}
+
+/// The client's side of the session once hyper has written our 101; `None` if the
+/// client went away before the upgrade completed.
+async fn take_client(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    p: &Proxy,
+    deflate: Option<(wsgate_protocol::deflate::DeflateParams, u32)>,
+) -> Option<Side> {
+    let upgraded = on_upgrade.await.ok()?;
+    let (io, leftover) = into_transport(upgraded).ok()?;
+    Some(Side::client(io, leftover, p.cfg.max_message_size, deflate))
 }
 
 /// Adds the agreed `Sec-WebSocket-Extensions` to a 101 answer.
