@@ -7,22 +7,16 @@ use wsgate_listener::ListenerConfig;
 use wsgate_mock::{Mock, MockConfig, MockMode};
 
 use crate::cli::MockArgs;
-use crate::config::load;
 
 pub fn exec(args: MockArgs, m: &ArgMatches) -> ExitCode {
-    let sources = crate::sources::collect(m, args.serve.config.clone());
-    let (cfg, fig) = match load(&sources) {
-        Ok(c) => c,
-        Err(e) => return super::usage_error(&e),
+    let planned = super::configure(m, args.serve.config.clone(), |cfg, fig| {
+        cfg.validate_for_mock(fig)?;
+        super::listener_tls(cfg, fig)
+    });
+    let (cfg, tls) = match planned {
+        Ok(p) => p,
+        Err(code) => return code,
     };
-    if let Err(e) = cfg.validate_for_mock(&fig) {
-        return super::usage_error(&e);
-    }
-    let tls = match super::proxy::listener_tls(&cfg, &fig) {
-        Ok(t) => t,
-        Err(e) => return super::usage_error(&e),
-    };
-    crate::logging::init(&cfg.log_level, cfg.log_format);
     let mock_cfg = MockConfig {
         route: "mock".into(),
         mode: MockMode::Echo,
@@ -36,28 +30,18 @@ pub fn exec(args: MockArgs, m: &ArgMatches) -> ExitCode {
             handshake_timeout: cfg.limits.handshake_timeout,
         },
     };
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wsgate mock: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let run = async move {
+        crate::gateway::run_server(&cfg, "mock", "mode=echo", |listener, gateway| {
+            let mock = Mock::new(
+                mock_cfg,
+                gateway.bus.clone(),
+                gateway.registry.clone(),
+                gateway.shutdown.clone(),
+                gateway.sessions.clone(),
+            );
+            tokio::spawn(wsgate_mock::serve(listener, mock))
+        })
+        .await
     };
-    let run = crate::gateway::run_server(&cfg, "mock", "mode=echo", |listener, gateway| {
-        let mock = Mock::new(
-            mock_cfg,
-            gateway.bus.clone(),
-            gateway.registry.clone(),
-            gateway.shutdown.clone(),
-            gateway.sessions.clone(),
-        );
-        tokio::spawn(wsgate_mock::serve(listener, mock))
-    });
-    match rt.block_on(run) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wsgate mock: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    super::serve("mock", run)
 }

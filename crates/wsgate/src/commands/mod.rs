@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::ArgMatches;
 
 use crate::cli::{Cli, Command, ConfigCommand};
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError, load};
 
 pub fn exec(cli: Cli, matches: &ArgMatches) -> ExitCode {
     let sub = matches.subcommand().map(|(_, m)| m);
@@ -38,4 +38,50 @@ pub fn usage_error(e: &ConfigError) -> ExitCode {
 /// pinning is honoured).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// The shared start of every serving command: load the layered config, validate and
+/// plan it with `plan` (any error: message and exit 64), then start logging.
+pub fn configure<T>(
+    m: &ArgMatches,
+    file: Option<std::path::PathBuf>,
+    plan: impl FnOnce(&Config, &figment::Figment) -> Result<T, ConfigError>,
+) -> Result<(Config, T), ExitCode> {
+    let sources = crate::sources::collect(m, file);
+    let (cfg, fig) = load(&sources).map_err(|e| usage_error(&e))?;
+    let planned = plan(&cfg, &fig).map_err(|e| usage_error(&e))?;
+    crate::logging::init(&cfg.log_level, cfg.log_format);
+    Ok((cfg, planned))
+}
+
+/// Runs a serving command's future to completion on a fresh runtime.
+pub fn serve(name: &str, run: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wsgate {name}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsgate {name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The listener's TLS config from `tls_cert`/`tls_key` (errors name the field).
+pub fn listener_tls(
+    cfg: &Config,
+    fig: &figment::Figment,
+) -> Result<Option<std::sync::Arc<wsgate_protocol::tls::ServerConfig>>, ConfigError> {
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => wsgate_protocol::tls::server_config(cert, key).map(Some).map_err(|e| {
+            let field = if e.to_string().contains("private key") { "tls_key" } else { "tls_cert" };
+            crate::config::load_invalid(fig, field, e.to_string(), None)
+        }),
+        _ => Ok(None),
+    }
 }

@@ -6,49 +6,16 @@ use std::process::ExitCode;
 use wsgate_proxy::{Proxy, ProxyConfig, QueueConfig, ResolverConfig};
 
 use crate::cli::ProxyArgs;
-use crate::config::{Config, ConfigError, load};
+use crate::config::{Config, ConfigError};
 
 pub fn exec(args: ProxyArgs, m: &ArgMatches) -> ExitCode {
-    let sources = crate::sources::collect(m, args.serve.config.clone());
-    let (cfg, fig) = match load(&sources) {
-        Ok(c) => c,
-        Err(e) => return super::usage_error(&e),
-    };
-    if let Err(e) = cfg.validate_for_proxy(&fig) {
-        return super::usage_error(&e);
-    }
-    let proxy_cfg = match plan(&cfg, &fig) {
-        Ok(p) => p,
-        Err(e) => return super::usage_error(&e),
-    };
-    crate::logging::init(&cfg.log_level, cfg.log_format);
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wsgate proxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cfg, proxy_cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wsgate proxy: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The listener's TLS config from `tls_cert`/`tls_key` (errors name the field).
-pub fn listener_tls(
-    cfg: &Config,
-    fig: &Figment,
-) -> Result<Option<std::sync::Arc<wsgate_protocol::tls::ServerConfig>>, ConfigError> {
-    match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => wsgate_protocol::tls::server_config(cert, key).map(Some).map_err(|e| {
-            let field = if e.to_string().contains("private key") { "tls_key" } else { "tls_cert" };
-            crate::config::load_invalid(fig, field, e.to_string(), None)
-        }),
-        _ => Ok(None),
+    let planned = super::configure(m, args.serve.config.clone(), |cfg, fig| {
+        cfg.validate_for_proxy(fig)?;
+        plan(cfg, fig)
+    });
+    match planned {
+        Ok((cfg, proxy_cfg)) => super::serve("proxy", run(cfg, proxy_cfg)),
+        Err(code) => code,
     }
 }
 
@@ -59,7 +26,7 @@ pub fn plan(cfg: &Config, fig: &Figment) -> Result<ProxyConfig, ConfigError> {
     let p = &cfg.proxy;
     let upstream_tls = wsgate_protocol::tls::client_config(p.upstream_ca.as_deref())
         .map_err(|e| invalid("proxy.upstream_ca", e.to_string()))?;
-    let listener_tls = listener_tls(cfg, fig)?;
+    let listener_tls = super::listener_tls(cfg, fig)?;
     let forward_headers =
         p.forward_headers.iter().filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()).collect();
     let mut pc = ProxyConfig::new(
