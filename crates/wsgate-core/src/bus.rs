@@ -1,23 +1,45 @@
 //! The event bus: fan-out of [`SessionEvent`]s to observers, each behind its own
 //! bounded queue.
 //!
-//! Overflow policy: drop-newest for that observer only, counted. A slow observer
-//! never slows traffic or another observer. The set of observers is fixed when the
-//! bus is built, so emitting takes no lock.
+//! Each observer picks what happens when its queue is full ([`Overflow`]). The
+//! default is drop-newest for that observer only, counted: a slow observer never
+//! slows traffic or another observer. An observer that must not lose events (the
+//! store under `--record strict`) makes the *emitting session* wait instead: the
+//! event is parked in the session's [`Pending`] queue and the session's handler stops
+//! reading from its sockets until [`Pending::poll_settle`] has delivered it. The set
+//! of observers is fixed when the bus is built, so emitting takes no lock.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::PollSender;
 
 use crate::event::{MessageEvent, SessionEvent};
 
 /// Default capacity of an observer's queue.
 pub const DEFAULT_OBSERVER_CAPACITY: usize = 8192;
 
+/// What happens to an event an observer's full queue cannot take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop it for this observer and count the drop (live stream, metrics).
+    DropNewest,
+    /// Drop message events (counted), but lifecycle and error events wait in the
+    /// emitting session: a history with gaps in its messages is still a history, one
+    /// without the session's end is wrong (the store under `--record drop`).
+    DropMessages,
+    /// Every event waits; the emitting session's traffic pauses until there is room
+    /// (the store under `--record strict`).
+    Wait,
+}
+
 struct Slot {
     name: &'static str,
     tx: mpsc::Sender<SessionEvent>,
+    overflow: Overflow,
     dropped: AtomicU64,
     /// Whether the observer currently wants message events (the live stream does not
     /// while nobody is watching).
@@ -74,10 +96,22 @@ pub struct EventBusBuilder {
 
 impl EventBusBuilder {
     /// Adds an observer with a queue of `capacity` events.
+    /// Adds an observer with a queue of `capacity` events that drops what does not fit.
     pub fn observer(&mut self, name: &'static str, capacity: usize) -> ObserverQueue {
+        self.observer_with(name, capacity, Overflow::DropNewest)
+    }
+
+    /// Adds an observer with its own overflow policy.
+    pub fn observer_with(&mut self, name: &'static str, capacity: usize, overflow: Overflow) -> ObserverQueue {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let wants_messages = Arc::new(AtomicBool::new(true));
-        self.slots.push(Slot { name, tx, dropped: AtomicU64::new(0), wants_messages: wants_messages.clone() });
+        self.slots.push(Slot {
+            name,
+            tx,
+            overflow,
+            dropped: AtomicU64::new(0),
+            wants_messages: wants_messages.clone(),
+        });
         ObserverQueue { rx, wants_messages }
     }
 
@@ -96,7 +130,8 @@ impl EventBus {
         Arc::new(Self { slots: Vec::new() })
     }
 
-    /// Delivers to every observer; drops (and counts) where a queue is full.
+    /// Delivers to every observer; drops (and counts) where a queue is full, whatever
+    /// the observer's policy. For tools and tests with no session to park events in.
     pub fn emit(&self, event: SessionEvent) {
         for slot in &self.slots {
             if let Err(mpsc::error::TrySendError::Full(_)) = slot.tx.try_send(event.clone()) {
@@ -105,14 +140,47 @@ impl EventBus {
         }
     }
 
+    /// Delivers a lifecycle or error event; where a waiting observer's queue is full
+    /// the event is parked in `pending`.
+    pub fn emit_or_park(&self, event: SessionEvent, pending: &mut Pending) {
+        for (i, slot) in self.slots.iter().enumerate() {
+            self.offer(i, slot, &event, pending, false);
+        }
+    }
+
     /// Delivers a message event to the observers that want message events.
     #[inline]
-    pub fn emit_message(&self, event: MessageEvent) {
-        for slot in &self.slots {
-            if !slot.wants_messages.load(Ordering::Relaxed) {
-                continue;
+    pub fn emit_message(&self, event: MessageEvent, pending: &mut Pending) {
+        let event = SessionEvent::Message(event);
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.wants_messages.load(Ordering::Relaxed) {
+                self.offer(i, slot, &event, pending, true);
             }
-            if let Err(mpsc::error::TrySendError::Full(_)) = slot.tx.try_send(SessionEvent::Message(event.clone())) {
+        }
+    }
+
+    #[inline]
+    fn offer(&self, i: usize, slot: &Slot, event: &SessionEvent, pending: &mut Pending, message: bool) {
+        let parks = match slot.overflow {
+            Overflow::DropNewest => false,
+            Overflow::DropMessages => !message,
+            Overflow::Wait => true,
+        };
+        // Events already parked for this observer go first: order within a session
+        // is part of what the observer records, so nothing may overtake them (a
+        // message that cannot wait is dropped instead).
+        if pending.holds(i) {
+            if parks {
+                pending.park(i, event.clone());
+            } else {
+                slot.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        match slot.tx.try_send(event.clone()) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) if parks => pending.park(i, ev),
+            Err(mpsc::error::TrySendError::Full(_)) => {
                 slot.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -121,6 +189,91 @@ impl EventBus {
     /// `(observer name, events dropped so far)` for each observer.
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
         self.slots.iter().map(|s| (s.name, s.dropped.load(Ordering::Relaxed))).collect()
+    }
+}
+
+/// Events a session emitted that a waiting observer could not take yet, in order.
+/// Owned by the session's handle, so parking takes no lock. Bounded in practice by
+/// the handlers: they stop reading while anything is parked (see
+/// [`crate::SessionHandle::poll_settle`]), so at most one read's worth of frames waits.
+#[derive(Default)]
+pub struct Pending {
+    queue: VecDeque<(usize, SessionEvent)>,
+    /// Per observer: how many of its events are parked.
+    held: Vec<u32>,
+    /// Per observer: a reusable sender for waiting on room, made on first use.
+    senders: Vec<Option<PollSender<SessionEvent>>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("events", &self.queue.len()).finish()
+    }
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn holds(&self, slot: usize) -> bool {
+        self.held.get(slot).is_some_and(|n| *n > 0)
+    }
+
+    fn park(&mut self, slot: usize, event: SessionEvent) {
+        if self.held.len() <= slot {
+            self.held.resize(slot + 1, 0);
+        }
+        self.held[slot] += 1;
+        self.queue.push_back((slot, event));
+    }
+
+    /// Delivers parked events in order; `Ready` once none is left.
+    pub fn poll_settle(&mut self, bus: &EventBus, cx: &mut Context<'_>) -> Poll<()> {
+        while let Some((slot, _)) = self.queue.front() {
+            let slot = *slot;
+            if self.senders.len() <= slot {
+                self.senders.resize_with(slot + 1, || None);
+            }
+            let sender = self.senders[slot].get_or_insert_with(|| PollSender::new(bus.slots[slot].tx.clone()));
+            let ready = sender.poll_reserve(cx);
+            if ready.is_pending() {
+                return Poll::Pending;
+            }
+            let Some((_, event)) = self.queue.pop_front() else { break };
+            self.held[slot] -= 1;
+            // A closed queue (observer gone at shutdown) has nobody left to wait for.
+            if matches!(ready, Poll::Ready(Ok(()))) {
+                let _ = sender.send_item(event);
+            }
+        }
+        Poll::Ready(())
+    }
+
+    /// Hands what is still parked to a task that delivers it, for a session that ends
+    /// before it could wait (its handle is being dropped). Without a runtime (a
+    /// test or tool tearing down) the events are dropped and counted.
+    pub(crate) fn hand_off(&mut self, bus: &Arc<EventBus>) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let queue = std::mem::take(&mut self.queue);
+        self.held.clear();
+        let bus = bus.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    for (slot, event) in queue {
+                        let _ = bus.slots[slot].tx.send(event).await;
+                    }
+                });
+            }
+            Err(_) => {
+                for (slot, _) in queue {
+                    bus.slots[slot].dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 }
 
@@ -166,5 +319,35 @@ mod tests {
         }
         assert_eq!(n, 5);
         assert!(slow.rx.try_recv().is_ok());
+    }
+
+    #[tokio::test]
+    async fn waiting_observer_parks_in_order_and_settles_when_drained() {
+        let mut b = EventBus::builder();
+        let mut strict = b.observer_with("strict", 2, Overflow::Wait);
+        let mut lossy = b.observer_with("lossy", 2, Overflow::DropMessages);
+        let bus = b.build();
+        let mut pending = Pending::default();
+        for _ in 0..5 {
+            bus.emit_or_park(ev(), &mut pending);
+        }
+        // strict parked 3, lossy parked 3 (lifecycle events are kept); nothing dropped.
+        assert_eq!(pending.queue.len(), 6);
+        assert_eq!(bus.drops(), vec![("strict", 0), ("lossy", 0)]);
+        let (mut got_strict, mut got_lossy) = (0, 0);
+        while got_strict < 5 || got_lossy < 5 {
+            let settled = std::future::poll_fn(|cx| Poll::Ready(pending.poll_settle(&bus, cx))).await;
+            while strict.rx.try_recv().is_ok() {
+                got_strict += 1;
+            }
+            while lossy.rx.try_recv().is_ok() {
+                got_lossy += 1;
+            }
+            if settled.is_ready() {
+                break;
+            }
+        }
+        assert!(pending.is_empty());
+        assert_eq!((got_strict, got_lossy), (5, 5));
     }
 }

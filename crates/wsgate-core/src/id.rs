@@ -17,6 +17,10 @@ impl SessionId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+    /// An id read back from storage.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
 }
 
 impl Default for SessionId {

@@ -15,8 +15,10 @@ pub mod id;
 pub mod registry;
 pub mod session;
 
-pub use bus::{EventBus, EventBusBuilder, ObserverQueue};
+pub use bus::{EventBus, EventBusBuilder, ObserverQueue, Overflow, Pending};
 pub use event::{Direction, MessageEvent, SessionEvent};
 pub use id::SessionId;
 pub use registry::{Command, CommandError, Registry, SessionSnapshot, Target};
-pub use session::{CloseInfo, Initiator, SessionHandle, SessionInfo, SessionKind, State, Transition, TransitionDetail};
+pub use session::{
+    CloseInfo, Initiator, SessionHandle, SessionInfo, SessionKind, State, Totals, Transition, TransitionDetail,
+};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use wsgate_protocol::{Frame, OpCode};
 
-use crate::bus::EventBus;
+use crate::bus::{EventBus, Pending};
 use crate::event::{Direction, MessageEvent, SessionEvent};
 use crate::id::SessionId;
 use crate::registry::{Command, Registry};
@@ -147,6 +147,22 @@ pub struct TransitionDetail {
     /// Time the upstream dial took, for CONNECTED after CONNECTING.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_ms: Option<f64>,
+    /// What the session carried, on its final transition (the store compares it with
+    /// what it recorded to count dropped messages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totals: Option<Totals>,
+    /// Which attempt this is, for outbound sessions that reconnect (from 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+/// Messages and bytes each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// One step of a lifecycle.
@@ -178,6 +194,8 @@ pub struct SessionHandle {
     counters: Arc<Counters>,
     state: State,
     seq: u64,
+    /// Events a waiting observer could not take yet (see [`crate::bus::Overflow`]).
+    pending: Pending,
 }
 
 impl SessionHandle {
@@ -194,8 +212,9 @@ impl SessionHandle {
         let counters = Arc::new(Counters::default());
         let first = Transition { state: State::Requested, at: Utc::now(), detail: TransitionDetail::default() };
         registry.insert(info.clone(), tx, counters.clone(), first.clone());
-        bus.emit(SessionEvent::Lifecycle { info: info.clone(), transition: first });
-        (Self { info, bus, registry, counters, state: State::Requested, seq: 0 }, rx)
+        let mut pending = Pending::default();
+        bus.emit_or_park(SessionEvent::Lifecycle { info: info.clone(), transition: first }, &mut pending);
+        (Self { info, bus, registry, counters, state: State::Requested, seq: 0, pending }, rx)
     }
 
     pub fn id(&self) -> SessionId {
@@ -213,15 +232,52 @@ impl SessionHandle {
 
     /// Moves to `state`. Invalid transitions (e.g. out of a final state) are ignored:
     /// the first final state wins.
-    pub fn transition(&mut self, state: State, detail: TransitionDetail) {
+    pub fn transition(&mut self, state: State, mut detail: TransitionDetail) {
         if !self.state.can_become(state) {
             return;
         }
         self.state = state;
         log_transition(&self.info, state, &detail);
+        if state.is_final() {
+            detail.totals = Some(self.totals());
+        }
         let t = Transition { state, at: Utc::now(), detail };
         self.registry.record(self.info.id, t.clone());
-        self.bus.emit(SessionEvent::Lifecycle { info: self.info.clone(), transition: t });
+        self.bus.emit_or_park(SessionEvent::Lifecycle { info: self.info.clone(), transition: t }, &mut self.pending);
+    }
+
+    /// What the session carried so far, each way.
+    pub fn totals(&self) -> Totals {
+        let c = &self.counters;
+        Totals {
+            messages_in: c.messages_in.load(Ordering::Relaxed),
+            messages_out: c.messages_out.load(Ordering::Relaxed),
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether events wait for a full observer (`--record strict`); a handler stops
+    /// reading from its peers until [`SessionHandle::poll_settle`] is ready.
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Delivers the events waiting for room in an observer's queue; `Ready` when none
+    /// is left. Handlers call it before each read, which is how `--record strict`
+    /// makes traffic wait instead of losing messages.
+    #[inline]
+    pub fn poll_settle(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.pending.is_empty() {
+            return std::task::Poll::Ready(());
+        }
+        self.pending.poll_settle(&self.bus, cx)
+    }
+
+    /// [`SessionHandle::poll_settle`] as a future.
+    pub async fn settle(&mut self) {
+        std::future::poll_fn(|cx| self.poll_settle(cx)).await
     }
 
     /// Records a frame seen (or injected) on `direction`, timestamped now.
@@ -261,22 +317,25 @@ impl SessionHandle {
             bump(&self.counters.messages_out, 1);
             bump(&self.counters.bytes_out, len);
         }
-        self.bus.emit_message(MessageEvent {
-            info: self.info.clone(),
-            seq: self.seq,
-            direction,
-            opcode,
-            fin,
-            payload: payload.clone(),
-            injected,
-            at,
-        });
+        self.bus.emit_message(
+            MessageEvent {
+                info: self.info.clone(),
+                seq: self.seq,
+                direction,
+                opcode,
+                fin,
+                payload: payload.clone(),
+                injected,
+                at,
+            },
+            &mut self.pending,
+        );
     }
 
     /// Reports a non-fatal error or a notable event (queued messages dropped, a
     /// resolver fallback).
-    pub fn error(&self, kind: &'static str, message: String) {
-        self.bus.emit(SessionEvent::Error { info: self.info.clone(), kind, message });
+    pub fn error(&mut self, kind: &'static str, message: String) {
+        self.bus.emit_or_park(SessionEvent::Error { info: self.info.clone(), kind, message }, &mut self.pending);
     }
 }
 
@@ -315,5 +374,6 @@ impl Drop for SessionHandle {
             );
         }
         self.registry.finish(self.info.id);
+        self.pending.hand_off(&self.bus);
     }
 }

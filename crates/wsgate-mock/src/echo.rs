@@ -71,7 +71,10 @@ pub(crate) async fn run(
                 }
                 None => {}
             },
-            msg = ws.recv() => match msg {
+            // Under `--record strict`, events the store could not take yet hold the
+            // reads back until it can.
+            _ = session.settle(), if session.has_pending() => {}
+            msg = ws.recv(), if !session.has_pending() => match msg {
                 Ok(m) => {
                     let at = Utc::now();
                     if let Some(f) = as_frame(&m) {
@@ -125,4 +128,5 @@ pub(crate) async fn run(
             ..Default::default()
         },
     );
+    session.settle().await;
 }

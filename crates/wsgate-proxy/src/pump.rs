@@ -312,6 +312,7 @@ impl<'a> Pump<'a> {
                 ..Default::default()
             },
         );
+        self.session.settle().await;
     }
 
     fn sides(&mut self, from: Who) -> (&mut Side, &mut Side) {
@@ -463,6 +464,11 @@ impl<'a> Pump<'a> {
         // One clock read per burst, shared by every frame decoded in it.
         let mut at: Option<DateTime<Utc>> = None;
         loop {
+            // Under `--record strict` a frame the store could not take yet holds the
+            // reads back (the poll registers our waker for when it can).
+            if self.session.poll_settle(cx).is_pending() {
+                return progressed;
+            }
             let (src, dst) = self.sides(from);
             if src.read_done || dst.wr.len() >= HIGH_WATER {
                 return progressed;

@@ -1,0 +1,71 @@
+//! Session history: every session's facts, lifecycle, errors and messages, kept
+//! after the session ends.
+//!
+//! [`Store`] is the narrow trait the rest of wsgate sees. Three backends implement
+//! it: SQLite (the embedded default, one file, WAL), PostgreSQL (several gateway
+//! instances sharing one history) and memory (unit tests). The [`recorder`] is the
+//! event-bus observer that turns session events into rows and writes them in
+//! batches; handlers never touch the store.
+
+pub mod error;
+pub mod memory;
+pub mod model;
+pub mod postgres;
+pub mod recorder;
+pub mod retention;
+pub mod sqlite;
+mod url;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use wsgate_core::SessionId;
+
+pub use error::StoreError;
+pub use model::{Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow};
+pub use url::StoreUrl;
+
+/// Where history is kept. Writes come from one recorder at a time and arrive as
+/// batches, one transaction each; reads come from the API and the CLI.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Writes a batch in one transaction: session upserts, then events, then messages.
+    async fn write(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// Sessions matching `query`, newest first, at most `query.limit`.
+    async fn sessions(&self, query: &SessionQuery) -> Result<Vec<SessionRow>, StoreError>;
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRow>, StoreError>;
+
+    /// The session's lifecycle steps and errors, in order.
+    async fn events(&self, id: SessionId) -> Result<Vec<EventRow>, StoreError>;
+
+    /// The session's messages with `seq > after_seq`, in order, at most `limit`.
+    async fn messages(&self, id: SessionId, after_seq: u64, limit: usize) -> Result<Vec<MessageRow>, StoreError>;
+
+    /// The restart rule: closes `instance`'s sessions that were left open (a crash, a
+    /// kill) as DISCONNECTED by the gateway, reason "gateway stopped", at the time of
+    /// the last thing recorded for each. Returns how many it closed.
+    async fn close_orphans(&self, instance: &str) -> Result<u64, StoreError>;
+
+    /// One retention step (see [`Prune`]).
+    async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError>;
+}
+
+/// The reason the restart rule records.
+pub const ORPHAN_REASON: &str = "gateway stopped";
+
+/// Opens the store at `url` (creating and migrating it as needed).
+pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match url {
+        StoreUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
+        StoreUrl::Postgres(url) => Arc::new(postgres::PostgresStore::connect(url).await?),
+        StoreUrl::Memory => Arc::new(memory::MemoryStore::default()),
+    })
+}
+
+/// Now, at the store's precision (microseconds), so a value read back equals the one
+/// written.
+pub fn now() -> DateTime<Utc> {
+    model::from_micros(model::to_micros(Utc::now()))
+}

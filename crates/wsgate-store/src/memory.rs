@@ -1,0 +1,157 @@
+//! The in-memory store, for unit tests and `--store memory://`: the same behaviour as
+//! the SQL backends, behind one short lock that is never held across an await.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use wsgate_core::{Initiator, SessionId, State};
+
+use crate::model::{EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow};
+use crate::{Batch, ORPHAN_REASON, Store, StoreError};
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: BTreeMap<SessionId, SessionRow>,
+    events: BTreeMap<(SessionId, u32), EventRow>,
+    /// Keyed by insertion order, like the SQL backends' message ids.
+    messages: BTreeMap<u64, MessageRow>,
+    next_message: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for s in batch.sessions {
+            g.sessions.insert(s.id, s);
+        }
+        for e in batch.events {
+            g.events.insert((e.session_id, e.seq), e);
+        }
+        for m in batch.messages {
+            g.next_message += 1;
+            let id = g.next_message;
+            g.messages.insert(id, m);
+        }
+        Ok(())
+    }
+
+    async fn sessions(&self, q: &SessionQuery) -> Result<Vec<SessionRow>, StoreError> {
+        let g = self.lock();
+        Ok(g.sessions.values().rev().filter(|s| q.matches(s)).take(q.limit).cloned().collect())
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRow>, StoreError> {
+        Ok(self.lock().sessions.get(&id).cloned())
+    }
+
+    async fn events(&self, id: SessionId) -> Result<Vec<EventRow>, StoreError> {
+        let g = self.lock();
+        Ok(g.events.range((id, 0)..=(id, u32::MAX)).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn messages(&self, id: SessionId, after_seq: u64, limit: usize) -> Result<Vec<MessageRow>, StoreError> {
+        let g = self.lock();
+        let mut v: Vec<_> = g.messages.values().filter(|m| m.session_id == id && m.seq > after_seq).cloned().collect();
+        v.sort_by_key(|m| m.seq);
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn close_orphans(&self, instance: &str) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let open: Vec<SessionId> =
+            g.sessions.values().filter(|s| s.instance == instance && s.closed_at.is_none()).map(|s| s.id).collect();
+        for id in &open {
+            let msgs: Vec<MessageRow> = g.messages.values().filter(|m| m.session_id == *id).cloned().collect();
+            let events: Vec<EventRow> = g.events.range((*id, 0)..=(*id, u32::MAX)).map(|(_, e)| e.clone()).collect();
+            let last_event = events.last();
+            let at = msgs.iter().map(|m| m.at).chain(last_event.map(|e| e.at)).max().unwrap_or_else(crate::now);
+            let seq = last_event.map(|e| e.seq).unwrap_or(0) + 1;
+            let Some(s) = g.sessions.get_mut(id) else { continue };
+            close_as_orphan(s, at, &msgs);
+            let detail = orphan_detail();
+            g.events.insert(
+                (*id, seq),
+                EventRow {
+                    session_id: *id,
+                    seq,
+                    at,
+                    kind: EventKind::Lifecycle,
+                    state: Some(State::Disconnected),
+                    error_kind: None,
+                    detail,
+                },
+            );
+        }
+        Ok(open.len() as u64)
+    }
+
+    async fn prune(&self, p: Prune) -> Result<Pruned, StoreError> {
+        let mut g = self.lock();
+        let mut out = Pruned::default();
+        if let Some(cutoff) = p.ended_before {
+            let old: Vec<SessionId> = g
+                .sessions
+                .values()
+                .filter(|s| s.closed_at.is_some_and(|t| t < cutoff))
+                .take(p.chunk)
+                .map(|s| s.id)
+                .collect();
+            for id in &old {
+                g.sessions.remove(id);
+                g.events.retain(|(s, _), _| s != id);
+                let before = g.messages.len();
+                g.messages.retain(|_, m| m.session_id != *id);
+                out.messages += (before - g.messages.len()) as u64;
+            }
+            out.sessions = old.len() as u64;
+        }
+        if let Some(keep) = p.keep_messages {
+            let excess = (g.messages.len() as u64).saturating_sub(keep).min(p.chunk as u64);
+            for _ in 0..excess {
+                g.messages.pop_first();
+            }
+            out.messages += excess;
+        }
+        Ok(out)
+    }
+}
+
+/// The restart rule's changes to a session row (the SQL backends do the same in SQL).
+fn close_as_orphan(s: &mut SessionRow, at: chrono::DateTime<chrono::Utc>, msgs: &[MessageRow]) {
+    s.state = State::Disconnected;
+    s.closed_at = Some(at);
+    s.close_code = Some(wsgate_protocol::CloseCode::ABNORMAL);
+    s.close_reason = Some(ORPHAN_REASON.into());
+    s.initiator = Some(Initiator::Gateway);
+    for m in msgs {
+        if m.direction.is_inbound() {
+            s.messages_in += 1;
+            s.bytes_in += m.size;
+        } else {
+            s.messages_out += 1;
+            s.bytes_out += m.size;
+        }
+    }
+}
+
+/// The detail of the DISCONNECTED event the restart rule adds.
+pub(crate) fn orphan_detail() -> serde_json::Value {
+    serde_json::json!({
+        "reason": ORPHAN_REASON,
+        "close_code": wsgate_protocol::CloseCode::ABNORMAL,
+        "initiator": "gateway",
+    })
+}

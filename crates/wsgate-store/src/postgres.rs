@@ -1,0 +1,458 @@
+//! The PostgreSQL backend, for several gateway instances sharing one history.
+//!
+//! One connection writes (owned by a task that takes batches from a small queue:
+//! sessions and events as prepared statements, messages by binary `COPY`, one
+//! transaction per batch); another serves reads, which tokio-postgres pipelines.
+//! Migrations run under an advisory lock, so instances starting together do not race.
+
+use futures_util::pin_mut;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls, Row};
+use wsgate_core::{Initiator, SessionId, State};
+
+use crate::memory::orphan_detail;
+use crate::model::{
+    self, Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
+};
+use crate::{ORPHAN_REASON, Store, StoreError};
+
+const MIGRATIONS: &[&str] = &[include_str!("postgres/0001_init.sql")];
+
+/// Any constant works; it only has to be the same in every wsgate.
+const MIGRATION_LOCK: i64 = 0x7773_6761_7465;
+
+enum Job {
+    Write(Batch, oneshot::Sender<Result<(), StoreError>>),
+    Orphans(String, oneshot::Sender<Result<u64, StoreError>>),
+    Prune(Prune, oneshot::Sender<Result<Pruned, StoreError>>),
+}
+
+pub struct PostgresStore {
+    jobs: mpsc::Sender<Job>,
+    reader: Client,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish()
+    }
+}
+
+async fn connect_one(url: &str) -> Result<Client, StoreError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(|source| StoreError::ConnectPostgres {
+        url: crate::StoreUrl::Postgres(url.into()).to_string(),
+        source,
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "PostgreSQL store connection ended");
+        }
+    });
+    Ok(client)
+}
+
+async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS wsgate_schema (version integer NOT NULL)").await?;
+    let version: i64 = tx.query_one("SELECT coalesce(max(version), 0)::bigint FROM wsgate_schema", &[]).await?.get(0);
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::SchemaTooNew { found: version, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO wsgate_schema (version) VALUES ($1)", &[&((i + 1) as i32)]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut writer = connect_one(url).await?;
+        migrate(&mut writer).await?;
+        let reader = connect_one(url).await?;
+        let (jobs, mut rx) = mpsc::channel::<Job>(2);
+        tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                match job {
+                    Job::Write(b, reply) => {
+                        let _ = reply.send(write_batch(&mut writer, &b).await);
+                    }
+                    Job::Orphans(instance, reply) => {
+                        let _ = reply.send(close_orphans(&mut writer, &instance).await);
+                    }
+                    Job::Prune(p, reply) => {
+                        let _ = reply.send(prune(&mut writer, p).await);
+                    }
+                }
+            }
+        });
+        Ok(Self { jobs, reader })
+    }
+
+    async fn job<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(make(tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn write_batch(client: &mut Client, b: &Batch) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    if !b.sessions.is_empty() {
+        let st = tx
+            .prepare(
+                "INSERT INTO sessions (id, instance, kind, route, path, client_addr, headers, subprotocol, upstream, state,
+                    opened_at, closed_at, close_code, close_reason, initiator, failure, failure_kind, http_status,
+                    messages_in, messages_out, bytes_in, bytes_out, messages_dropped)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+                 ON CONFLICT (id) DO UPDATE SET subprotocol = excluded.subprotocol, upstream = excluded.upstream,
+                    state = excluded.state, closed_at = excluded.closed_at, close_code = excluded.close_code,
+                    close_reason = excluded.close_reason, initiator = excluded.initiator, failure = excluded.failure,
+                    failure_kind = excluded.failure_kind, http_status = excluded.http_status,
+                    messages_in = excluded.messages_in, messages_out = excluded.messages_out,
+                    bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out,
+                    messages_dropped = excluded.messages_dropped",
+            )
+            .await?;
+        for s in &b.sessions {
+            let headers = serde_json::to_value(&s.headers).unwrap_or_default();
+            tx.execute(
+                &st,
+                &[
+                    &s.id.as_uuid(),
+                    &s.instance,
+                    &s.kind.as_str(),
+                    &s.route,
+                    &s.path,
+                    &s.client_addr,
+                    &headers,
+                    &s.subprotocol,
+                    &s.upstream,
+                    &s.state.as_str(),
+                    &to_micros(s.opened_at),
+                    &s.closed_at.map(to_micros),
+                    &s.close_code.map(i32::from),
+                    &s.close_reason,
+                    &s.initiator.map(Initiator::as_str),
+                    &s.failure,
+                    &s.failure_kind,
+                    &s.http_status.map(i32::from),
+                    &(s.messages_in as i64),
+                    &(s.messages_out as i64),
+                    &(s.bytes_in as i64),
+                    &(s.bytes_out as i64),
+                    &(s.messages_dropped as i64),
+                ],
+            )
+            .await?;
+        }
+    }
+    if !b.events.is_empty() {
+        let st = tx
+            .prepare(
+                "INSERT INTO events (session_id, seq, at, kind, state, error_kind, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (session_id, seq) DO NOTHING",
+            )
+            .await?;
+        for e in &b.events {
+            tx.execute(
+                &st,
+                &[
+                    &e.session_id.as_uuid(),
+                    &(e.seq as i32),
+                    &to_micros(e.at),
+                    &e.kind.as_str(),
+                    &e.state.map(State::as_str),
+                    &e.error_kind,
+                    &e.detail,
+                ],
+            )
+            .await?;
+        }
+    }
+    if !b.messages.is_empty() {
+        let sink = tx
+            .copy_in(
+                "COPY messages (session_id, seq, direction, opcode, fin, size, at, injected, truncated, payload)
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let types = [
+            Type::UUID,
+            Type::INT8,
+            Type::TEXT,
+            Type::INT2,
+            Type::BOOL,
+            Type::INT8,
+            Type::INT8,
+            Type::BOOL,
+            Type::BOOL,
+            Type::BYTEA,
+        ];
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        pin_mut!(writer);
+        for m in &b.messages {
+            let row: [&(dyn ToSql + Sync); 10] = [
+                &m.session_id.as_uuid(),
+                &(m.seq as i64),
+                &m.direction.as_str(),
+                &i16::from(m.opcode),
+                &m.fin,
+                &(m.size as i64),
+                &to_micros(m.at),
+                &m.injected,
+                &m.truncated,
+                &&m.payload[..],
+            ];
+            writer.as_mut().write(&row).await?;
+        }
+        writer.finish().await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn close_orphans(client: &mut Client, instance: &str) -> Result<u64, StoreError> {
+    let tx = client.transaction().await?;
+    let ids: Vec<uuid::Uuid> = tx
+        .query("SELECT id FROM sessions WHERE instance = $1 AND closed_at IS NULL FOR UPDATE", &[&instance])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let detail = orphan_detail();
+    for id in &ids {
+        let inbound = "direction IN ('client_to_upstream', 'client_to_gateway')";
+        let r = tx
+            .query_one(
+                &format!(
+                    "SELECT max(at), count(*) FILTER (WHERE {inbound}), count(*) FILTER (WHERE NOT {inbound}),
+                        coalesce(sum(size) FILTER (WHERE {inbound}), 0)::bigint,
+                        coalesce(sum(size) FILTER (WHERE NOT {inbound}), 0)::bigint
+                     FROM messages WHERE session_id = $1"
+                ),
+                &[id],
+            )
+            .await?;
+        let (last_msg, mi, mo, bi, bo): (Option<i64>, i64, i64, i64, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let e = tx.query_one("SELECT max(seq), max(at) FROM events WHERE session_id = $1", &[id]).await?;
+        let (last_seq, last_event): (Option<i32>, Option<i64>) = (e.get(0), e.get(1));
+        let at = last_msg.into_iter().chain(last_event).max().unwrap_or_else(|| to_micros(crate::now()));
+        tx.execute(
+            "UPDATE sessions SET state = 'DISCONNECTED', closed_at = $2, close_code = $3, close_reason = $4,
+                initiator = 'gateway', messages_in = $5, messages_out = $6, bytes_in = $7, bytes_out = $8
+             WHERE id = $1",
+            &[id, &at, &i32::from(wsgate_protocol::CloseCode::ABNORMAL), &ORPHAN_REASON, &mi, &mo, &bi, &bo],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO events (session_id, seq, at, kind, state, error_kind, detail)
+             VALUES ($1, $2, $3, 'lifecycle', 'DISCONNECTED', NULL, $4)",
+            &[id, &(last_seq.unwrap_or(0) + 1), &at, &detail],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(ids.len() as u64)
+}
+
+async fn prune(client: &mut Client, p: Prune) -> Result<Pruned, StoreError> {
+    let tx = client.transaction().await?;
+    let mut out = Pruned::default();
+    let chunk = p.chunk as i64;
+    if let Some(cutoff) = p.ended_before {
+        let cutoff = to_micros(cutoff);
+        out.messages += tx
+            .execute(
+                "DELETE FROM messages WHERE id IN (
+                    SELECT m.id FROM sessions s JOIN messages m ON m.session_id = s.id
+                    WHERE s.closed_at < $1 LIMIT $2)",
+                &[&cutoff, &chunk],
+            )
+            .await?;
+        if out.messages < p.chunk as u64 {
+            let ids: Vec<uuid::Uuid> = tx
+                .query("SELECT id FROM sessions WHERE closed_at < $1 LIMIT $2", &[&cutoff, &chunk])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            tx.execute("DELETE FROM events WHERE session_id = ANY($1)", &[&ids]).await?;
+            out.sessions = tx.execute("DELETE FROM sessions WHERE id = ANY($1)", &[&ids]).await?;
+        }
+    }
+    if let Some(keep) = p.keep_messages {
+        out.messages += tx
+            .execute(
+                "DELETE FROM messages WHERE id IN (
+                    SELECT id FROM messages WHERE id <= (SELECT max(id) FROM messages) - $1 ORDER BY id LIMIT $2)",
+                &[&(keep as i64), &chunk],
+            )
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+const SESSION_COLUMNS: &str = "id, instance, kind, route, path, client_addr, headers, subprotocol, upstream, state,
+    opened_at, closed_at, close_code, close_reason, initiator, failure, failure_kind, http_status,
+    messages_in, messages_out, bytes_in, bytes_out, messages_dropped";
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("bad {what} {value:?}"))
+}
+
+fn session_row(r: &Row) -> Result<SessionRow, StoreError> {
+    let kind: &str = r.try_get(2)?;
+    let state: &str = r.try_get(9)?;
+    let headers: serde_json::Value = r.try_get(6)?;
+    let initiator: Option<&str> = r.try_get(14)?;
+    let u16_of = |v: Option<i32>| v.and_then(|v| u16::try_from(v).ok());
+    Ok(SessionRow {
+        id: SessionId::from_uuid(r.try_get(0)?),
+        instance: r.try_get(1)?,
+        kind: model::kind_from(kind).ok_or_else(|| corrupt("kind", kind))?,
+        route: r.try_get(3)?,
+        path: r.try_get(4)?,
+        client_addr: r.try_get(5)?,
+        headers: serde_json::from_value(headers).map_err(|e| StoreError::Corrupt(format!("bad headers: {e}")))?,
+        subprotocol: r.try_get(7)?,
+        upstream: r.try_get(8)?,
+        state: model::state_from(state).ok_or_else(|| corrupt("state", state))?,
+        opened_at: from_micros(r.try_get(10)?),
+        closed_at: r.try_get::<_, Option<i64>>(11)?.map(from_micros),
+        close_code: u16_of(r.try_get(12)?),
+        close_reason: r.try_get(13)?,
+        initiator: initiator.and_then(model::initiator_from),
+        failure: r.try_get(15)?,
+        failure_kind: r.try_get(16)?,
+        http_status: u16_of(r.try_get(17)?),
+        messages_in: r.try_get::<_, i64>(18)? as u64,
+        messages_out: r.try_get::<_, i64>(19)? as u64,
+        bytes_in: r.try_get::<_, i64>(20)? as u64,
+        bytes_out: r.try_get::<_, i64>(21)? as u64,
+        messages_dropped: r.try_get::<_, i64>(22)? as u64,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.job(|tx| Job::Write(batch, tx)).await
+    }
+
+    async fn sessions(&self, q: &SessionQuery) -> Result<Vec<SessionRow>, StoreError> {
+        let mut sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE true");
+        let states: Vec<&str> = q.states.iter().map(|s| s.as_str()).collect();
+        let kind = q.kind.map(|k| k.as_str());
+        let (since, until) = (q.since.map(to_micros), q.until.map(to_micros));
+        let before = q.before.map(|b| b.as_uuid());
+        let limit = q.limit as i64;
+        let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: &'static str, value| {
+            args.push(value);
+            sql.push_str(&clause.replace(v, &format!("${}", args.len())));
+        };
+        if !states.is_empty() {
+            arg(&mut sql, " AND state = ANY(?)", "?", &states);
+        }
+        if let Some(k) = &kind {
+            arg(&mut sql, " AND kind = ?", "?", k);
+        }
+        if let Some(r) = &q.route {
+            arg(&mut sql, " AND route = ?", "?", r);
+        }
+        if let Some(p) = &q.path_prefix {
+            arg(&mut sql, " AND starts_with(path, ?)", "?", p);
+        }
+        if let Some(t) = &since {
+            arg(&mut sql, " AND opened_at >= ?", "?", t);
+        }
+        if let Some(t) = &until {
+            arg(&mut sql, " AND opened_at < ?", "?", t);
+        }
+        if let Some(b) = &before {
+            arg(&mut sql, " AND id < ?", "?", b);
+        }
+        arg(&mut sql, " ORDER BY id DESC LIMIT ?", "?", &limit);
+        let rows = self.reader.query(&sql, &args).await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRow>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+        self.reader.query_opt(&sql, &[&id.as_uuid()]).await?.as_ref().map(session_row).transpose()
+    }
+
+    async fn events(&self, id: SessionId) -> Result<Vec<EventRow>, StoreError> {
+        let rows = self
+            .reader
+            .query(
+                "SELECT seq, at, kind, state, error_kind, detail FROM events WHERE session_id = $1 ORDER BY seq",
+                &[&id.as_uuid()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: &str = r.try_get(2)?;
+                let state: Option<&str> = r.try_get(3)?;
+                Ok(EventRow {
+                    session_id: id,
+                    seq: r.try_get::<_, i32>(0)? as u32,
+                    at: from_micros(r.try_get(1)?),
+                    kind: EventKind::parse(kind).ok_or_else(|| corrupt("event kind", kind))?,
+                    state: state.and_then(model::state_from),
+                    error_kind: r.try_get(4)?,
+                    detail: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn messages(&self, id: SessionId, after_seq: u64, limit: usize) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = self
+            .reader
+            .query(
+                "SELECT seq, direction, opcode, fin, size, at, injected, truncated, payload FROM messages
+                 WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&id.as_uuid(), &(after_seq as i64), &(limit as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let direction: &str = r.try_get(1)?;
+                let payload: Vec<u8> = r.try_get(8)?;
+                Ok(MessageRow {
+                    session_id: id,
+                    seq: r.try_get::<_, i64>(0)? as u64,
+                    direction: model::direction_from(direction).ok_or_else(|| corrupt("direction", direction))?,
+                    opcode: r.try_get::<_, i16>(2)? as u8,
+                    fin: r.try_get(3)?,
+                    size: r.try_get::<_, i64>(4)? as u64,
+                    at: from_micros(r.try_get(5)?),
+                    injected: r.try_get(6)?,
+                    truncated: r.try_get(7)?,
+                    payload: payload.into(),
+                })
+            })
+            .collect()
+    }
+
+    async fn close_orphans(&self, instance: &str) -> Result<u64, StoreError> {
+        let instance = instance.to_owned();
+        self.job(|tx| Job::Orphans(instance, tx)).await
+    }
+
+    async fn prune(&self, p: Prune) -> Result<Pruned, StoreError> {
+        self.job(|tx| Job::Prune(p, tx)).await
+    }
+}

@@ -1,0 +1,305 @@
+//! The recorder: the event-bus observer that keeps history.
+//!
+//! It turns [`SessionEvent`]s into rows and hands them to the store in batches (every
+//! [`RecorderConfig::batch_rows`] rows or [`RecorderConfig::flush_interval`],
+//! whichever comes first). Two tasks: the collector builds batches while the writer
+//! commits the previous one, through a queue of one batch, so conversion and disk
+//! overlap and a slow disk backs up into the observer queue, where the bus's
+//! overflow policy (`--record drop|strict`) decides what happens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wsgate_core::{MessageEvent, ObserverQueue, SessionEvent, SessionId, SessionInfo, State, Transition};
+
+use crate::model::{Batch, EventKind, EventRow, MessageRow, SessionRow};
+use crate::{Store, now};
+
+/// Headers never stored in clear, whatever the handler recorded.
+pub const ALWAYS_REDACTED: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+/// What replaces a redacted header's value.
+pub const REDACTED: &str = "[redacted]";
+
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// Written on every session, for the restart rule.
+    pub instance: String,
+    /// Payload bytes kept per message; the rest is cut and the row flagged.
+    pub payload_cap: usize,
+    pub batch_rows: usize,
+    pub flush_interval: Duration,
+    /// Header names (any case) redacted on top of [`ALWAYS_REDACTED`].
+    pub redact: Vec<String>,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self {
+            instance: "wsgate".into(),
+            payload_cap: 64 * 1024,
+            batch_rows: 4096,
+            flush_interval: Duration::from_millis(5),
+            redact: Vec::new(),
+        }
+    }
+}
+
+/// What the recorder did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    pub rows_written: AtomicU64,
+    pub batches_written: AtomicU64,
+    /// Batches the store refused (logged; their rows are lost).
+    pub write_errors: AtomicU64,
+}
+
+/// Per open session: its row as last written and where its numbering is.
+struct Open {
+    row: SessionRow,
+    event_seq: u32,
+    recorded: u64,
+    last_seq: u64,
+}
+
+struct Collector {
+    cfg: RecorderConfig,
+    open: HashMap<SessionId, Open>,
+    batch: Batch,
+    /// Index of each session's row in `batch.sessions`, so a batch carries one row
+    /// per session however many times it changed.
+    in_batch: HashMap<SessionId, usize>,
+}
+
+impl Collector {
+    fn new(cfg: RecorderConfig) -> Self {
+        Self { cfg, open: HashMap::new(), batch: Batch::default(), in_batch: HashMap::new() }
+    }
+
+    fn take(&mut self) -> Batch {
+        self.in_batch.clear();
+        std::mem::take(&mut self.batch)
+    }
+
+    fn open_entry(&mut self, info: &SessionInfo) -> &mut Open {
+        let (instance, redact) = (&self.cfg.instance, &self.cfg.redact);
+        self.open.entry(info.id).or_insert_with(|| Open {
+            row: first_row(info, instance, redact),
+            event_seq: 0,
+            recorded: 0,
+            last_seq: 0,
+        })
+    }
+
+    fn stage_row(&mut self, id: SessionId) {
+        let Some(open) = self.open.get(&id) else { return };
+        match self.in_batch.get(&id) {
+            Some(&i) => self.batch.sessions[i] = open.row.clone(),
+            None => {
+                self.in_batch.insert(id, self.batch.sessions.len());
+                self.batch.sessions.push(open.row.clone());
+            }
+        }
+    }
+
+    fn add(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Lifecycle { info, transition } => self.lifecycle(&info, transition),
+            SessionEvent::Message(m) => self.message(m),
+            SessionEvent::Error { info, kind, message } => {
+                let open = self.open_entry(&info);
+                open.event_seq += 1;
+                let row = EventRow {
+                    session_id: info.id,
+                    seq: open.event_seq,
+                    at: now(),
+                    kind: EventKind::Error,
+                    state: None,
+                    error_kind: Some(kind.to_owned()),
+                    detail: serde_json::json!({ "message": message }),
+                };
+                self.batch.events.push(row);
+            }
+        }
+    }
+
+    fn lifecycle(&mut self, info: &SessionInfo, t: Transition) {
+        let open = self.open_entry(info);
+        open.event_seq += 1;
+        let d = &t.detail;
+        let row = &mut open.row;
+        row.state = t.state;
+        if d.subprotocol.is_some() {
+            row.subprotocol = d.subprotocol.clone();
+        }
+        if d.upstream.is_some() {
+            row.upstream = d.upstream.clone();
+        }
+        if t.state.is_final() {
+            row.closed_at = Some(t.at);
+            row.close_code = d.close_code;
+            row.close_reason = d.close_reason.clone();
+            row.initiator = d.initiator;
+            if t.state == State::Failed {
+                row.failure = d.reason.clone();
+                row.failure_kind = d.reason_kind.map(str::to_owned);
+                row.http_status = d.http_status;
+            }
+            if let Some(tot) = d.totals {
+                row.messages_in = tot.messages_in;
+                row.messages_out = tot.messages_out;
+                row.bytes_in = tot.bytes_in;
+                row.bytes_out = tot.bytes_out;
+                row.messages_dropped = (tot.messages_in + tot.messages_out).saturating_sub(open.recorded);
+            }
+        }
+        let event = EventRow {
+            session_id: info.id,
+            seq: open.event_seq,
+            at: t.at,
+            kind: EventKind::Lifecycle,
+            state: Some(t.state),
+            error_kind: None,
+            detail: serde_json::to_value(d).unwrap_or_default(),
+        };
+        self.batch.events.push(event);
+        self.stage_row(info.id);
+        if t.state.is_final() {
+            self.open.remove(&info.id);
+        }
+    }
+
+    fn message(&mut self, m: MessageEvent) {
+        let cap = self.cfg.payload_cap;
+        let open = self.open_entry(&m.info);
+        open.recorded += 1;
+        open.last_seq = m.seq;
+        let size = m.payload.len() as u64;
+        let truncated = m.payload.len() > cap;
+        let payload = if truncated { m.payload.slice(..cap) } else { m.payload };
+        self.batch.messages.push(MessageRow {
+            session_id: m.info.id,
+            seq: m.seq,
+            direction: m.direction,
+            opcode: m.opcode.as_u8(),
+            fin: m.fin,
+            size,
+            at: m.at,
+            injected: m.injected,
+            truncated,
+            payload,
+        });
+    }
+}
+
+fn first_row(info: &SessionInfo, instance: &str, redact: &[String]) -> SessionRow {
+    let headers = info
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let secret = ALWAYS_REDACTED.iter().any(|r| k.eq_ignore_ascii_case(r))
+                || redact.iter().any(|r| k.eq_ignore_ascii_case(r));
+            (k.clone(), if secret { REDACTED.to_owned() } else { v.clone() })
+        })
+        .collect();
+    SessionRow {
+        id: info.id,
+        instance: instance.to_owned(),
+        kind: info.kind,
+        route: info.route.to_string(),
+        path: info.path.clone(),
+        client_addr: info.client_addr.map(|a| a.to_string()),
+        headers,
+        subprotocol: None,
+        upstream: None,
+        state: State::Requested,
+        opened_at: crate::model::from_micros(crate::model::to_micros(info.opened_at)),
+        closed_at: None,
+        close_code: None,
+        close_reason: None,
+        initiator: None,
+        failure: None,
+        failure_kind: None,
+        http_status: None,
+        messages_in: 0,
+        messages_out: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        messages_dropped: 0,
+    }
+}
+
+/// Records what `queue` delivers until `stop` fires, then records what is still
+/// queued and returns once every batch is committed. The gateway fires `stop` after
+/// its sessions have ended, so their last events are in the queue by then.
+pub async fn run(
+    store: Arc<dyn Store>,
+    mut queue: ObserverQueue,
+    cfg: RecorderConfig,
+    stats: Arc<RecorderStats>,
+    stop: CancellationToken,
+) {
+    let (batches, mut rx) = mpsc::channel::<Batch>(1);
+    let writer = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            let rows = batch.rows() as u64;
+            match store.write(batch).await {
+                Ok(()) => {
+                    stats.rows_written.fetch_add(rows, Ordering::Relaxed);
+                    stats.batches_written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, rows, "cannot write session history");
+                }
+            }
+        }
+    });
+    let (batch_rows, interval) = (cfg.batch_rows.max(1), cfg.flush_interval);
+    let mut c = Collector::new(cfg);
+    let mut buf = Vec::with_capacity(batch_rows);
+    let deadline = tokio::time::sleep(interval);
+    tokio::pin!(deadline);
+    loop {
+        let pending = !c.batch.is_empty();
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            n = queue.rx.recv_many(&mut buf, batch_rows) => {
+                if n == 0 {
+                    break;
+                }
+                if !pending {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + interval);
+                }
+                for ev in buf.drain(..) {
+                    c.add(ev);
+                }
+                if c.batch.rows() >= batch_rows && batches.send(c.take()).await.is_err() {
+                    break;
+                }
+            }
+            _ = &mut deadline, if pending => {
+                if batches.send(c.take()).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Stopping: what is queued now is the last of it.
+    while let Ok(ev) = queue.rx.try_recv() {
+        c.add(ev);
+        if c.batch.rows() >= batch_rows {
+            let _ = batches.send(c.take()).await;
+        }
+    }
+    if !c.batch.is_empty() {
+        let _ = batches.send(c.take()).await;
+    }
+    drop(batches);
+    let _ = writer.await;
+}

@@ -1,0 +1,477 @@
+//! The SQLite backend: one file, WAL, migrations embedded in the binary.
+//!
+//! rusqlite is synchronous, so the store owns a writer thread (one connection, every
+//! write in one transaction per batch, statements prepared once) and a few reader
+//! connections used from `spawn_blocking`. WAL lets readers run while the writer
+//! commits; `synchronous=NORMAL` keeps commits off fsync (a power cut may lose the
+//! last batches, a crash of wsgate loses nothing committed).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
+use tokio::sync::{mpsc, oneshot};
+use wsgate_core::{Initiator, SessionId, State};
+
+use crate::memory::orphan_detail;
+use crate::model::{
+    self, Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
+};
+use crate::{ORPHAN_REASON, Store, StoreError};
+
+/// Schema migrations, in order; `PRAGMA user_version` says how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("sqlite/0001_init.sql")];
+
+/// Readers kept open between queries.
+const READERS: usize = 4;
+
+enum Job {
+    Write(Batch, oneshot::Sender<Result<(), StoreError>>),
+    Orphans(String, oneshot::Sender<Result<u64, StoreError>>),
+    Prune(Prune, oneshot::Sender<Result<Pruned, StoreError>>),
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::OpenSqlite { path: path.display().to_string(), source };
+    let conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::SchemaTooNew { found: version, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let p = path.clone();
+        let mut writer = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::OpenSqlite {
+                    path: p.display().to_string(),
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                })?;
+            }
+            let mut conn = open_conn(&p)?;
+            migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)??;
+        // A small queue: the recorder waits here when the disk is behind, which is
+        // what makes its own queue fill and its overflow policy apply.
+        let (jobs, mut rx) = mpsc::channel::<Job>(2);
+        std::thread::Builder::new()
+            .name("wsgate-sqlite".into())
+            .spawn(move || {
+                while let Some(job) = rx.blocking_recv() {
+                    match job {
+                        Job::Write(b, reply) => {
+                            let _ = reply.send(write_batch(&mut writer, &b));
+                        }
+                        Job::Orphans(instance, reply) => {
+                            let _ = reply.send(close_orphans(&mut writer, &instance));
+                        }
+                        Job::Prune(p, reply) => {
+                            let _ = reply.send(prune(&mut writer, p));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::OpenSqlite {
+                path: path.display().to_string(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        Ok(Self { path, jobs, readers: Arc::new(Mutex::new(Vec::new())) })
+    }
+
+    async fn job<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(make(tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read on a pooled connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match taken {
+                Some(c) => c,
+                None => open_conn(&path)?,
+            };
+            let out = f(&conn);
+            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn id_bytes(id: SessionId) -> [u8; 16] {
+    id.as_uuid().into_bytes()
+}
+
+fn write_batch(conn: &mut Connection, b: &Batch) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO sessions (id, instance, kind, route, path, client_addr, headers, subprotocol, upstream, state,
+                opened_at, closed_at, close_code, close_reason, initiator, failure, failure_kind, http_status,
+                messages_in, messages_out, bytes_in, bytes_out, messages_dropped)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+             ON CONFLICT (id) DO UPDATE SET subprotocol = excluded.subprotocol, upstream = excluded.upstream,
+                state = excluded.state, closed_at = excluded.closed_at, close_code = excluded.close_code,
+                close_reason = excluded.close_reason, initiator = excluded.initiator, failure = excluded.failure,
+                failure_kind = excluded.failure_kind, http_status = excluded.http_status,
+                messages_in = excluded.messages_in, messages_out = excluded.messages_out,
+                bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out,
+                messages_dropped = excluded.messages_dropped",
+        )?;
+        for s in &b.sessions {
+            let headers = serde_json::to_string(&s.headers).unwrap_or_else(|_| "[]".into());
+            st.execute(params![
+                id_bytes(s.id),
+                s.instance,
+                s.kind.as_str(),
+                s.route,
+                s.path,
+                s.client_addr,
+                headers,
+                s.subprotocol,
+                s.upstream,
+                s.state.as_str(),
+                to_micros(s.opened_at),
+                s.closed_at.map(to_micros),
+                s.close_code,
+                s.close_reason,
+                s.initiator.map(Initiator::as_str),
+                s.failure,
+                s.failure_kind,
+                s.http_status,
+                s.messages_in as i64,
+                s.messages_out as i64,
+                s.bytes_in as i64,
+                s.bytes_out as i64,
+                s.messages_dropped as i64,
+            ])?;
+        }
+    }
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO events (session_id, seq, at, kind, state, error_kind, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for e in &b.events {
+            st.execute(params![
+                id_bytes(e.session_id),
+                e.seq,
+                to_micros(e.at),
+                e.kind.as_str(),
+                e.state.map(State::as_str),
+                e.error_kind,
+                e.detail.to_string(),
+            ])?;
+        }
+    }
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO messages (session_id, seq, direction, opcode, fin, size, at, injected, truncated, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for m in &b.messages {
+            st.execute(params![
+                id_bytes(m.session_id),
+                m.seq as i64,
+                m.direction.as_str(),
+                m.opcode,
+                m.fin,
+                m.size as i64,
+                to_micros(m.at),
+                m.injected,
+                m.truncated,
+                &m.payload[..],
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn close_orphans(conn: &mut Connection, instance: &str) -> Result<u64, StoreError> {
+    let tx = conn.transaction()?;
+    let ids: Vec<Vec<u8>> = {
+        let mut st = tx.prepare("SELECT id FROM sessions WHERE instance = ?1 AND closed_at IS NULL")?;
+        st.query_map([instance], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    let detail = orphan_detail().to_string();
+    for id in &ids {
+        let (last_msg, mi, mo, bi, bo): (Option<i64>, i64, i64, i64, i64) = tx.query_row(
+            "SELECT max(at),
+                    coalesce(sum(direction IN ('client_to_upstream', 'client_to_gateway')), 0),
+                    coalesce(sum(direction NOT IN ('client_to_upstream', 'client_to_gateway')), 0),
+                    coalesce(sum(CASE WHEN direction IN ('client_to_upstream', 'client_to_gateway') THEN size END), 0),
+                    coalesce(sum(CASE WHEN direction NOT IN ('client_to_upstream', 'client_to_gateway') THEN size END), 0)
+             FROM messages WHERE session_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        let (last_seq, last_event): (Option<i64>, Option<i64>) =
+            tx.query_row("SELECT max(seq), max(at) FROM events WHERE session_id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let at = last_msg.into_iter().chain(last_event).max().unwrap_or_else(|| to_micros(crate::now()));
+        tx.execute(
+            "UPDATE sessions SET state = 'DISCONNECTED', closed_at = ?2, close_code = ?3, close_reason = ?4,
+                initiator = 'gateway', messages_in = ?5, messages_out = ?6, bytes_in = ?7, bytes_out = ?8
+             WHERE id = ?1",
+            params![id, at, wsgate_protocol::CloseCode::ABNORMAL, ORPHAN_REASON, mi, mo, bi, bo],
+        )?;
+        tx.execute(
+            "INSERT INTO events (session_id, seq, at, kind, state, error_kind, detail)
+             VALUES (?1, ?2, ?3, 'lifecycle', 'DISCONNECTED', NULL, ?4)",
+            params![id, last_seq.unwrap_or(0) + 1, at, detail],
+        )?;
+    }
+    tx.commit()?;
+    Ok(ids.len() as u64)
+}
+
+fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
+    let tx = conn.transaction()?;
+    let mut out = Pruned::default();
+    let chunk = p.chunk as i64;
+    if let Some(cutoff) = p.ended_before {
+        let cutoff = to_micros(cutoff);
+        // Messages first, a chunk at a time; a session goes once its messages have.
+        out.messages += tx.execute(
+            "DELETE FROM messages WHERE id IN (
+                SELECT m.id FROM sessions s JOIN messages m ON m.session_id = s.id
+                WHERE s.closed_at < ?1 LIMIT ?2)",
+            params![cutoff, chunk],
+        )? as u64;
+        if out.messages < p.chunk as u64 {
+            let ids: Vec<Vec<u8>> = {
+                let mut st = tx.prepare("SELECT id FROM sessions WHERE closed_at < ?1 LIMIT ?2")?;
+                st.query_map(params![cutoff, chunk], |r| r.get(0))?.collect::<Result<_, _>>()?
+            };
+            for id in &ids {
+                tx.execute("DELETE FROM events WHERE session_id = ?1", [id])?;
+                tx.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+            }
+            out.sessions = ids.len() as u64;
+        }
+    }
+    if let Some(keep) = p.keep_messages {
+        out.messages += tx.execute(
+            "DELETE FROM messages WHERE id IN (
+                SELECT id FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?1 ORDER BY id LIMIT ?2)",
+            params![keep as i64, chunk],
+        )? as u64;
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+const SESSION_COLUMNS: &str = "id, instance, kind, route, path, client_addr, headers, subprotocol, upstream, state,
+    opened_at, closed_at, close_code, close_reason, initiator, failure, failure_kind, http_status,
+    messages_in, messages_out, bytes_in, bytes_out, messages_dropped";
+
+fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("bad {what} {value:?}").into())
+}
+
+fn session_id(r: &Row, i: usize) -> rusqlite::Result<SessionId> {
+    let b: [u8; 16] = r.get(i)?;
+    Ok(SessionId::from_uuid(uuid::Uuid::from_bytes(b)))
+}
+
+fn session_row(r: &Row) -> rusqlite::Result<SessionRow> {
+    let kind: String = r.get(2)?;
+    let state: String = r.get(9)?;
+    let headers: String = r.get(6)?;
+    let initiator: Option<String> = r.get(14)?;
+    Ok(SessionRow {
+        id: session_id(r, 0)?,
+        instance: r.get(1)?,
+        kind: model::kind_from(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        route: r.get(3)?,
+        path: r.get(4)?,
+        client_addr: r.get(5)?,
+        headers: serde_json::from_str(&headers).map_err(|_| corrupt("headers", &headers))?,
+        subprotocol: r.get(7)?,
+        upstream: r.get(8)?,
+        state: model::state_from(&state).ok_or_else(|| corrupt("state", &state))?,
+        opened_at: from_micros(r.get(10)?),
+        closed_at: r.get::<_, Option<i64>>(11)?.map(from_micros),
+        close_code: r.get(12)?,
+        close_reason: r.get(13)?,
+        initiator: initiator.as_deref().and_then(model::initiator_from),
+        failure: r.get(15)?,
+        failure_kind: r.get(16)?,
+        http_status: r.get(17)?,
+        messages_in: r.get::<_, i64>(18)? as u64,
+        messages_out: r.get::<_, i64>(19)? as u64,
+        bytes_in: r.get::<_, i64>(20)? as u64,
+        bytes_out: r.get::<_, i64>(21)? as u64,
+        messages_dropped: r.get::<_, i64>(22)? as u64,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.job(|tx| Job::Write(batch, tx)).await
+    }
+
+    async fn sessions(&self, q: &SessionQuery) -> Result<Vec<SessionRow>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE 1 = 1");
+            let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+            let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql>| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            };
+            if !q.states.is_empty() {
+                let list: Vec<String> = q.states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+                sql.push_str(&format!(" AND state IN ({})", list.join(", ")));
+            }
+            if let Some(k) = q.kind {
+                arg(&mut sql, " AND kind = ?", Box::new(k.as_str()));
+            }
+            if let Some(r) = q.route.clone() {
+                arg(&mut sql, " AND route = ?", Box::new(r));
+            }
+            if let Some(p) = q.path_prefix.clone() {
+                arg(&mut sql, " AND substr(path, 1, length(?)) = ", Box::new(p.clone()));
+                arg(&mut sql, "?", Box::new(p));
+            }
+            if let Some(t) = q.since {
+                arg(&mut sql, " AND opened_at >= ?", Box::new(to_micros(t)));
+            }
+            if let Some(t) = q.until {
+                arg(&mut sql, " AND opened_at < ?", Box::new(to_micros(t)));
+            }
+            if let Some(b) = q.before {
+                arg(&mut sql, " AND id < ?", Box::new(id_bytes(b)));
+            }
+            arg(&mut sql, " ORDER BY id DESC LIMIT ?", Box::new(q.limit as i64));
+            let mut st = conn.prepare(&sql)?;
+            let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+            let rows = st.query_map(refs.as_slice(), session_row)?.collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRow>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
+            Ok(conn.query_row(&sql, [id_bytes(id)], session_row).optional()?)
+        })
+        .await
+    }
+
+    async fn events(&self, id: SessionId) -> Result<Vec<EventRow>, StoreError> {
+        self.read(move |conn| {
+            let mut st = conn.prepare(
+                "SELECT seq, at, kind, state, error_kind, detail FROM events WHERE session_id = ?1 ORDER BY seq",
+            )?;
+            let rows = st
+                .query_map([id_bytes(id)], |r| {
+                    let kind: String = r.get(2)?;
+                    let state: Option<String> = r.get(3)?;
+                    let detail: String = r.get(5)?;
+                    Ok(EventRow {
+                        session_id: id,
+                        seq: r.get(0)?,
+                        at: from_micros(r.get(1)?),
+                        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
+                        state: state.as_deref().and_then(model::state_from),
+                        error_kind: r.get(4)?,
+                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn messages(&self, id: SessionId, after_seq: u64, limit: usize) -> Result<Vec<MessageRow>, StoreError> {
+        self.read(move |conn| {
+            let mut st = conn.prepare(
+                "SELECT seq, direction, opcode, fin, size, at, injected, truncated, payload FROM messages
+                 WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = st
+                .query_map(params![id_bytes(id), after_seq as i64, limit as i64], |r| {
+                    let direction: String = r.get(1)?;
+                    let payload: Vec<u8> = r.get(8)?;
+                    Ok(MessageRow {
+                        session_id: id,
+                        seq: r.get::<_, i64>(0)? as u64,
+                        direction: model::direction_from(&direction).ok_or_else(|| corrupt("direction", &direction))?,
+                        opcode: r.get(2)?,
+                        fin: r.get(3)?,
+                        size: r.get::<_, i64>(4)? as u64,
+                        at: from_micros(r.get(5)?),
+                        injected: r.get(6)?,
+                        truncated: r.get(7)?,
+                        payload: payload.into(),
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn close_orphans(&self, instance: &str) -> Result<u64, StoreError> {
+        let instance = instance.to_owned();
+        self.job(|tx| Job::Orphans(instance, tx)).await
+    }
+
+    async fn prune(&self, p: Prune) -> Result<Pruned, StoreError> {
+        self.job(|tx| Job::Prune(p, tx)).await
+    }
+}
