@@ -47,8 +47,15 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::OpenSqlite { path: path.display().to_string(), source };
     let conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+    // Only takes effect on a new file (before the first table): bigger pages mean
+    // fewer page writes per batch of small messages.
+    conn.pragma_update(None, "page_size", 16384).map_err(open_err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+    // 64 MiB of page cache keeps the hot ends of the message indexes in memory.
+    conn.pragma_update(None, "cache_size", -65536).map_err(open_err)?;
+    // Checkpoint in bigger, rarer steps (pages of WAL between checkpoints).
+    conn.pragma_update(None, "wal_autocheckpoint", 4096).map_err(open_err)?;
     Ok(conn)
 }
 
@@ -91,10 +98,11 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("wsgate-sqlite".into())
             .spawn(move || {
+                let mut sids = Sids::default();
                 while let Some(job) = rx.blocking_recv() {
                     match job {
                         Job::Write(b, reply) => {
-                            let _ = reply.send(write_batch(&mut writer, &b));
+                            let _ = reply.send(write_batch(&mut writer, &mut sids, &b));
                         }
                         Job::Orphans(instance, reply) => {
                             let _ = reply.send(close_orphans(&mut writer, &instance));
@@ -147,8 +155,30 @@ fn id_bytes(id: SessionId) -> [u8; 16] {
     id.as_uuid().into_bytes()
 }
 
-fn write_batch(conn: &mut Connection, b: &Batch) -> Result<(), StoreError> {
+/// The writer's map from session id to `sid`, for sessions still open: a message
+/// row needs its session's `sid`, and asking SQLite per row would double the work.
+#[derive(Default)]
+struct Sids(std::collections::HashMap<SessionId, i64>);
+
+impl Sids {
+    fn get(&mut self, tx: &rusqlite::Transaction, id: SessionId) -> Result<Option<i64>, StoreError> {
+        if let Some(sid) = self.0.get(&id) {
+            return Ok(Some(*sid));
+        }
+        let sid = tx
+            .prepare_cached("SELECT sid FROM sessions WHERE id = ?1")?
+            .query_row([id_bytes(id)], |r| r.get::<_, i64>(0))
+            .optional()?;
+        if let Some(sid) = sid {
+            self.0.insert(id, sid);
+        }
+        Ok(sid)
+    }
+}
+
+fn write_batch(conn: &mut Connection, sids: &mut Sids, b: &Batch) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
+    let mut closed = Vec::new();
     {
         let mut st = tx.prepare_cached(
             "INSERT INTO sessions (id, instance, kind, route, path, client_addr, headers, subprotocol, upstream, state,
@@ -161,35 +191,43 @@ fn write_batch(conn: &mut Connection, b: &Batch) -> Result<(), StoreError> {
                 failure_kind = excluded.failure_kind, http_status = excluded.http_status,
                 messages_in = excluded.messages_in, messages_out = excluded.messages_out,
                 bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out,
-                messages_dropped = excluded.messages_dropped",
+                messages_dropped = excluded.messages_dropped
+             RETURNING sid",
         )?;
         for s in &b.sessions {
             let headers = serde_json::to_string(&s.headers).unwrap_or_else(|_| "[]".into());
-            st.execute(params![
-                id_bytes(s.id),
-                s.instance,
-                s.kind.as_str(),
-                s.route,
-                s.path,
-                s.client_addr,
-                headers,
-                s.subprotocol,
-                s.upstream,
-                s.state.as_str(),
-                to_micros(s.opened_at),
-                s.closed_at.map(to_micros),
-                s.close_code,
-                s.close_reason,
-                s.initiator.map(Initiator::as_str),
-                s.failure,
-                s.failure_kind,
-                s.http_status,
-                s.messages_in as i64,
-                s.messages_out as i64,
-                s.bytes_in as i64,
-                s.bytes_out as i64,
-                s.messages_dropped as i64,
-            ])?;
+            let sid: i64 = st.query_row(
+                params![
+                    id_bytes(s.id),
+                    s.instance,
+                    s.kind.as_str(),
+                    s.route,
+                    s.path,
+                    s.client_addr,
+                    headers,
+                    s.subprotocol,
+                    s.upstream,
+                    s.state.as_str(),
+                    to_micros(s.opened_at),
+                    s.closed_at.map(to_micros),
+                    s.close_code,
+                    s.close_reason,
+                    s.initiator.map(Initiator::as_str),
+                    s.failure,
+                    s.failure_kind,
+                    s.http_status,
+                    s.messages_in as i64,
+                    s.messages_out as i64,
+                    s.bytes_in as i64,
+                    s.bytes_out as i64,
+                    s.messages_dropped as i64,
+                ],
+                |r| r.get(0),
+            )?;
+            sids.0.insert(s.id, sid);
+            if s.closed_at.is_some() {
+                closed.push(s.id);
+            }
         }
     }
     {
@@ -211,12 +249,18 @@ fn write_batch(conn: &mut Connection, b: &Batch) -> Result<(), StoreError> {
     }
     {
         let mut st = tx.prepare_cached(
-            "INSERT INTO messages (session_id, seq, direction, opcode, fin, size, at, injected, truncated, payload)
+            "INSERT INTO messages (sid, seq, direction, opcode, fin, size, at, injected, truncated, payload)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         for m in &b.messages {
+            // The recorder always writes a session before its messages; a message
+            // with no session row has nothing to belong to.
+            let Some(sid) = sids.get(&tx, m.session_id)? else {
+                tracing::warn!(session = %m.session_id, seq = m.seq, "message for an unknown session not stored");
+                continue;
+            };
             st.execute(params![
-                id_bytes(m.session_id),
+                sid,
                 m.seq as i64,
                 m.direction.as_str(),
                 m.opcode,
@@ -230,6 +274,9 @@ fn write_batch(conn: &mut Connection, b: &Batch) -> Result<(), StoreError> {
         }
     }
     tx.commit()?;
+    for id in closed {
+        sids.0.remove(&id);
+    }
     Ok(())
 }
 
@@ -247,7 +294,7 @@ fn close_orphans(conn: &mut Connection, instance: &str) -> Result<u64, StoreErro
                     coalesce(sum(direction NOT IN ('client_to_upstream', 'client_to_gateway')), 0),
                     coalesce(sum(CASE WHEN direction IN ('client_to_upstream', 'client_to_gateway') THEN size END), 0),
                     coalesce(sum(CASE WHEN direction NOT IN ('client_to_upstream', 'client_to_gateway') THEN size END), 0)
-             FROM messages WHERE session_id = ?1",
+             FROM messages WHERE sid = (SELECT sid FROM sessions WHERE id = ?1)",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
@@ -281,7 +328,7 @@ fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
         // Messages first, a chunk at a time; a session goes once its messages have.
         out.messages += tx.execute(
             "DELETE FROM messages WHERE id IN (
-                SELECT m.id FROM sessions s JOIN messages m ON m.session_id = s.id
+                SELECT m.id FROM sessions s JOIN messages m ON m.sid = s.sid
                 WHERE s.closed_at < ?1 LIMIT ?2)",
             params![cutoff, chunk],
         )? as u64;
@@ -441,7 +488,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut st = conn.prepare(
                 "SELECT seq, direction, opcode, fin, size, at, injected, truncated, payload FROM messages
-                 WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                 WHERE sid = (SELECT sid FROM sessions WHERE id = ?1) AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
             let rows = st
                 .query_map(params![id_bytes(id), after_seq as i64, limit as i64], |r| {

@@ -2,6 +2,7 @@
 //! real PostgreSQL (`WSGATE_TEST_POSTGRES`, which `scripts/test` starts; without it the
 //! PostgreSQL tests fail with a message saying so, unless `WSGATE_SKIP_POSTGRES=1`).
 
+#![allow(clippy::unwrap_used)]
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,7 +1,10 @@
 -- wsgate history, schema 1 (SQLite). Times are Unix microseconds; ids are UUIDv7
 -- (16 bytes), which sort by creation time.
+-- `sid` is the row's integer key: messages refer to it rather than to the 16-byte id,
+-- which keeps the message index small and its comparisons cheap.
 CREATE TABLE sessions (
-    id               BLOB PRIMARY KEY,
+    sid              INTEGER PRIMARY KEY,
+    id               BLOB NOT NULL UNIQUE,
     instance         TEXT NOT NULL,
     kind             TEXT NOT NULL,
     route            TEXT NOT NULL,
@@ -24,7 +27,7 @@ CREATE TABLE sessions (
     bytes_in         INTEGER NOT NULL DEFAULT 0,
     bytes_out        INTEGER NOT NULL DEFAULT 0,
     messages_dropped INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
+);
 CREATE INDEX sessions_open ON sessions (instance) WHERE closed_at IS NULL;
 CREATE INDEX sessions_closed_at ON sessions (closed_at) WHERE closed_at IS NOT NULL;
 
@@ -42,7 +45,7 @@ CREATE TABLE events (
 -- The rowid orders messages by arrival, which retention by count uses.
 CREATE TABLE messages (
     id         INTEGER PRIMARY KEY,
-    session_id BLOB NOT NULL,
+    sid        INTEGER NOT NULL,
     seq        INTEGER NOT NULL,
     direction  TEXT NOT NULL,
     opcode     INTEGER NOT NULL,
@@ -53,4 +56,4 @@ CREATE TABLE messages (
     truncated  INTEGER NOT NULL,
     payload    BLOB NOT NULL
 );
-CREATE INDEX messages_by_session ON messages (session_id, seq);
+CREATE INDEX messages_by_session ON messages (sid, seq);

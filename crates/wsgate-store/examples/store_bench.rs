@@ -1,0 +1,89 @@
+//! Measures how many message rows per second a store backend commits, through the
+//! same `Store::write` batches the recorder sends (4 096 rows per transaction,
+//! payloads of 64–256 bytes, 100 sessions interleaved).
+//!
+//! Usage: cargo run --release -p wsgate-store --example store_bench -- STORE_URL [ROWS]
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use wsgate_core::{Direction, SessionId, SessionKind, State};
+use wsgate_store::{Batch, MessageRow, SessionRow, StoreUrl};
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let url: StoreUrl = args.next().expect("usage: store_bench STORE_URL [ROWS]").parse().expect("store URL");
+    let rows: usize = args.next().map(|n| n.parse().expect("ROWS")).unwrap_or(1_000_000);
+    let store = wsgate_store::open(&url).await.expect("open store");
+    let now = wsgate_store::now();
+    let sessions: Vec<SessionRow> = (0..100)
+        .map(|i| SessionRow {
+            id: SessionId::new(),
+            instance: "bench".into(),
+            kind: SessionKind::Proxy,
+            route: "bench".into(),
+            path: format!("/bench/{i}"),
+            client_addr: None,
+            headers: vec![],
+            subprotocol: None,
+            upstream: None,
+            state: State::Connected,
+            opened_at: now,
+            closed_at: None,
+            close_code: None,
+            close_reason: None,
+            initiator: None,
+            failure: None,
+            failure_kind: None,
+            http_status: None,
+            messages_in: 0,
+            messages_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            messages_dropped: 0,
+        })
+        .collect();
+    let ids: Vec<SessionId> = sessions.iter().map(|s| s.id).collect();
+    store.write(Batch { sessions, ..Default::default() }).await.expect("write sessions");
+    let payloads: Vec<Bytes> = (0..4).map(|i| Bytes::from(vec![b'x'; 64 + 64 * i])).collect();
+    const BATCH: usize = 4096;
+    let mut seq = vec![0u64; ids.len()];
+    // Batches are built before the clock starts: this measures the store, not the builder.
+    let batches: Vec<Batch> = (0..rows.div_ceil(BATCH))
+        .map(|b| Batch {
+            messages: (0..BATCH.min(rows - b * BATCH))
+                .map(|i| {
+                    let s = (b * BATCH + i) % ids.len();
+                    seq[s] += 1;
+                    let payload = payloads[i % payloads.len()].clone();
+                    MessageRow {
+                        session_id: ids[s],
+                        seq: seq[s],
+                        direction: if i % 2 == 0 { Direction::ClientToUpstream } else { Direction::UpstreamToClient },
+                        opcode: 1,
+                        fin: true,
+                        size: payload.len() as u64,
+                        at: now,
+                        injected: false,
+                        truncated: false,
+                        payload,
+                    }
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    let start = Instant::now();
+    for batch in batches {
+        store.write(batch).await.expect("write batch");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "store {}: {rows} message rows in {secs:.2} s = {:.0} rows/s (batches of {BATCH}, payloads 64-256 B)",
+        url,
+        rows as f64 / secs
+    );
+}
