@@ -114,6 +114,44 @@ pub struct ServeArgs {
     /// zlib compression level (0..=9).
     #[arg(long, env = "WSGATE_DEFLATE_LEVEL", value_name = "LEVEL")]
     pub deflate_level: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Let POST /api/connections reach private, loopback and link-local addresses
+    /// when the control plane is bound beyond loopback.
+    #[arg(long, env = "WSGATE_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
+    /// DNS + TCP + TLS + upgrade for one outbound connection attempt.
+    #[arg(long, env = "WSGATE_OUTBOUND_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub outbound_connect_timeout: Option<String>,
+}
+
+/// Where and how session history is kept.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// History store: sqlite://PATH (default sqlite://wsgate.db), postgres://USER@HOST/DB or memory://.
+    #[arg(long, env = "WSGATE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Do not record sessions.
+    #[arg(long, env = "WSGATE_NO_STORE", conflicts_with = "store")]
+    pub no_store: bool,
+    /// When the store falls behind: drop (traffic never waits) or strict (traffic waits).
+    #[arg(long, env = "WSGATE_RECORD", value_name = "MODE")]
+    pub record: Option<String>,
+    /// Payload bytes stored per message (default 65536).
+    #[arg(long, env = "WSGATE_STORE_PAYLOAD_CAP", value_name = "BYTES")]
+    pub store_payload_cap: Option<String>,
+    /// Delete sessions that ended longer ago than this (e.g. 7d).
+    #[arg(long, env = "WSGATE_RETENTION", value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// Keep at most this many messages; the oldest go first.
+    #[arg(long, env = "WSGATE_RETENTION_MESSAGES", value_name = "N")]
+    pub retention_messages: Option<String>,
+    /// Request header to redact before storing (repeatable).
+    #[arg(long, env = "WSGATE_REDACT_HEADER", value_name = "NAME", value_delimiter = ',')]
+    pub redact_header: Vec<String>,
+    /// This gateway's name in a shared store (default: host name).
+    #[arg(long, env = "WSGATE_INSTANCE", value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 /// Flags of the proxy itself.

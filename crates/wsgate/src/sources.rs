@@ -7,7 +7,16 @@ use clap::parser::ValueSource;
 use crate::config::{KEYS, Sources};
 
 /// Boolean switches: their value is whether the flag is set, not a raw string.
-const FLAGS: &[&str] = &["proxy.accept_early", "mock.echo", "deflate.enabled", "deflate.no_context_takeover"];
+const FLAGS: &[&str] = &[
+    "proxy.accept_early",
+    "mock.echo",
+    "deflate.enabled",
+    "deflate.no_context_takeover",
+    "outbound.allow_private_targets",
+];
+
+/// Switches that turn a setting off (`--no-store` sets `store.enabled: false`).
+const NEGATED: &[&str] = &["store.enabled"];
 
 /// Collects the sources for a serving command from its (sub)command matches.
 pub fn collect(m: &ArgMatches, file: Option<std::path::PathBuf>) -> Sources {
@@ -17,6 +26,11 @@ pub fn collect(m: &ArgMatches, file: Option<std::path::PathBuf>) -> Sources {
         let Ok(Some(raw)) = m.try_get_raw(&id) else { continue };
         let values: Vec<String> = if FLAGS.contains(&key.path) {
             vec![m.get_flag(&id).to_string()]
+        } else if NEGATED.contains(&key.path) {
+            if !m.get_flag(&id) {
+                continue;
+            }
+            vec!["false".to_owned()]
         } else {
             raw.map(|v| v.to_string_lossy().into_owned()).collect()
         };

@@ -59,6 +59,16 @@ keys! {
     "proxy.connect_timeout", "connect-timeout", "DNS + TCP + TLS + upgrade towards the upstream.";
     "mock.echo", "echo", "wsgate mock: echo every text and binary message back unchanged.";
     "mock.subprotocols", "subprotocol", "wsgate mock: a subprotocol to accept (repeatable).";
+    "store.enabled", "no-store", "Record every session's lifecycle and messages in the store (the flag --no-store turns it off).";
+    "store.url", "store", "Where history is kept: sqlite://PATH (created on first run), postgres://USER@HOST/DB, or memory://.";
+    "store.record", "record", "When the store falls behind: drop (traffic never waits; drops are counted and shown on the session) or strict (traffic waits; every message is stored).";
+    "store.payload_cap", "store-payload-cap", "Payload bytes stored per message; longer ones are cut and flagged truncated.";
+    "store.retention", "retention", "Delete sessions that ended longer ago than this, e.g. 7d (0s = keep forever).";
+    "store.retention_messages", "retention-messages", "Keep at most this many messages overall; the oldest go first (0 = no limit).";
+    "store.redact_headers", "redact-header", "Request header redacted before it is stored (repeatable), besides Authorization, Cookie and Set-Cookie.";
+    "store.instance", "instance", "This gateway's name in a shared store (default: host name); on start, its sessions left open by a crash are closed.";
+    "outbound.allow_private_targets", "allow-private-targets", "Let POST /api/connections reach private, loopback and link-local addresses when the control plane is bound beyond loopback.";
+    "outbound.connect_timeout", "outbound-connect-timeout", "DNS + TCP + TLS + upgrade for one outbound connection attempt.";
 }
 
 pub fn by_path(path: &str) -> Option<&'static Key> {

@@ -24,7 +24,13 @@ const TEXT_KEYS: &[&str] = &[
     "proxy.upstream_ca",
     "proxy.forward_headers",
     "mock.subprotocols",
+    "store.url",
+    "store.redact_headers",
+    "store.instance",
 ];
+
+/// Keys that take a list (a repeatable flag, or a comma-separated variable).
+const LIST_KEYS: &[&str] = &["proxy.forward_headers", "mock.subprotocols", "store.redact_headers"];
 
 /// Where values come from, lowest precedence first (after the defaults).
 #[derive(Debug, Default, Clone)]
@@ -78,7 +84,7 @@ fn typed(path: &str, raw: &[String]) -> Value {
             s.parse().unwrap_or_else(|_| Value::from(s.clone()))
         }
     };
-    if path == "proxy.forward_headers" || path == "mock.subprotocols" {
+    if LIST_KEYS.contains(&path) {
         Value::from(raw.iter().map(|s| Value::from(s.clone())).collect::<Vec<_>>())
     } else {
         raw.last().map(one).unwrap_or_else(|| Value::from(String::new()))
@@ -219,7 +225,20 @@ impl Config {
         if self.live.queue == 0 {
             return Err(invalid(fig, "live.queue", "must be greater than 0", None));
         }
+        if self.store.enabled {
+            self.store_url(fig)?;
+        }
+        for h in &self.store.redact_headers {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(invalid(fig, "store.redact_headers", format!("{h:?} is not a valid header name"), None));
+            }
+        }
         Ok(())
+    }
+
+    /// The parsed store URL (the error names the field and where it came from).
+    pub fn store_url(&self, fig: &Figment) -> Result<wsgate_store::StoreUrl, ConfigError> {
+        self.store.url.parse().map_err(|e: wsgate_store::StoreError| invalid(fig, "store.url", e.to_string(), None))
     }
 
     /// Checks for `wsgate mock`.

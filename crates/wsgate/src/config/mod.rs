@@ -48,6 +48,89 @@ pub struct Config {
     pub proxy: ProxySection,
     pub mock: MockSection,
     pub deflate: DeflateSection,
+    pub store: StoreSection,
+    pub outbound: OutboundSection,
+}
+
+/// What the recorder does when the store falls behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordMode {
+    /// Traffic never waits: messages the store cannot take are dropped and counted.
+    Drop,
+    /// Traffic waits for the store: every message is stored.
+    Strict,
+}
+
+/// Session history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Record sessions at all (`--no-store` turns it off).
+    pub enabled: bool,
+    /// `sqlite://PATH`, `postgres://USER@HOST/DB` or `memory://`.
+    pub url: String,
+    pub record: RecordMode,
+    /// Payload bytes stored per message; longer ones are cut and flagged.
+    pub payload_cap: usize,
+    /// Delete sessions that ended longer ago than this (0s = keep forever).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Keep at most this many messages overall, oldest deleted first (0 = no limit).
+    pub retention_messages: u64,
+    /// Request headers redacted before they are stored, besides Authorization,
+    /// Cookie and Set-Cookie.
+    pub redact_headers: Vec<String>,
+    /// This gateway's name in a shared store (default: the host name). On start,
+    /// sessions this instance left open (a crash) are closed.
+    pub instance: Option<String>,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: "sqlite://wsgate.db".into(),
+            record: RecordMode::Drop,
+            payload_cap: 64 * 1024,
+            retention: Duration::ZERO,
+            retention_messages: 0,
+            redact_headers: Vec::new(),
+            instance: None,
+        }
+    }
+}
+
+impl StoreSection {
+    /// The instance name: configured, or the host name.
+    pub fn instance_name(&self) -> String {
+        self.instance.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "wsgate".into())
+        })
+    }
+}
+
+/// Connections wsgate opens itself (`POST /api/connections`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSection {
+    /// Allow targets in private, loopback and link-local ranges even when the control
+    /// plane is reachable beyond loopback.
+    pub allow_private_targets: bool,
+    /// DNS + TCP + TLS + upgrade for one attempt.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for OutboundSection {
+    fn default() -> Self {
+        Self { allow_private_targets: false, connect_timeout: Duration::from_secs(10) }
+    }
 }
 
 /// permessage-deflate (RFC 7692), negotiated on each connection independently.
@@ -155,6 +238,8 @@ impl Default for Config {
             proxy: ProxySection::default(),
             mock: MockSection::default(),
             deflate: DeflateSection::default(),
+            store: StoreSection::default(),
+            outbound: OutboundSection::default(),
         }
     }
 }
