@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsgate_protocol::Transport;
+use wsgate_protocol::handshake::UpgradeError;
 
 /// Response body type every handler answers with.
 pub type Body = Full<Bytes>;
@@ -58,6 +59,19 @@ pub fn plain(status: StatusCode, msg: &str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// The answer to a request that is not a valid WebSocket upgrade: the status the
+/// error maps to, a body saying why (`who` names the role), `Upgrade: websocket`, and
+/// for an unsupported version the one we speak — RFC 6455 §4.2.2 requires
+/// `Sec-WebSocket-Version` on that refusal so the client can retry with it.
+pub fn not_an_upgrade(who: &str, e: &UpgradeError) -> Response<Body> {
+    let mut r = plain(e.status(), &format!("{who}: {e}; connect with a WebSocket client"));
+    r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if *e == UpgradeError::Version {
+        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
     r
 }
 
@@ -147,5 +161,23 @@ async fn connection<H: Handler>(
     tokio::select! {
         _ = conn => {}
         _ = shutdown.cancelled() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_upgrade_says_why_and_which_version_we_speak() {
+        let r = not_an_upgrade("wsgate mock", &UpgradeError::Version);
+        assert_eq!(r.status(), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(r.headers()[header::SEC_WEBSOCKET_VERSION], "13");
+        assert_eq!(r.headers()[header::UPGRADE], "websocket");
+        let r = not_an_upgrade("wsgate proxy", &UpgradeError::NotUpgrade);
+        assert_eq!(r.status(), StatusCode::UPGRADE_REQUIRED);
+        assert!(!r.headers().contains_key(header::SEC_WEBSOCKET_VERSION));
+        let r = not_an_upgrade("wsgate proxy", &UpgradeError::MissingKey);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -71,12 +71,7 @@ impl Handler for Mock {
     async fn handle(self: Arc<Self>, mut req: hyper::Request<Incoming>, conn: Conn) -> http::Response<Body> {
         let key = match validate_upgrade(req.method(), req.headers()) {
             Ok(k) => k,
-            Err(e) => {
-                let mut r =
-                    wsgate_listener::plain(e.status(), &format!("wsgate mock: {e}; connect with a WebSocket client"));
-                r.headers_mut().insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
-                return r;
-            }
+            Err(e) => return wsgate_listener::not_an_upgrade("wsgate mock", &e),
         };
         let chosen = offered_subprotocols(req.headers()).into_iter().find(|p| self.cfg.subprotocols.contains(p));
         let info = SessionInfo {

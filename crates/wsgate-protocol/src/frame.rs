@@ -109,6 +109,8 @@ pub enum ProtocolError {
     UnmaskedClientFrame,
     #[error("server frame is masked")]
     MaskedServerFrame,
+    #[error("64-bit payload length with its most significant bit set")]
+    LengthMsbSet,
     #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
     FrameTooLarge { size: u64, limit: usize },
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
@@ -197,6 +199,11 @@ impl Decoder {
         let Some((header_len, payload_len, _)) = parse_lengths(buf) else {
             return Ok(None);
         };
+        // RFC 6455 §5.2: "the most significant bit MUST be 0". Such a header is
+        // malformed (1002), not merely a frame over our size limit (1009).
+        if payload_len >> 63 != 0 {
+            return Err(ProtocolError::LengthMsbSet);
+        }
         if payload_len > self.max_frame as u64 {
             return Err(ProtocolError::FrameTooLarge { size: payload_len, limit: self.max_frame });
         }
@@ -351,11 +358,17 @@ mod tests {
             (&[0x09, 0x80, 0, 0, 0, 0], ProtocolError::BadControlFrame),
             (&[0x89, 0xFE, 0, 200], ProtocolError::BadControlFrame),
             (&[0x82, 0x91, 0, 0, 0, 0], ProtocolError::FrameTooLarge { size: 17, limit: 16 }),
+            (&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4], ProtocolError::LengthMsbSet),
+            (
+                &[0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4],
+                ProtocolError::FrameTooLarge { size: u64::MAX >> 1, limit: 16 },
+            ),
         ];
         for (bytes, want) in cases {
             let mut b = BytesMut::from(*bytes);
             assert_eq!(dec.decode(&mut b).unwrap_err(), *want);
         }
+        assert_eq!(ProtocolError::LengthMsbSet.close_code(), 1002);
         let client = Decoder::new(Role::Client, 16);
         let mut b = BytesMut::from(&[0x81u8, 0x80, 0, 0, 0, 0][..]);
         assert_eq!(client.decode(&mut b).unwrap_err(), ProtocolError::MaskedServerFrame);

@@ -21,7 +21,7 @@ use crate::upstream::resolve;
 /// Capacity of each session's command queue (inject/close from the control plane).
 pub const COMMAND_QUEUE: usize = 64;
 
-use wsgate_listener::{Body, Conn, plain};
+use wsgate_listener::{Body, Conn, not_an_upgrade, plain};
 
 fn failed(session: &mut SessionHandle, err: &ConnectError, upstream: &str) {
     session.transition(
@@ -49,11 +49,7 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
     let Conn { peer, tls, permit } = conn;
     let key = match validate_upgrade(req.method(), req.headers()) {
         Ok(k) => k,
-        Err(e) => {
-            let mut r = plain(e.status(), &format!("wsgate proxy: {e}; connect with a WebSocket client"));
-            r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            return r;
-        }
+        Err(e) => return not_an_upgrade("wsgate proxy", &e),
     };
     let cfg = &proxy.cfg;
     let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());

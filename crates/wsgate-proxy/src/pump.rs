@@ -14,7 +14,10 @@
 //!   sides have sent and received one. A side that vanishes without a close frame
 //!   makes the proxy drop the other side the same way (1006 is not sendable);
 //! - a side that breaks the protocol or exceeds the size limit is failed with the
-//!   RFC's close code (1002, 1007, 1009), and the other side gets 1001.
+//!   RFC's close code (1002, 1007, 1009) and its connection shut down as soon as that
+//!   close frame is written; the other side gets 1001;
+//! - message-level checks (UTF-8 of text, the order of fragments) are the endpoints'
+//!   to make: such frames are forwarded, and the endpoint's close code relayed.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -50,6 +53,9 @@ pub struct Side {
     /// Nothing more will be read: EOF, I/O error, protocol error, or its close frame.
     read_done: bool,
     write_failed: bool,
+    /// Failed for breaking the protocol: its TCP is shut down as soon as our close
+    /// frame is written, not when the whole session ends.
+    shutdown_pending: bool,
     close_sent: bool,
     close_received: bool,
     /// Bytes of the message this side is currently sending (size limit).
@@ -105,6 +111,7 @@ impl Side {
             masks: role == Role::Client,
             read_done: false,
             write_failed: false,
+            shutdown_pending: false,
             close_sent: false,
             close_received: false,
             msg_bytes: 0,
@@ -366,6 +373,10 @@ impl<'a> Pump<'a> {
         let (bad, other) = self.sides(who);
         bad.send_close(code, &reason);
         bad.mark_close_received();
+        // RFC 6455 §7.1.7: failing a connection closes it. Nothing more will be read
+        // from this side, so it need not wait for the other side's close handshake
+        // (up to `close_timeout`) to see its connection end.
+        bad.shutdown_pending = true;
         let note = match who {
             Who::Client => "client failed the WebSocket protocol",
             Who::Upstream => "upstream failed the WebSocket protocol",
@@ -539,19 +550,26 @@ impl<'a> Pump<'a> {
 
             for who in [Who::Client, Who::Upstream] {
                 let side = self.side(who);
-                if side.wr.is_empty() || side.write_failed {
-                    continue;
-                }
-                let before = side.wr.len();
-                match side.poll_write_out(cx) {
-                    Poll::Ready(Ok(())) => progressed = true,
-                    Poll::Ready(Err(_)) => {
-                        side.write_failed = true;
-                        side.read_done = true;
-                        self.ending.abort = true;
-                        progressed = true;
+                if !side.wr.is_empty() && !side.write_failed {
+                    let before = side.wr.len();
+                    match side.poll_write_out(cx) {
+                        Poll::Ready(Ok(())) => progressed = true,
+                        Poll::Ready(Err(_)) => {
+                            side.write_failed = true;
+                            side.read_done = true;
+                            self.ending.abort = true;
+                            progressed = true;
+                        }
+                        Poll::Pending => progressed |= self.side(who).wr.len() != before,
                     }
-                    Poll::Pending => progressed |= self.side(who).wr.len() != before,
+                }
+                let side = self.side(who);
+                if side.shutdown_pending
+                    && (side.wr.is_empty() || side.write_failed)
+                    && Pin::new(&mut side.io).poll_shutdown(cx).is_ready()
+                {
+                    side.shutdown_pending = false;
+                    progressed = true;
                 }
             }
 
@@ -589,4 +607,73 @@ impl<'a> Pump<'a> {
 /// Sends TCP FIN (and TLS close_notify) without letting a stuck peer hold the task.
 async fn shutdown_quietly(side: &mut Side) {
     let _ = tokio::time::timeout(Duration::from_millis(200), tokio::io::AsyncWriteExt::shutdown(&mut side.io)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use wsgate_core::{EventBus, Registry, SessionId, SessionInfo, SessionKind};
+
+    use super::*;
+
+    /// A connected TCP pair: (the pump's end, the peer's end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        (ours, peer)
+    }
+
+    #[tokio::test]
+    async fn a_failed_side_is_closed_without_waiting_for_the_other_sides_close() {
+        let (client_io, mut client) = pair().await;
+        let (upstream_io, mut upstream) = pair().await;
+        let info = SessionInfo {
+            id: SessionId::new(),
+            kind: SessionKind::Proxy,
+            route: "default".into(),
+            path: "/".into(),
+            client_addr: None,
+            headers: Vec::new(),
+            opened_at: Utc::now(),
+        };
+        let (mut session, commands) = SessionHandle::open(info, EventBus::empty(), Arc::new(Registry::new(4)), 4);
+        // A close timeout far beyond the test's deadline: only failing closes the upstream.
+        let cfg = PumpConfig { max_message_size: 1024, idle_timeout: None, close_timeout: Duration::from_secs(600) };
+        let pump = tokio::spawn(async move {
+            let client = Side::client(Transport::Plain(client_io), Bytes::new(), 1024, None);
+            let upstream = Side::upstream(Transport::Plain(upstream_io), Bytes::new(), 1024, None);
+            Pump::new(client, upstream, &mut session, commands, cfg, CancellationToken::new()).run().await;
+        });
+
+        // The upstream sends reserved opcode 0x3: it gets 1002, then its connection ends,
+        // although the client has not answered the proxy's 1001 yet.
+        upstream.write_all(&[0x83, 0x00]).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), upstream.read_to_end(&mut got))
+            .await
+            .expect("the failed upstream's connection ends")
+            .unwrap();
+        let mut buf = BytesMut::from(&got[..]);
+        let close = Decoder::new(Role::Server, 1024).decode(&mut buf).unwrap().unwrap();
+        assert_eq!(CloseFrame::parse(&close.payload).unwrap().map(|c| c.code), Some(CloseCode::PROTOCOL));
+
+        // The client got 1001 and is still waited for; its answer ends the session.
+        let mut got = BytesMut::new();
+        let close = loop {
+            if let Some(f) = Decoder::new(Role::Client, 1024).decode(&mut got).unwrap() {
+                break f;
+            }
+            client.read_buf(&mut got).await.unwrap();
+        };
+        assert_eq!(CloseFrame::parse(&close.payload).unwrap().map(|c| c.code), Some(CloseCode::GOING_AWAY));
+        let mut answer = BytesMut::new();
+        encode_frame(&mut answer, (true, false, OpCode::Close), &close.payload, Some(random_mask()));
+        client.write_all(&answer).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), pump).await.expect("the session ends").unwrap();
+    }
 }

@@ -163,6 +163,9 @@ async fn upgrade(
                 _ => {}
             }
         }
+        // A protocol error leaves our close frame (1002, 1007, 1009) queued: send it,
+        // as a real server does, so the proxy has a code to relay.
+        let _ = tokio::time::timeout(WAIT, ws.flush_best_effort()).await;
         let _ = tx.send(Seen::Ended);
     });
     Ok(switching_protocols(&key, chosen.as_deref()).map(|_| Full::new(Bytes::new())))
@@ -251,6 +254,16 @@ impl Gateway {
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self { child, listen, control, stderr, _dir: dir }
+    }
+
+    /// `wsgate mock` with `args` (plus loopback ports 0), once ready.
+    pub async fn mock(args: &[&str]) -> Self {
+        Self::spawn("mock", args, &[]).await
+    }
+
+    /// The process id (for reading `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("wsgate is running")
     }
 
     pub fn ws(&self, path: &str) -> String {
