@@ -1,9 +1,13 @@
 //! Wiring shared by every serving command: the event bus and its observers, the
 //! registry, the control plane, and the shutdown sequence.
 //!
+//! Start: open the store (migrating it) and apply the restart rule, then build the
+//! bus with the control plane's observers and the recorder.
+//!
 //! Shutdown (SIGINT/SIGTERM): cancel the root token → listeners stop accepting and
 //! every session closes both sides with 1001 → wait for the session tasks with the
-//! configured deadline → stop the control plane → exit 0.
+//! configured deadline → flush the recorder (every queued event is committed) →
+//! stop the control plane → exit 0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +18,40 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsgate_control::{ControlConfig, ControlPlane};
-use wsgate_core::{EventBus, Registry};
+use wsgate_core::{EventBus, Overflow, Registry};
+use wsgate_store::Store;
+use wsgate_store::recorder::{RecorderConfig, RecorderStats};
+use wsgate_store::retention::Retention;
 
-use crate::config::Config;
+use crate::config::{Config, RecordMode};
+
+/// Events queued for the recorder. Large because a burst of small messages is cheap to
+/// hold and the writer commits thousands of rows at a time.
+const STORE_QUEUE: usize = 65_536;
+
+/// The store and what records into it.
+pub struct History {
+    pub store: Arc<dyn Store>,
+    pub stats: Arc<RecorderStats>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the configured store and applies the restart rule.
+async fn open_store(cfg: &Config) -> anyhow::Result<Option<Arc<dyn Store>>> {
+    if !cfg.store.enabled {
+        return Ok(None);
+    }
+    let url: wsgate_store::StoreUrl = cfg.store.url.parse()?;
+    let store = wsgate_store::open(&url).await.with_context(|| format!("cannot open the store {url}"))?;
+    let instance = cfg.store.instance_name();
+    let closed = store.close_orphans(&instance).await.context("cannot close sessions left open by the last run")?;
+    if closed > 0 {
+        tracing::warn!(closed, instance, "closed sessions left open by the last run (gateway stopped)");
+    }
+    tracing::info!(store = %url, instance, "recording sessions");
+    Ok(Some(store))
+}
 
 pub struct Gateway {
     pub bus: Arc<EventBus>,
@@ -27,6 +62,7 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Session tasks, drained with a deadline at shutdown.
     pub sessions: TaskTracker,
+    pub history: Option<History>,
     control_stop: CancellationToken,
     control_task: tokio::task::JoinHandle<std::io::Result<()>>,
     observers: TaskTracker,
@@ -35,8 +71,16 @@ pub struct Gateway {
 impl Gateway {
     /// Builds the bus and binds and starts the control plane.
     pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
+        let store = open_store(cfg).await?;
         let mut builder = EventBus::builder();
         let observers_q = wsgate_control::register_observers(&mut builder);
+        let store_q = store.as_ref().map(|_| {
+            let overflow = match cfg.store.record {
+                RecordMode::Drop => Overflow::DropMessages,
+                RecordMode::Strict => Overflow::Wait,
+            };
+            builder.observer_with("store", STORE_QUEUE, overflow)
+        });
         let bus = builder.build();
         let registry = Arc::new(Registry::default());
         let shutdown = CancellationToken::new();
@@ -59,6 +103,34 @@ impl Gateway {
             .with_context(|| format!("cannot bind the control plane on {}", cfg.control))?;
         let control_addr = listener.local_addr()?;
         let task = tokio::spawn(wsgate_control::serve(listener, control.router(), control_stop.clone()));
+        let history = match (store, store_q) {
+            (Some(store), Some(queue)) => {
+                let stats = Arc::new(RecorderStats::default());
+                let stop = CancellationToken::new();
+                let rec_cfg = RecorderConfig {
+                    instance: cfg.store.instance_name(),
+                    payload_cap: cfg.store.payload_cap,
+                    redact: cfg.store.redact_headers.clone(),
+                    ..Default::default()
+                };
+                let task = tokio::spawn(wsgate_store::recorder::run(
+                    store.clone(),
+                    queue,
+                    rec_cfg,
+                    stats.clone(),
+                    stop.clone(),
+                ));
+                let retention = Retention {
+                    max_age: Some(cfg.store.retention).filter(|d| !d.is_zero()),
+                    max_messages: Some(cfg.store.retention_messages).filter(|n| *n > 0),
+                    every: Duration::from_secs(60),
+                    chunk: 5000,
+                };
+                observers.spawn(wsgate_store::retention::run(store.clone(), retention, control_stop.clone()));
+                Some(History { store, stats, stop, task })
+            }
+            _ => None,
+        };
         Ok(Self {
             bus,
             registry,
@@ -66,6 +138,7 @@ impl Gateway {
             control_addr,
             shutdown,
             sessions: TaskTracker::new(),
+            history,
             control_stop,
             control_task: task,
             observers,
@@ -85,6 +158,13 @@ impl Gateway {
         self.sessions.close();
         if tokio::time::timeout(deadline, self.sessions.wait()).await.is_err() {
             tracing::warn!(live = self.registry.live_count(), "shutdown deadline passed; dropping remaining sessions");
+        }
+        if let Some(h) = self.history {
+            // The sessions have ended, so their last events are queued: record them all.
+            h.stop.cancel();
+            if tokio::time::timeout(deadline, h.task).await.is_err() {
+                tracing::warn!("the store did not finish writing before the shutdown deadline");
+            }
         }
         self.control_stop.cancel();
         self.observers.close();

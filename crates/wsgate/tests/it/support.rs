@@ -226,7 +226,9 @@ impl Gateway {
         if !args.contains(&"--control") {
             cmd.args(["--control", "127.0.0.1:0"]);
         }
+        // Its own working directory: the default store (./wsgate.db) is per gateway.
         cmd.args(args)
+            .current_dir(&dir.0)
             .kill_on_drop(true)
             .envs(env.iter().copied())
             .env("RUST_LOG", "wsgate=debug,info")
