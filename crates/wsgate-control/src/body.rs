@@ -1,13 +1,96 @@
-//! The JSON request body extractor: size-limited (the router's `DefaultBodyLimit`),
-//! content-type checked, and failing with an [`ApiError`] rather than axum's plain-text
-//! rejections.
+//! Request bodies: the [`buffer`] middleware every request goes through (size limit,
+//! read deadline, and a polite answer to an oversized body), and the [`JsonBody`]
+//! extractor (content-type checked, failing with an [`ApiError`] rather than axum's
+//! plain-text rejections).
+//!
+//! Unknown fields in a JSON body are rejected (400), not ignored: these bodies steer
+//! live traffic, and a misspelt `"reason"` silently dropped is worse than an error.
 
-use axum::extract::{FromRequest, Request};
-use bytes::Bytes;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use http::header;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
+use tokio::time::timeout;
 
 use crate::error::ApiError;
+use crate::{ControlPlane, MAX_BODY_BYTES};
+
+/// How long a whole request body may take to arrive (408 after that), so a client
+/// that stops sending half way cannot hold a request open forever.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a 413, at most this much more of the refused body is read and thrown away.
+pub const DRAIN_MAX_BYTES: usize = 64 << 20;
+/// After a 413, reading the refused body stops after this long.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Middleware: reads the request body into memory (at most [`MAX_BODY_BYTES`], within
+/// [`BODY_TIMEOUT`]) before routing goes on, so no handler ever sees a stream.
+///
+/// An oversized body is answered with 413 at once — without reading it when
+/// `Content-Length` already says so — and `Connection: close`. The rest of the body
+/// is then read and discarded in the background (up to [`DRAIN_MAX_BYTES`] /
+/// [`DRAIN_TIMEOUT`]) before the connection closes: closing a socket with unread
+/// data makes the kernel send a reset, and a client still writing its body would
+/// lose the 413 to it.
+pub async fn buffer(State(cp): State<ControlPlane>, req: Request, next: Next) -> Response {
+    let (parts, mut body) = req.into_parts();
+    let declared =
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large(&cp, &parts.headers, body);
+    }
+    let mut buf = BytesMut::new();
+    let read = timeout(BODY_TIMEOUT, async {
+        while let Some(frame) = body.frame().await {
+            // Trailers (the only non-data frames) carry nothing the API reads.
+            let Ok(data) = frame?.into_data() else { continue };
+            if buf.len() + data.len() > MAX_BODY_BYTES {
+                return Ok(false);
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok::<_, axum::Error>(true)
+    })
+    .await;
+    match read {
+        Ok(Ok(true)) => next.run(Request::from_parts(parts, Body::from(buf.freeze()))).await,
+        Ok(Ok(false)) => too_large(&cp, &parts.headers, body),
+        Ok(Err(e)) => ApiError::BodyRead(e.to_string()).into_response(),
+        Err(_) => ApiError::BodyTimeout(BODY_TIMEOUT).into_response(),
+    }
+}
+
+/// 413, and the rest of `body` drained in the background.
+fn too_large(cp: &ControlPlane, headers: &http::HeaderMap, mut body: Body) -> Response {
+    // A client that asked `Expect: 100-continue` has not sent the body and will not:
+    // reading it would make hyper invite it to.
+    let expects_continue =
+        headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects_continue {
+        let shutdown = cp.inner.shutdown.clone();
+        cp.inner.tracker.spawn(async move {
+            let mut left = DRAIN_MAX_BYTES;
+            let drain = async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    let n = frame.data_ref().map_or(0, Bytes::len);
+                    let Some(rest) = left.checked_sub(n) else { return };
+                    left = rest;
+                }
+            };
+            tokio::select! {
+                _ = timeout(DRAIN_TIMEOUT, drain) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+    ApiError::BodyTooLarge { limit: MAX_BODY_BYTES }.into_response()
+}
 
 /// A request body that is JSON, or empty.
 #[derive(Debug)]
@@ -29,13 +112,37 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 }
 
 impl JsonBody {
+    /// The body as `T`, which must come as a JSON object: serde would also build a
+    /// struct from an array of its fields (`[1000, "bye"]`), which no client means.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        Ok(serde_json::from_slice(&self.0)?)
+        match self.0.trim_ascii_start().first() {
+            None => Err(ApiError::EmptyBody),
+            Some(b'{') => Ok(serde_json::from_slice(&self.0)?),
+            Some(_) => {
+                // Not an object; say what it is, or why it is not JSON at all.
+                let value: serde_json::Value = serde_json::from_slice(&self.0)?;
+                Err(ApiError::NotAnObject(json_type(&value)))
+            }
+        }
     }
 
-    /// Like [`JsonBody::parse`], with an empty body meaning "all defaults".
+    /// Like [`JsonBody::parse`], with an empty body or `null` meaning "all defaults".
     pub fn parse_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
-        if self.0.trim_ascii().is_empty() { Ok(T::default()) } else { self.parse() }
+        match self.0.trim_ascii() {
+            b"" | b"null" => Ok(T::default()),
+            _ => self.parse(),
+        }
+    }
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -48,7 +155,36 @@ fn is_json(content_type: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_json;
+    use super::*;
+
+    #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        code: Option<u16>,
+    }
+
+    fn parse(body: impl AsRef<[u8]>) -> Result<Body, String> {
+        JsonBody(Bytes::copy_from_slice(body.as_ref())).parse().map_err(|e| e.to_string())
+    }
+
+    fn parse_or_default(body: impl AsRef<[u8]>) -> Result<Body, String> {
+        JsonBody(Bytes::copy_from_slice(body.as_ref())).parse_or_default().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bodies_are_json_objects() {
+        assert_eq!(parse(r#" {"code":1000}"#), Ok(Body { code: Some(1000) }));
+        assert_eq!(parse(r#"[1000]"#), Err("request body must be a JSON object, not an array".to_owned()));
+        assert_eq!(parse("null"), Err("request body must be a JSON object, not null".to_owned()));
+        assert_eq!(parse("\"7\""), Err("request body must be a JSON object, not a string".to_owned()));
+        assert!(parse("[1000").unwrap_err().starts_with("invalid JSON body"));
+        assert!(parse(r#"{"code":1000,"extra":1}"#).unwrap_err().contains("unknown field"));
+        assert!(parse(b"{\"code\":\xff}").is_err());
+        assert_eq!(parse("  "), Err("request body is empty: expected a JSON object".to_owned()));
+        assert_eq!(parse_or_default(""), Ok(Body::default()));
+        assert_eq!(parse_or_default(" null "), Ok(Body::default()));
+        assert!(parse_or_default("[null, null]").is_err());
+    }
 
     #[test]
     fn json_content_types() {

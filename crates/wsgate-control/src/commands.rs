@@ -64,7 +64,9 @@ impl InjectPayload {
         match (self.text, self.base64) {
             (Some(text), None) => Ok(Command::Inject { to, payload: Bytes::from(text), binary: false }),
             (None, Some(b64)) => {
-                let payload = base64::engine::general_purpose::STANDARD.decode(b64.trim())?;
+                // Canonical base64 only (padded, no whitespace, zero trailing bits): one
+                // spelling per payload, which the OpenAPI document's pattern states.
+                let payload = base64::engine::general_purpose::STANDARD.decode(b64)?;
                 Ok(Command::Inject { to, payload: Bytes::from(payload), binary: true })
             }
             _ => Err(InvalidCommand::PayloadChoice),
@@ -85,6 +87,19 @@ pub fn close_command(code: Option<u16>, reason: Option<String>) -> Result<Comman
     Ok(Command::Close { code, reason })
 }
 
+/// A close code: a JSON number with no fractional part in 0‥65535. JSON (and JSON
+/// Schema's `integer`) does not tell `1000` from `1000.0`, so neither does this;
+/// whether the code may be sent is checked later ([`close_command`]).
+pub fn close_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
+    let integral = n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+    match integral.and_then(|v| u16::try_from(v).ok()) {
+        Some(code) => Ok(Some(code)),
+        None => Err(D::Error::custom(format_args!("close code {n} is not an integer from 0 to 65535"))),
+    }
+}
+
 /// Every field any live command shape may carry; which ones are present decides the
 /// shape. Parsed permissively so an unknown extra field never breaks a script.
 #[derive(Debug, Deserialize)]
@@ -98,6 +113,7 @@ struct RawCommand {
     base64: Option<String>,
     target: Option<String>,
     message: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "close_code")]
     code: Option<u16>,
     reason: Option<String>,
     #[serde(rename = "connectionId")]
@@ -274,6 +290,26 @@ mod tests {
         assert_eq!(close_command(Some(999), None).err(), Some(InvalidCommand::CloseCode(999)));
         assert!(close_command(Some(4000), Some("x".repeat(123))).is_ok());
         assert_eq!(close_command(None, Some("x".repeat(124))).err(), Some(InvalidCommand::ReasonTooLong(124)));
+    }
+
+    #[test]
+    fn close_codes_are_json_integers() {
+        #[derive(Debug, Deserialize)]
+        struct C {
+            #[serde(default, deserialize_with = "close_code")]
+            code: Option<u16>,
+        }
+        let code = |json: &str| serde_json::from_str::<C>(json).map(|c| c.code).map_err(|e| e.to_string());
+        assert_eq!(code(r#"{"code":4043}"#), Ok(Some(4043)));
+        assert_eq!(code(r#"{"code":4043.0}"#), Ok(Some(4043)));
+        assert_eq!(code(r#"{"code":4.043e3}"#), Ok(Some(4043)));
+        assert_eq!(code(r#"{"code":null}"#), Ok(None));
+        assert_eq!(code("{}"), Ok(None));
+        for bad in
+            [r#"{"code":4043.5}"#, r#"{"code":-1}"#, r#"{"code":65536}"#, r#"{"code":1e300}"#, r#"{"code":"1000"}"#]
+        {
+            assert!(code(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

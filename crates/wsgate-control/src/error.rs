@@ -1,11 +1,13 @@
 //! Every failure the HTTP API reports, each carrying its status. The body is always
-//! `{"error":"<message>"}`, so a script never has to parse an HTML error page.
+//! `{"error":"<message>"}` ([`ErrorBody`]), so a script never has to parse an HTML
+//! error page.
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
+use utoipa::ToSchema;
 use wsgate_core::{CommandError, SessionId};
 use wsgate_protocol::handshake::UpgradeError;
 
@@ -31,6 +33,18 @@ pub enum ApiError {
     BadFilter { field: &'static str, value: String, expected: &'static str },
     #[error("request body must be JSON (Content-Type: application/json)")]
     NotJson,
+    #[error("request body is empty: expected a JSON object")]
+    EmptyBody,
+    #[error("request body must be a JSON object, not {0}")]
+    NotAnObject(&'static str),
+    #[error("request body is larger than the {limit}-byte limit")]
+    BodyTooLarge { limit: usize },
+    #[error("request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    #[error("cannot read request body: {0}")]
+    BodyRead(String),
+    #[error("invalid {field} {value:?}: expected an integer from {min} to {max}")]
+    OutOfRange { field: &'static str, value: String, min: usize, max: usize },
     #[error("cannot read request body: {0}")]
     Body(#[from] BytesRejection),
     #[error("invalid JSON body: {0}")]
@@ -67,9 +81,15 @@ impl ApiError {
             | Self::BadPath(_)
             | Self::BadQuery(_)
             | Self::BadFilter { .. }
+            | Self::OutOfRange { .. }
+            | Self::EmptyBody
+            | Self::NotAnObject(_)
+            | Self::BodyRead(_)
             | Self::Json(_)
             | Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             // 413 when the body is over the limit, 400 when it could not be read.
             Self::Body(r) => r.status(),
             Self::Command(CommandError::NotFound) => StatusCode::NOT_FOUND,
@@ -82,9 +102,12 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
-    error: String,
+/// What every error response carries.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+#[schema(example = json!({"error": "no session with id 0193a4b2-7c1e-7d3f-9a2b-1c2d3e4f5a6b"}))]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    pub error: String,
 }
 
 impl IntoResponse for ApiError {
@@ -97,6 +120,18 @@ impl IntoResponse for ApiError {
             }
             Self::Command(CommandError::Busy) => {
                 res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
+            Self::Upgrade(e) if e.status() == StatusCode::UPGRADE_REQUIRED => {
+                let h = res.headers_mut();
+                h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            }
+            // The rest of the body was not read: the connection cannot carry another
+            // request (see `body::buffer`).
+            Self::BodyTooLarge { .. } | Self::BodyTimeout(_) => {
+                res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -14,10 +14,12 @@
 //! - `WS /api/live` — live events out, commands in, including the websocket-multiplex
 //!   master-control shapes ([`live`], [`commands`]);
 //! - `WS /client/{path}`, `WS /upstream/{path}` — websocket-multiplex's raw per-path
-//!   taps ([`taps`]).
+//!   taps ([`taps`]);
+//! - `GET /api/openapi.json` — the OpenAPI 3.1 description of all of the above,
+//!   generated from the handlers ([`openapi`]; the route table is [`routes`]).
 //!
 //! With an admin token configured, everything but the two health probes needs it
-//! ([`auth`]).
+//! ([`auth`]). Every request body goes through [`body::buffer`] (1 MiB, 10 s).
 
 pub mod api;
 pub mod auth;
@@ -28,15 +30,17 @@ pub mod event_json;
 pub mod health;
 pub mod live;
 pub mod metrics;
+pub mod openapi;
+pub mod routes;
 pub mod taps;
 pub mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::{Extension, Router};
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsgate_core::{EventBus, EventBusBuilder, ObserverQueue, Registry};
@@ -181,32 +185,21 @@ impl ControlPlane {
     /// The whole HTTP app, separate from binding so tests and the binary serve it the
     /// same way.
     pub fn router(&self) -> Router {
-        let open = Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
-        let mut guarded = Router::new()
-            .route("/metrics", get(metrics::scrape))
-            .route("/api/sessions", get(api::list_sessions))
-            .route("/api/sessions/{id}", get(api::get_session))
-            .route("/api/sessions/{id}/inject", post(api::inject))
-            .route("/api/sessions/{id}/close", post(api::close))
-            .route("/api/live", get(ws::live))
-            // A tap on `/` is `/client` or `/client/`: the wildcard needs a segment.
-            .route("/client", get(taps::client))
-            .route("/client/", get(taps::client))
-            .route("/client/{*path}", get(taps::client))
-            .route("/upstream", get(taps::upstream))
-            .route("/upstream/", get(taps::upstream))
-            .route("/upstream/{*path}", get(taps::upstream));
-        if let Some(token) = &self.inner.cfg.admin_token {
-            // route_layer, not layer: unknown paths stay a plain 404 rather than
-            // revealing which ones exist through a 401.
-            guarded = guarded
-                .route_layer(axum::middleware::from_fn_with_state(auth::AdminToken::new(token), auth::require_token));
-        }
-        open.merge(guarded)
+        let (routes, doc) = routes::table(&self.inner.cfg);
+        // Serialized once: the document only changes with the configuration.
+        let json = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+        routes
+            .layer(Extension(openapi::SpecJson(json)))
             .fallback(error::no_route)
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn_with_state(self.clone(), body::buffer))
             .with_state(self.clone())
+    }
+
+    /// The OpenAPI 3.1 document `GET /api/openapi.json` serves for this configuration.
+    pub fn openapi(&self) -> utoipa::openapi::OpenApi {
+        routes::table(&self.inner.cfg).1
     }
 }
 

@@ -45,7 +45,7 @@ pub const OBSERVER_BATCH: usize = 512;
 /// dial lands in the first buckets, a TLS handshake across a continent in the middle.
 pub const CONNECT_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const KINDS: [SessionKind; 4] = [SessionKind::Proxy, SessionKind::Relay, SessionKind::Mock, SessionKind::Outbound];
 const OUTCOMES: [&str; 2] = ["disconnected", "failed"];
 const DIRECTIONS: [Direction; 4] =
@@ -204,6 +204,18 @@ impl Collector for ScrapeTimeCollector {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    summary = "Prometheus metrics",
+    description = "OpenMetrics text; the metric names are listed in docs/control-api.md.",
+    responses(
+        (status = 200, description = "The metrics", body = String,
+         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 500, description = "The metrics could not be encoded", body = crate::error::ErrorBody),
+    ),
+)]
 pub async fn scrape(State(cp): State<ControlPlane>) -> Response {
     match cp.inner.metrics.encode() {
         Ok(body) => {

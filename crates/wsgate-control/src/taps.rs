@@ -16,18 +16,94 @@ use wsgate_core::{Command, Registry, Target};
 use wsgate_protocol::{Message, WsConfig};
 
 use crate::ControlPlane;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::live::{Filter, TapFilter, TapSide};
 use crate::ws::{pump, upgrade};
 
+// One handler per route: `#[utoipa::path]` documents one path, and a tap on `/` is
+// `/client` or `/client/` (axum's wildcard needs a segment).
+
 /// `WS /client/{path}`.
+#[utoipa::path(get, path = "/client/{*path}", tag = "taps", summary = "Client-side tap of a path (WebSocket)",
+    description = "Every data message the clients on `/{path}` send (raw, no JSON wrapper); a message \
+                   written into it is injected to those clients. `path` may contain slashes.",
+    params(("path" = String, Path, description = "The session path without its leading slash")),
+    responses(TapResponses))]
 pub async fn client(State(cp): State<ControlPlane>, req: Request) -> Result<Response, ApiError> {
     tap(cp, req, TapSide::Client, "/client")
 }
 
+/// `WS /client`: the client-side tap of `/`.
+#[utoipa::path(
+    get,
+    path = "/client",
+    tag = "taps",
+    summary = "Client-side tap of `/` (WebSocket)",
+    responses(TapResponses)
+)]
+pub async fn client_root(State(cp): State<ControlPlane>, req: Request) -> Result<Response, ApiError> {
+    tap(cp, req, TapSide::Client, "/client")
+}
+
+/// `WS /client/`: the client-side tap of `/`.
+#[utoipa::path(
+    get,
+    path = "/client/",
+    tag = "taps",
+    summary = "Client-side tap of `/` (WebSocket)",
+    responses(TapResponses)
+)]
+pub async fn client_root_slash(State(cp): State<ControlPlane>, req: Request) -> Result<Response, ApiError> {
+    tap(cp, req, TapSide::Client, "/client")
+}
+
 /// `WS /upstream/{path}`.
+#[utoipa::path(get, path = "/upstream/{*path}", tag = "taps", summary = "Upstream-side tap of a path (WebSocket)",
+    description = "Every data message the upstreams send towards the clients on `/{path}` (raw); a \
+                   message written into it is injected to those upstreams. `path` may contain slashes.",
+    params(("path" = String, Path, description = "The session path without its leading slash")),
+    responses(TapResponses))]
 pub async fn upstream(State(cp): State<ControlPlane>, req: Request) -> Result<Response, ApiError> {
     tap(cp, req, TapSide::Upstream, "/upstream")
+}
+
+/// `WS /upstream`: the upstream-side tap of `/`.
+#[utoipa::path(
+    get,
+    path = "/upstream",
+    tag = "taps",
+    summary = "Upstream-side tap of `/` (WebSocket)",
+    responses(TapResponses)
+)]
+pub async fn upstream_root(State(cp): State<ControlPlane>, req: Request) -> Result<Response, ApiError> {
+    tap(cp, req, TapSide::Upstream, "/upstream")
+}
+
+/// `WS /upstream/`: the upstream-side tap of `/`.
+#[utoipa::path(
+    get,
+    path = "/upstream/",
+    tag = "taps",
+    summary = "Upstream-side tap of `/` (WebSocket)",
+    responses(TapResponses)
+)]
+pub async fn upstream_root_slash(State(cp): State<ControlPlane>, req: Request) -> Result<Response, ApiError> {
+    tap(cp, req, TapSide::Upstream, "/upstream")
+}
+
+/// What every tap route answers.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Documentation only.
+pub enum TapResponses {
+    /// Upgraded to a WebSocket
+    #[response(status = 101)]
+    Upgraded,
+    /// Sec-WebSocket-Key is missing
+    #[response(status = 400)]
+    BadUpgrade(ErrorBody),
+    /// Not a WebSocket upgrade request
+    #[response(status = 426)]
+    NotUpgrade(ErrorBody),
 }
 
 /// The session path a tap URL names: `/client/chat/room` → `/chat/room`, `/client` →

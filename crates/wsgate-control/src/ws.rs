@@ -21,13 +21,14 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-use wsgate_protocol::handshake::{switching_protocols, validate_upgrade};
+use utoipa::IntoParams;
+use wsgate_protocol::handshake::{UpgradeError, switching_protocols, validate_upgrade};
 use wsgate_protocol::{CloseCode, Message, Role, WsConfig, WsStream};
 
 use crate::ControlPlane;
 use crate::api::parse_id;
 use crate::commands::{self, InvalidCommand};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::event_json;
 use crate::live::{Filter, LiveFilter, Subscription};
 
@@ -60,6 +61,11 @@ where
     F: FnOnce(ControlSocket) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    // HEAD is GET without a body: answer it as GET would be answered without an
+    // upgrade (426), not as a wrong method.
+    if req.method() == http::Method::HEAD {
+        return Err(UpgradeError::NotUpgrade.into());
+    }
     let key = validate_upgrade(req.method(), req.headers())?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shutdown = cp.inner.shutdown.clone();
@@ -142,10 +148,16 @@ pub(crate) async fn pump<IO, F>(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The filters of `WS /api/live`; unset or empty ones match everything.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LiveQuery {
+    /// Only this session's events.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub session: Option<String>,
+    /// Only sessions on this request path (with its query if it has one).
     pub path: Option<String>,
+    /// Only sessions of this route.
     pub route: Option<String>,
 }
 
@@ -154,6 +166,23 @@ fn non_empty(s: Option<String>) -> Option<String> {
 }
 
 /// `WS /api/live`.
+#[utoipa::path(
+    get,
+    path = "/api/live",
+    tag = "live",
+    summary = "Live events and commands (WebSocket)",
+    description = "A WebSocket: a `status` message with the live sessions, then one JSON \
+                   message per event (`lifecycle`, `message`, `error`); takes `inject` and \
+                   `close` commands, including the websocket-multiplex shapes, each answered \
+                   by an `ack`. See docs/control-api.md.",
+    params(LiveQuery),
+    responses(
+        (status = 101, description = "Upgraded to a WebSocket"),
+        (status = 400, description = "A filter is invalid, or Sec-WebSocket-Key is missing", body = ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade request", body = ErrorBody,
+         headers(("Upgrade" = String, description = "`websocket`"))),
+    ),
+)]
 pub async fn live(
     State(cp): State<ControlPlane>,
     query: Result<Query<LiveQuery>, QueryRejection>,

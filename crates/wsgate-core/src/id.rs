@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, format = "uuid", example = "0193a4b2-7c1e-7d3f-9a2b-1c2d3e4f5a6b")
+)]
 #[serde(transparent)]
 pub struct SessionId(Uuid);
 

@@ -23,6 +23,7 @@ pub const DEFAULT_RECENT: usize = 1000;
 
 /// Which peer a command addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     Client,
@@ -57,8 +58,10 @@ struct Entry {
 
 /// A session as the API shows it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionSnapshot {
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = SessionInfo))]
     pub info: Arc<SessionInfo>,
     pub state: State,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,6 +16,7 @@ use crate::id::SessionId;
 use crate::registry::{Command, Registry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionKind {
     Proxy,
@@ -37,6 +38,7 @@ impl SessionKind {
 
 /// `REQUESTED → CONNECTING → CONNECTED → DISCONNECTED | FAILED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum State {
     Requested,
@@ -73,6 +75,7 @@ impl State {
 
 /// Who ended a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Initiator {
     Client,
@@ -94,12 +97,15 @@ impl Initiator {
 
 /// What a session is, fixed when it is requested.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub id: SessionId,
     pub kind: SessionKind,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub route: Arc<str>,
     /// Request path and query as the client sent them.
     pub path: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "127.0.0.1:50312"))]
     pub client_addr: Option<SocketAddr>,
     /// Selected request headers, credentials already redacted.
     pub headers: Vec<(String, String)>,
@@ -115,6 +121,7 @@ impl SessionInfo {
 
 /// How a session ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CloseInfo {
     pub code: Option<u16>,
     pub reason: Option<String>,
@@ -123,6 +130,7 @@ pub struct CloseInfo {
 
 /// Extra facts a transition carries.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransitionDetail {
     /// Human-readable reason (`connection to 127.0.0.1:9 refused`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +138,7 @@ pub struct TransitionDetail {
     /// Machine-readable class of a failure: `dns`, `refused`, `tls`, `timeout`,
     /// `http_status`, `handshake`, `resolver`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub reason_kind: Option<&'static str>,
     /// HTTP status of a refused upstream upgrade.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,6 +176,7 @@ pub struct Totals {
 
 /// One step of a lifecycle.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transition {
     pub state: State,
     pub at: DateTime<Utc>,
