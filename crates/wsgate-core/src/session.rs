@@ -166,6 +166,7 @@ pub struct TransitionDetail {
 }
 
 /// Messages and bytes each way.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     pub messages_in: u64,
