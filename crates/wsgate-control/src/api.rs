@@ -24,12 +24,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::{IntoParams, ToSchema};
-use wsgate_core::{SessionId, SessionKind, SessionSnapshot, State as SessionState, Target};
+use wsgate_core::{SessionId, SessionKind, State as SessionState, Target};
+use wsgate_store::SessionQuery;
 
 use crate::ControlPlane;
 use crate::body::JsonBody;
 use crate::commands::{InjectPayload, close_command};
 use crate::error::{ApiError, ErrorBody};
+use crate::history::{self, SessionView};
 
 /// Sessions returned when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -63,6 +65,14 @@ pub struct ListQuery {
     pub kind: Option<String>,
     /// Only sessions of this route.
     pub route: Option<String>,
+    /// Only sessions whose request path starts with this (literally).
+    pub path: Option<String>,
+    /// Only sessions opened at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<String>,
+    /// Only sessions opened before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub until: Option<String>,
     /// How many sessions to return, 1‥1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
@@ -84,7 +94,10 @@ pub struct SessionPath {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionList {
     /// Newest first.
-    pub sessions: Vec<SessionSnapshot>,
+    pub sessions: Vec<SessionView>,
+    /// Pass as `before` for the next page; null when this page is the last.
+    #[schema(value_type = Option<String>)]
+    pub next_before: Option<SessionId>,
 }
 
 /// The answer to an accepted command.
@@ -187,11 +200,13 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
     path = "/api/sessions",
     tag = "sessions",
     summary = "List sessions",
-    description = "Live sessions and the most recently ended ones, newest first.",
+    description = "Live and stored sessions, newest first (without a store: live and recently ended ones). \
+                   Pages: pass the answer's `next_before` as `before`.",
     params(ListQuery),
     responses(
         (status = 200, description = "The sessions that match", body = SessionList),
         (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+        (status = 503, description = "The history store failed", body = ErrorBody),
     ),
 )]
 pub async fn list_sessions(
@@ -199,23 +214,27 @@ pub async fn list_sessions(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = query?;
-    let state = non_empty(&q.state).map(parse_state).transpose()?;
-    let kind = non_empty(&q.kind).map(parse_kind).transpose()?;
-    let before = non_empty(&q.before).map(parse_id).transpose()?;
-    let route = non_empty(&q.route);
-    let limit = q.limit.as_deref().map(parse_limit).transpose()?.unwrap_or(DEFAULT_LIMIT);
-    let sessions = cp
-        .inner
-        .registry
-        .all()
-        .into_iter()
-        .filter(|s| state.is_none_or(|st| s.state == st))
-        .filter(|s| kind.is_none_or(|k| s.info.kind == k))
-        .filter(|s| route.is_none_or(|r| r == &*s.info.route))
-        .filter(|s| before.is_none_or(|b| s.info.id < b))
-        .take(limit)
-        .collect();
-    Ok(Json(SessionList { sessions }))
+    let time = |field: &'static str, v: Option<&str>| {
+        v.map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)).map_err(|_| {
+                ApiError::BadFilter { field, value: s.to_owned(), expected: "an RFC 3339 time, e.g. 2026-11-23T10:00:00Z" }
+            })
+        })
+        .transpose()
+    };
+    let query = SessionQuery {
+        states: non_empty(&q.state).map(parse_state).transpose()?.into_iter().collect(),
+        kind: non_empty(&q.kind).map(parse_kind).transpose()?,
+        route: non_empty(&q.route).map(str::to_owned),
+        path_prefix: non_empty(&q.path).map(str::to_owned),
+        since: time("since", non_empty(&q.since))?,
+        until: time("until", non_empty(&q.until))?,
+        before: non_empty(&q.before).map(parse_id).transpose()?,
+        limit: q.limit.as_deref().map(parse_limit).transpose()?.unwrap_or(DEFAULT_LIMIT),
+    };
+    let sessions = history::list(&cp, &query).await?;
+    let next_before = (sessions.len() == query.limit).then(|| sessions.last().map(|s| s.id)).flatten();
+    Ok(Json(SessionList { sessions, next_before }))
 }
 
 /// `GET /api/sessions/{id}`.
@@ -227,9 +246,10 @@ pub async fn list_sessions(
     description = "A live session or a recently ended one, with its whole lifecycle.",
     params(SessionPath),
     responses(
-        (status = 200, description = "The session", body = SessionSnapshot),
+        (status = 200, description = "The session", body = SessionView),
         (status = 400, description = "The id is not a session id", body = ErrorBody),
         (status = 404, description = "No such session (never existed, or ended too long ago)", body = ErrorBody),
+        (status = 503, description = "The history store failed", body = ErrorBody),
     ),
 )]
 pub async fn get_session(
@@ -237,7 +257,7 @@ pub async fn get_session(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id?.0)?;
-    cp.inner.registry.get(id).map(Json).ok_or(ApiError::SessionNotFound(id))
+    history::get(&cp, id).await.map(Json)
 }
 
 /// The body of `POST /api/sessions/{id}/inject`, as parsed: every field optional here

@@ -57,6 +57,10 @@ pub enum ApiError {
     Upgrade(#[from] UpgradeError),
     #[error("cannot encode metrics")]
     MetricsEncoding,
+    #[error("no stored history: this gateway runs with --no-store")]
+    NoHistory,
+    #[error("the history store failed: {0}")]
+    Store(#[from] wsgate_store::StoreError),
 }
 
 impl From<PathRejection> for ApiError {
@@ -98,6 +102,9 @@ impl ApiError {
             Self::Command(CommandError::NoSuchSide(_)) => StatusCode::CONFLICT,
             Self::Upgrade(e) => e.status(),
             Self::MetricsEncoding => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NoHistory => StatusCode::NOT_FOUND,
+            // The database is down or refused the query: retrying later may help.
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod commands;
 pub mod error;
 pub mod event_json;
 pub mod health;
+pub mod history;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
@@ -72,11 +73,14 @@ pub struct ControlConfig {
     /// Capacity of each live subscriber's and tap's outgoing queue. Overflow drops the
     /// newest message for that subscriber and counts it in `wsgate_live_dropped_total`.
     pub live_queue: usize,
+    /// Session history; without it the API shows live and recently ended sessions only,
+    /// and messages and exports are not available (`--no-store`).
+    pub store: Option<Arc<dyn wsgate_store::Store>>,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { admin_token: None, payload_cap: DEFAULT_PAYLOAD_CAP, live_queue: DEFAULT_LIVE_QUEUE }
+        Self { admin_token: None, payload_cap: DEFAULT_PAYLOAD_CAP, live_queue: DEFAULT_LIVE_QUEUE, store: None }
     }
 }
 
@@ -87,6 +91,7 @@ impl std::fmt::Debug for ControlConfig {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("payload_cap", &self.payload_cap)
             .field("live_queue", &self.live_queue)
+            .field("store", &self.store)
             .finish()
     }
 }

@@ -11,7 +11,7 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{ControlConfig, ControlPlane, api, auth, health, metrics, openapi, taps, ws};
+use crate::{ControlConfig, ControlPlane, api, auth, health, history, metrics, openapi, taps, ws};
 
 /// Routes open even with an admin token: probes hold no secret.
 fn open() -> OpenApiRouter<ControlPlane> {
@@ -27,6 +27,9 @@ fn guarded() -> OpenApiRouter<ControlPlane> {
         .routes(routes!(api::get_session))
         .routes(routes!(api::inject))
         .routes(routes!(api::close))
+        .routes(routes!(history::events))
+        .routes(routes!(history::messages))
+        .routes(routes!(history::export))
         .routes(routes!(ws::live))
         .routes(routes!(taps::client))
         .routes(routes!(taps::client_root))

@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod recorder;
 pub mod retention;
 pub mod sqlite;
+pub mod transcript;
 mod url;
 
 use std::sync::Arc;

@@ -91,6 +91,7 @@ impl Gateway {
                 admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
                 payload_cap: cfg.live.payload_cap,
                 live_queue: cfg.live.queue,
+                store: store.clone(),
             },
             registry.clone(),
             bus.clone(),

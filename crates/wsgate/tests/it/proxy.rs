@@ -144,7 +144,10 @@ async fn refused_upgrade_reaches_the_client_with_the_same_status() {
         }
         let s = gw.wait_sessions(|s| s.iter().any(|x| x["state"] == "FAILED")).await;
         let failed = s.iter().find(|x| x["state"] == "FAILED").unwrap();
-        let last = failed["lifecycle"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(failed["http_status"], status);
+        assert_eq!(failed["failure_kind"], "http_status");
+        let one = http_json(&gw.api(&format!("/api/sessions/{}", failed["id"].as_str().unwrap()))).await;
+        let last = one["lifecycle"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["http_status"], status);
         assert_eq!(last["reason_kind"], "http_status");
     }
