@@ -217,7 +217,11 @@ pub async fn list_sessions(
     let time = |field: &'static str, v: Option<&str>| {
         v.map(|s| {
             chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)).map_err(|_| {
-                ApiError::BadFilter { field, value: s.to_owned(), expected: "an RFC 3339 time, e.g. 2026-11-23T10:00:00Z" }
+                ApiError::BadFilter {
+                    field,
+                    value: s.to_owned(),
+                    expected: "an RFC 3339 time, e.g. 2026-11-23T10:00:00Z",
+                }
             })
         })
         .transpose()

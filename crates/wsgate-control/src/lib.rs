@@ -76,11 +76,19 @@ pub struct ControlConfig {
     /// Session history; without it the API shows live and recently ended sessions only,
     /// and messages and exports are not available (`--no-store`).
     pub store: Option<Arc<dyn wsgate_store::Store>>,
+    /// The recorder's counters, exported on `/metrics`.
+    pub recorder: Option<Arc<wsgate_store::recorder::RecorderStats>>,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { admin_token: None, payload_cap: DEFAULT_PAYLOAD_CAP, live_queue: DEFAULT_LIVE_QUEUE, store: None }
+        Self {
+            admin_token: None,
+            payload_cap: DEFAULT_PAYLOAD_CAP,
+            live_queue: DEFAULT_LIVE_QUEUE,
+            store: None,
+            recorder: None,
+        }
     }
 }
 
@@ -155,7 +163,7 @@ impl ControlPlane {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
-        let metrics = Arc::new(metrics::Metrics::new(registry.clone(), bus));
+        let metrics = Arc::new(metrics::Metrics::new(registry.clone(), bus, cfg.recorder.clone()));
         let ControlObservers { live: live_queue, metrics: metrics_queue } = observers;
         let hub = Arc::new(live::LiveHub::new(
             live_queue.wants_messages.clone(),

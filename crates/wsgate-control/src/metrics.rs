@@ -11,7 +11,8 @@
 //! | `wsgate_message_bytes_total` | counter | `direction` | payload bytes of message events |
 //! | `wsgate_upstream_connect_seconds` | histogram | — | `connect_ms` of CONNECTED transitions; buckets 0.5 ms … 10 s |
 //! | `wsgate_queue_dropped_total` | counter | `reason` (`queue_timeout`\|`queue_overflow`) | one per `Error` event of that kind (the proxy emits one per dropped message) |
-//! | `wsgate_observer_dropped_total` | counter | `observer` | events each bus observer dropped, read from the bus at scrape time |
+//! | `wsgate_observer_dropped_total` | counter | `observer` | events each bus observer dropped, read from the bus at scrape time (`store`: messages not recorded under `--record drop`) |
+//! | `wsgate_store_rows_total`, `wsgate_store_batches_total`, `wsgate_store_write_errors_total` | counter | | what the recorder committed, and batches the store refused |
 //! | `wsgate_live_dropped_total` | counter | — | messages dropped for slow `/api/live` subscribers and taps |
 //!
 //! `direction` is `client_to_upstream`, `upstream_to_client`, `client_to_gateway` or
@@ -82,7 +83,11 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new(sessions: Arc<Registry>, bus: Arc<EventBus>) -> Self {
+    pub(crate) fn new(
+        sessions: Arc<Registry>,
+        bus: Arc<EventBus>,
+        recorder: Option<Arc<wsgate_store::recorder::RecorderStats>>,
+    ) -> Self {
         let mut registry = PromRegistry::default();
         let sessions_total = Family::<OutcomeLabels, Counter>::default();
         let messages_total = Family::<DirectionLabels, Counter>::default();
@@ -109,7 +114,7 @@ impl Metrics {
             "Messages dropped for slow live-stream subscribers and taps",
             live_dropped.clone(),
         );
-        registry.register_collector(Box::new(ScrapeTimeCollector { sessions, bus }));
+        registry.register_collector(Box::new(ScrapeTimeCollector { sessions, bus, recorder }));
         // Every known series starts at 0, so it exists (and `rate()` works) before
         // its first event.
         for kind in KINDS {
@@ -178,6 +183,7 @@ impl Metrics {
 struct ScrapeTimeCollector {
     sessions: Arc<Registry>,
     bus: Arc<EventBus>,
+    recorder: Option<Arc<wsgate_store::recorder::RecorderStats>>,
 }
 
 impl Collector for ScrapeTimeCollector {
@@ -198,6 +204,25 @@ impl Collector for ScrapeTimeCollector {
         for (observer, n) in self.bus.drops() {
             let labels = [("observer", observer)];
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
+        if let Some(r) = &self.recorder {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (name, help, n) in [
+                ("wsgate_store_rows", "Rows the recorder committed to the store", r.rows_written.load(Relaxed)),
+                (
+                    "wsgate_store_batches",
+                    "Batches (transactions) the recorder committed",
+                    r.batches_written.load(Relaxed),
+                ),
+                (
+                    "wsgate_store_write_errors",
+                    "Batches the store refused (their rows are lost)",
+                    r.write_errors.load(Relaxed),
+                ),
+            ] {
+                let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+                ConstCounter::new(n).encode(family)?;
+            }
         }
         Ok(())
     }

@@ -87,6 +87,11 @@ pub(crate) async fn run(
                             }
                         }
                         Message::Close(c) if ending.is_none() => {
+                            // The stream answers with the same code (RFC 6455 §5.5.1);
+                            // record that reply, so the history holds both close frames.
+                            let code = c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NORMAL);
+                            let reply = Frame::new(OpCode::Close, CloseFrame::new(code, "").encode());
+                            session.frame_at(Direction::GatewayToClient, &reply, false, at);
                             ending = Some(Ending {
                                 code: c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NO_STATUS),
                                 reason: c.as_ref().map(|c| c.reason.clone()),

@@ -31,8 +31,6 @@ const STORE_QUEUE: usize = 65_536;
 
 /// The store and what records into it.
 pub struct History {
-    pub store: Arc<dyn Store>,
-    pub stats: Arc<RecorderStats>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -82,6 +80,7 @@ impl Gateway {
             builder.observer_with("store", STORE_QUEUE, overflow)
         });
         let bus = builder.build();
+        let stats = Arc::new(RecorderStats::default());
         let registry = Arc::new(Registry::default());
         let shutdown = CancellationToken::new();
         let control_stop = CancellationToken::new();
@@ -92,6 +91,7 @@ impl Gateway {
                 payload_cap: cfg.live.payload_cap,
                 live_queue: cfg.live.queue,
                 store: store.clone(),
+                recorder: store.as_ref().map(|_| stats.clone()),
             },
             registry.clone(),
             bus.clone(),
@@ -106,7 +106,6 @@ impl Gateway {
         let task = tokio::spawn(wsgate_control::serve(listener, control.router(), control_stop.clone()));
         let history = match (store, store_q) {
             (Some(store), Some(queue)) => {
-                let stats = Arc::new(RecorderStats::default());
                 let stop = CancellationToken::new();
                 let rec_cfg = RecorderConfig {
                     instance: cfg.store.instance_name(),
@@ -128,7 +127,7 @@ impl Gateway {
                     chunk: 5000,
                 };
                 observers.spawn(wsgate_store::retention::run(store.clone(), retention, control_stop.clone()));
-                Some(History { store, stats, stop, task })
+                Some(History { stop, task })
             }
             _ => None,
         };

@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod control;
+mod history;
 mod hostile;
 mod mock;
 mod proxy;

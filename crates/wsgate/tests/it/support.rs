@@ -280,6 +280,18 @@ impl Gateway {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Kills the process with SIGKILL (a crash) and waits for it to be gone.
+    pub async fn kill9(&mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        let _ = within(self.child.wait()).await;
+    }
+
+    /// The gateway's working directory (where the default store file goes).
+    pub fn dir(&self) -> &std::path::Path {
+        &self._dir.0
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub async fn terminate(&mut self) -> i32 {
         let pid = self.child.id().expect("running").to_string();
@@ -301,6 +313,27 @@ impl Gateway {
         })
         .await
     }
+}
+
+/// A new, empty database on the test PostgreSQL (`WSGATE_TEST_POSTGRES`, which
+/// `scripts/test` starts). Without it the test fails with a message saying so, unless
+/// `WSGATE_SKIP_POSTGRES=1`.
+pub async fn fresh_postgres_db() -> Option<String> {
+    let Ok(base) = std::env::var("WSGATE_TEST_POSTGRES") else {
+        if std::env::var("WSGATE_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+            eprintln!("skipping: WSGATE_SKIP_POSTGRES=1");
+            return None;
+        }
+        panic!(
+            "WSGATE_TEST_POSTGRES is not set: run scripts/test (it starts PostgreSQL), or `eval \"$(scripts/pg-start)\"`"
+        );
+    };
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let name = format!("wsgate_it_{}_{}", std::process::id(), fastrand_id());
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{prefix}/{name}"))
 }
 
 pub async fn http_json(url: &str) -> serde_json::Value {
