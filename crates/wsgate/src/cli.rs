@@ -26,6 +26,17 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Mock server: sessions answered by wsgate itself.
     Mock(Box<MockArgs>),
+    /// Everything the config declares; with no config, the control plane (API,
+    /// outbound connections, history) and the store.
+    Serve(Box<ServeArgs>),
+    /// Interactive client: stdin lines become messages, messages go to stdout,
+    /// lifecycle and close codes to stderr.
+    Connect(Box<ConnectArgs>),
+    /// Read session history from the store.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// Load generation against any WebSocket endpoint.
     Bench {
         #[command(subcommand)]
@@ -36,6 +47,101 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Sessions, newest first.
+    List(Box<HistoryListArgs>),
+    /// One session: its facts, lifecycle, errors and message count.
+    Show(Box<HistoryIdArgs>),
+    /// One session's JSONL transcript (docs/transcript.md).
+    Export(Box<HistoryIdArgs>),
+}
+
+/// Where the history is.
+#[derive(Debug, Args)]
+pub struct HistoryStore {
+    /// YAML configuration file (its store section is used).
+    #[arg(long, short = 'c', env = "WSGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// History store: sqlite://PATH (default sqlite://wsgate.db) or postgres://USER@HOST/DB.
+    #[arg(long, env = "WSGATE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryListArgs {
+    #[command(flatten)]
+    pub at: HistoryStore,
+    /// Only this state (REQUESTED, CONNECTING, CONNECTED, DISCONNECTED, FAILED).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only this kind (proxy, relay, mock, outbound).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this route.
+    #[arg(long)]
+    pub route: Option<String>,
+    /// Only paths starting with this.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Only sessions older than this id (the next page).
+    #[arg(long)]
+    pub before: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryIdArgs {
+    #[command(flatten)]
+    pub at: HistoryStore,
+    /// The session id.
+    pub id: String,
+    /// JSON instead of text (show only).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// ws:// or wss:// URL.
+    pub url: String,
+    /// Request header, `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Subprotocol to offer (repeatable).
+    #[arg(long, short = 's', value_name = "NAME")]
+    pub subprotocol: Vec<String>,
+    /// Reconnect with jittered exponential backoff when the connection drops.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// Reconnect attempts before giving up (0 = no limit).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_attempts: u32,
+    /// After stdin ends, keep printing replies this long (seconds) before closing.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    pub wait: f64,
+    /// Read stdin as bytes: each read becomes one binary message.
+    #[arg(long)]
+    pub binary: bool,
+    /// Print one JSON event per line on stdout (lifecycle, messages, close).
+    #[arg(long)]
+    pub json: bool,
+    /// Extra CA certificate (PEM) to trust for wss://.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// DNS + TCP + TLS + upgrade timeout (seconds).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// Offer permessage-deflate.
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 #[derive(Debug, Subcommand)]

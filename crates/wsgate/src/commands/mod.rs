@@ -2,14 +2,17 @@
 
 mod bench;
 mod config;
+mod connect;
+mod history;
 mod mock;
 mod proxy;
+mod serve;
 
 use std::process::ExitCode;
 
 use clap::ArgMatches;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, HistoryCommand};
 use crate::config::{Config, ConfigError, load};
 
 pub fn exec(cli: Cli, matches: &ArgMatches) -> ExitCode {
@@ -17,6 +20,16 @@ pub fn exec(cli: Cli, matches: &ArgMatches) -> ExitCode {
     match cli.command {
         Command::Proxy(args) => proxy::exec(*args, sub.unwrap_or(matches)),
         Command::Mock(args) => mock::exec(*args, sub.unwrap_or(matches)),
+        Command::Serve(args) => serve::exec(*args, sub.unwrap_or(matches)),
+        Command::Connect(args) => connect::exec(*args),
+        Command::History { command } => {
+            let sub = sub.and_then(|m| m.subcommand()).map(|(_, m)| m).unwrap_or(matches);
+            match command {
+                HistoryCommand::List(args) => history::list(*args, sub),
+                HistoryCommand::Show(args) => history::show(*args, sub),
+                HistoryCommand::Export(args) => history::export(*args, sub),
+            }
+        }
         Command::Bench { command } => bench::exec(*command),
         Command::Config { command } => match command {
             ConfigCommand::Default => config::default(),
