@@ -6,6 +6,7 @@
 mod support;
 
 mod cli;
+mod connect;
 mod control;
 mod history;
 mod hostile;

@@ -252,7 +252,10 @@ impl Gateway {
                 .parse()
                 .unwrap()
         };
-        let (listen, control) = (field("listen"), field("control"));
+        let control = field("control");
+        // `wsgate serve` has no listener of its own (yet): its ready line names only
+        // the control plane.
+        let listen = if line.contains("listen=") { field("listen") } else { control };
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self { child, listen, control, stderr, _dir: dir }

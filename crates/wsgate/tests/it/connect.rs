@@ -1,0 +1,101 @@
+//! `wsgate connect` in a pipe, `wsgate history` from the shell, and `wsgate serve`.
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::support::*;
+
+/// Runs `wsgate ARGS` with `stdin` piped in; returns (exit code, stdout, stderr).
+async fn wsgate(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).await.unwrap();
+    drop(input);
+    let out = within(child.wait_with_output()).await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn connect_in_a_pipe_then_history_reads_it_back() {
+    let gw = Gateway::mock(&["--echo"]).await;
+    let url = gw.ws("/pipe?x=1");
+    let (code, out, err) = wsgate(&["connect", &url, "--wait", "2", "-H", "X-Trace: 7"], b"a\nb\n").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "a\nb\n");
+    assert!(err.contains("CONNECTED") && err.contains("close 1000"), "{err}");
+
+    // --json: one event per line, messages included.
+    let (code, out, _) = wsgate(&["connect", &url, "--wait", "2", "--json"], b"hi\n").await;
+    assert_eq!(code, 0);
+    let events: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let states: Vec<_> = events.iter().filter_map(|e| e["state"].as_str()).collect();
+    assert_eq!(states, ["CONNECTING", "CONNECTED", "DISCONNECTED"]);
+    assert!(events.iter().any(|e| e["type"] == "message" && e["text"] == "hi"));
+
+    // --binary: stdin bytes go as one binary message and come back unchanged.
+    let bytes = [0u8, 1, 2, 255, b'\n', 7];
+    let (code, out, _) = wsgate(&["connect", &url, "--wait", "2", "--binary", "--json"], &bytes).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("\"base64\":\"AAEC/woH\""), "{out}");
+
+    // A refused port: FAILED with its class, exit 1.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (code, _, err) = wsgate(&["connect", &format!("ws://127.0.0.1:{port}/")], b"").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("FAILED (refused)"), "{err}");
+    let (code, _, err) = wsgate(&["connect", "http://x/"], b"").await;
+    assert_eq!(code, 64, "{err}");
+
+    // The history CLI reads the gateway's store.
+    let store = format!("sqlite://{}", gw.dir().join("wsgate.db").display());
+    let sessions = gw.wait_sessions(|s| s.iter().filter(|x| x["state"] == "DISCONNECTED").count() == 3).await;
+    // Newest first: the oldest is the text session.
+    let id = sessions.iter().rev().find(|s| s["path"] == "/pipe?x=1").unwrap()["id"].as_str().unwrap().to_owned();
+    let rows = eventually(|| async {
+        let (code, out, _) = wsgate(&["history", "list", "--store", &store, "--json"], b"").await;
+        let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (code == 0 && rows.len() == 3 && rows.iter().all(|r| r["state"] == "DISCONNECTED")).then_some(rows)
+    })
+    .await;
+    assert!(rows.iter().any(|r| r["id"] == id));
+    let (code, out, _) = wsgate(&["history", "list", "--store", &store], b"").await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID ") && out.contains("/pipe?x=1"), "{out}");
+    let (code, out, _) = wsgate(&["history", "show", &id, "--store", &store], b"").await;
+    assert_eq!(code, 0);
+    assert!(out.contains("DISCONNECTED") && out.contains("events"), "{out}");
+    let (code, out, _) = wsgate(&["history", "export", &id, "--store", &store], b"").await;
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["type"], "session");
+    let texts: Vec<_> = lines.iter().filter_map(|l| l["text"].as_str()).collect();
+    assert_eq!(texts, ["a", "a", "b", "b"]);
+    let (code, _, err) = wsgate(&["history", "list", "--store", "sqlite:///nonexistent/dir/h.db"], b"").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_runs_the_control_plane_with_the_store() {
+    let mut gw = Gateway::spawn("serve", &[], &[]).await;
+    let health = reqwest::get(gw.api("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let list = http_json(&gw.api("/api/sessions")).await;
+    assert_eq!(list["sessions"], serde_json::json!([]));
+    assert!(gw.dir().join("wsgate.db").exists(), "the default store is created in the working directory");
+    assert_eq!(gw.terminate().await, 0);
+}
