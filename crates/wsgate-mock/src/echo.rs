@@ -5,10 +5,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use futures_util::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wsgate_core::{Command, Direction, Initiator, SessionHandle, State, Target, TransitionDetail};
 use wsgate_protocol::{CloseCode, CloseFrame, Frame, Message, OpCode, Transport, WsError, WsStream};
+
+/// Messages handled per wake-up before shutdown and commands get a look in.
+const BURST: usize = 64;
 
 /// How the session ended.
 struct Ending {
@@ -74,53 +78,28 @@ pub(crate) async fn run(
             // Under `--record strict`, events the store could not take yet hold the
             // reads back until it can.
             _ = session.settle(), if session.has_pending() => {}
-            msg = ws.recv(), if !session.has_pending() => match msg {
-                Ok(m) => {
-                    let at = Utc::now();
-                    if let Some(f) = as_frame(&m) {
-                        session.frame_at(Direction::ClientToGateway, &f, false, at);
+            msg = ws.recv(), if !session.has_pending() => {
+                // Then everything already buffered, without another trip through
+                // select!: a pipelining client's burst is echoed in one wake-up.
+                let mut next = Some(msg);
+                let mut stop = false;
+                // Bounded, so shutdown and commands are still seen under a flood.
+                let mut budget = BURST;
+                while let Some(msg) = next.take() {
+                    if on_message(msg, &mut ws, session, closing, &mut ending).await {
+                        stop = true;
+                        break;
                     }
-                    match &m {
-                        Message::Text(_) | Message::Binary(_) if !closing => {
-                            if ws.feed(&m).is_ok() && let Some(f) = as_frame(&m) {
-                                session.frame_at(Direction::GatewayToClient, &f, false, at);
-                            }
-                        }
-                        Message::Close(c) if ending.is_none() => {
-                            // The stream answers with the same code (RFC 6455 §5.5.1);
-                            // record that reply, so the history holds both close frames.
-                            let code = c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NORMAL);
-                            let reply = Frame::new(OpCode::Close, CloseFrame::new(code, "").encode());
-                            session.frame_at(Direction::GatewayToClient, &reply, false, at);
-                            ending = Some(Ending {
-                                code: c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NO_STATUS),
-                                reason: c.as_ref().map(|c| c.reason.clone()),
-                                initiator: Initiator::Client,
-                            });
-                        }
-                        _ => {}
+                    budget -= 1;
+                    if session.has_pending() || budget == 0 {
+                        break;
                     }
+                    next = ws.recv().now_or_never();
                 }
-                Err(WsError::Closed) => break,
-                Err(WsError::Protocol(e)) => {
-                    session.error("protocol", format!("client side: {e}"));
-                    if ending.is_none() {
-                        ending = Some(Ending { code: e.close_code(), reason: Some(e.to_string()), initiator: Initiator::Gateway });
-                    }
-                    ws.flush_best_effort().await;
+                if stop {
                     break;
                 }
-                Err(_) => {
-                    if ending.is_none() {
-                        ending = Some(Ending {
-                            code: CloseCode::ABNORMAL,
-                            reason: Some("connection dropped without a close frame".into()),
-                            initiator: Initiator::Client,
-                        });
-                    }
-                    break;
-                }
-            },
+            }
         }
     }
     let e = ending.unwrap_or(Ending { code: CloseCode::ABNORMAL, reason: None, initiator: Initiator::Gateway });
@@ -134,4 +113,64 @@ pub(crate) async fn run(
         },
     );
     session.settle().await;
+}
+
+/// Handles one received message (or error); `true` ends the session loop.
+async fn on_message(
+    msg: Result<Message, WsError>,
+    ws: &mut WsStream<Transport>,
+    session: &mut SessionHandle,
+    closing: bool,
+    ending: &mut Option<Ending>,
+) -> bool {
+    match msg {
+        Ok(m) => {
+            let at = Utc::now();
+            if let Some(f) = as_frame(&m) {
+                session.frame_at(Direction::ClientToGateway, &f, false, at);
+            }
+            match &m {
+                Message::Text(_) | Message::Binary(_) if !closing => {
+                    if ws.feed(&m).is_ok()
+                        && let Some(f) = as_frame(&m)
+                    {
+                        session.frame_at(Direction::GatewayToClient, &f, false, at);
+                    }
+                }
+                Message::Close(c) if ending.is_none() => {
+                    // The stream answers with the same code (RFC 6455 §5.5.1); record
+                    // that reply, so the history holds both close frames.
+                    let code = c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NORMAL);
+                    let reply = Frame::new(OpCode::Close, CloseFrame::new(code, "").encode());
+                    session.frame_at(Direction::GatewayToClient, &reply, false, at);
+                    *ending = Some(Ending {
+                        code: c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NO_STATUS),
+                        reason: c.as_ref().map(|c| c.reason.clone()),
+                        initiator: Initiator::Client,
+                    });
+                }
+                _ => {}
+            }
+            false
+        }
+        Err(WsError::Closed) => true,
+        Err(WsError::Protocol(e)) => {
+            session.error("protocol", format!("client side: {e}"));
+            if ending.is_none() {
+                *ending = Some(Ending { code: e.close_code(), reason: Some(e.to_string()), initiator: Initiator::Gateway });
+            }
+            ws.flush_best_effort().await;
+            true
+        }
+        Err(_) => {
+            if ending.is_none() {
+                *ending = Some(Ending {
+                    code: CloseCode::ABNORMAL,
+                    reason: Some("connection dropped without a close frame".into()),
+                    initiator: Initiator::Client,
+                });
+            }
+            true
+        }
+    }
 }
