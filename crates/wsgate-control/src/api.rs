@@ -277,9 +277,11 @@ struct InjectBody {
 
 /// A message to send into a live session: `to` and exactly one of `text` and `base64`.
 /// Unknown fields are rejected.
+///
+/// Documentation only: requests are parsed through `InjectBody`, whose errors say
+/// what is wrong; Schemathesis (`scripts/schemathesis.sh`) checks that the two agree.
 #[derive(ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // The documented shape of `InjectBody`; never built.
 pub enum InjectRequest {
     Text(InjectText),
     Binary(InjectBinary),
@@ -288,33 +290,34 @@ pub enum InjectRequest {
 /// A text message to send into a live session.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
+#[schema(example = json!({"to": "client", "text": "hello from the operator"}))]
 pub struct InjectText {
     /// Which peer receives it.
-    to: Target,
+    pub to: Target,
     /// The message, sent as a text frame.
-    text: String,
+    pub text: String,
 }
 
 /// A binary message to send into a live session.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
+#[schema(example = json!({"to": "upstream", "base64": "AAEC/w=="}))]
 pub struct InjectBinary {
     /// Which peer receives it.
-    to: Target,
+    pub to: Target,
     /// The message in standard, padded base64 (RFC 4648 §4), sent as a binary frame.
     #[schema(
         content_encoding = "base64",
         pattern = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"
     )]
-    base64: String,
+    pub base64: String,
 }
 
 /// The body of `POST /api/sessions/{id}/close`. Both fields are optional, and so is
 /// the body. Unknown fields are rejected.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": 4000, "reason": "closed by the operator"}))]
 pub struct CloseRequest {
     /// The close code: one a close frame may carry (1000–1003, 1007–1014, 3000–4999).
     /// Default 1000.

@@ -100,8 +100,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // A declared non-JSON type is an error; no Content-Type at all is tolerated, so
-        // `curl --data-binary` without `-H` still works.
+        // A declared non-JSON type is an error (curl's `-d` declares a form: use
+        // `--json`); no Content-Type at all is read as JSON, for hand-written requests.
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE)
             && !is_json(ct.as_bytes())
         {

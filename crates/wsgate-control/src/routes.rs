@@ -210,6 +210,26 @@ mod tests {
         }
     }
 
+    /// A body that stops arriving half way is answered 408 after `BODY_TIMEOUT`, on
+    /// any route, with the connection marked for closing.
+    #[tokio::test(start_paused = true)]
+    async fn stalled_bodies_get_408() {
+        use futures_util::StreamExt;
+        let router = control_plane(ControlConfig::default()).router();
+        for (method, uri) in
+            [(Method::POST, "/api/sessions/0193a4b2-7c1e-7d3f-9a2b-1c2d3e4f5a6b/inject"), (Method::GET, "/healthz")]
+        {
+            let started = tokio::time::Instant::now();
+            let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"to\""))])
+                .chain(futures_util::stream::pending());
+            let req = Request::builder().method(method).uri(uri).body(Body::from_stream(stalled)).expect("request");
+            let res = router.clone().oneshot(req).await.expect("infallible");
+            assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT, "{uri}");
+            assert_eq!(res.headers().get(http::header::CONNECTION).map(|v| v.as_bytes()), Some(&b"close"[..]));
+            assert!(started.elapsed() >= crate::body::BODY_TIMEOUT, "{uri}");
+        }
+    }
+
     /// Facts the document states that the code also holds as constants.
     #[tokio::test]
     async fn document_agrees_with_the_code() {

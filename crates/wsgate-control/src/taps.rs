@@ -92,8 +92,8 @@ pub async fn upstream_root_slash(State(cp): State<ControlPlane>, req: Request) -
 }
 
 /// What every tap route answers.
+/// Documentation only: the handlers build these answers through `ApiError`.
 #[derive(utoipa::IntoResponses)]
-#[allow(dead_code)] // Documentation only.
 pub enum TapResponses {
     /// Upgraded to a WebSocket
     #[response(status = 101)]

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod api_hostile;
 mod cli;
 mod connect;
 mod control;

@@ -401,3 +401,135 @@ where
 
 /// Shared list for tests that collect values from a spawned task.
 pub type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+/// One HTTP/1.1 exchange over a fresh connection, byte for byte as given: for requests
+/// no well-behaved client would send (invalid UTF-8, unknown methods, bodies far over
+/// a limit, lying content types). The request says `Connection: close`, so the
+/// response ends at EOF.
+pub struct RawRequest<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: Vec<u8>,
+    /// Send the body with `Transfer-Encoding: chunked` (in 64 KiB chunks) instead of
+    /// `Content-Length`.
+    pub chunked: bool,
+}
+
+impl<'a> RawRequest<'a> {
+    pub fn new(method: &'a str, target: &'a str) -> Self {
+        Self { method, target, headers: Vec::new(), body: Vec::new(), chunked: false }
+    }
+
+    pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn json(self, body: impl Into<Vec<u8>>) -> Self {
+        self.header("content-type", "application/json").body(body)
+    }
+
+    pub fn chunked(mut self) -> Self {
+        self.chunked = true;
+        self
+    }
+
+    /// Sends the whole request (failing the test if the server cuts the connection
+    /// while it is still being written), then reads the whole response.
+    pub async fn send(&self, addr: SocketAddr) -> RawResponse {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        within(async {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let mut head = format!("{} {} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n", self.method, self.target);
+            for (k, v) in &self.headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            if self.chunked {
+                head.push_str("transfer-encoding: chunked\r\n\r\n");
+            } else {
+                head.push_str(&format!("content-length: {}\r\n\r\n", self.body.len()));
+            }
+            let what = format!("{} {} ({} body bytes)", self.method, self.target, self.body.len());
+            tcp.write_all(head.as_bytes()).await.unwrap_or_else(|e| panic!("{what}: writing the head: {e}"));
+            if self.chunked {
+                for chunk in self.body.chunks(64 << 10) {
+                    tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.ok();
+                    tcp.write_all(chunk).await.unwrap_or_else(|e| panic!("{what}: connection cut while sending: {e}"));
+                    tcp.write_all(b"\r\n").await.ok();
+                }
+                tcp.write_all(b"0\r\n\r\n").await.unwrap_or_else(|e| panic!("{what}: connection cut at the end: {e}"));
+            } else {
+                tcp.write_all(&self.body).await.unwrap_or_else(|e| panic!("{what}: connection cut while sending: {e}"));
+            }
+            let mut raw = Vec::new();
+            tcp.read_to_end(&mut raw).await.unwrap_or_else(|e| panic!("{what}: connection cut before the answer: {e}"));
+            RawResponse::parse(&raw, self.method == "HEAD")
+                .unwrap_or_else(|| panic!("{what}: not an HTTP response: {:?}", String::from_utf8_lossy(&raw)))
+        })
+        .await
+    }
+}
+
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn parse(raw: &[u8], head_only: bool) -> Option<Self> {
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&raw[..end]).ok()?;
+        let mut lines = head.split("\r\n");
+        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let rest = &raw[end + 4..];
+        let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if head_only {
+            Vec::new()
+        } else if chunked {
+            let mut body = Vec::new();
+            let mut rest = rest;
+            loop {
+                let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+                let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).ok()?.trim(), 16).ok()?;
+                rest = &rest[line_end + 2..];
+                if size == 0 {
+                    break body;
+                }
+                body.extend_from_slice(rest.get(..size)?);
+                rest = rest.get(size + 2..)?;
+            }
+        } else {
+            rest.to_vec()
+        };
+        Some(Self { status, headers, body })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts the status and the `{"error": "<message>"}` body every API error has.
+    pub fn assert_error(&self, status: u16, what: &str) {
+        assert_eq!(self.status, status, "{what}: {:?}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.header("content-type"), Some("application/json"), "{what}: content type");
+        let message = self.json()["error"].as_str().map(str::to_owned);
+        assert!(message.is_some_and(|m| !m.is_empty()), "{what}: no error message: {self:?}");
+    }
+}
