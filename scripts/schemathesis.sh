@@ -138,7 +138,7 @@ run_one() {
   say "schemathesis ($name): starting wsgate mock --echo $*"
 
   # The gateway; its ready line names the ports.
-  exec {gw_out}< <(exec "$BIN" mock --echo --listen 127.0.0.1:0 --control 127.0.0.1:0 "$@" 2>"$WORK/$name.gateway.log")
+  exec {gw_out}< <(exec "$BIN" mock --echo --listen 127.0.0.1:0 --control 127.0.0.1:0 --store "sqlite://$WORK/$name.db" "$@" 2>"$WORK/$name.gateway.log")
   GW_PID=$!
   local ready=
   if ! IFS= read -r -t 30 -u "$gw_out" ready; then

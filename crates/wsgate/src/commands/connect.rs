@@ -115,7 +115,7 @@ fn plan(args: &ConnectArgs) -> anyhow::Result<ConnectRequest> {
         req.headers.append(name, value);
     }
     req.subprotocols = args.subprotocol.clone();
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) || !(args.wait >= 0.0 && args.wait.is_finite()) {
+    if !(args.timeout > 0.0 && args.timeout.is_finite() && args.wait >= 0.0 && args.wait.is_finite()) {
         anyhow::bail!("--timeout must be > 0 and --wait >= 0 (seconds)");
     }
     req.timeout = Duration::from_secs_f64(args.timeout);
