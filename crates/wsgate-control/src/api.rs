@@ -231,8 +231,10 @@ pub async fn list_sessions(
         kind: non_empty(&q.kind).map(parse_kind).transpose()?,
         route: non_empty(&q.route).map(str::to_owned),
         path_prefix: non_empty(&q.path).map(str::to_owned),
-        since: time("since", non_empty(&q.since))?,
-        until: time("until", non_empty(&q.until))?,
+        // Unlike the other filters an empty time is an error, not "no filter": the
+        // document declares these as RFC 3339 date-times.
+        since: time("since", q.since.as_deref())?,
+        until: time("until", q.until.as_deref())?,
         before: non_empty(&q.before).map(parse_id).transpose()?,
         limit: q.limit.as_deref().map(parse_limit).transpose()?.unwrap_or(DEFAULT_LIMIT),
     };

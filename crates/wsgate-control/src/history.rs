@@ -359,7 +359,10 @@ pub async fn messages(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id?.0)?;
     let Query(q) = query?;
-    let after = q.after_seq.as_deref().filter(|s| !s.is_empty()).map(|s| parse_u64("after_seq", s, 0, usize::MAX));
+    // The store keeps sequence numbers as signed 64-bit integers (the `int64` the
+    // document declares).
+    let after =
+        q.after_seq.as_deref().filter(|s| !s.is_empty()).map(|s| parse_u64("after_seq", s, 0, i64::MAX as usize));
     let after = after.transpose()?.unwrap_or(0) as u64;
     let limit = q.limit.as_deref().filter(|s| !s.is_empty()).map(|s| parse_u64("limit", s, 1, MAX_MESSAGES));
     let limit = limit.transpose()?.unwrap_or(DEFAULT_MESSAGES);

@@ -157,7 +157,8 @@ async fn on_message(
         Err(WsError::Protocol(e)) => {
             session.error("protocol", format!("client side: {e}"));
             if ending.is_none() {
-                *ending = Some(Ending { code: e.close_code(), reason: Some(e.to_string()), initiator: Initiator::Gateway });
+                *ending =
+                    Some(Ending { code: e.close_code(), reason: Some(e.to_string()), initiator: Initiator::Gateway });
             }
             ws.flush_best_effort().await;
             true
