@@ -497,3 +497,40 @@ async fn outbound_guard_refuses_private_targets_beyond_loopback() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn outbound_sends_while_connecting_wait_for_the_connection() {
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let mut up = Upstream::start(UpstreamOpts { hold: Some(hold.clone()), ..Default::default() }).await;
+    let gw = Gateway::mock(&["--echo"]).await;
+    let id = open(&gw, json!({"url": up.url()})).await;
+    // The server has the upgrade request and sits on it: the session is CONNECTING.
+    up.next_connection().await;
+    assert_eq!(session(&gw, &id).await["state"], "CONNECTING");
+    assert_eq!(send(&gw, &id, json!({"text": "first"})).await, 202);
+    assert_eq!(send(&gw, &id, json!({"base64": "AQI="})).await, 202);
+    hold.notify_one();
+    until_state(&gw, &id, "CONNECTED").await;
+    assert_eq!(send(&gw, &id, json!({"text": "third"})).await, 202);
+    // Held sends go first, in order.
+    assert_eq!(up.next_message().await, Message::text("first"));
+    assert_eq!(up.next_message().await, Message::Binary(Bytes::from_static(&[1, 2])));
+    assert_eq!(up.next_message().await, Message::text("third"));
+}
+
+#[tokio::test]
+async fn outbound_shutdown_stops_a_session_waiting_to_reconnect() {
+    let port = dead_port().await;
+    let mut gw = Gateway::mock(&["--echo"]).await;
+    let policy = json!({"max_attempts": 5, "base_ms": 60000, "max_ms": 60000});
+    let id = open(&gw, json!({"url": format!("ws://127.0.0.1:{port}/"), "reconnect": policy})).await;
+    // The first attempt failed; the second waits (up to a minute).
+    eventually(|| async {
+        let s = session(&gw, &id).await;
+        (steps(&s, "CONNECTING").len() >= 2).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    assert_eq!(gw.terminate().await, 0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "shutdown waited {:?}", started.elapsed());
+}
