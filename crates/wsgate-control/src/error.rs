@@ -12,6 +12,7 @@ use wsgate_core::{CommandError, SessionId};
 use wsgate_protocol::handshake::UpgradeError;
 
 use crate::commands::InvalidCommand;
+use crate::connections::InvalidConnection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -61,6 +62,18 @@ pub enum ApiError {
     NoHistory,
     #[error("the history store failed: {0}")]
     Store(#[from] wsgate_store::StoreError),
+    #[error(transparent)]
+    BadConnection(#[from] InvalidConnection),
+    #[error(
+        "refusing {url}: {source}. The control plane is reachable beyond loopback, so outbound targets must be \
+         public addresses; start the gateway with --allow-private-targets to allow loopback, private and \
+         link-local ones"
+    )]
+    PrivateTarget { url: String, source: Box<wsgate_client::GuardError> },
+    #[error("no live outbound connection with id {0}")]
+    ConnectionNotFound(SessionId),
+    #[error("this control plane does not open outbound connections")]
+    OutboundDisabled,
 }
 
 impl From<PathRejection> for ApiError {
@@ -90,7 +103,11 @@ impl ApiError {
             | Self::NotAnObject(_)
             | Self::BodyRead(_)
             | Self::Json(_)
-            | Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            | Self::Invalid(_)
+            | Self::BadConnection(_) => StatusCode::BAD_REQUEST,
+            Self::PrivateTarget { .. } => StatusCode::FORBIDDEN,
+            Self::ConnectionNotFound(_) => StatusCode::NOT_FOUND,
+            Self::OutboundDisabled => StatusCode::NOT_IMPLEMENTED,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,

@@ -6,7 +6,7 @@
 //! - `{"type":"lifecycle","session","kind","route","path","state","at",..detail}` —
 //!   detail fields as in `TransitionDetail` (`reason`, `reason_kind`, `http_status`,
 //!   `upstream`, `subprotocol`, `close_code`, `close_reason`, `initiator`,
-//!   `connect_ms`), present only when set;
+//!   `connect_ms`, `attempt`), present only when set;
 //! - `{"type":"message","session","path","seq","direction","opcode","fin","size",
 //!   "text"|"base64","truncated","injected","at"}` — `size` is the full payload
 //!   length; the payload is cut to the configured cap; `text` when the opcode is text

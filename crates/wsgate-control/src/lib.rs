@@ -11,6 +11,8 @@
 //! - `GET /metrics` — Prometheus text from a per-instance registry ([`metrics`]);
 //! - `GET /api/sessions`, `GET /api/sessions/{id}`, `POST /api/sessions/{id}/inject`,
 //!   `POST /api/sessions/{id}/close` — JSON ([`api`]);
+//! - `POST /api/connections`, `POST /api/connections/{id}/send`,
+//!   `DELETE /api/connections/{id}` — outbound connections ([`connections`]);
 //! - `WS /api/live` — live events out, commands in, including the websocket-multiplex
 //!   master-control shapes ([`live`], [`commands`]);
 //! - `WS /client/{path}`, `WS /upstream/{path}` — websocket-multiplex's raw per-path
@@ -25,6 +27,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod commands;
+pub mod connections;
 pub mod error;
 pub mod event_json;
 pub mod health;
@@ -46,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsgate_core::{EventBus, EventBusBuilder, ObserverQueue, Registry};
 
+pub use connections::OutboundContext;
 pub use error::ApiError;
 
 /// Default cut of payloads shown on the live stream, in bytes.
@@ -78,6 +82,8 @@ pub struct ControlConfig {
     pub store: Option<Arc<dyn wsgate_store::Store>>,
     /// The recorder's counters, exported on `/metrics`.
     pub recorder: Option<Arc<wsgate_store::recorder::RecorderStats>>,
+    /// What `POST /api/connections` needs; without it that route answers 501.
+    pub outbound: Option<OutboundContext>,
 }
 
 impl Default for ControlConfig {
@@ -88,6 +94,7 @@ impl Default for ControlConfig {
             live_queue: DEFAULT_LIVE_QUEUE,
             store: None,
             recorder: None,
+            outbound: None,
         }
     }
 }
@@ -100,6 +107,7 @@ impl std::fmt::Debug for ControlConfig {
             .field("payload_cap", &self.payload_cap)
             .field("live_queue", &self.live_queue)
             .field("store", &self.store)
+            .field("outbound", &self.outbound)
             .finish()
     }
 }
@@ -129,6 +137,8 @@ pub fn register_observers(builder: &mut EventBusBuilder) -> ControlObservers {
 pub(crate) struct Inner {
     pub(crate) cfg: ControlConfig,
     pub(crate) registry: Arc<Registry>,
+    /// For sessions the control plane opens itself (outbound connections).
+    pub(crate) bus: Arc<EventBus>,
     pub(crate) hub: Arc<live::LiveHub>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     ready: AtomicBool,
@@ -163,7 +173,7 @@ impl ControlPlane {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
-        let metrics = Arc::new(metrics::Metrics::new(registry.clone(), bus, cfg.recorder.clone()));
+        let metrics = Arc::new(metrics::Metrics::new(registry.clone(), bus.clone(), cfg.recorder.clone()));
         let ControlObservers { live: live_queue, metrics: metrics_queue } = observers;
         let hub = Arc::new(live::LiveHub::new(
             live_queue.wants_messages.clone(),
@@ -177,6 +187,7 @@ impl ControlPlane {
             inner: Arc::new(Inner {
                 cfg,
                 registry,
+                bus,
                 hub,
                 metrics,
                 ready: AtomicBool::new(false),

@@ -11,7 +11,7 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{ControlConfig, ControlPlane, api, auth, health, history, metrics, openapi, taps, ws};
+use crate::{ControlConfig, ControlPlane, api, auth, connections, health, history, metrics, openapi, taps, ws};
 
 /// Routes open even with an admin token: probes hold no secret.
 fn open() -> OpenApiRouter<ControlPlane> {
@@ -30,6 +30,9 @@ fn guarded() -> OpenApiRouter<ControlPlane> {
         .routes(routes!(history::events))
         .routes(routes!(history::messages))
         .routes(routes!(history::export))
+        .routes(routes!(connections::create))
+        .routes(routes!(connections::send))
+        .routes(routes!(connections::close))
         .routes(routes!(ws::live))
         .routes(routes!(taps::client))
         .routes(routes!(taps::client_root))

@@ -11,6 +11,14 @@ use wsgate_protocol::OpCode;
 use crate::session::{SessionInfo, Transition};
 
 /// Which way a frame travelled.
+///
+/// The names are from the session's point of view, whose two ends are a *client*
+/// and an *upstream*:
+/// - proxy: the connected client ⇄ the upstream it is proxied to;
+/// - mock (wsgate is the server): `ClientToGateway` / `GatewayToClient`;
+/// - outbound (wsgate *is* the client, dialling out on an operator's request):
+///   `ClientToUpstream` for what wsgate sends, `UpstreamToClient` for what the remote
+///   server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {

@@ -160,6 +160,11 @@ impl Registry {
         self.live.iter().filter(|e| e.info.path_only() == path).map(|e| e.info.id).collect()
     }
 
+    /// The kind of a live session, without snapshotting it.
+    pub fn live_kind(&self, id: SessionId) -> Option<SessionKind> {
+        self.live.get(&id).map(|e| e.info.kind)
+    }
+
     pub fn live_of_kind(&self, kind: SessionKind) -> Vec<SessionId> {
         self.live.iter().filter(|e| e.info.kind == kind).map(|e| e.info.id).collect()
     }

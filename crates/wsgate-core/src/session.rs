@@ -62,13 +62,19 @@ impl State {
         }
     }
     /// Whether `next` may follow `self`.
+    ///
+    /// A final state is never left. CONNECTING may repeat, and may follow CONNECTED,
+    /// for sessions that reconnect (outbound connections): each attempt is one
+    /// CONNECTING step (with its `attempt` number and the reason the previous one
+    /// ended), all within the one session. Handlers that never reconnect simply never
+    /// ask for those steps.
     pub fn can_become(self, next: State) -> bool {
         use State::*;
         matches!(
             (self, next),
             (Requested, Connecting | Connected | Failed | Disconnected)
-                | (Connecting, Connected | Failed | Disconnected)
-                | (Connected, Disconnected | Failed)
+                | (Connecting, Connecting | Connected | Failed | Disconnected)
+                | (Connected, Connecting | Disconnected | Failed)
         )
     }
 }
@@ -386,5 +392,28 @@ impl Drop for SessionHandle {
         }
         self.registry.finish(self.info.id);
         self.pending.hand_off(&self.bus);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::State::{self, *};
+
+    const ALL: [State; 5] = [Requested, Connecting, Connected, Disconnected, Failed];
+
+    #[test]
+    fn lifecycle_transitions() {
+        let allowed = |from: State| -> Vec<State> { ALL.into_iter().filter(|&to| from.can_become(to)).collect() };
+        assert_eq!(allowed(Requested), [Connecting, Connected, Disconnected, Failed]);
+        // A reconnecting session: attempt after attempt, and back to CONNECTING when
+        // an established connection is lost.
+        assert_eq!(allowed(Connecting), [Connecting, Connected, Disconnected, Failed]);
+        assert_eq!(allowed(Connected), [Connecting, Disconnected, Failed]);
+        // Final states are final: the first one wins.
+        assert!(allowed(Disconnected).is_empty());
+        assert!(allowed(Failed).is_empty());
+        // Nothing goes back to REQUESTED, and CONNECTED never repeats without a new attempt.
+        assert!(ALL.iter().all(|s| !s.can_become(Requested)));
+        assert!(!Connected.can_become(Connected));
     }
 }

@@ -36,6 +36,11 @@ pub struct ConnectRequest {
     pub local_addr: Option<IpAddr>,
     /// Offer permessage-deflate with this policy.
     pub deflate: Option<crate::deflate::DeflatePolicy>,
+    /// Dial these addresses, in order, instead of resolving the URL's host (which
+    /// still names the server in `Host` and for TLS). A caller that vetted the
+    /// addresses itself (wsgate's private-target guard) is then sure the connection
+    /// goes where it vetted: a second lookup could answer differently.
+    pub resolved: Option<Vec<SocketAddr>>,
 }
 
 impl ConnectRequest {
@@ -48,6 +53,7 @@ impl ConnectRequest {
             tls: None,
             local_addr: None,
             deflate: None,
+            resolved: None,
         }
     }
 }
@@ -140,9 +146,10 @@ pub async fn connect(req: ConnectRequest) -> Result<Connected, ConnectError> {
     let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
     let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
 
-    let addrs: Vec<SocketAddr> = match bare_host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => timeout_at(deadline, tokio::net::lookup_host((bare_host.as_str(), port)))
+    let addrs: Vec<SocketAddr> = match (&req.resolved, bare_host.parse::<IpAddr>()) {
+        (Some(pinned), _) => pinned.clone(),
+        (None, Ok(ip)) => vec![SocketAddr::new(ip, port)],
+        (None, Err(_)) => timeout_at(deadline, tokio::net::lookup_host((bare_host.as_str(), port)))
             .await
             .map_err(|_| timeout("dns"))?
             .map_err(|source| ConnectError::Dns { host: bare_host.clone(), source })?
@@ -280,4 +287,25 @@ async fn upgrade(transport: Transport, req: &ConnectRequest, peer: SocketAddr) -
     let upgraded = hyper::upgrade::on(&mut res).await?;
     let (transport, leftover) = crate::handshake::into_transport(upgraded).map_err(|_| ConnectError::Takeover)?;
     Ok(Connected { transport, leftover, headers, subprotocol, peer, deflate })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pinned_addresses_are_dialled_without_a_lookup() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+        let pinned = SocketAddr::from(([127, 0, 0, 1], port.expect("a free port")));
+        let mut req = ConnectRequest::new(format!("ws://nonexistent.invalid:{}/", pinned.port()).parse().expect("url"));
+        // Unpinned, the name does not resolve.
+        assert_eq!(connect(req.clone()).await.expect_err("no such host").kind(), "dns");
+        // Pinned, the name is not looked up: the pinned address is dialled (and refuses).
+        req.resolved = Some(vec![pinned]);
+        match connect(req).await {
+            Err(ConnectError::Refused { addr }) => assert_eq!(addr, pinned),
+            other => panic!("expected refused, got {other:?}"),
+        }
+    }
 }

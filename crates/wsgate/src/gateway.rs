@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use wsgate_control::{ControlConfig, ControlPlane};
+use wsgate_control::{ControlConfig, ControlPlane, OutboundContext};
 use wsgate_core::{EventBus, Overflow, Registry};
 use wsgate_store::Store;
 use wsgate_store::recorder::{RecorderConfig, RecorderStats};
@@ -83,8 +83,20 @@ impl Gateway {
         let stats = Arc::new(RecorderStats::default());
         let registry = Arc::new(Registry::default());
         let shutdown = CancellationToken::new();
+        let sessions = TaskTracker::new();
         let control_stop = CancellationToken::new();
         let observers = TaskTracker::new();
+        // Outbound sessions are the gateway's like any other: its shutdown closes them
+        // with 1001 and its drain waits for them.
+        let outbound = OutboundContext {
+            connect_timeout: cfg.outbound.connect_timeout,
+            allow_private_targets: cfg.outbound.allow_private_targets,
+            control_is_loopback: cfg.control.ip().is_loopback(),
+            tls: wsgate_protocol::tls::client_config(None).context("cannot build the TLS client configuration")?,
+            max_message_size: cfg.limits.max_message_size,
+            shutdown: shutdown.clone(),
+            sessions: sessions.clone(),
+        };
         let control = ControlPlane::start(
             ControlConfig {
                 admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
@@ -92,6 +104,7 @@ impl Gateway {
                 live_queue: cfg.live.queue,
                 store: store.clone(),
                 recorder: store.as_ref().map(|_| stats.clone()),
+                outbound: Some(outbound),
             },
             registry.clone(),
             bus.clone(),
@@ -137,7 +150,7 @@ impl Gateway {
             control,
             control_addr,
             shutdown,
-            sessions: TaskTracker::new(),
+            sessions,
             history,
             control_stop,
             control_task: task,

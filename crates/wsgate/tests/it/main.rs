@@ -12,6 +12,7 @@ mod control;
 mod history;
 mod hostile;
 mod mock;
+mod outbound;
 mod proxy;
 mod shutdown;
 mod third_party;
