@@ -22,9 +22,6 @@ use wsgate_protocol::{ConnectRequest, Message, Role, WsConfig, WsError, WsStream
 
 use crate::cli::ConnectArgs;
 
-/// Reconnect delays: first, cap (full jitter is applied to each).
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long our close waits for the server's.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -165,14 +162,18 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
     let mut stdin = Some(read_stdin(args.binary));
     let wait = Duration::from_secs_f64(args.wait);
     let mut attempt: u32 = 0;
-    let mut delay = BACKOFF_FIRST;
+    // The outbound sessions' backoff: jittered exponential, 200 ms up to 10 s.
+    let policy = wsgate_client::backoff::BackoffPolicy {
+        max_attempts: if args.max_attempts == 0 { u32::MAX } else { args.max_attempts },
+        ..Default::default()
+    };
+    let mut backoff = wsgate_client::backoff::Backoff::new(policy);
     let url = req.url.to_string();
     loop {
         attempt += 1;
         p.event(json!({"type": "lifecycle", "state": "CONNECTING", "url": url, "attempt": attempt}), || {
             format!("* CONNECTING {url} (attempt {attempt})")
         });
-        let retry = args.reconnect && (args.max_attempts == 0 || attempt < args.max_attempts);
         let connected = match wsgate_protocol::connect(req.clone()).await {
             Ok(c) => c,
             Err(e) => {
@@ -182,10 +183,10 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
                     v["http_status"] = json!(s.as_u16());
                 }
                 p.event(v, || format!("* FAILED ({}): {e}", e.kind()));
-                if !retry {
-                    return ExitCode::FAILURE;
+                match backoff.on_failure() {
+                    Some(wait) if args.reconnect => tokio::time::sleep(wait).await,
+                    _ => return ExitCode::FAILURE,
                 }
-                backoff(&mut delay).await;
                 continue;
             }
         };
@@ -201,7 +202,7 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
             },
         );
         attempt = 0;
-        delay = BACKOFF_FIRST;
+        backoff.on_connected();
         let ws = WsStream::new(connected.transport, Role::Client, WsConfig::default(), connected.leftover)
             .with_deflate(connected.deflate, 6);
         let end = session(ws, &mut stdin, wait, &p).await;
@@ -229,14 +230,8 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
         if stdin.is_none() {
             return ExitCode::SUCCESS;
         }
-        backoff(&mut delay).await;
+        tokio::time::sleep(backoff.on_lost()).await;
     }
-}
-
-/// Sleeps a random time up to `delay` (full jitter), then doubles it up to the cap.
-async fn backoff(delay: &mut Duration) {
-    tokio::time::sleep(delay.mul_f64(fastrand::f64())).await;
-    *delay = (*delay * 2).min(BACKOFF_MAX);
 }
 
 async fn session(
