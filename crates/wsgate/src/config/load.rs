@@ -124,6 +124,23 @@ pub fn load(sources: &Sources) -> Result<(Config, Figment), ConfigError> {
             Ok(_) => fig = fig.merge(Yaml::file_exact(path)),
         }
     }
+    layer(fig, sources)
+}
+
+/// Like [`load`], with the config file's text given instead of read from
+/// `sources.file`: the same layering, for the fuzz target (`fuzz/fuzz_targets/config.rs`)
+/// and anything else that holds a config in memory.
+pub fn load_yaml(text: &str, sources: &Sources) -> Result<(Config, Figment), ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if !text.trim().is_empty() {
+        fig = fig.merge(Yaml::string(text));
+    }
+    layer(fig, sources)
+}
+
+/// Everything above the file: websocket-multiplex variables, `WSGATE_*`, flags; then
+/// the typed extraction.
+fn layer(mut fig: Figment, sources: &Sources) -> Result<(Config, Figment), ConfigError> {
     for (name, value) in &sources.compat_env {
         if let Some((path, value)) = compat(name, value) {
             fig = fig.merge(Single { name: format!("environment variable {name} (websocket-multiplex)"), path, value });
