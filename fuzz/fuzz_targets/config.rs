@@ -16,10 +16,10 @@
 //! them.
 #![no_main]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use wsgate::config::{COMPAT_ENV, Config, KEYS, Sources, load_yaml};
+use wsgate::config::{COMPAT_ENV, KEYS, Sources, load_yaml};
 
 /// The layers' values named in `#@` comment lines.
 fn sources(text: &str) -> Sources {
@@ -41,18 +41,6 @@ fn sources(text: &str) -> Sources {
     s
 }
 
-/// Every duration in `Config` (keep in step with it).
-fn durations(c: &Config) -> [(&'static str, Duration); 6] {
-    [
-        ("shutdown_timeout", c.shutdown_timeout),
-        ("limits.idle_timeout", c.limits.idle_timeout),
-        ("limits.handshake_timeout", c.limits.handshake_timeout),
-        ("proxy.resolver_timeout", c.proxy.resolver_timeout),
-        ("proxy.queue_timeout", c.proxy.queue_timeout),
-        ("proxy.connect_timeout", c.proxy.connect_timeout),
-    ]
-}
-
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let sources = sources(&text);
@@ -66,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let now = Instant::now();
-    for (name, d) in durations(&cfg) {
+    for (name, d) in cfg.durations() {
         assert!(now.checked_add(d).is_some(), "{name} = {d:?} passed validation but cannot be a deadline");
     }
     if let Some(p) = cfg.deflate.policy() {
