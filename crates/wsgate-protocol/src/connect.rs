@@ -195,6 +195,51 @@ pub async fn connect(req: ConnectRequest) -> Result<Connected, ConnectError> {
     timeout_at(deadline, upgrade(transport, &req, peer)).await.map_err(|_| timeout("upgrade"))?
 }
 
+/// What a server's `101` answer settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub subprotocol: Option<String>,
+    pub deflate: Option<crate::deflate::DeflateParams>,
+}
+
+/// Checks the headers of a server's `101` against what we asked for: the accept key
+/// for our `key`, a subprotocol we offered (or none), and permessage-deflate only if
+/// we offered it. Pure, so the fuzz target can drive it without a socket.
+#[allow(clippy::result_large_err)] // the error type `connect` returns, unboxed like there
+pub fn check_answer(
+    headers: &HeaderMap,
+    key: &str,
+    offered: &[String],
+    deflate: Option<&crate::deflate::DeflatePolicy>,
+) -> Result<Answer, ConnectError> {
+    let expected = accept_key(key.as_bytes());
+    if headers.get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
+        return Err(ConnectError::BadAccept);
+    }
+    // The server may name one subprotocol, one we offered. A value that is not text,
+    // or a second value, was not offered either: both used to be ignored, leaving us
+    // without the subprotocol the server then speaks (found by fuzzing).
+    let named: Vec<&HeaderValue> = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().collect();
+    let subprotocol = match named.as_slice() {
+        [] => None,
+        [v] if v.to_str().is_ok_and(|p| offered.iter().any(|o| o == p)) => v.to_str().ok().map(str::to_owned),
+        _ => {
+            let shown: Vec<_> = named.iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
+            return Err(ConnectError::UnofferedSubprotocol(shown.join(", ")));
+        }
+    };
+    let answer: Vec<&str> =
+        headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().filter_map(|v| v.to_str().ok()).collect();
+    let deflate = match deflate {
+        Some(policy) => crate::deflate::accept_answer(answer, policy)?,
+        None if answer.iter().any(|v| !v.trim().is_empty()) => {
+            return Err(crate::deflate::NegotiationError::Unoffered(answer.join(", ")).into());
+        }
+        None => None,
+    };
+    Ok(Answer { subprotocol, deflate })
+}
+
 async fn dial(addr: SocketAddr, local: Option<IpAddr>) -> Result<TcpStream, ConnectError> {
     let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
     let sock = sock.map_err(|source| ConnectError::Connect { addr, source })?;
@@ -263,26 +308,7 @@ async fn upgrade(transport: Transport, req: &ConnectRequest, peer: SocketAddr) -
             Limited::new(res.into_body(), MAX_REJECT_BODY).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         return Err(ConnectError::Rejected { status, headers, body });
     }
-    let expected = accept_key(key.as_bytes());
-    if res.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
-        return Err(ConnectError::BadAccept);
-    }
-    let subprotocol =
-        res.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(p) = &subprotocol
-        && !req.subprotocols.iter().any(|o| o == p)
-    {
-        return Err(ConnectError::UnofferedSubprotocol(p.clone()));
-    }
-    let answer: Vec<&str> =
-        res.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().filter_map(|v| v.to_str().ok()).collect();
-    let deflate = match &req.deflate {
-        Some(policy) => crate::deflate::accept_answer(answer, policy)?,
-        None if answer.iter().any(|v| !v.trim().is_empty()) => {
-            return Err(crate::deflate::NegotiationError::Unoffered(answer.join(", ")).into());
-        }
-        None => None,
-    };
+    let Answer { subprotocol, deflate } = check_answer(res.headers(), &key, &req.subprotocols, req.deflate.as_ref())?;
     let headers = res.headers().clone();
     let upgraded = hyper::upgrade::on(&mut res).await?;
     let (transport, leftover) = crate::handshake::into_transport(upgraded).map_err(|_| ConnectError::Takeover)?;
@@ -307,5 +333,45 @@ mod tests {
             Err(ConnectError::Refused { addr }) => assert_eq!(addr, pinned),
             other => panic!("expected refused, got {other:?}"),
         }
+    }
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    /// A `101` for [`KEY`] naming these subprotocols.
+    fn answer(protocols: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        for p in protocols {
+            h.append(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_bytes(p).expect("header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn answer_with_offered_subprotocol() {
+        let offered = vec!["chat".to_owned(), "superchat".to_owned()];
+        let a = check_answer(&answer(&[b"superchat"]), KEY, &offered, None).expect("accepted");
+        assert_eq!(a, Answer { subprotocol: Some("superchat".into()), deflate: None });
+        assert_eq!(check_answer(&answer(&[]), KEY, &offered, None).expect("accepted").subprotocol, None);
+        assert!(matches!(
+            check_answer(&answer(&[b"other"]), KEY, &offered, None),
+            Err(ConnectError::UnofferedSubprotocol(p)) if p == "other"
+        ));
+        assert!(matches!(check_answer(&answer(&[]), "wrong key", &offered, None), Err(ConnectError::BadAccept)));
+    }
+
+    /// Fuzzing found a subprotocol that is not text (`\xeechat`) accepted as "no
+    /// subprotocol", and only the first of two values checked.
+    #[test]
+    fn answer_with_a_subprotocol_we_cannot_have_offered_fails() {
+        let offered = vec!["chat".to_owned()];
+        assert!(matches!(
+            check_answer(&answer(&[b"\xeechat"]), KEY, &offered, None),
+            Err(ConnectError::UnofferedSubprotocol(_))
+        ));
+        assert!(matches!(
+            check_answer(&answer(&[b"chat", b"other"]), KEY, &offered, None),
+            Err(ConnectError::UnofferedSubprotocol(p)) if p == "chat, other"
+        ));
     }
 }

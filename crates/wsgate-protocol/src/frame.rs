@@ -154,6 +154,9 @@ pub struct Decoder {
 /// Largest possible frame header: 2 + 8 (length) + 4 (mask).
 pub const MAX_HEADER: usize = 14;
 
+/// Most room the decoder reserves ahead for a partly received frame.
+pub const MAX_RESERVE: usize = 1 << 20;
+
 impl Decoder {
     pub fn new(role: Role, max_frame: usize) -> Self {
         Self { role, max_frame, allow_rsv1: false }
@@ -169,7 +172,10 @@ impl Decoder {
     /// `None` if the header itself is incomplete.
     pub fn missing(&self, buf: &[u8]) -> Option<usize> {
         let (header_len, payload_len, _) = parse_lengths(buf)?;
-        Some((header_len + payload_len as usize).saturating_sub(buf.len()))
+        // The length is the peer's, up to 2^64-1, and nothing has checked it against a
+        // limit yet: add without overflowing (found by fuzzing: it panicked).
+        let total = payload_len.saturating_add(header_len as u64);
+        Some(usize::try_from(total.saturating_sub(buf.len() as u64)).unwrap_or(usize::MAX))
     }
 
     /// Takes one complete frame off the front of `buf`, unmasking it in place.
@@ -204,12 +210,19 @@ impl Decoder {
         if payload_len >> 63 != 0 {
             return Err(ProtocolError::LengthMsbSet);
         }
-        if payload_len > self.max_frame as u64 {
-            return Err(ProtocolError::FrameTooLarge { size: payload_len, limit: self.max_frame });
-        }
-        let total = header_len + payload_len as usize;
+        // The length is the peer's, up to 2^64-1. With no practical limit (a config may
+        // set one near usize::MAX) `header_len + payload_len` can overflow, which wrapped
+        // to a tiny total in release builds: check it (found by fuzzing).
+        let total = match usize::try_from(payload_len).ok().and_then(|p| p.checked_add(header_len)) {
+            Some(total) if payload_len <= self.max_frame as u64 => total,
+            _ => return Err(ProtocolError::FrameTooLarge { size: payload_len, limit: self.max_frame }),
+        };
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            // Room for what is likely to arrive soon, not for everything the header
+            // claims: a 10-byte header must not make us allocate up to the limit (or
+            // panic with "capacity overflow" when there is none). The buffer grows as
+            // the bytes actually come (found by fuzzing).
+            buf.reserve((total - buf.len()).min(MAX_RESERVE));
             return Ok(None);
         }
         let mask = masked.then(|| {
@@ -372,6 +385,36 @@ mod tests {
         let client = Decoder::new(Role::Client, 16);
         let mut b = BytesMut::from(&[0x81u8, 0x80, 0, 0, 0, 0][..]);
         assert_eq!(client.decode(&mut b).unwrap_err(), ProtocolError::MaskedServerFrame);
+    }
+
+    /// Fuzzing found `missing` overflowing on a 64-bit length (a debug-build panic,
+    /// a wrong answer in release).
+    #[test]
+    fn missing_takes_any_length() {
+        let dec = Decoder::new(Role::Client, 16);
+        let header = [0x82, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+        assert_eq!(dec.missing(&header), Some(usize::MAX - header.len()));
+        assert_eq!(dec.missing(&[0x82, 0x7E, 0x00, 0x05, b'a']), Some(4));
+    }
+
+    /// Fuzzing found that with no practical limit (`usize::MAX`, which a config may
+    /// give) a header claiming 2^64-1 bytes overflowed the total (wrapping to a tiny
+    /// frame in release builds) and a huge claim made `reserve` panic with "capacity
+    /// overflow". Now the first is too large and the second reserves a bounded amount.
+    #[test]
+    fn unbounded_limit_survives_huge_lengths() {
+        let dec = Decoder::new(Role::Client, usize::MAX);
+        let mut b = BytesMut::from(&[0x82, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00][..]);
+        assert!(matches!(dec.decode(&mut b), Err(ProtocolError::FrameTooLarge { size: u64::MAX, .. })));
+        // The fuzzer's input: a frame claiming 0x8effffff82810151 bytes.
+        let mut b = BytesMut::from(&[0x82, 0x7F, 0x8E, 0xFF, 0xFF, 0xFF, 0x82, 0x81, 0x01, 0x51, 0x77][..]);
+        assert_eq!(dec.decode(&mut b), Ok(None));
+        assert!(b.capacity() <= b.len() + MAX_RESERVE + 64, "reserved {} bytes", b.capacity());
+        // With an ordinary limit, a claim within it reserves no more than MAX_RESERVE.
+        let dec = Decoder::new(Role::Client, 1 << 30);
+        let mut b = BytesMut::from(&[0x82, 0x7F, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0xFF][..]);
+        assert_eq!(dec.decode(&mut b), Ok(None));
+        assert!(b.capacity() <= b.len() + MAX_RESERVE + 64, "reserved {} bytes", b.capacity());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 
 mod cli;
 mod commands;
-mod config;
+/// Public so the config fuzz target (`fuzz/`) drives the real loader and validation.
+pub mod config;
 mod gateway;
 mod logging;
 mod sources;

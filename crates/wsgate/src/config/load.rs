@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Yaml};
 use figment::value::{Dict, Map, Tag, Value};
@@ -31,6 +32,13 @@ const TEXT_KEYS: &[&str] = &[
 
 /// Keys that take a list (a repeatable flag, or a comma-separated variable).
 const LIST_KEYS: &[&str] = &["proxy.forward_headers", "mock.subprotocols", "store.redact_headers"];
+
+/// Longest duration any setting takes. Durations become deadlines (`now + d`), and
+/// adding one the clock cannot represent (~300 billion years, which humantime parses)
+/// panics where the proxy dials, queues or idles; a century is longer than any real
+/// timeout. (Found by the config fuzz target, which checks that a valid config's
+/// durations can all become deadlines.)
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Where values come from, lowest precedence first (after the defaults).
 #[derive(Debug, Default, Clone)]
@@ -130,6 +138,23 @@ pub fn load(sources: &Sources) -> Result<(Config, Figment), ConfigError> {
             Ok(_) => fig = fig.merge(Yaml::file_exact(path)),
         }
     }
+    layer(fig, sources)
+}
+
+/// Like [`load`], with the config file's text given instead of read from
+/// `sources.file`: the same layering, for the fuzz target (`fuzz/fuzz_targets/config.rs`)
+/// and anything else that holds a config in memory.
+pub fn load_yaml(text: &str, sources: &Sources) -> Result<(Config, Figment), ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if !text.trim().is_empty() {
+        fig = fig.merge(Yaml::string(text));
+    }
+    layer(fig, sources)
+}
+
+/// Everything above the file: websocket-multiplex variables, `WSGATE_*`, flags; then
+/// the typed extraction.
+fn layer(mut fig: Figment, sources: &Sources) -> Result<(Config, Figment), ConfigError> {
     for (name, value) in &sources.compat_env {
         if let Some((path, value)) = compat(name, value) {
             fig = fig.merge(Single { name: format!("environment variable {name} (websocket-multiplex)"), path, value });
@@ -233,12 +258,31 @@ impl Config {
                 return Err(invalid(fig, "store.redact_headers", format!("{h:?} is not a valid header name"), None));
             }
         }
+        for (path, d) in self.durations() {
+            if d > MAX_DURATION {
+                return Err(invalid(fig, path, format!("{d:?} is longer than the 100 years allowed"), None));
+            }
+        }
         Ok(())
     }
 
     /// The parsed store URL (the error names the field and where it came from).
     pub fn store_url(&self, fig: &Figment) -> Result<wsgate_store::StoreUrl, ConfigError> {
         self.store.url.parse().map_err(|e: wsgate_store::StoreError| invalid(fig, "store.url", e.to_string(), None))
+    }
+
+    /// Every duration setting, with its path.
+    pub fn durations(&self) -> [(&'static str, Duration); 8] {
+        [
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("limits.idle_timeout", self.limits.idle_timeout),
+            ("limits.handshake_timeout", self.limits.handshake_timeout),
+            ("proxy.resolver_timeout", self.proxy.resolver_timeout),
+            ("proxy.queue_timeout", self.proxy.queue_timeout),
+            ("proxy.connect_timeout", self.proxy.connect_timeout),
+            ("store.retention", self.store.retention),
+            ("outbound.connect_timeout", self.outbound.connect_timeout),
+        ]
     }
 
     /// Checks for `wsgate mock`.
@@ -297,4 +341,44 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 /// Every key's documentation, for `config default`.
 pub fn documented_keys() -> &'static [keys::Key] {
     KEYS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str) -> Result<(), ConfigError> {
+        let (cfg, fig) = load_yaml(yaml, &Sources::default())?;
+        cfg.validate_common(&fig)
+    }
+
+    /// The config fuzz target's deadline check: durations that validated but panicked
+    /// once the proxy turned them into deadlines (`Instant + Duration` overflows).
+    #[test]
+    fn durations_too_long_for_a_deadline_are_invalid() {
+        assert!(check("proxy:\n  connect_timeout: 99years\nlimits:\n  idle_timeout: 5m\n").is_ok());
+        for yaml in [
+            "proxy:\n  connect_timeout: 300000000000y\n",
+            "limits:\n  idle_timeout: 9223372036854775807s\n",
+            "proxy:\n  queue_timeout: 101y\n",
+        ] {
+            match check(yaml) {
+                Err(ConfigError::Invalid { field, message, .. }) => {
+                    assert!(yaml.contains(field.rsplit('.').next().unwrap_or_default()), "{field}");
+                    assert!(message.contains("100 years"), "{message}");
+                }
+                other => panic!("{yaml:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn load_yaml_layers_like_load() {
+        let sources = Sources { compat_env: vec![("UPSTREAM_URL".into(), "ws://env:1/".into())], ..Sources::default() };
+        let (cfg, fig) = load_yaml("proxy:\n  upstream: ws://file:1/\n", &sources).expect("loads");
+        assert_eq!(cfg.proxy.upstream.map(String::from).as_deref(), Some("ws://env:1/"));
+        assert!(source_of(&fig, "proxy.upstream").contains("UPSTREAM_URL"));
+        assert!(load_yaml("  \n", &Sources::default()).is_ok());
+        assert!(matches!(load_yaml("proxy: [", &Sources::default()), Err(ConfigError::Invalid { .. })));
+    }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use keys::KEYS;
-pub use load::{COMPAT_ENV, ConfigError, Sources, documented_keys, invalid as load_invalid, load};
+pub use load::{COMPAT_ENV, ConfigError, Sources, documented_keys, invalid as load_invalid, load, load_yaml};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
