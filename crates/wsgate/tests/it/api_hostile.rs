@@ -286,6 +286,7 @@ async fn api_hostile_bad_ids_and_query_values_get_400() {
     for op in b.ops.iter().filter(|o| o.path.contains("{id}")) {
         let body = match op.path.rsplit('/').next() {
             Some("inject") => r#"{"to":"client","text":"x"}"#,
+            Some("send") => r#"{"text":"x"}"#,
             _ if op.takes_body => "{}",
             _ => "",
         };
