@@ -332,7 +332,7 @@ pub struct CloseRequest {
 }
 
 /// The sendable close codes (`CloseCode::is_sendable`) as JSON Schema ranges.
-fn close_code_schema() -> RefOr<Schema> {
+pub(crate) fn close_code_schema() -> RefOr<Schema> {
     let mut codes = OneOfBuilder::new().description(Some("A close code a close frame may carry"));
     for (min, max) in [(1000, 1003), (1007, 1014), (3000, 4999)] {
         codes = codes

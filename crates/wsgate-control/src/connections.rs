@@ -139,8 +139,6 @@ pub enum InvalidConnection {
     Backoff(#[from] InvalidBackoff),
     #[error("invalid close code {0:?} in the query: expected an integer")]
     CodeQuery(String),
-    #[error("give the close code and reason in the body or in the query, not both")]
-    CloseTwice,
 }
 
 /// The body of `POST /api/connections`. Unknown fields are rejected.
@@ -149,16 +147,17 @@ pub enum InvalidConnection {
 pub struct ConnectionRequest {
     /// The server to connect to: a `ws://` or `wss://` URL (no fragment, no
     /// credentials).
-    #[schema(example = "wss://echo.example.com/chat?room=1")]
+    #[schema(example = "wss://echo.example.com/chat?room=1", pattern = "^[wW][sS][sS]?://[^\\s]+$")]
     pub url: String,
     /// Extra request headers for the upgrade, e.g. `{"Authorization": "Bearer …"}`.
     /// Handshake headers (Host, Connection, Upgrade, Sec-WebSocket-*) are wsgate's to
     /// write. Authorization and Cookie values are redacted in the session's record.
     #[serde(default)]
-    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    #[schema(schema_with = headers_schema)]
     pub headers: Option<BTreeMap<String, String>>,
-    /// Subprotocols offered, in order of preference (tokens).
+    /// Subprotocols offered, in order of preference: distinct HTTP tokens.
     #[serde(default)]
+    #[schema(schema_with = subprotocols_schema)]
     pub subprotocols: Option<Vec<String>>,
     /// Reconnect after a lost connection or a failed attempt that a retry can help
     /// (DNS, refused, timeout, HTTP 5xx/429): `true` for the defaults (5 attempts in a
@@ -181,9 +180,30 @@ pub struct ReconnectPolicy {
     /// failed attempt.
     #[schema(minimum = 1, maximum = 3600000)]
     pub base_ms: Option<u64>,
-    /// Largest wait, in ms (≥ base_ms, ≤ 3600000; default 10000).
+    /// Largest wait, in ms (≤ 3600000; default 10000); a larger base_ms is lowered to it.
     #[schema(minimum = 1, maximum = 3600000)]
     pub max_ms: Option<u64>,
+}
+
+/// Header names are RFC 9110 tokens; values are visible ASCII, spaces and tabs.
+fn headers_schema() -> RefOr<Schema> {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+    let name = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"));
+    let value = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[\\t\\x20-\\x7e]*$"));
+    let map = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(name))
+        .additional_properties(Some(AdditionalProperties::RefOr(value.build().into())));
+    Schema::OneOf(OneOfBuilder::new().item(map).item(ObjectBuilder::new().schema_type(Type::Null)).build()).into()
+}
+
+/// Distinct RFC 9110 tokens (what `Sec-WebSocket-Protocol` carries).
+fn subprotocols_schema() -> RefOr<Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let token = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"));
+    let list = ArrayBuilder::new().items(token).unique_items(true);
+    // `null` is accepted as "none", like an absent field.
+    Schema::OneOf(OneOfBuilder::new().item(list).item(ObjectBuilder::new().schema_type(Type::Null)).build()).into()
 }
 
 fn reconnect_schema() -> RefOr<Schema> {
@@ -250,9 +270,10 @@ struct SendBody {
 #[into_params(parameter_in = Query)]
 pub struct CloseQuery {
     /// The close code (1000–1003, 1007–1014, 3000–4999; default 1000).
-    #[param(value_type = Option<u16>)]
+    #[param(schema_with = crate::api::close_code_schema)]
     pub code: Option<String>,
     /// The close reason, at most 123 bytes of UTF-8.
+    #[param(max_length = 123)]
     pub reason: Option<String>,
 }
 
@@ -337,9 +358,14 @@ fn reconnect_policy(v: Option<serde_json::Value>) -> Result<Option<BackoffPolicy
             return Err(InvalidConnection::ReconnectField { field: "max_attempts", why });
         }
     };
+    // A maximum below the base lowers the base with it, and a base above the default
+    // maximum raises the maximum unless one is given.
+    // Given both, a base above the maximum is lowered to it (the maximum is the
+    // promise: no wait is longer).
+    let given_max = p.max_ms.map(|m| ms("max_ms", Some(m), default.max_delay)).transpose()?;
     let base = ms("base_ms", p.base_ms, default.base)?;
-    // A base above the default maximum raises the maximum with it unless one is given.
-    let max_delay = ms("max_ms", p.max_ms, default.max_delay.max(base))?;
+    let base = given_max.map_or(base, |m| base.min(m));
+    let max_delay = given_max.unwrap_or(default.max_delay.max(base));
     let policy = BackoffPolicy { base, max_delay, max_attempts, ..default };
     policy.validate()?;
     Ok(Some(policy))
@@ -353,6 +379,11 @@ fn outbound(cp: &ControlPlane) -> Result<&OutboundContext, ApiError> {
 fn live_connection(cp: &ControlPlane, id: SessionId) -> Result<(), ApiError> {
     match cp.inner.registry.live_kind(id) {
         Some(SessionKind::Outbound) => Ok(()),
+        // It was opened here and has ended (a failed dial ends it at once): the
+        // resource exists but takes no more commands.
+        None if cp.inner.registry.get(id).is_some_and(|s| s.info.kind == SessionKind::Outbound) => {
+            Err(ApiError::ConnectionEnded(id))
+        }
         _ => Err(ApiError::ConnectionNotFound(id)),
     }
 }
@@ -440,7 +471,8 @@ pub async fn create(State(cp): State<ControlPlane>, body: JsonBody) -> Result<im
     responses(
         (status = 202, description = "Queued", body = Queued),
         (status = 400, description = "Bad id, or a body that is not one of text and base64", body = ErrorBody),
-        (status = 404, description = "No live outbound connection with this id", body = ErrorBody),
+        (status = 404, description = "No outbound connection with this id", body = ErrorBody),
+        (status = 409, description = "The connection has ended", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
         (status = 503, description = "The session's command queue is full; retry", body = ErrorBody,
@@ -467,14 +499,15 @@ pub async fn send(
     tag = "connections",
     summary = "Close an outbound connection",
     description = "Closes the connection with the code and reason (default 1000, empty), given in the JSON body \
-                   or in the query, not both. The session ends DISCONNECTED with that code, initiator `admin`; \
+                   or in the query (where both give a field, the body's wins). The session ends DISCONNECTED with that code, initiator `admin`; \
                    a session still connecting stops trying.",
     params(SessionPath, CloseQuery),
     request_body(content = Option<CloseRequest>, content_type = "application/json"),
     responses(
         (status = 202, description = "Queued", body = Queued),
         (status = 400, description = "Bad id, code or reason", body = ErrorBody),
-        (status = 404, description = "No live outbound connection with this id", body = ErrorBody),
+        (status = 404, description = "No outbound connection with this id", body = ErrorBody),
+        (status = 409, description = "The connection has ended", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
         (status = 503, description = "The session's command queue is full; retry", body = ErrorBody,
@@ -490,16 +523,10 @@ pub async fn close(
     let id = parse_id(&id?.0)?;
     let Query(q) = query?;
     let from_body: CloseRequest = body.parse_or_default()?;
-    let in_query = q.code.is_some() || q.reason.is_some();
-    if in_query && (from_body.code.is_some() || from_body.reason.is_some()) {
-        return Err(InvalidConnection::CloseTwice.into());
-    }
-    let (code, reason) = if in_query {
-        let code = q.code.map(|c| c.parse::<u16>().map_err(|_| InvalidConnection::CodeQuery(c))).transpose()?;
-        (code, q.reason)
-    } else {
-        (from_body.code, from_body.reason)
-    };
+    // Both forms are checked; where both give a field, the body's wins.
+    let query_code = q.code.map(|c| c.parse::<u16>().map_err(|_| InvalidConnection::CodeQuery(c))).transpose()?;
+    close_command(query_code, q.reason.clone())?;
+    let (code, reason) = (from_body.code.or(query_code), from_body.reason.or(q.reason));
     let command = close_command(code, reason)?;
     live_connection(&cp, id)?;
     cp.inner.registry.command(id, command).map_err(|e| not_found_as_connection(e, id))?;
@@ -554,12 +581,15 @@ mod tests {
         assert!(req(serde_json::json!({"url": "ws://h/"})).expect("ok").reconnect.is_none());
         let big_base = policy(serde_json::json!({"base_ms": 20000})).expect("ok").reconnect.expect("policy");
         assert_eq!(big_base.max_delay, Duration::from_secs(20), "max follows a large base");
+        let small_max = policy(serde_json::json!({"max_ms": 1})).expect("ok").reconnect.expect("policy");
+        assert_eq!(small_max.base, Duration::from_millis(1), "base follows a small max");
+        let both = policy(serde_json::json!({"base_ms": 500, "max_ms": 100})).expect("ok").reconnect.expect("policy");
+        assert_eq!((both.base, both.max_delay), (Duration::from_millis(100), Duration::from_millis(100)));
         for (bad, says) in [
             (serde_json::json!(3), "must be true, false, null"),
             (serde_json::json!({"max_attempts": 0}), "max_attempts"),
             (serde_json::json!({"max_attempts": 10001}), "max_attempts"),
             (serde_json::json!({"base_ms": 0}), "base_ms"),
-            (serde_json::json!({"base_ms": 500, "max_ms": 100}), "below the base"),
             (serde_json::json!({"retries": 3}), "unknown field"),
         ] {
             let e = policy(bad.clone()).expect_err("invalid");

@@ -72,6 +72,8 @@ pub enum ApiError {
     PrivateTarget { url: String, source: Box<wsgate_client::GuardError> },
     #[error("no live outbound connection with id {0}")]
     ConnectionNotFound(SessionId),
+    #[error("outbound connection {0} has ended; open a new one")]
+    ConnectionEnded(SessionId),
     #[error("this control plane does not open outbound connections")]
     OutboundDisabled,
 }
@@ -107,6 +109,7 @@ impl ApiError {
             | Self::BadConnection(_) => StatusCode::BAD_REQUEST,
             Self::PrivateTarget { .. } => StatusCode::FORBIDDEN,
             Self::ConnectionNotFound(_) => StatusCode::NOT_FOUND,
+            Self::ConnectionEnded(_) => StatusCode::CONFLICT,
             Self::OutboundDisabled => StatusCode::NOT_IMPLEMENTED,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -364,7 +364,7 @@ pub async fn messages(
     let after =
         q.after_seq.as_deref().filter(|s| !s.is_empty()).map(|s| parse_u64("after_seq", s, 0, i64::MAX as usize));
     let after = after.transpose()?.unwrap_or(0) as u64;
-    let limit = q.limit.as_deref().filter(|s| !s.is_empty()).map(|s| parse_u64("limit", s, 1, MAX_MESSAGES));
+    let limit = q.limit.as_deref().map(|s| parse_u64("limit", s, 1, MAX_MESSAGES));
     let limit = limit.transpose()?.unwrap_or(DEFAULT_MESSAGES);
     let store = store(&cp)?;
     let session = store.session(id).await?.ok_or(ApiError::SessionNotFound(id))?;

@@ -163,13 +163,13 @@ async fn outbound_echo_send_text_and_base64_then_close_with_4000() {
     assert_eq!(s["close"], json!({"code": 4000, "reason": "done here", "initiator": "admin"}));
     assert_eq!((s["messages_in"].as_u64(), s["messages_out"].as_u64()), (Some(3), Some(3)), "{s}");
 
-    // The connection is gone: sending or closing again is a 404, and so is any id
-    // that is not an outbound connection.
-    assert_eq!(send(&gw, &id, json!({"text": "late"})).await, 404);
+    // The connection has ended: sending or closing again is a 409; an id that is not
+    // an outbound connection is a 404.
+    assert_eq!(send(&gw, &id, json!({"text": "late"})).await, 409);
     let res = client().delete(gw.api(&format!("/api/connections/{id}"))).send().await.unwrap();
-    assert_eq!(res.status(), 404);
+    assert_eq!(res.status(), 409);
     let body: Value = res.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("no live outbound connection"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("has ended"), "{body}");
     assert_eq!(send(&gw, "0193a4b2-7c1e-7d3f-9a2b-1c2d3e4f5a6b", json!({"text": "x"})).await, 404);
     assert_eq!(send(&gw, "nope", json!({"text": "x"})).await, 400);
 }
@@ -186,16 +186,22 @@ async fn outbound_close_in_the_query_and_mock_sessions_are_not_connections() {
     let mock_id = list.iter().find(|x| x["kind"] == "mock").unwrap()["id"].as_str().unwrap().to_owned();
     assert_eq!(send(&gw, &mock_id, json!({"text": "x"})).await, 404);
 
-    let both = client()
-        .delete(gw.api(&format!("/api/connections/{id}?code=4001")))
+    let bad = client().delete(gw.api(&format!("/api/connections/{id}?code=1005"))).send().await.unwrap();
+    assert_eq!(bad.status(), 400, "1005 is never sent");
+    let bad = client()
+        .delete(gw.api(&format!("/api/connections/{id}?code=1005")))
         .json(&json!({"code": 4002}))
         .send()
         .await
         .unwrap();
-    assert_eq!(both.status(), 400, "code in the body and the query");
-    let bad = client().delete(gw.api(&format!("/api/connections/{id}?code=1005"))).send().await.unwrap();
-    assert_eq!(bad.status(), 400, "1005 is never sent");
-    let res = client().delete(gw.api(&format!("/api/connections/{id}?code=4001&reason=q"))).send().await.unwrap();
+    assert_eq!(bad.status(), 400, "the query is checked even when the body gives the code");
+    // Both: where both give a field the body's wins; the query's reason still counts.
+    let res = client()
+        .delete(gw.api(&format!("/api/connections/{id}?code=4002&reason=q")))
+        .json(&json!({"code": 4001}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 202);
     loop {
         if let Message::Close(Some(c)) = up.next_message().await {
