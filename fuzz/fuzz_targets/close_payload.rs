@@ -11,8 +11,8 @@
 //!   sendable.
 //!
 //! Input: `[mode]` then, for an even mode, a close payload as on the wire (`\x03\xe8`
-//! + reason); for an odd one, a code (2 bytes, big-endian) and a reason (invalid UTF-8
-//! replaced) to encode.
+//! and a reason); for an odd one, a code (2 bytes, big-endian) and a reason (invalid
+//! UTF-8 replaced) to encode.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +21,7 @@ use wsgate_protocol::{CloseCode, CloseFrame};
 
 fuzz_target!(|data: &[u8]| {
     let mut input = wsgate_fuzz::Input::new(data);
-    if input.byte() % 2 == 0 {
+    if input.byte() & 1 == 0 {
         check_parse(input.rest());
     } else {
         let code = input.u16();

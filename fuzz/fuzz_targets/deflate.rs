@@ -158,7 +158,7 @@ fn negotiate(client: &DeflatePolicy, server: &DeflatePolicy, messages: &[Message
     let (mut server_tx, mut server_rx) = agreed.codecs(true, server.level);
     let (mut client_tx, mut client_rx) = agreed.codecs(false, client.level);
     for (i, m) in messages.iter().enumerate() {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             carry(&mut client_tx, &mut server_rx, m);
         } else {
             carry(&mut server_tx, &mut client_rx, m);

@@ -52,7 +52,7 @@ fn lines(data: &[u8]) -> Vec<&[u8]> {
 
 fuzz_target!(|data: &[u8]| {
     let mut input = wsgate_fuzz::Input::new(data);
-    if input.byte() % 2 == 0 {
+    if input.byte() & 1 == 0 {
         let (method, pick, bits) = (input.byte(), input.byte(), input.byte());
         request(method, &header_map(&lines(input.rest())), pick, bits);
     } else {
