@@ -139,13 +139,7 @@ impl SessionView {
     }
 
     fn matches(&self, q: &SessionQuery) -> bool {
-        (q.states.is_empty() || q.states.contains(&self.state))
-            && q.kind.is_none_or(|k| k == self.kind)
-            && q.route.as_deref().is_none_or(|r| r == self.route)
-            && q.path_prefix.as_deref().is_none_or(|p| self.path.starts_with(p))
-            && q.since.is_none_or(|t| self.opened_at >= t)
-            && q.until.is_none_or(|t| self.opened_at < t)
-            && q.before.is_none_or(|b| self.id < b)
+        q.matches_parts(self.id, self.state, self.kind, &self.route, &self.path, self.opened_at)
     }
 }
 

@@ -135,13 +135,27 @@ impl SessionQuery {
     /// Whether `row` passes the filters (the in-memory backend and the API's merge of
     /// live sessions use it; SQL backends say the same in SQL).
     pub fn matches(&self, row: &SessionRow) -> bool {
-        (self.states.is_empty() || self.states.contains(&row.state))
-            && self.kind.is_none_or(|k| k == row.kind)
-            && self.route.as_deref().is_none_or(|r| r == row.route)
-            && self.path_prefix.as_deref().is_none_or(|p| row.path.starts_with(p))
-            && self.since.is_none_or(|t| row.opened_at >= t)
-            && self.until.is_none_or(|t| row.opened_at < t)
-            && self.before.is_none_or(|b| row.id < b)
+        self.matches_parts(row.id, row.state, row.kind, &row.route, &row.path, row.opened_at)
+    }
+
+    /// [`SessionQuery::matches`] on a session's fields, for callers that hold another
+    /// shape of session (the API's live sessions).
+    pub fn matches_parts(
+        &self,
+        id: SessionId,
+        state: State,
+        kind: SessionKind,
+        route: &str,
+        path: &str,
+        opened_at: DateTime<Utc>,
+    ) -> bool {
+        (self.states.is_empty() || self.states.contains(&state))
+            && self.kind.is_none_or(|k| k == kind)
+            && self.route.as_deref().is_none_or(|r| r == route)
+            && self.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            && self.since.is_none_or(|t| opened_at >= t)
+            && self.until.is_none_or(|t| opened_at < t)
+            && self.before.is_none_or(|b| id < b)
     }
 }
 
