@@ -355,8 +355,9 @@ pub async fn messages(
     let Query(q) = query?;
     // The store keeps sequence numbers as signed 64-bit integers (the `int64` the
     // document declares).
-    let after =
-        q.after_seq.as_deref().filter(|s| !s.is_empty()).map(|s| parse_u64("after_seq", s, 0, i64::MAX as usize));
+    // An empty `?after_seq=` is an error like any other non-number: the document
+    // declares an integer, and a client that sends nothing meant something.
+    let after = q.after_seq.as_deref().map(|s| parse_u64("after_seq", s, 0, i64::MAX as usize));
     let after = after.transpose()?.unwrap_or(0) as u64;
     let limit = q.limit.as_deref().map(|s| parse_u64("limit", s, 1, MAX_MESSAGES));
     let limit = limit.transpose()?.unwrap_or(DEFAULT_MESSAGES);

@@ -326,6 +326,21 @@ async fn api_hostile_bad_ids_and_query_values_get_400() {
         assert_eq!(r.status, 200, "{query}: {r:?}");
         assert!(r.json()["sessions"].is_array(), "{query}");
     }
+    // A message page's numbers are checked before the store is asked; an empty
+    // value is a bad number, not a missing one (Schemathesis sends `after_seq=`).
+    for query in [
+        "after_seq=",
+        "after_seq=-1",
+        "after_seq=x",
+        "after_seq=9223372036854775808",
+        "after_seq=1.5",
+        "limit=",
+        "limit=0",
+        "limit=1001",
+    ] {
+        let target = format!("/api/sessions/{}/messages?{query}", b.id);
+        b.request(RawRequest::new("GET", &target)).await.assert_error(400, query);
+    }
     for query in ["session=garbage", "session=%FF", &format!("session={bare}")] {
         b.request(RawRequest::new("GET", &format!("/api/live?{query}"))).await.assert_error(400, query);
     }
