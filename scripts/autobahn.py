@@ -176,7 +176,9 @@ def main():
                    cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "wsgate-protocol", "--example", "autobahn_client"],
                    cwd=ROOT, check=True)
-    rel = os.path.join(ROOT, "target", "release")
+    # Honour CARGO_TARGET_DIR, so a long --full run can use its own build while the
+    # workspace's release binaries are rebuilt for other work.
+    rel = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
     wsgate, echo = os.path.join(rel, "wsgate"), os.path.join(rel, "wsgate-echo-server")
     client = os.path.join(rel, "examples", "autobahn_client")
     common = ["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--log-level", "error",
