@@ -38,17 +38,6 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Most sessions one request returns.
 pub const MAX_LIMIT: usize = 1000;
 
-/// The lifecycle states `?state=` filters on.
-pub const STATES: [SessionState; 5] = [
-    SessionState::Requested,
-    SessionState::Connecting,
-    SessionState::Connected,
-    SessionState::Disconnected,
-    SessionState::Failed,
-];
-/// The session kinds `?kind=` filters on.
-pub const KINDS: [SessionKind; 4] = [SessionKind::Proxy, SessionKind::Relay, SessionKind::Mock, SessionKind::Outbound];
-
 /// A session id as the API takes it: a hyphenated UUID (the form the API prints).
 pub const SESSION_ID_PATTERN: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
@@ -139,12 +128,12 @@ fn filter_schema(pattern: String, description: String) -> RefOr<Schema> {
 }
 
 fn state_filter_schema() -> RefOr<Schema> {
-    let names: Vec<&str> = STATES.iter().map(|s| s.as_str()).collect();
+    let names: Vec<&str> = SessionState::ALL.iter().map(|s| s.as_str()).collect();
     filter_schema(any_case_pattern(names.iter().copied()), format!("One of {}, any case", names.join(", ")))
 }
 
 fn kind_filter_schema() -> RefOr<Schema> {
-    let names: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
+    let names: Vec<&str> = SessionKind::ALL.iter().map(|k| k.as_str()).collect();
     filter_schema(any_case_pattern(names.iter().copied()), format!("One of {}, any case", names.join(", ")))
 }
 
@@ -155,7 +144,7 @@ fn before_schema() -> RefOr<Schema> {
 }
 
 fn parse_state(s: &str) -> Result<SessionState, ApiError> {
-    STATES.into_iter().find(|st| st.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| ApiError::BadFilter {
+    SessionState::from_name(s).ok_or_else(|| ApiError::BadFilter {
         field: "state",
         value: s.to_owned(),
         expected: "REQUESTED, CONNECTING, CONNECTED, DISCONNECTED, FAILED",
@@ -163,7 +152,7 @@ fn parse_state(s: &str) -> Result<SessionState, ApiError> {
 }
 
 fn parse_kind(s: &str) -> Result<SessionKind, ApiError> {
-    KINDS.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| ApiError::BadFilter {
+    SessionKind::from_name(s).ok_or_else(|| ApiError::BadFilter {
         field: "kind",
         value: s.to_owned(),
         expected: "proxy, relay, mock, outbound",

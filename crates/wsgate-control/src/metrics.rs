@@ -47,7 +47,6 @@ pub const OBSERVER_BATCH: usize = 512;
 pub const CONNECT_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-const KINDS: [SessionKind; 4] = [SessionKind::Proxy, SessionKind::Relay, SessionKind::Mock, SessionKind::Outbound];
 const OUTCOMES: [&str; 2] = ["disconnected", "failed"];
 const DIRECTIONS: [Direction; 4] =
     [Direction::ClientToUpstream, Direction::UpstreamToClient, Direction::ClientToGateway, Direction::GatewayToClient];
@@ -117,7 +116,7 @@ impl Metrics {
         registry.register_collector(Box::new(ScrapeTimeCollector { sessions, bus, recorder }));
         // Every known series starts at 0, so it exists (and `rate()` works) before
         // its first event.
-        for kind in KINDS {
+        for kind in SessionKind::ALL {
             for outcome in OUTCOMES {
                 drop(sessions_total.get_or_create(&OutcomeLabels { kind: kind.as_str(), outcome }));
             }
@@ -190,7 +189,7 @@ impl Collector for ScrapeTimeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut family =
             encoder.encode_descriptor("wsgate_sessions_active", "Live sessions, by kind", None, MetricType::Gauge)?;
-        for kind in KINDS {
+        for kind in SessionKind::ALL {
             let n = self.sessions.live_of_kind(kind).len();
             let labels = [("kind", kind.as_str())];
             ConstGauge::new(n as i64).encode(family.encode_family(&labels)?)?;

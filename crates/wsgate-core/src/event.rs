@@ -29,6 +29,15 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Every value, in declaration order.
+    pub const ALL: [Self; 4] =
+        [Self::ClientToUpstream, Self::UpstreamToClient, Self::ClientToGateway, Self::GatewayToClient];
+
+    /// The value whose [`as_str`](Self::as_str) name is `s`, in any case.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+
     /// Frames that came from the session's client (counted as "in").
     pub fn is_inbound(self) -> bool {
         matches!(self, Self::ClientToUpstream | Self::ClientToGateway)

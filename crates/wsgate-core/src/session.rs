@@ -26,6 +26,14 @@ pub enum SessionKind {
 }
 
 impl SessionKind {
+    /// Every value, in declaration order.
+    pub const ALL: [Self; 4] = [Self::Proxy, Self::Relay, Self::Mock, Self::Outbound];
+
+    /// The value whose [`as_str`](Self::as_str) name is `s`, in any case.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Proxy => "proxy",
@@ -49,6 +57,14 @@ pub enum State {
 }
 
 impl State {
+    /// Every value, in declaration order.
+    pub const ALL: [Self; 5] = [Self::Requested, Self::Connecting, Self::Connected, Self::Disconnected, Self::Failed];
+
+    /// The value whose [`as_str`](Self::as_str) name is `s`, in any case.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+
     pub fn is_final(self) -> bool {
         matches!(self, Self::Disconnected | Self::Failed)
     }
@@ -91,6 +107,14 @@ pub enum Initiator {
 }
 
 impl Initiator {
+    /// Every value, in declaration order.
+    pub const ALL: [Self; 4] = [Self::Client, Self::Upstream, Self::Gateway, Self::Admin];
+
+    /// The value whose [`as_str`](Self::as_str) name is `s`, in any case.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Client => "client",

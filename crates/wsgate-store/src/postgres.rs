@@ -10,11 +10,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
-use wsgate_core::{Initiator, SessionId, State};
+use wsgate_core::{Direction, Initiator, SessionId, SessionKind, State};
 
 use crate::memory::orphan_detail;
 use crate::model::{
-    self, Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
+    Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
 };
 use crate::{ORPHAN_REASON, Store, StoreError};
 
@@ -317,19 +317,19 @@ fn session_row(r: &Row) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
         id: SessionId::from_uuid(r.try_get(0)?),
         instance: r.try_get(1)?,
-        kind: model::kind_from(kind).ok_or_else(|| corrupt("kind", kind))?,
+        kind: SessionKind::from_name(kind).ok_or_else(|| corrupt("kind", kind))?,
         route: r.try_get(3)?,
         path: r.try_get(4)?,
         client_addr: r.try_get(5)?,
         headers: serde_json::from_value(headers).map_err(|e| StoreError::Corrupt(format!("bad headers: {e}")))?,
         subprotocol: r.try_get(7)?,
         upstream: r.try_get(8)?,
-        state: model::state_from(state).ok_or_else(|| corrupt("state", state))?,
+        state: State::from_name(state).ok_or_else(|| corrupt("state", state))?,
         opened_at: from_micros(r.try_get(10)?),
         closed_at: r.try_get::<_, Option<i64>>(11)?.map(from_micros),
         close_code: u16_of(r.try_get(12)?),
         close_reason: r.try_get(13)?,
-        initiator: initiator.and_then(model::initiator_from),
+        initiator: initiator.and_then(Initiator::from_name),
         failure: r.try_get(15)?,
         failure_kind: r.try_get(16)?,
         http_status: u16_of(r.try_get(17)?),
@@ -410,7 +410,7 @@ impl Store for PostgresStore {
                     seq: r.try_get::<_, i32>(0)? as u32,
                     at: from_micros(r.try_get(1)?),
                     kind: EventKind::parse(kind).ok_or_else(|| corrupt("event kind", kind))?,
-                    state: state.and_then(model::state_from),
+                    state: state.and_then(State::from_name),
                     error_kind: r.try_get(4)?,
                     detail: r.try_get(5)?,
                 })
@@ -434,7 +434,7 @@ impl Store for PostgresStore {
                 Ok(MessageRow {
                     session_id: id,
                     seq: r.try_get::<_, i64>(0)? as u64,
-                    direction: model::direction_from(direction).ok_or_else(|| corrupt("direction", direction))?,
+                    direction: Direction::from_name(direction).ok_or_else(|| corrupt("direction", direction))?,
                     opcode: r.try_get::<_, i16>(2)? as u8,
                     fin: r.try_get(3)?,
                     size: r.try_get::<_, i64>(4)? as u64,

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use tokio::sync::{mpsc, oneshot};
-use wsgate_core::{Initiator, SessionId, State};
+use wsgate_core::{Direction, Initiator, SessionId, SessionKind, State};
 
 use crate::memory::orphan_detail;
 use crate::model::{
-    self, Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
+    Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
 };
 use crate::{ORPHAN_REASON, Store, StoreError};
 
@@ -471,19 +471,19 @@ fn session_row(r: &Row) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
         id: session_id(r, 0)?,
         instance: r.get(1)?,
-        kind: model::kind_from(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        kind: SessionKind::from_name(&kind).ok_or_else(|| corrupt("kind", &kind))?,
         route: r.get(3)?,
         path: r.get(4)?,
         client_addr: r.get(5)?,
         headers: serde_json::from_str(&headers).map_err(|_| corrupt("headers", &headers))?,
         subprotocol: r.get(7)?,
         upstream: r.get(8)?,
-        state: model::state_from(&state).ok_or_else(|| corrupt("state", &state))?,
+        state: State::from_name(&state).ok_or_else(|| corrupt("state", &state))?,
         opened_at: from_micros(r.get(10)?),
         closed_at: r.get::<_, Option<i64>>(11)?.map(from_micros),
         close_code: r.get(12)?,
         close_reason: r.get(13)?,
-        initiator: initiator.as_deref().and_then(model::initiator_from),
+        initiator: initiator.as_deref().and_then(Initiator::from_name),
         failure: r.get(15)?,
         failure_kind: r.get(16)?,
         http_status: r.get(17)?,
@@ -568,7 +568,7 @@ impl Store for SqliteStore {
                         seq: r.get(0)?,
                         at: from_micros(r.get(1)?),
                         kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
-                        state: state.as_deref().and_then(model::state_from),
+                        state: state.as_deref().and_then(State::from_name),
                         error_kind: r.get(4)?,
                         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
                     })
@@ -592,7 +592,7 @@ impl Store for SqliteStore {
                     Ok(MessageRow {
                         session_id: id,
                         seq: r.get::<_, i64>(0)? as u64,
-                        direction: model::direction_from(&direction).ok_or_else(|| corrupt("direction", &direction))?,
+                        direction: Direction::from_name(&direction).ok_or_else(|| corrupt("direction", &direction))?,
                         opcode: r.get(2)?,
                         fin: r.get(3)?,
                         size: r.get::<_, i64>(4)? as u64,

@@ -34,17 +34,12 @@ fn run(name: &str, fut: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
 }
 
 fn parse_state(s: &str) -> anyhow::Result<State> {
-    [State::Requested, State::Connecting, State::Connected, State::Disconnected, State::Failed]
-        .into_iter()
-        .find(|st| st.as_str().eq_ignore_ascii_case(s))
+    State::from_name(s)
         .with_context(|| format!("--state {s:?}: expected REQUESTED, CONNECTING, CONNECTED, DISCONNECTED or FAILED"))
 }
 
 fn parse_kind(s: &str) -> anyhow::Result<SessionKind> {
-    [SessionKind::Proxy, SessionKind::Relay, SessionKind::Mock, SessionKind::Outbound]
-        .into_iter()
-        .find(|k| k.as_str().eq_ignore_ascii_case(s))
-        .with_context(|| format!("--kind {s:?}: expected proxy, relay, mock or outbound"))
+    SessionKind::from_name(s).with_context(|| format!("--kind {s:?}: expected proxy, relay, mock or outbound"))
 }
 
 fn parse_id(s: &str) -> anyhow::Result<SessionId> {
