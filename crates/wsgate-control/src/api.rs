@@ -160,13 +160,19 @@ fn parse_kind(s: &str) -> Result<SessionKind, ApiError> {
 }
 
 fn parse_limit(s: &str) -> Result<usize, ApiError> {
-    // An integer; `5.0` is one too (JSON Schema's `integer` is the mathematical one).
+    parse_int("limit", s, 1, MAX_LIMIT)
+}
+
+/// A query integer within `min..=max`. `5.0` is one too (JSON Schema's `integer` is
+/// the mathematical one); empty, signed, fractional or out-of-range values are 400s
+/// naming the field.
+pub(crate) fn parse_int(field: &'static str, s: &str, min: usize, max: usize) -> Result<usize, ApiError> {
     let digits = s.split_once('.').filter(|(_, frac)| frac.bytes().all(|b| b == b'0')).map_or(s, |(int, _)| int);
-    digits.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| ApiError::OutOfRange {
-        field: "limit",
+    digits.parse::<usize>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| ApiError::OutOfRange {
+        field,
         value: s.to_owned(),
-        min: 1,
-        max: MAX_LIMIT,
+        min,
+        max,
     })
 }
 

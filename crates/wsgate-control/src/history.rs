@@ -319,15 +319,6 @@ pub struct MessageDoc {
     reason: Option<String>,
 }
 
-fn parse_u64(field: &'static str, s: &str, min: usize, max: usize) -> Result<usize, ApiError> {
-    s.parse::<usize>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| ApiError::OutOfRange {
-        field,
-        value: s.to_owned(),
-        min,
-        max,
-    })
-}
-
 fn store(cp: &ControlPlane) -> Result<&Arc<dyn Store>, ApiError> {
     cp.inner.cfg.store.as_ref().ok_or(ApiError::NoHistory)
 }
@@ -357,9 +348,9 @@ pub async fn messages(
     // document declares).
     // An empty `?after_seq=` is an error like any other non-number: the document
     // declares an integer, and a client that sends nothing meant something.
-    let after = q.after_seq.as_deref().map(|s| parse_u64("after_seq", s, 0, i64::MAX as usize));
+    let after = q.after_seq.as_deref().map(|s| crate::api::parse_int("after_seq", s, 0, i64::MAX as usize));
     let after = after.transpose()?.unwrap_or(0) as u64;
-    let limit = q.limit.as_deref().map(|s| parse_u64("limit", s, 1, MAX_MESSAGES));
+    let limit = q.limit.as_deref().map(|s| crate::api::parse_int("limit", s, 1, MAX_MESSAGES));
     let limit = limit.transpose()?.unwrap_or(DEFAULT_MESSAGES);
     let store = store(&cp)?;
     let session = store.session(id).await?.ok_or(ApiError::SessionNotFound(id))?;

@@ -334,6 +334,7 @@ async fn api_hostile_bad_ids_and_query_values_get_400() {
         "after_seq=x",
         "after_seq=9223372036854775808",
         "after_seq=1.5",
+        "after_seq=.",
         "limit=",
         "limit=0",
         "limit=1001",
