@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wsgate_core::{MessageEvent, ObserverQueue, SessionEvent, SessionId, SessionInfo, State, Transition};
@@ -21,6 +22,11 @@ use crate::{Store, now};
 
 /// Headers never stored in clear, whatever the handler recorded.
 pub const ALWAYS_REDACTED: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+/// How often the recorder looks at its queue while it is building a batch.
+const TICK: Duration = Duration::from_millis(10);
+/// Events taken off the queue at a time.
+const TAKE: usize = 1024;
 
 /// What replaces a redacted header's value.
 pub const REDACTED: &str = "[redacted]";
@@ -277,37 +283,60 @@ pub async fn run(
             }
         }
     });
-    // Events taken off the queue per wake-up; a batch may span many.
-    let take = cfg.batch_rows.clamp(1, 1024);
     let interval = cfg.flush_interval;
     let mut c = Collector::new(cfg);
-    let mut buf = Vec::with_capacity(take);
-    let deadline = tokio::time::sleep(interval);
-    tokio::pin!(deadline);
-    loop {
-        let pending = !c.batch.is_empty();
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            n = queue.rx.recv_many(&mut buf, take) => {
-                if n == 0 {
-                    break;
-                }
-                if !pending {
-                    deadline.as_mut().reset(tokio::time::Instant::now() + interval);
-                }
-                for ev in buf.drain(..) {
-                    c.add(ev);
-                }
-                if c.full() && batches.send(c.take()).await.is_err() {
-                    break;
+    let mut buf = Vec::with_capacity(TAKE);
+    // When the batch being built got its first row.
+    let mut started = tokio::time::Instant::now();
+    'run: loop {
+        if c.batch.is_empty() {
+            // Nothing to write: sleep until there is something.
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                n = queue.rx.recv_many(&mut buf, TAKE) => {
+                    if n == 0 {
+                        break;
+                    }
+                    started = tokio::time::Instant::now();
                 }
             }
-            _ = &mut deadline, if pending => {
+        } else {
+            // Building a batch: look at the queue once a tick instead of being woken
+            // for every event. Those wake-ups (a task switch, often a thread unpark)
+            // cost a busy proxy more than turning the events into rows.
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+        // Everything queued by now, without waiting for more.
+        let mut closed = false;
+        loop {
+            for ev in buf.drain(..) {
+                c.add(ev);
+            }
+            if c.full() {
                 if batches.send(c.take()).await.is_err() {
+                    break 'run;
+                }
+                started = tokio::time::Instant::now();
+            }
+            match queue.rx.recv_many(&mut buf, TAKE).now_or_never() {
+                Some(0) => {
+                    closed = true;
                     break;
                 }
+                Some(_) => {}
+                None => break,
             }
+        }
+        if !c.batch.is_empty() && (closed || started.elapsed() >= interval) && batches.send(c.take()).await.is_err() {
+            break;
+        }
+        if closed {
+            break;
         }
     }
     // Stopping: what is queued now is the last of it.

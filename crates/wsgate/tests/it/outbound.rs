@@ -331,7 +331,17 @@ async fn outbound_reconnect_gives_up_after_exactly_max_attempts() {
     }
     assert_eq!(steps(&s, "FAILED")[0]["attempt"], 4);
     // And each failed attempt but the last is an error event with the wait.
-    let events = http_json(&gw.api(&format!("/api/sessions/{id}/events"))).await;
+    // (Errors are history, not live state: they are there once the recorder's batch
+    // is, within its 100 ms.)
+    let events = eventually(|| async {
+        let events = http_json(&gw.api(&format!("/api/sessions/{id}/events"))).await;
+        // Only stored events include errors, and the store writes in order: once
+        // FAILED is stored, every error before it is.
+        let list = events["events"].as_array().unwrap();
+        let stored = list.iter().any(|e| e["type"] == "error") && list.iter().any(|e| e["state"] == "FAILED");
+        stored.then_some(events)
+    })
+    .await;
     let errors: Vec<&Value> =
         events["events"].as_array().unwrap().iter().filter(|e| e["error_kind"] == "attempt_failed").collect();
     assert_eq!(errors.len(), 3, "{events}");
