@@ -333,7 +333,7 @@ fn store(cp: &ControlPlane) -> Result<&Arc<dyn Store>, ApiError> {
     responses(
         (status = 200, description = "Messages in order", body = MessageList),
         (status = 400, description = "Bad id or query", body = ErrorBody),
-        (status = 404, description = "No such stored session, or history is off", body = ErrorBody),
+        (status = 404, description = "No such session, stored or live, or history is off (a live session not yet stored has no messages yet)", body = ErrorBody),
         (status = 503, description = "The history store failed", body = ErrorBody),
     ),
 )]
@@ -353,7 +353,14 @@ pub async fn messages(
     let limit = q.limit.as_deref().map(|s| crate::api::parse_int("limit", s, 1, MAX_MESSAGES));
     let limit = limit.transpose()?.unwrap_or(DEFAULT_MESSAGES);
     let store = store(&cp)?;
-    let session = store.session(id).await?.ok_or(ApiError::SessionNotFound(id))?;
+    let Some(session) = store.session(id).await? else {
+        // A live session the recorder has not written yet (it writes every 100 ms):
+        // nothing stored so far, rather than "no such session".
+        return match cp.inner.registry.get(id) {
+            Some(_) => Ok(Json(MessageList { messages: Vec::new(), next_after_seq: None })),
+            None => Err(ApiError::SessionNotFound(id)),
+        };
+    };
     let rows = store.messages(id, after, limit).await?;
     let next_after_seq = (rows.len() == limit).then(|| rows.last().map(|m| m.seq)).flatten();
     let messages = rows
@@ -385,7 +392,7 @@ const EXPORT_PAGE: usize = 5000;
     responses(
         (status = 200, description = "The transcript", content_type = "application/x-ndjson", body = String),
         (status = 400, description = "The id is not a session id", body = ErrorBody),
-        (status = 404, description = "No such stored session, or history is off", body = ErrorBody),
+        (status = 404, description = "No such stored session (a live one is stored within about 100 ms), or history is off", body = ErrorBody),
         (status = 503, description = "The history store failed", body = ErrorBody),
     ),
 )]

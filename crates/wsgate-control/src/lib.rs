@@ -131,6 +131,8 @@ pub fn register_observers(builder: &mut EventBusBuilder) -> ControlObservers {
     // Nobody is watching yet: keep message events off the hot path until someone is.
     live.wants_messages.store(false, Ordering::Relaxed);
     let metrics = builder.observer("metrics", METRICS_OBSERVER_CAPACITY);
+    // Frames are counted on the bus itself (`EventBus::count_frame`).
+    metrics.wants_messages.store(false, Ordering::Relaxed);
     ControlObservers { live, metrics }
 }
 

@@ -7,8 +7,8 @@
 //! | --- | --- | --- | --- |
 //! | `wsgate_sessions_active` | gauge | `kind` | live sessions in the registry, read at scrape time |
 //! | `wsgate_sessions_total` | counter | `kind`, `outcome` (`disconnected`\|`failed`) | final lifecycle transitions |
-//! | `wsgate_messages_total` | counter | `direction` | message events (one per frame) |
-//! | `wsgate_message_bytes_total` | counter | `direction` | payload bytes of message events |
+//! | `wsgate_messages_total` | counter | `direction` | frames, counted by the sessions on the bus at scrape time (exact) |
+//! | `wsgate_message_bytes_total` | counter | `direction` | payload bytes of those frames |
 //! | `wsgate_upstream_connect_seconds` | histogram | — | `connect_ms` of CONNECTED transitions; buckets 0.5 ms … 10 s |
 //! | `wsgate_queue_dropped_total` | counter | `reason` (`queue_timeout`\|`queue_overflow`) | one per `Error` event of that kind (the proxy emits one per dropped message) |
 //! | `wsgate_observer_dropped_total` | counter | `observer` | events each bus observer dropped, read from the bus at scrape time (`store`: messages not recorded under `--record drop`) |
@@ -18,8 +18,10 @@
 //! `direction` is `client_to_upstream`, `upstream_to_client`, `client_to_gateway` or
 //! `gateway_to_client`; `kind` is `proxy`, `relay`, `mock` or `outbound`.
 //!
-//! The counters fed from events can miss events the `metrics` observer dropped under
-//! overload; `wsgate_observer_dropped_total{observer="metrics"}` says how many.
+//! The counters fed from events (sessions, connect times, queue drops) can miss events
+//! the `metrics` observer dropped under overload;
+//! `wsgate_observer_dropped_total{observer="metrics"}` says how many. That observer
+//! takes no message events: frames are counted on the bus itself.
 
 use std::sync::Arc;
 
@@ -48,8 +50,6 @@ pub const CONNECT_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const OUTCOMES: [&str; 2] = ["disconnected", "failed"];
-const DIRECTIONS: [Direction; 4] =
-    [Direction::ClientToUpstream, Direction::UpstreamToClient, Direction::ClientToGateway, Direction::GatewayToClient];
 /// `SessionEvent::Error` kinds that mean "a queued message was dropped".
 const QUEUE_DROP_REASONS: [&str; 2] = ["queue_timeout", "queue_overflow"];
 
@@ -57,11 +57,6 @@ const QUEUE_DROP_REASONS: [&str; 2] = ["queue_timeout", "queue_overflow"];
 struct OutcomeLabels {
     kind: &'static str,
     outcome: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DirectionLabels {
-    direction: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,9 +71,6 @@ pub(crate) struct Metrics {
     upstream_connect: Histogram,
     queue_dropped: Family<ReasonLabels, Counter>,
     pub(crate) live_dropped: Counter,
-    /// Message and byte counters resolved once per direction, so the per-frame path
-    /// is an array index, not a label hash under the family's lock.
-    by_direction: [(Direction, Counter, Counter); DIRECTIONS.len()],
 }
 
 impl Metrics {
@@ -89,15 +81,11 @@ impl Metrics {
     ) -> Self {
         let mut registry = PromRegistry::default();
         let sessions_total = Family::<OutcomeLabels, Counter>::default();
-        let messages_total = Family::<DirectionLabels, Counter>::default();
-        let message_bytes_total = Family::<DirectionLabels, Counter>::default();
         let upstream_connect = Histogram::new(CONNECT_BUCKETS);
         let queue_dropped = Family::<ReasonLabels, Counter>::default();
         let live_dropped = Counter::default();
         // Counter names are registered without `_total`: the encoder appends it.
         registry.register("wsgate_sessions", "Sessions ended, by kind and outcome", sessions_total.clone());
-        registry.register("wsgate_messages", "Frames seen, by direction", messages_total.clone());
-        registry.register("wsgate_message_bytes", "Payload bytes seen, by direction", message_bytes_total.clone());
         registry.register(
             "wsgate_upstream_connect_seconds",
             "Time to dial and upgrade the upstream",
@@ -121,22 +109,10 @@ impl Metrics {
                 drop(sessions_total.get_or_create(&OutcomeLabels { kind: kind.as_str(), outcome }));
             }
         }
-        for direction in DIRECTIONS {
-            drop(messages_total.get_or_create(&DirectionLabels { direction: direction.as_str() }));
-            drop(message_bytes_total.get_or_create(&DirectionLabels { direction: direction.as_str() }));
-        }
         for reason in QUEUE_DROP_REASONS {
             drop(queue_dropped.get_or_create(&ReasonLabels { reason }));
         }
-        let by_direction = DIRECTIONS.map(|direction| {
-            let labels = DirectionLabels { direction: direction.as_str() };
-            (
-                direction,
-                messages_total.get_or_create(&labels).clone(),
-                message_bytes_total.get_or_create(&labels).clone(),
-            )
-        });
-        Self { by_direction, registry, sessions_total, upstream_connect, queue_dropped, live_dropped }
+        Self { registry, sessions_total, upstream_connect, queue_dropped, live_dropped }
     }
 
     fn observe(&self, ev: &SessionEvent) {
@@ -153,12 +129,8 @@ impl Metrics {
                 }
                 SessionState::Requested | SessionState::Connecting => {}
             },
-            SessionEvent::Message(m) => {
-                if let Some((_, messages, bytes)) = self.by_direction.iter().find(|(d, _, _)| *d == m.direction) {
-                    messages.inc();
-                    bytes.inc_by(m.payload.len() as u64);
-                }
-            }
+            // Counted on the bus (`EventBus::traffic`); the observer does not ask for them.
+            SessionEvent::Message(_) => {}
             SessionEvent::Error { kind, .. } => {
                 if QUEUE_DROP_REASONS.contains(kind) {
                     self.queue_dropped.get_or_create(&ReasonLabels { reason: kind }).inc();
@@ -193,6 +165,17 @@ impl Collector for ScrapeTimeCollector {
             let n = self.sessions.live_of_kind(kind).len();
             let labels = [("kind", kind.as_str())];
             ConstGauge::new(n as i64).encode(family.encode_family(&labels)?)?;
+        }
+        for (name, help, pick) in [
+            ("wsgate_messages", "Frames seen, by direction", 0),
+            ("wsgate_message_bytes", "Payload bytes seen, by direction", 1),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for direction in Direction::ALL {
+                let (messages, bytes) = self.bus.traffic(direction);
+                let labels = [("direction", direction.as_str())];
+                ConstCounter::new(if pick == 0 { messages } else { bytes }).encode(family.encode_family(&labels)?)?;
+            }
         }
         let mut family = encoder.encode_descriptor(
             "wsgate_observer_dropped",

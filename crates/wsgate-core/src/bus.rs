@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
-use crate::event::{MessageEvent, SessionEvent};
+use crate::event::{Direction, MessageEvent, SessionEvent};
 
 /// Default capacity of an observer's queue.
 pub const DEFAULT_OBSERVER_CAPACITY: usize = 8192;
@@ -49,6 +49,16 @@ struct Slot {
 /// Fans events out to observers.
 pub struct EventBus {
     slots: Vec<Slot>,
+    traffic: Traffic,
+}
+
+/// Frames and payload bytes seen on every session, by direction: the message
+/// metrics. Counted here, in the emitting session, rather than by an observer, so
+/// counting a frame costs two atomic adds instead of an event through a queue.
+#[derive(Debug, Default)]
+struct Traffic {
+    messages: [AtomicU64; Direction::ALL.len()],
+    bytes: [AtomicU64; Direction::ALL.len()],
 }
 
 impl std::fmt::Debug for EventBus {
@@ -116,7 +126,7 @@ impl EventBusBuilder {
     }
 
     pub fn build(self) -> Arc<EventBus> {
-        Arc::new(EventBus { slots: self.slots })
+        Arc::new(EventBus { slots: self.slots, traffic: Traffic::default() })
     }
 }
 
@@ -127,7 +137,7 @@ impl EventBus {
 
     /// A bus with no observers (tests, tools).
     pub fn empty() -> Arc<Self> {
-        Arc::new(Self { slots: Vec::new() })
+        Arc::new(Self { slots: Vec::new(), traffic: Traffic::default() })
     }
 
     /// Delivers to every observer; drops (and counts) where a queue is full, whatever
@@ -146,6 +156,27 @@ impl EventBus {
         for (i, slot) in self.slots.iter().enumerate() {
             self.offer(i, slot, &event, pending, false);
         }
+    }
+
+    /// Counts a frame in the traffic totals ([`EventBus::traffic`]).
+    #[inline]
+    pub fn count_frame(&self, direction: Direction, bytes: u64) {
+        let i = direction.index();
+        self.traffic.messages[i].fetch_add(1, Ordering::Relaxed);
+        self.traffic.bytes[i].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Frames and payload bytes counted so far in `direction`.
+    pub fn traffic(&self, direction: Direction) -> (u64, u64) {
+        let i = direction.index();
+        (self.traffic.messages[i].load(Ordering::Relaxed), self.traffic.bytes[i].load(Ordering::Relaxed))
+    }
+
+    /// Whether any observer wants message events now: when none does, a session
+    /// need not build them (nor read the clock for them).
+    #[inline]
+    pub fn wants_messages(&self) -> bool {
+        self.slots.iter().any(|s| s.wants_messages.load(Ordering::Relaxed))
     }
 
     /// Delivers a message event to the observers that want message events.

@@ -42,6 +42,11 @@ impl Direction {
     pub fn is_inbound(self) -> bool {
         matches!(self, Self::ClientToUpstream | Self::ClientToGateway)
     }
+    /// Position in [`Direction::ALL`].
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientToUpstream => "client_to_upstream",

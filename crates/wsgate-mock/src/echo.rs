@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -125,7 +124,7 @@ async fn on_message(
 ) -> bool {
     match msg {
         Ok(m) => {
-            let at = Utc::now();
+            let at = session.frame_time();
             if let Some(f) = as_frame(&m) {
                 session.frame_at(Direction::ClientToGateway, &f, false, at);
             }

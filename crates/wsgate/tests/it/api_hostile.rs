@@ -64,6 +64,10 @@ impl Barrage {
         let list = b.request(RawRequest::new("GET", "/api/sessions?state=CONNECTED")).await;
         assert_eq!(list.status, 200, "{list:?}");
         b.id = list.json()["sessions"][0]["id"].as_str().expect("the bystander's id").to_owned();
+        // Stored, so every history route answers the same from now on (the recorder
+        // writes every 100 ms; export 404s until then).
+        let export = format!("/api/sessions/{}/export", b.id);
+        eventually(|| async { (b.request(RawRequest::new("GET", &export)).await.status == 200).then_some(()) }).await;
         let doc = b.request(RawRequest::new("GET", "/api/openapi.json")).await;
         assert_eq!(doc.status, 200, "{doc:?}");
         b.ops = operations(&doc.json());
