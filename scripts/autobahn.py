@@ -131,7 +131,10 @@ def fuzzingserver(role, client_bin, cases, out, exclude):
         while True:  # readiness: the port accepts
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
+                # Ours, not another run's that took the port first (ours then exits).
+                if server.poll() is None:
+                    break
+                sys.exit("autobahn: fuzzingserver did not start")
             except OSError:
                 if time.time() > deadline or server.poll() is not None:
                     sys.exit("autobahn: fuzzingserver did not start")
