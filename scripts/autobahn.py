@@ -124,7 +124,10 @@ def fuzzingserver(role, client_bin, cases, out, exclude):
             "exclude-cases": exclude, "exclude-agent-cases": {}}
     path = os.path.join(out, "spec.json")
     json.dump(spec, open(path, "w"))
-    server = subprocess.Popen([WSTEST, "-m", "fuzzingserver", "-s", path], cwd=out,
+    # --webport 0: no report web server, which would otherwise take the fixed port
+    # 8080 (two runs at once then collide, and the second wstest dies after binding
+    # its WebSocket port, resetting the client's first connection).
+    server = subprocess.Popen([WSTEST, "-m", "fuzzingserver", "--webport", "0", "-s", path], cwd=out,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30

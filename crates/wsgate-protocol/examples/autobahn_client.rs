@@ -22,28 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    // wstest's server, busy on a loaded machine, now and then resets a connection
-    // before its handshake is answered: that is no verdict on a case, so a few more
-    // attempts are made (and said on stderr) before giving up.
-    let open_retrying = |path: String| {
-        let open = &open;
-        async move {
-            let mut attempt = 1;
-            loop {
-                match open(path.clone()).await {
-                    Ok(ws) => return Ok(ws),
-                    Err(e) if attempt < 4 => {
-                        eprintln!("autobahn_client: {path}: {e}; attempt {attempt} of 4 failed, retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-    };
-
-    let mut ws = open_retrying("/getCaseCount".into()).await?;
+    let mut ws = open("/getCaseCount".into()).await?;
     let count: u32 = match ws.recv().await? {
         Message::Text(t) => std::str::from_utf8(&t)?.trim().parse()?,
         other => return Err(format!("unexpected case count message {other:?}").into()),
@@ -51,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = ws.close(1000, "").await;
 
     for case in 1..=count {
-        let mut ws = open_retrying(format!("/runCase?case={case}&agent={agent}")).await?;
+        let mut ws = open(format!("/runCase?case={case}&agent={agent}")).await?;
         loop {
             match ws.recv().await {
                 Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
@@ -70,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = ws.flush().await;
     }
 
-    let mut ws = open_retrying(format!("/updateReports?agent={agent}")).await?;
+    let mut ws = open(format!("/updateReports?agent={agent}")).await?;
     let _ = ws.close(1000, "").await;
     println!("ran {count} cases");
     Ok(())
