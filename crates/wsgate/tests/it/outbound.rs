@@ -55,11 +55,20 @@ async fn until_state(gw: &Gateway, id: &str, state: &str) -> Value {
 
 /// The session once it has ended and the store holds its final row.
 async fn until_ended(gw: &Gateway, id: &str) -> Value {
-    eventually(|| async {
-        let s = session(gw, id).await;
-        (s["live"] == false && matches!(s["state"].as_str(), Some("FAILED" | "DISCONNECTED"))).then_some(s)
+    let mut last = Value::Null;
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            let s = session(gw, id).await;
+            if s["live"] == false && matches!(s["state"].as_str(), Some("FAILED" | "DISCONNECTED")) {
+                return s;
+            }
+            last = s;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     })
-    .await
+    .await;
+    // Says which session and where it stood, so a failure points at its case.
+    ended.unwrap_or_else(|_| panic!("session {id} did not end within {WAIT:?}; last seen: {last}"))
 }
 
 fn steps<'a>(s: &'a Value, state: &str) -> Vec<&'a Value> {
