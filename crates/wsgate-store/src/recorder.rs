@@ -2,10 +2,11 @@
 //!
 //! It turns [`SessionEvent`]s into rows and hands them to the store in batches (every
 //! [`RecorderConfig::batch_rows`] rows, [`RecorderConfig::batch_bytes`] of payload
-//! or [`RecorderConfig::flush_interval`], whichever comes first). Two tasks: the collector builds batches while the writer
-//! commits the previous one, through a queue of one batch, so conversion and disk
-//! overlap and a slow disk backs up into the observer queue, where the bus's
-//! overflow policy (`--record drop|strict`) decides what happens.
+//! or [`RecorderConfig::flush_interval`], whichever comes first). Two tasks: the
+//! collector builds batches while the writer commits the previous one, through a
+//! queue of one batch, so conversion and disk overlap and a slow disk backs up into
+//! the observer queue, where the bus's overflow policy (`--record drop|strict`)
+//! decides what happens.
 
 use std::collections::HashMap;
 use std::sync::Arc;
