@@ -20,16 +20,4 @@ for i in $(seq "$ROUNDS"); do
   e=$(run "$ECHO"); m=$(run "$MOCK")
   echo "$e $m" >> "$OUT/rounds"
 done
-python3 - "$OUT/rounds" <<'PY'
-import sys
-rows = [tuple(map(float, l.split())) for l in open(sys.argv[1])]
-for i, (e, m) in enumerate(rows, 1):
-    print(f"round {i}: echo server {e:,.0f} msgs/s, wsgate mock --echo {m:,.0f} msgs/s, ratio {m/e:.2f}")
-e, m = sum(r[0] for r in rows), sum(r[1] for r in rows)
-ratios = sorted(b / a for a, b in rows)
-median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
-ok = m / e >= 0.9
-print(f"median round ratio {median:.2f}")
-print(f"overall: mock/echo = {m/e:.2f} (target >= 0.9)  {'PASS' if ok else 'FAIL'}")
-sys.exit(0 if ok else 1)
-PY
+python3 bench/rounds.py "$OUT/rounds" "echo server" "wsgate mock --echo" mock/echo 0.9

@@ -42,17 +42,7 @@ for i in $(seq "$ROUNDS"); do
   a=$(run "$OFF"); b=$(run "$ON")
   echo "$a $b" >> "$OUT/rounds"
 done
-python3 - "$OUT/rounds" <<'PY'
-import sys
-rows = [tuple(map(float, l.split())) for l in open(sys.argv[1])]
-for i, (a, b) in enumerate(rows, 1):
-    print(f"round {i}: --no-store {a:,.0f} msgs/s, recording {b:,.0f} msgs/s, ratio {b/a:.2f}")
-a, b = sum(r[0] for r in rows), sum(r[1] for r in rows)
-ratios = sorted(y / x for x, y in rows)
-median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
-print(f"median round ratio {median:.2f}")
-print(f"overall: recording/no-store = {b/a:.2f} (target >= 0.85)  {'PASS' if b/a >= 0.85 else 'FAIL'}")
-PY
+python3 bench/rounds.py "$OUT/rounds" --no-store recording recording/no-store 0.85 || true
 
 metric() { curl -s "http://$ON_CONTROL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 echo "== sustained 20000 msgs/s for ${DUR_RATE}s through the recording proxy"
