@@ -29,6 +29,17 @@ fn open(at: &HistoryStore, m: &ArgMatches) -> Result<impl Future<Output = anyhow
     })
 }
 
+/// The opened store and the session `id` names in it; an error when it is not there.
+async fn stored_session(
+    store: impl Future<Output = anyhow::Result<Arc<dyn Store>>>,
+    id: &str,
+) -> anyhow::Result<(Arc<dyn Store>, SessionRow)> {
+    let store = store.await?;
+    let id = parse_id(id)?;
+    let Some(row) = store.session(id).await? else { bail!("no session {id} in the store") };
+    Ok((store, row))
+}
+
 fn run(name: &str, fut: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     super::serve(name, fut)
 }
@@ -107,9 +118,8 @@ pub fn show(args: HistoryIdArgs, m: &ArgMatches) -> ExitCode {
         Err(code) => return code,
     };
     run("history", async move {
-        let store = store.await?;
-        let id = parse_id(&args.id)?;
-        let Some(row) = store.session(id).await? else { bail!("no session {id} in the store") };
+        let (store, row) = stored_session(store, &args.id).await?;
+        let id = row.id;
         let events = store.events(id).await?;
         let mut out = std::io::stdout().lock();
         if args.json {
@@ -157,9 +167,8 @@ pub fn export(args: HistoryIdArgs, m: &ArgMatches) -> ExitCode {
         Err(code) => return code,
     };
     run("history", async move {
-        let store = store.await?;
-        let id = parse_id(&args.id)?;
-        let Some(row) = store.session(id).await? else { bail!("no session {id} in the store") };
+        let (store, row) = stored_session(store, &args.id).await?;
+        let id = row.id;
         let mut out = std::io::stdout().lock();
         let mut buf = Vec::new();
         transcript::push_line(&mut buf, &transcript::header(&row));
