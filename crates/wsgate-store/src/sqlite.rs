@@ -22,7 +22,7 @@ use crate::model::{
 use crate::{ORPHAN_REASON, Store, StoreError};
 
 /// Schema migrations, in order; `PRAGMA user_version` says how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("sqlite/0001_init.sql"), include_str!("sqlite/0002_message_spans.sql")];
 
 /// Readers kept open between queries.
 const READERS: usize = 4;
@@ -239,42 +239,108 @@ impl Sids {
 }
 
 /// Message rows per `INSERT`: one statement step per row costs more than the row
-/// itself, so the writer inserts them 64 at a time (640 parameters, well under
+/// itself, so the writer inserts them 64 at a time (704 parameters, well under
 /// SQLite's limit of 32 766).
 const ROWS_PER_INSERT: usize = 64;
+const MESSAGE_PARAMS: usize = 11;
 
 static INSERT_MESSAGES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_messages_sql(ROWS_PER_INSERT));
 
 fn insert_messages_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT OR ROLLBACK INTO messages (sid, seq, direction, opcode, fin, size, at, injected, truncated, payload) VALUES ",
+        "INSERT OR ROLLBACK INTO messages (id, sid, seq, direction, opcode, fin, size, at, injected, truncated, payload) VALUES ",
     );
     for i in 0..rows {
-        sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?)" });
+        sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?,?)" });
     }
     sql
 }
 
+/// One message on its way in: the row id it gets and its session's `sid`.
+struct Placed<'a> {
+    id: i64,
+    sid: i64,
+    m: &'a MessageRow,
+}
+
 /// Binds `rows` to a statement from [`insert_messages_sql`] of the same length.
-fn bind_messages(st: &mut rusqlite::CachedStatement<'_>, rows: &[(i64, &MessageRow)]) -> rusqlite::Result<()> {
-    for (i, (sid, m)) in rows.iter().enumerate() {
-        let at = i * 10;
-        st.raw_bind_parameter(at + 1, sid)?;
-        st.raw_bind_parameter(at + 2, m.seq as i64)?;
-        st.raw_bind_parameter(at + 3, m.direction.as_str())?;
-        st.raw_bind_parameter(at + 4, m.opcode)?;
-        st.raw_bind_parameter(at + 5, m.fin)?;
-        st.raw_bind_parameter(at + 6, m.size as i64)?;
-        st.raw_bind_parameter(at + 7, to_micros(m.at))?;
-        st.raw_bind_parameter(at + 8, m.injected)?;
-        st.raw_bind_parameter(at + 9, m.truncated)?;
-        st.raw_bind_parameter(at + 10, &m.payload[..])?;
+fn bind_messages(st: &mut rusqlite::CachedStatement<'_>, rows: &[Placed<'_>]) -> rusqlite::Result<()> {
+    for (i, Placed { id, sid, m }) in rows.iter().enumerate() {
+        let at = i * MESSAGE_PARAMS;
+        st.raw_bind_parameter(at + 1, id)?;
+        st.raw_bind_parameter(at + 2, sid)?;
+        st.raw_bind_parameter(at + 3, m.seq as i64)?;
+        st.raw_bind_parameter(at + 4, m.direction.as_str())?;
+        st.raw_bind_parameter(at + 5, m.opcode)?;
+        st.raw_bind_parameter(at + 6, m.fin)?;
+        st.raw_bind_parameter(at + 7, m.size as i64)?;
+        st.raw_bind_parameter(at + 8, to_micros(m.at))?;
+        st.raw_bind_parameter(at + 9, m.injected)?;
+        st.raw_bind_parameter(at + 10, m.truncated)?;
+        st.raw_bind_parameter(at + 11, &m.payload[..])?;
+    }
+    Ok(())
+}
+
+/// The first free message id: above every message and every span (retention may
+/// have deleted the messages a span still names).
+fn next_message_id(tx: &rusqlite::Transaction) -> rusqlite::Result<i64> {
+    let messages: i64 = tx.prepare_cached("SELECT coalesce(max(id), 0) FROM messages")?.query_row([], |r| r.get(0))?;
+    let spans: Option<i64> = tx
+        .prepare_cached("SELECT last_id FROM message_spans ORDER BY first_id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(messages.max(spans.unwrap_or(0)) + 1)
+}
+
+/// Inserts a batch's messages grouped by session, each session's rows a contiguous
+/// run of ids with one span naming it (`sqlite/0002_message_spans.sql`).
+fn insert_messages(tx: &rusqlite::Transaction, sids: &mut Sids, messages: &[MessageRow]) -> Result<(), StoreError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    // The recorder always writes a session before its messages; a message with
+    // no session row has nothing to belong to.
+    let mut rows = Vec::with_capacity(messages.len());
+    for m in messages {
+        match sids.get(tx, m.session_id)? {
+            Some(sid) => rows.push(Placed { id: 0, sid, m }),
+            None => tracing::warn!(session = %m.session_id, seq = m.seq, "message for an unknown session not stored"),
+        }
+    }
+    // Stable: each session's messages stay in arrival (and so seq) order, which a
+    // span's rowid range scan relies on.
+    rows.sort_by_key(|r| r.sid);
+    let first = next_message_id(tx)?;
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.id = first + i as i64;
+    }
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    let mut st = tx.prepare_cached(&INSERT_MESSAGES)?;
+    for chunk in &mut chunks {
+        bind_messages(&mut st, chunk)?;
+        st.raw_execute()?;
+    }
+    let mut st = tx.prepare_cached(insert_messages_sql(1).as_str())?;
+    for row in chunks.remainder() {
+        bind_messages(&mut st, std::slice::from_ref(row))?;
+        st.raw_execute()?;
+    }
+    let mut st = tx.prepare_cached(
+        "INSERT INTO message_spans (first_id, last_id, sid, first_seq, last_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for run in rows.chunk_by(|a, b| a.sid == b.sid) {
+        let (head, tail) = (&run[0], &run[run.len() - 1]);
+        st.execute(params![head.id, tail.id, head.sid, head.m.seq as i64, tail.m.seq as i64])?;
     }
     Ok(())
 }
 
 fn write_batch(conn: &mut Connection, sids: &mut Sids, b: &Batch) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    // Immediate: the batch reads the next message id before it writes, and a
+    // deferred transaction could not then take the write lock if another process
+    // had committed in between.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut closed = Vec::new();
     {
         let mut st = tx.prepare_cached(
@@ -344,30 +410,7 @@ fn write_batch(conn: &mut Connection, sids: &mut Sids, b: &Batch) -> Result<(), 
             ])?;
         }
     }
-    {
-        // The recorder always writes a session before its messages; a message with
-        // no session row has nothing to belong to.
-        let mut rows = Vec::with_capacity(b.messages.len());
-        for m in &b.messages {
-            match sids.get(&tx, m.session_id)? {
-                Some(sid) => rows.push((sid, m)),
-                None => {
-                    tracing::warn!(session = %m.session_id, seq = m.seq, "message for an unknown session not stored")
-                }
-            }
-        }
-        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-        let mut st = tx.prepare_cached(&INSERT_MESSAGES)?;
-        for chunk in &mut chunks {
-            bind_messages(&mut st, chunk)?;
-            st.raw_execute()?;
-        }
-        let mut st = tx.prepare_cached(insert_messages_sql(1).as_str())?;
-        for row in chunks.remainder() {
-            bind_messages(&mut st, std::slice::from_ref(row))?;
-            st.raw_execute()?;
-        }
-    }
+    insert_messages(&tx, sids, &b.messages)?;
     tx.commit()?;
     for id in closed {
         sids.0.remove(&id);
@@ -389,7 +432,8 @@ fn close_orphans(conn: &mut Connection, instance: &str) -> Result<u64, StoreErro
                     coalesce(sum(direction NOT IN ('client_to_upstream', 'client_to_gateway')), 0),
                     coalesce(sum(CASE WHEN direction IN ('client_to_upstream', 'client_to_gateway') THEN size END), 0),
                     coalesce(sum(CASE WHEN direction NOT IN ('client_to_upstream', 'client_to_gateway') THEN size END), 0)
-             FROM messages WHERE sid = (SELECT sid FROM sessions WHERE id = ?1)",
+             FROM message_spans s JOIN messages m ON m.id BETWEEN s.first_id AND s.last_id AND m.sid = s.sid
+             WHERE s.sid = (SELECT sid FROM sessions WHERE id = ?1)",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
@@ -420,16 +464,35 @@ fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
     let chunk = p.chunk as i64;
     if let Some(cutoff) = p.ended_before {
         let cutoff = to_micros(cutoff);
-        // Messages first, a chunk at a time; a session goes once its messages have.
-        out.messages += tx.execute(
-            "DELETE FROM messages WHERE id IN (
-                SELECT m.id FROM sessions s JOIN messages m ON m.sid = s.sid
-                WHERE s.closed_at < ?1 LIMIT ?2)",
-            params![cutoff, chunk],
-        )? as u64;
+        // Messages first, span by span until a chunk's worth; a session goes once
+        // its spans have.
+        'spans: while out.messages < p.chunk as u64 {
+            let spans: Vec<(i64, i64, i64)> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT sp.first_id, sp.last_id, sp.sid FROM sessions s JOIN message_spans sp ON sp.sid = s.sid
+                     WHERE s.closed_at < ?1 LIMIT 256",
+                )?;
+                st.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?
+            };
+            if spans.is_empty() {
+                break;
+            }
+            for (first, last, sid) in spans {
+                out.messages += tx
+                    .prepare_cached("DELETE FROM messages WHERE id BETWEEN ?1 AND ?2 AND sid = ?3")?
+                    .execute(params![first, last, sid])? as u64;
+                tx.prepare_cached("DELETE FROM message_spans WHERE first_id = ?1")?.execute([first])?;
+                if out.messages >= p.chunk as u64 {
+                    break 'spans;
+                }
+            }
+        }
         if out.messages < p.chunk as u64 {
             let ids: Vec<Vec<u8>> = {
-                let mut st = tx.prepare("SELECT id FROM sessions WHERE closed_at < ?1 LIMIT ?2")?;
+                let mut st = tx.prepare(
+                    "SELECT id FROM sessions s WHERE closed_at < ?1
+                        AND NOT EXISTS (SELECT 1 FROM message_spans sp WHERE sp.sid = s.sid) LIMIT ?2",
+                )?;
                 st.query_map(params![cutoff, chunk], |r| r.get(0))?.collect::<Result<_, _>>()?
             };
             for id in &ids {
@@ -445,6 +508,12 @@ fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
                 SELECT id FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?1 ORDER BY id LIMIT ?2)",
             params![keep as i64, chunk],
         )? as u64;
+        // Spans are in id order and do not overlap: those wholly below the oldest
+        // message left name nothing now.
+        tx.execute(
+            "DELETE FROM message_spans WHERE first_id < ?1 AND last_id < ?1",
+            [tx.query_row("SELECT coalesce(min(id), 9223372036854775807) FROM messages", [], |r| r.get::<_, i64>(0))?],
+        )?;
     }
     tx.commit()?;
     Ok(out)
@@ -582,8 +651,17 @@ impl Store for SqliteStore {
     async fn messages(&self, id: SessionId, after_seq: u64, limit: usize) -> Result<Vec<MessageRow>, StoreError> {
         self.read(move |conn| {
             let mut st = conn.prepare(
-                "SELECT seq, direction, opcode, fin, size, at, injected, truncated, payload FROM messages
-                 WHERE sid = (SELECT sid FROM sessions WHERE id = ?1) AND seq > ?2 ORDER BY seq LIMIT ?3",
+                // From the span holding seq `after_seq + 1` on. Within a span, id
+                // order is seq order (see `insert_messages`), and the rowid range
+                // scan yields ids in order: ordering by `m.id` too would only add a
+                // sort of every span's rows.
+                "SELECT m.seq, m.direction, m.opcode, m.fin, m.size, m.at, m.injected, m.truncated, m.payload
+                 FROM message_spans s JOIN messages m ON m.id BETWEEN s.first_id AND s.last_id AND m.sid = s.sid
+                 WHERE s.sid = (SELECT sid FROM sessions WHERE id = ?1)
+                   AND s.first_seq >= coalesce((SELECT max(first_seq) FROM message_spans
+                        WHERE sid = (SELECT sid FROM sessions WHERE id = ?1) AND first_seq <= ?2 + 1), 0)
+                   AND s.last_seq > ?2 AND m.seq > ?2
+                 ORDER BY s.first_seq LIMIT ?3",
             )?;
             let rows = st
                 .query_map(params![id_bytes(id), after_seq as i64, limit as i64], |r| {

@@ -15,7 +15,7 @@ use wsgate_core::{
 use wsgate_protocol::{Frame, OpCode};
 use wsgate_store::recorder::{self, RecorderConfig, RecorderStats};
 use wsgate_store::retention::Retention;
-use wsgate_store::{EventKind, SessionQuery, Store, StoreUrl};
+use wsgate_store::{Batch, EventKind, MessageRow, SessionQuery, SessionRow, Store, StoreUrl};
 
 enum Backend {
     Memory,
@@ -302,6 +302,101 @@ async fn retention_by_age_and_count(b: Backend) {
     assert!(f.store.session(live_id).await.unwrap().is_some());
 }
 
+fn session_row(instance: &str, path: &str) -> SessionRow {
+    SessionRow {
+        id: wsgate_core::SessionId::new(),
+        instance: instance.into(),
+        kind: SessionKind::Proxy,
+        route: "r".into(),
+        path: path.into(),
+        client_addr: None,
+        headers: Vec::new(),
+        subprotocol: None,
+        upstream: None,
+        state: State::Connected,
+        opened_at: chrono::Utc::now(),
+        closed_at: None,
+        close_code: None,
+        close_reason: None,
+        initiator: None,
+        failure: None,
+        failure_kind: None,
+        http_status: None,
+        messages_in: 0,
+        messages_out: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        messages_dropped: 0,
+    }
+}
+
+fn message_row(session_id: wsgate_core::SessionId, seq: u64) -> MessageRow {
+    let payload = Bytes::from(format!("{session_id}#{seq}"));
+    MessageRow {
+        session_id,
+        seq,
+        direction: if seq.is_multiple_of(2) { Direction::UpstreamToClient } else { Direction::ClientToUpstream },
+        opcode: 1,
+        fin: true,
+        size: payload.len() as u64,
+        at: chrono::Utc::now(),
+        injected: false,
+        truncated: false,
+        payload,
+    }
+}
+
+/// Sessions whose messages interleave within and across batches, some with gaps in
+/// their sequence (dropped messages), read back page by page: every page holds only
+/// that session's messages, in order, and together they are all of them.
+async fn interleaved_sessions_read_back_in_order(b: Backend) {
+    let Some(f) = fixture(b).await else { return };
+    let sessions: Vec<SessionRow> = (0..4).map(|i| session_row("a", &format!("/s{i}"))).collect();
+    let ids: Vec<_> = sessions.iter().map(|s| s.id).collect();
+    f.store.write(Batch { sessions, ..Default::default() }).await.unwrap();
+    let mut next = vec![1u64; ids.len()];
+    let mut written: Vec<Vec<u64>> = vec![Vec::new(); ids.len()];
+    for batch in 0..6 {
+        let mut messages = Vec::new();
+        for step in 0..50 {
+            // Session 3 is quiet in odd batches; session 2 skips every fifth seq.
+            let i = (step * 7 + batch) % ids.len();
+            if i == 3 && batch % 2 == 1 {
+                continue;
+            }
+            if i == 2 && next[i].is_multiple_of(5) {
+                next[i] += 1;
+            }
+            messages.push(message_row(ids[i], next[i]));
+            written[i].push(next[i]);
+            next[i] += 1;
+        }
+        f.store.write(Batch { messages, ..Default::default() }).await.unwrap();
+    }
+    for (i, id) in ids.iter().enumerate() {
+        for limit in [1, 7, 1000] {
+            let mut seen = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = f.store.messages(*id, after, limit).await.unwrap();
+                assert!(page.len() <= limit);
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for m in &page {
+                    assert_eq!(m.session_id, *id);
+                    assert_eq!(&m.payload[..], format!("{id}#{}", m.seq).as_bytes(), "session {i}'s own row");
+                }
+                seen.extend(page.iter().map(|m| m.seq));
+            }
+            assert_eq!(seen, written[i], "session {i}, pages of {limit}");
+        }
+        // A page may start inside a gap or past the end.
+        let gap = f.store.messages(ids[2], 4, 2).await.unwrap();
+        assert_eq!(gap.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![6, 7]);
+        assert!(f.store.messages(*id, next[i], 10).await.unwrap().is_empty());
+    }
+}
+
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {
         mod memory { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )* }
@@ -314,7 +409,8 @@ backends!(
     full_session_round_trips,
     filters_and_pagination,
     restart_rule_closes_only_own_orphans,
-    retention_by_age_and_count
+    retention_by_age_and_count,
+    interleaved_sessions_read_back_in_order
 );
 
 #[tokio::test]
@@ -329,6 +425,58 @@ async fn sqlite_reopens_an_existing_file_and_refuses_a_newer_schema() {
     drop(conn);
     let err = wsgate_store::open(&url).await.unwrap_err().to_string();
     assert!(err.contains("newer than this wsgate knows"), "{err}");
+}
+
+/// A history written by schema 1 (one index entry per message) is migrated in place:
+/// its messages read back as before, and new ones follow them.
+#[tokio::test]
+async fn sqlite_migrates_a_schema_1_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let row = session_row("a", "/old");
+    let id = row.id;
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../src/sqlite/0001_init.sql")).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO sessions (sid, id, instance, kind, route, path, headers, state, opened_at)
+             VALUES (7, ?1, 'a', 'proxy', 'r', '/old', '[]', 'CONNECTED', 0)",
+            [id.as_uuid().into_bytes()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO sessions (sid, id, instance, kind, route, path, headers, state, opened_at)
+             VALUES (8, ?1, 'a', 'proxy', 'r', '/other', '[]', 'CONNECTED', 0)",
+            [wsgate_core::SessionId::new().as_uuid().into_bytes()],
+        )
+        .unwrap();
+        // Interleaved with another session, as schema 1 wrote them.
+        for seq in 1..=20 {
+            for sid in [7, 8] {
+                conn.execute(
+                    "INSERT INTO messages (sid, seq, direction, opcode, fin, size, at, injected, truncated, payload)
+                     VALUES (?1, ?2, 'client_to_upstream', 1, 1, 1, 0, 0, 0, ?3)",
+                    rusqlite::params![sid, seq, format!("{sid}/{seq}").into_bytes()],
+                )
+                .unwrap();
+            }
+        }
+    }
+    let store = wsgate_store::open(&StoreUrl::Sqlite(path.clone())).await.unwrap();
+    let seqs = |page: Vec<MessageRow>| page.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let old = store.messages(id, 5, 3).await.unwrap();
+    assert_eq!(seqs(old.clone()), vec![6, 7, 8]);
+    assert_eq!(&old[0].payload[..], b"7/6");
+    store
+        .write(Batch { messages: (21..=25).map(|s| message_row(id, s)).collect(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(seqs(store.messages(id, 18, 100).await.unwrap()), vec![19, 20, 21, 22, 23, 24, 25]);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
 }
 
 /// Sustained writes: the checkpointer and the writer share the checkpoint work
