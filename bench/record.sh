@@ -48,7 +48,9 @@ metric() { curl -s "http://$ON_CONTROL/metrics" | awk -v m="$1" '$1 == m {print 
 echo "== sustained 20000 msgs/s for ${DUR_RATE}s through the recording proxy"
 before_rows=$(metric wsgate_store_rows_total); before_drop=$(metric 'wsgate_observer_dropped_total{observer="store"}')
 "${LOAD[@]}" "$W" bench echo "ws://$ON/rate" -c 32 -k 4 -s 128 --rate 20000 --duration "$DUR_RATE" --json --no-progress > "$OUT/rate.json"
-sleep 1 # let the last batch commit (5 ms flush interval); this is a settle margin, not synchronisation
+# The recorder commits within ~100 ms: wait until the row count stops moving.
+prev=-1; rows=$(metric wsgate_store_rows_total)
+until [ "$rows" = "$prev" ]; do sleep 0.3; prev=$rows; rows=$(metric wsgate_store_rows_total); done
 after_rows=$(metric wsgate_store_rows_total); after_drop=$(metric 'wsgate_observer_dropped_total{observer="store"}')
 python3 - "$OUT/rate.json" "$before_rows" "$after_rows" "$before_drop" "$after_drop" <<'PY'
 import json, sys
