@@ -424,7 +424,7 @@ impl Store for PostgresStore {
             .query(
                 "SELECT seq, direction, opcode, fin, size, at, injected, truncated, payload FROM messages
                  WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                &[&id.as_uuid(), &(after_seq as i64), &(limit as i64)],
+                &[&id.as_uuid(), &i64::try_from(after_seq).unwrap_or(i64::MAX), &(limit as i64)],
             )
             .await?;
         rows.iter()

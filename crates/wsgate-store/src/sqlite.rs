@@ -664,7 +664,7 @@ impl Store for SqliteStore {
                  ORDER BY s.first_seq LIMIT ?3",
             )?;
             let rows = st
-                .query_map(params![id_bytes(id), after_seq as i64, limit as i64], |r| {
+                .query_map(params![id_bytes(id), i64::try_from(after_seq).unwrap_or(i64::MAX), limit as i64], |r| {
                     let direction: String = r.get(1)?;
                     let payload: Vec<u8> = r.get(8)?;
                     Ok(MessageRow {

@@ -394,6 +394,7 @@ async fn interleaved_sessions_read_back_in_order(b: Backend) {
         let gap = f.store.messages(ids[2], 4, 2).await.unwrap();
         assert_eq!(gap.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![6, 7]);
         assert!(f.store.messages(*id, next[i], 10).await.unwrap().is_empty());
+        assert!(f.store.messages(*id, u64::MAX, 10).await.unwrap().is_empty(), "a cursor past i64 is past the end");
     }
 }
 
