@@ -270,7 +270,7 @@ fn bind_messages(st: &mut rusqlite::CachedStatement<'_>, rows: &[Placed<'_>]) ->
         st.raw_bind_parameter(at + 1, id)?;
         st.raw_bind_parameter(at + 2, sid)?;
         st.raw_bind_parameter(at + 3, m.seq as i64)?;
-        st.raw_bind_parameter(at + 4, m.direction.as_str())?;
+        st.raw_bind_parameter(at + 4, direction_code(m.direction))?;
         st.raw_bind_parameter(at + 5, m.opcode)?;
         st.raw_bind_parameter(at + 6, m.fin)?;
         st.raw_bind_parameter(at + 7, m.size as i64)?;
@@ -280,6 +280,21 @@ fn bind_messages(st: &mut rusqlite::CachedStatement<'_>, rows: &[Placed<'_>]) ->
         st.raw_bind_parameter(at + 11, &m.payload[..])?;
     }
     Ok(())
+}
+
+/// How a direction is stored (`sqlite/0002_message_spans.sql`); codes are never
+/// renumbered. `IN (0, 2)` in SQL means "from the client".
+fn direction_code(d: Direction) -> i64 {
+    match d {
+        Direction::ClientToUpstream => 0,
+        Direction::UpstreamToClient => 1,
+        Direction::ClientToGateway => 2,
+        Direction::GatewayToClient => 3,
+    }
+}
+
+fn direction_from_code(code: i64) -> Option<Direction> {
+    Direction::ALL.into_iter().find(|d| direction_code(*d) == code)
 }
 
 /// The first free message id: above every message and every span (retention may
@@ -299,18 +314,22 @@ fn insert_messages(tx: &rusqlite::Transaction, sids: &mut Sids, messages: &[Mess
     if messages.is_empty() {
         return Ok(());
     }
-    // The recorder always writes a session before its messages; a message with
-    // no session row has nothing to belong to.
+    // Stable: each session's messages stay in arrival (and so seq) order, which a
+    // span's rowid range scan relies on. Grouped, a session's `sid` is looked up
+    // once per batch rather than once per message.
+    let mut by_session: Vec<&MessageRow> = messages.iter().collect();
+    by_session.sort_by_key(|m| m.session_id);
     let mut rows = Vec::with_capacity(messages.len());
-    for m in messages {
-        match sids.get(tx, m.session_id)? {
-            Some(sid) => rows.push(Placed { id: 0, sid, m }),
-            None => tracing::warn!(session = %m.session_id, seq = m.seq, "message for an unknown session not stored"),
+    for run in by_session.chunk_by(|a, b| a.session_id == b.session_id) {
+        // The recorder always writes a session before its messages; a message with
+        // no session row has nothing to belong to.
+        match sids.get(tx, run[0].session_id)? {
+            Some(sid) => rows.extend(run.iter().map(|m| Placed { id: 0, sid, m })),
+            None => {
+                tracing::warn!(session = %run[0].session_id, messages = run.len(), "messages for an unknown session not stored")
+            }
         }
     }
-    // Stable: each session's messages stay in arrival (and so seq) order, which a
-    // span's rowid range scan relies on.
-    rows.sort_by_key(|r| r.sid);
     let first = next_message_id(tx)?;
     for (i, r) in rows.iter_mut().enumerate() {
         r.id = first + i as i64;
@@ -428,10 +447,10 @@ fn close_orphans(conn: &mut Connection, instance: &str) -> Result<u64, StoreErro
     for id in &ids {
         let (last_msg, mi, mo, bi, bo): (Option<i64>, i64, i64, i64, i64) = tx.query_row(
             "SELECT max(at),
-                    coalesce(sum(direction IN ('client_to_upstream', 'client_to_gateway')), 0),
-                    coalesce(sum(direction NOT IN ('client_to_upstream', 'client_to_gateway')), 0),
-                    coalesce(sum(CASE WHEN direction IN ('client_to_upstream', 'client_to_gateway') THEN size END), 0),
-                    coalesce(sum(CASE WHEN direction NOT IN ('client_to_upstream', 'client_to_gateway') THEN size END), 0)
+                    coalesce(sum(direction IN (0, 2)), 0),
+                    coalesce(sum(direction NOT IN (0, 2)), 0),
+                    coalesce(sum(CASE WHEN direction IN (0, 2) THEN size END), 0),
+                    coalesce(sum(CASE WHEN direction NOT IN (0, 2) THEN size END), 0)
              FROM message_spans s JOIN messages m ON m.id BETWEEN s.first_id AND s.last_id AND m.sid = s.sid
              WHERE s.sid = (SELECT sid FROM sessions WHERE id = ?1)",
             [id],
@@ -665,12 +684,13 @@ impl Store for SqliteStore {
             )?;
             let rows = st
                 .query_map(params![id_bytes(id), i64::try_from(after_seq).unwrap_or(i64::MAX), limit as i64], |r| {
-                    let direction: String = r.get(1)?;
+                    let direction: i64 = r.get(1)?;
                     let payload: Vec<u8> = r.get(8)?;
                     Ok(MessageRow {
                         session_id: id,
                         seq: r.get::<_, i64>(0)? as u64,
-                        direction: Direction::from_name(&direction).ok_or_else(|| corrupt("direction", &direction))?,
+                        direction: direction_from_code(direction)
+                            .ok_or_else(|| corrupt("direction", &direction.to_string()))?,
                         opcode: r.get(2)?,
                         fin: r.get(3)?,
                         size: r.get::<_, i64>(4)? as u64,

@@ -469,6 +469,7 @@ async fn sqlite_migrates_a_schema_1_history() {
     let old = store.messages(id, 5, 3).await.unwrap();
     assert_eq!(seqs(old.clone()), vec![6, 7, 8]);
     assert_eq!(&old[0].payload[..], b"7/6");
+    assert_eq!(old[0].direction, Direction::ClientToUpstream, "text direction carried over as its code");
     store
         .write(Batch { messages: (21..=25).map(|s| message_row(id, s)).collect(), ..Default::default() })
         .await
