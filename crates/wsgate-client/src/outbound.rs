@@ -14,6 +14,7 @@
 //!                            DELETE /api/connections/{id}: the code given, initiator admin
 //!                            gateway shutdown: 1001, initiator gateway
 //!                            connection lost (no reconnect): 1006, initiator upstream
+//!                            (also when keepalive pings go unanswered for two intervals)
 //!           ↘ FAILED{reason, reason_kind, http_status, attempt}
 //! ```
 //!
@@ -79,6 +80,9 @@ pub struct OutboundConfig {
     /// Largest message accepted from the server (it is closed with 1009 above).
     pub max_message_size: usize,
     pub close_timeout: Duration,
+    /// While connected, send a ping this often; a server that sends nothing back (no
+    /// pong, no message) for two intervals has lost the connection. `None`: no pings.
+    pub ping_interval: Option<Duration>,
 }
 
 impl OutboundConfig {
@@ -93,6 +97,7 @@ impl OutboundConfig {
             targets: TargetPolicy::Any,
             max_message_size: 16 << 20,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            ping_interval: None,
         }
     }
 }
@@ -399,9 +404,29 @@ impl Outbound {
         // Only polled once the session is closing, and re-armed then.
         let close_deadline = tokio::time::sleep(close_timeout);
         tokio::pin!(close_deadline);
+        // Keepalive: idle connections die silently behind NATs and load balancers;
+        // a ping now and then keeps them open and finds out when they are gone.
+        let mut keepalive = self.cfg.ping_interval.map(|every| {
+            let mut t = tokio::time::interval_at(Instant::now() + every, every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            (t, every)
+        });
+        let mut last_heard = Instant::now();
         loop {
             let closing = ending.is_some();
             tokio::select! {
+                _ = tick(&mut keepalive), if !closing => {
+                    let every = keepalive.as_ref().map_or(Duration::ZERO, |k| k.1);
+                    if last_heard.elapsed() >= 2 * every {
+                        let reason = format!("connection lost: no answer to keepalive pings for {} ms", last_heard.elapsed().as_millis());
+                        ending = Some(Ending::Lost { reason });
+                        break;
+                    }
+                    let ping = Message::Ping(Bytes::new());
+                    if ws.feed(&ping).is_ok() {
+                        record(session, Direction::ClientToUpstream, &ping, false, Utc::now());
+                    }
+                }
                 _ = ctl.shutdown.cancelled(), if !closing => {
                     let reason = "gateway shutting down";
                     start_close(&mut ws, session, CloseCode::GOING_AWAY, reason, Initiator::Gateway, &mut ending);
@@ -424,6 +449,7 @@ impl Outbound {
                 _ = session.settle(), if session.has_pending() => {}
                 msg = ws.recv(), if !session.has_pending() => match msg {
                     Ok(m) => {
+                        last_heard = Instant::now();
                         let at = Utc::now();
                         record(session, Direction::UpstreamToClient, &m, false, at);
                         if let Message::Close(c) = &m
@@ -461,6 +487,16 @@ impl Outbound {
             }
         }
         ending.unwrap_or(Ending::Lost { reason: "connection lost".into() })
+    }
+}
+
+/// The next keepalive tick, or never when pings are off.
+async fn tick(keepalive: &mut Option<(tokio::time::Interval, Duration)>) {
+    match keepalive {
+        Some((t, _)) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -2,7 +2,7 @@
 //! of kind `outbound` (the WaveLine use case: try a third-party WebSocket API from the
 //! dashboard or a script, and keep its history).
 //!
-//! - `POST /api/connections` `{"url","headers","subprotocols","reconnect"}` → 201
+//! - `POST /api/connections` `{"url","headers","subprotocols","reconnect","ping_interval_ms"}` → 201
 //!   `{"id","session"}` at once; the session then goes CONNECTING → CONNECTED or
 //!   FAILED (with `reason_kind`: `dns`, `refused`, `tls`, `timeout`, `http_status`
 //!   and `http_status`, …), visible in `/api/sessions/{id}` and on `/api/live`.
@@ -44,6 +44,9 @@ use crate::error::{ApiError, ErrorBody};
 
 /// The route name outbound sessions carry.
 pub const ROUTE: &str = "outbound";
+/// The keepalive intervals a connection may ask for, in ms: at least 100 (more often
+/// is a flood, not a keepalive), at most an hour.
+const PING_INTERVAL_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 /// Most attempts in a row a reconnect policy may ask for.
 pub const MAX_ATTEMPTS: u32 = 10_000;
 /// Longest backoff delay a reconnect policy may ask for, in milliseconds (one hour).
@@ -137,6 +140,8 @@ pub enum InvalidConnection {
     ReconnectField { field: &'static str, why: String },
     #[error("invalid reconnect policy: {0}")]
     Backoff(#[from] InvalidBackoff),
+    #[error("invalid ping_interval_ms {0}: from {min} to {max}", min = PING_INTERVAL_MS.start(), max = PING_INTERVAL_MS.end())]
+    PingInterval(u64),
     #[error("invalid close code {0:?} in the query: expected an integer")]
     CodeQuery(String),
 }
@@ -166,6 +171,12 @@ pub struct ConnectionRequest {
     #[serde(default)]
     #[schema(schema_with = reconnect_schema)]
     pub reconnect: Option<serde_json::Value>,
+    /// While connected, send a ping every this many ms (100‥3600000). A server that
+    /// sends nothing back, not even a pong, for two intervals has lost the connection:
+    /// 1006, or a reconnect when `reconnect` is on. Absent or null: no pings.
+    #[serde(default)]
+    #[schema(minimum = 100, maximum = 3600000)]
+    pub ping_interval_ms: Option<u64>,
 }
 
 /// The reconnect policy object (every field optional).
@@ -286,6 +297,7 @@ struct Plan {
     recorded: Vec<(String, String)>,
     subprotocols: Vec<String>,
     reconnect: Option<BackoffPolicy>,
+    ping_interval: Option<Duration>,
 }
 
 fn plan(req: ConnectionRequest) -> Result<Plan, InvalidConnection> {
@@ -328,7 +340,13 @@ fn plan(req: ConnectionRequest) -> Result<Plan, InvalidConnection> {
         }
     }
     let reconnect = reconnect_policy(req.reconnect)?;
-    Ok(Plan { url, headers, recorded, subprotocols, reconnect })
+    let ping_interval = req
+        .ping_interval_ms
+        .map(|ms| {
+            PING_INTERVAL_MS.contains(&ms).then(|| Duration::from_millis(ms)).ok_or(InvalidConnection::PingInterval(ms))
+        })
+        .transpose()?;
+    Ok(Plan { url, headers, recorded, subprotocols, reconnect, ping_interval })
 }
 
 /// RFC 9110 §5.6.2 token characters.
@@ -405,7 +423,7 @@ fn live_connection(cp: &ControlPlane, id: SessionId) -> Result<(), ApiError> {
     responses(
         (status = 201, description = "The session was created and is connecting", body = ConnectionCreated,
          headers(("Location" = String, description = "The session: /api/sessions/{id}"))),
-        (status = 400, description = "Bad URL, scheme, header, subprotocol or reconnect policy", body = ErrorBody),
+        (status = 400, description = "Bad URL, scheme, header, subprotocol, reconnect policy or ping interval", body = ErrorBody),
         (status = 403, description = "The target is not a public address, and private targets are not allowed",
          body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
@@ -445,6 +463,7 @@ pub async fn create(State(cp): State<ControlPlane>, body: JsonBody) -> Result<im
     cfg.headers = plan.headers;
     cfg.subprotocols = plan.subprotocols;
     cfg.reconnect = plan.reconnect;
+    cfg.ping_interval = plan.ping_interval;
     cfg.connect_timeout = ctx.connect_timeout;
     cfg.targets = targets;
     cfg.max_message_size = ctx.max_message_size;
@@ -570,6 +589,20 @@ mod tests {
         assert_eq!(p.subprotocols, ["v2.chat", "v1"]);
         let r = p.reconnect.expect("a policy");
         assert_eq!((r.max_attempts, r.base, r.max_delay), (3, Duration::from_millis(50), Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn ping_interval_bounds() {
+        let ping = |v: serde_json::Value| req(serde_json::json!({"url": "ws://h/", "ping_interval_ms": v}));
+        assert_eq!(ping(serde_json::json!(100)).expect("ok").ping_interval, Some(Duration::from_millis(100)));
+        assert_eq!(ping(serde_json::json!(3_600_000)).expect("ok").ping_interval, Some(Duration::from_secs(3600)));
+        assert!(ping(serde_json::Value::Null).expect("ok").ping_interval.is_none());
+        assert!(req(serde_json::json!({"url": "ws://h/"})).expect("ok").ping_interval.is_none());
+        for bad in [0, 99, 3_600_001] {
+            let e = ping(serde_json::json!(bad)).expect_err("out of range");
+            assert_eq!(e, format!("invalid ping_interval_ms {bad}: from 100 to 3600000"));
+        }
+        assert!(ping(serde_json::json!(-1)).is_err() && ping(serde_json::json!("10")).is_err());
     }
 
     #[test]

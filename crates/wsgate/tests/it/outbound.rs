@@ -443,6 +443,71 @@ async fn outbound_reconnects_after_the_remote_drops_the_connection() {
     assert_eq!(s["close"], json!({"code": 1000, "reason": "", "initiator": "admin"}));
 }
 
+/// A server that completes the upgrade and then never reads or writes again: a
+/// connection gone dead without a FIN, as behind a NAT that forgot it.
+async fn mute_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|mut req: hyper::Request<hyper::body::Incoming>| async move {
+                    let key = validate_upgrade(req.method(), req.headers()).unwrap();
+                    let on = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        let Ok(up) = on.await else { return };
+                        let held = into_transport(up).unwrap();
+                        std::future::pending::<()>().await;
+                        drop(held);
+                    });
+                    Ok::<_, Infallible>(switching_protocols(&key, None).map(|_| Full::new(Bytes::new())))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(Transport::Plain(tcp)), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn outbound_keepalive_pings_keep_a_live_connection_and_find_a_dead_one() {
+    let gw = Gateway::mock(&["--echo"]).await;
+    // A server that answers pings stays connected through several intervals; the
+    // pings and their pongs are in the message log.
+    let up = Upstream::echo().await;
+    let live = open(&gw, json!({"url": up.url(), "ping_interval_ms": 200})).await;
+    eventually(|| async {
+        let v = http_json(&gw.api(&format!("/api/sessions/{live}/messages"))).await;
+        let m = v["messages"].as_array().cloned().unwrap_or_default();
+        let pongs = m.iter().filter(|m| m["dir"] == "upstream_to_client" && m["type"] == "pong").count();
+        (pongs >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(session(&gw, &live).await["state"], "CONNECTED");
+    let res = client().delete(gw.api(&format!("/api/connections/{live}"))).send().await.unwrap();
+    assert_eq!(res.status(), 202);
+    assert_eq!(until_ended(&gw, &live).await["close"]["code"], 1000);
+    drop(up);
+
+    // A server that went silent: the connection is lost after two unanswered
+    // intervals (no reconnect asked: 1006).
+    let addr = mute_server().await;
+    let dead = open(&gw, json!({"url": format!("ws://{addr}/"), "ping_interval_ms": 100})).await;
+    let s = until_ended(&gw, &dead).await;
+    assert_eq!(s["state"], "DISCONNECTED", "{s}");
+    assert_eq!((s["close"]["code"].as_u64(), s["close"]["initiator"].as_str()), (Some(1006), Some("upstream")));
+    let reason = s["close"]["reason"].as_str().unwrap();
+    assert!(reason.contains("no answer to keepalive pings"), "{reason}");
+
+    // Out of range: a 400 naming the field.
+    let (status, v, _) = post(&gw.api(""), None, json!({"url": format!("ws://{addr}/"), "ping_interval_ms": 5})).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("ping_interval_ms"), "{v}");
+}
+
 #[tokio::test]
 async fn outbound_without_reconnect_a_drop_is_1006() {
     let (addr, _) = flaky_server().await;
