@@ -229,6 +229,9 @@ pub struct ServeArgs {
     /// DNS + TCP + TLS + upgrade for one outbound connection attempt.
     #[arg(long, env = "WSGATE_OUTBOUND_CONNECT_TIMEOUT", value_name = "DURATION")]
     pub outbound_connect_timeout: Option<String>,
+    /// Extra CA (PEM) trusted for wss:// outbound connections, besides the system roots.
+    #[arg(long, env = "WSGATE_OUTBOUND_CA", value_name = "FILE")]
+    pub outbound_ca: Option<String>,
 }
 
 /// Where and how session history is kept.

@@ -92,7 +92,8 @@ impl Gateway {
             connect_timeout: cfg.outbound.connect_timeout,
             allow_private_targets: cfg.outbound.allow_private_targets,
             control_is_loopback: cfg.control.ip().is_loopback(),
-            tls: wsgate_protocol::tls::client_config(None).context("cannot build the TLS client configuration")?,
+            tls: wsgate_protocol::tls::client_config(cfg.outbound.ca.as_deref())
+                .context("outbound.ca (--outbound-ca): cannot build the TLS client configuration")?,
             max_message_size: cfg.limits.max_message_size,
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),

@@ -62,6 +62,12 @@ pub fn configure<T>(
 ) -> Result<(Config, T), ExitCode> {
     let sources = crate::sources::collect(m, file);
     let (cfg, fig) = load(&sources).map_err(|e| usage_error(&e))?;
+    // Every serving command hosts the control plane and so outbound connections: a
+    // CA file they cannot use is a config error now, not a surprise at start.
+    if let Some(ca) = cfg.outbound.ca.as_deref() {
+        wsgate_protocol::tls::client_config(Some(ca))
+            .map_err(|e| usage_error(&crate::config::load_invalid(&fig, "outbound.ca", e.to_string(), None)))?;
+    }
     let planned = plan(&cfg, &fig).map_err(|e| usage_error(&e))?;
     crate::logging::init(&cfg.log_level, cfg.log_format);
     Ok((cfg, planned))

@@ -69,6 +69,7 @@ keys! {
     "store.instance", "instance", "This gateway's name in a shared store (default: host name); on start, its sessions left open by a crash are closed.";
     "outbound.allow_private_targets", "allow-private-targets", "Let POST /api/connections reach private, loopback and link-local addresses when the control plane is bound beyond loopback.";
     "outbound.connect_timeout", "outbound-connect-timeout", "DNS + TCP + TLS + upgrade for one outbound connection attempt.";
+    "outbound.ca", "outbound-ca", "Extra CA certificate (PEM) trusted for wss:// outbound connections, besides the system roots.";
 }
 
 pub fn by_path(path: &str) -> Option<&'static Key> {

@@ -23,6 +23,7 @@ const TEXT_KEYS: &[&str] = &[
     "proxy.upstream",
     "proxy.resolver_url",
     "proxy.upstream_ca",
+    "outbound.ca",
     "proxy.forward_headers",
     "mock.subprotocols",
     "store.url",

@@ -125,11 +125,14 @@ pub struct OutboundSection {
     /// DNS + TCP + TLS + upgrade for one attempt.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Extra CA certificate (PEM) trusted for `wss://` targets, besides the system
+    /// roots: a private CA, or a development server's own certificate.
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for OutboundSection {
     fn default() -> Self {
-        Self { allow_private_targets: false, connect_timeout: Duration::from_secs(10) }
+        Self { allow_private_targets: false, connect_timeout: Duration::from_secs(10), ca: None }
     }
 }
 

@@ -66,3 +66,40 @@ async fn wss_on_both_sides() {
     assert_eq!(s[0]["failure_kind"], "tls", "{}", s[0]);
     let _ = Arc::new(());
 }
+
+/// `--outbound-ca`: outbound connections trust a private CA besides the system roots;
+/// without it the same server fails as `tls`. A CA file that cannot be read is a
+/// config error naming the setting (exit 64).
+#[tokio::test]
+async fn outbound_trusts_the_outbound_ca() {
+    let pki = Pki::new();
+    let server_tls =
+        wsgate_protocol::tls::server_config(pki.path("cert.pem").as_ref(), pki.path("key.pem").as_ref()).unwrap();
+    let _up = Upstream::start(UpstreamOpts { tls: Some(server_tls), ..Default::default() }).await;
+    let url = format!("wss://127.0.0.1:{}/private", _up.addr.port());
+    for (flags, state) in
+        [(vec!["--echo", "--outbound-ca", &pki.path("ca.pem")], "CONNECTED"), (vec!["--echo"], "FAILED")]
+    {
+        let gw = Gateway::mock(&flags).await;
+        let res =
+            client().post(gw.api("/api/connections")).json(&serde_json::json!({"url": url})).send().await.unwrap();
+        assert_eq!(res.status(), 201);
+        let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        let s = eventually(|| async {
+            let s = http_json(&gw.api(&format!("/api/sessions/{id}"))).await;
+            (s["state"] == state).then_some(s)
+        })
+        .await;
+        if state == "FAILED" {
+            assert_eq!(s["failure_kind"], "tls", "{s}");
+        }
+    }
+    let out = std::process::Command::new(bin())
+        .args(["mock", "--echo", "--no-store", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+        .args(["--outbound-ca", "/nonexistent/ca.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outbound.ca") && err.contains("/nonexistent/ca.pem"), "{err}");
+}
