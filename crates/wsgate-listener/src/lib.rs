@@ -82,6 +82,19 @@ fn over_limit() -> Response<Body> {
     r
 }
 
+/// Marks an answer as the connection's last unless it switches protocols: a 101
+/// keeps exactly the `Connection: Upgrade` the handler set; any other answer ends
+/// the connection (`Connection: close`), which hyper honours by closing after it.
+/// A refusal that names a protocol to upgrade to (426) keeps `upgrade` beside
+/// `close`, since `Upgrade` is a hop-by-hop header the `Connection` header must list.
+fn last_answer(mut res: Response<Body>) -> Response<Body> {
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let value = if res.headers().contains_key(header::UPGRADE) { "upgrade, close" } else { "close" };
+        res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static(value));
+    }
+    res
+}
+
 /// Accepts connections on an already-bound listener until `shutdown` fires. Each
 /// connection runs on `tracker`, so the caller can drain them with a deadline.
 pub async fn serve<H: Handler>(
@@ -140,22 +153,26 @@ async fn connection<H: Handler>(
             }
         }
     };
-    // One request per connection (keep-alive is off), so the permit is taken once.
+    // One request per connection, so the permit is taken once. Keep-alive stays on in
+    // hyper and every answer but a 101 says `Connection: close` itself: with
+    // keep-alive off, hyper appends `close` to the 101's `Connection: Upgrade` too,
+    // and strict clients (tungstenite, OkHttp) compare that header with `Upgrade`
+    // as a whole and refuse the upgrade.
     let permit = Arc::new(Mutex::new(permit));
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let handler = handler.clone();
         let permit = permit.lock().ok().and_then(|mut p| p.take());
         async move {
-            Ok::<_, std::convert::Infallible>(match permit {
+            let res = match permit {
                 Some(permit) => handler.handle(req, Conn { peer, tls, permit }).await,
                 None => over_limit(),
-            })
+            };
+            Ok::<_, std::convert::Infallible>(last_answer(res))
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.handshake_timeout)
-        .keep_alive(false)
         .serve_connection(TokioIo::new(transport), service)
         .with_upgrades();
     tokio::select! {
@@ -167,6 +184,17 @@ async fn connection<H: Handler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_101_keeps_the_connection_header_the_handler_set() {
+        let mut ok = Response::new(Body::default());
+        *ok.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        ok.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        assert_eq!(last_answer(ok).headers()[header::CONNECTION], "Upgrade");
+        let refused = last_answer(not_an_upgrade("wsgate mock", &UpgradeError::NotUpgrade));
+        assert_eq!(refused.headers()[header::CONNECTION], "upgrade, close");
+        assert_eq!(last_answer(over_limit()).headers()[header::CONNECTION], "close");
+    }
 
     #[test]
     fn a_refused_upgrade_says_why_and_which_version_we_speak() {
