@@ -11,6 +11,7 @@ mod connect;
 mod control;
 mod history;
 mod hostile;
+mod interop_clients;
 mod mock;
 mod outbound;
 mod proxy;
