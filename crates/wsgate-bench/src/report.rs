@@ -189,6 +189,20 @@ impl Summary {
         }
     }
 
+    /// Why the run failed, if it did: any message that was wrong, lost or
+    /// duplicated, or any connection that could not open. Empty for a clean run.
+    /// `wsgate bench` exits non-zero when this is not empty, so a CI job that uses it
+    /// fails on the first wrong echo instead of reporting it and passing.
+    pub fn failures(&self) -> Vec<String> {
+        let counts = [
+            (self.errors, "messages were not what was sent"),
+            (self.lost, "messages were lost"),
+            (self.duplicates, "messages were delivered twice"),
+            (self.connect_errors, "connections failed to open"),
+        ];
+        counts.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect()
+    }
+
     pub(crate) fn sample(&mut self, what: impl FnOnce() -> String) {
         if self.error_samples.len() < MAX_SAMPLES {
             self.error_samples.push(what());
@@ -305,6 +319,17 @@ pub fn print_summary(summary: &Summary, json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_with_any_wrong_lost_or_refused_message_has_failures() {
+        let url = url::Url::parse("ws://127.0.0.1:1/").unwrap_or_else(|e| panic!("{e}"));
+        let clean = Summary::new(BenchKind::Echo, &url, 4, 64);
+        assert!(clean.failures().is_empty());
+        let mut bad = clean.clone();
+        bad.errors = 5;
+        bad.connect_errors = 1;
+        assert_eq!(bad.failures(), ["5 messages were not what was sent", "1 connections failed to open"]);
+    }
 
     #[test]
     fn thousands_separators() {

@@ -143,21 +143,38 @@ impl SessionView {
     }
 }
 
+/// How long after its end a session is listed from the registry's memory when the
+/// store does not have it yet. The recorder commits every ~100 ms; a session that
+/// just ended is in neither the live set nor the store until then, and must not
+/// vanish from the list. Bounded, so a session the retention rule deleted from the
+/// store does not come back from memory.
+const RECENTLY_ENDED: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 /// Sessions matching `q`, newest first: stored ones, overlaid with what the registry
-/// knows (live sessions, and recent ones when there is no store).
+/// knows (live sessions, and ones that ended too recently to be stored yet, or every
+/// recent one when there is no store).
 pub(crate) async fn list(cp: &ControlPlane, q: &SessionQuery) -> Result<Vec<SessionView>, ApiError> {
     let mut out: BTreeMap<SessionId, SessionView> = BTreeMap::new();
+    let stored = cp.inner.cfg.store.is_some();
     if let Some(store) = &cp.inner.cfg.store {
         for row in store.sessions(q).await? {
             out.insert(row.id, SessionView::from_row(row));
         }
     }
-    let from_memory = if cp.inner.cfg.store.is_some() { cp.inner.registry.live() } else { cp.inner.registry.all() };
-    for snap in from_memory {
+    let now = Utc::now();
+    for snap in cp.inner.registry.all() {
+        let ended_long_ago = snap.closed_at.is_some_and(|at| now - at > RECENTLY_ENDED);
         let view = SessionView::from_snapshot(snap);
-        if view.matches(q) {
+        if !view.matches(q) {
+            continue;
+        }
+        if !view.state.is_final() {
+            // Live: the registry is fresher than the store (counters move).
             let dropped = out.get(&view.id).map(|v| v.messages_dropped).unwrap_or(0);
             out.insert(view.id, SessionView { messages_dropped: dropped, ..view });
+        } else if !stored || !ended_long_ago {
+            // Ended: the stored row, once committed, is the record.
+            out.entry(view.id).or_insert(view);
         }
     }
     Ok(out.into_values().rev().take(q.limit).collect())

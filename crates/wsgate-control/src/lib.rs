@@ -32,6 +32,7 @@ pub mod error;
 pub mod event_json;
 pub mod health;
 pub mod history;
+pub mod index;
 pub mod live;
 pub mod metrics;
 pub mod openapi;

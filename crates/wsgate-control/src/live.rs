@@ -33,7 +33,8 @@ pub const TAP_MAX_MESSAGE: usize = 16 << 20;
 #[derive(Debug, Clone, Default)]
 pub struct LiveFilter {
     pub session: Option<SessionId>,
-    /// Compared with the path without query, or with the full path when it has one.
+    /// A prefix of the path and query (`wsgate_core::path_filter`: the rule every
+    /// path filter follows).
     pub path: Option<String>,
     pub route: Option<String>,
 }
@@ -42,7 +43,7 @@ impl LiveFilter {
     pub fn matches(&self, info: &SessionInfo) -> bool {
         self.session.is_none_or(|s| s == info.id)
             && self.route.as_deref().is_none_or(|r| r == &*info.route)
-            && self.path.as_deref().is_none_or(|p| if p.contains('?') { p == info.path } else { p == info.path_only() })
+            && self.path.as_deref().is_none_or(|p| wsgate_core::path_matches(p, &info.path))
     }
 }
 

@@ -11,11 +11,14 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{ControlConfig, ControlPlane, api, auth, connections, health, history, metrics, openapi, taps, ws};
+use crate::{ControlConfig, ControlPlane, api, auth, connections, health, history, index, metrics, openapi, taps, ws};
 
-/// Routes open even with an admin token: probes hold no secret.
+/// Routes open even with an admin token: probes and the index hold no secret.
 fn open() -> OpenApiRouter<ControlPlane> {
-    OpenApiRouter::default().routes(routes!(health::healthz)).routes(routes!(health::readyz))
+    OpenApiRouter::default()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(index::index))
 }
 
 /// Routes that need the admin token when one is configured.
@@ -176,7 +179,7 @@ mod tests {
                 op.request_body(&spec).unwrap_or_else(|e| panic!("{what}: request body: {e}"));
                 let responses = op.responses(&spec);
                 assert!(!responses.is_empty(), "{what}: no responses");
-                let open = path == "/healthz" || path == "/readyz";
+                let open = ["/", "/healthz", "/readyz"].contains(&path.as_str());
                 assert_eq!(responses.contains_key("401"), guarded && !open, "{what}: 401 documented iff guarded");
                 for (status, response) in &responses {
                     for (media, content) in &response.content {

@@ -12,12 +12,14 @@
 pub mod bus;
 pub mod event;
 pub mod id;
+pub mod path_filter;
 pub mod registry;
 pub mod session;
 
 pub use bus::{EventBus, EventBusBuilder, ObserverQueue, Overflow, Pending};
 pub use event::{Direction, MessageEvent, SessionEvent};
 pub use id::SessionId;
+pub use path_filter::path_matches;
 pub use registry::{Command, CommandError, Registry, SessionSnapshot, Target};
 pub use session::{
     CloseInfo, Initiator, SessionHandle, SessionInfo, SessionKind, State, Totals, Transition, TransitionDetail,

@@ -120,9 +120,13 @@ impl Registry {
     }
 
     pub(crate) fn finish(&self, id: SessionId) {
+        // The move from `live` to `recent` happens under the `recent` lock, so a
+        // reader that misses the session in `live` (removed) waits for that lock and
+        // then finds it in `recent`: a session is never in neither. (Lock order:
+        // `recent`, then a map shard; readers never hold a shard while locking `recent`.)
+        let mut recent = lock(&self.recent);
         let Some((_, entry)) = self.live.remove(&id) else { return };
         let snap = snapshot(&entry);
-        let mut recent = lock(&self.recent);
         if recent.len() >= self.recent_capacity {
             recent.pop_front();
         }

@@ -62,6 +62,11 @@ pub struct ProxyConfig {
     /// permessage-deflate policy for both sides, each negotiated on its own (`None`:
     /// never; it costs ~300 KiB per compressing connection).
     pub deflate: Option<wsgate_protocol::deflate::DeflatePolicy>,
+    /// Tell a refused client why the upstream could not be reached (its URL, the
+    /// DNS or TLS error). Off by default: that detail is for operators, and stays in
+    /// the session record and the logs; the client is told only that the upstream is
+    /// unavailable and which session to look up.
+    pub expose_errors: bool,
 }
 
 impl ProxyConfig {
@@ -83,6 +88,7 @@ impl ProxyConfig {
             upstream_tls,
             listener_tls: None,
             deflate: None,
+            expose_errors: false,
         }
     }
 }

@@ -12,6 +12,7 @@ use wsgate_core::{Initiator, SessionHandle, SessionInfo, SessionKind, State, Tra
 use wsgate_protocol::handshake::{into_transport, offered_subprotocols, switching_protocols, validate_upgrade};
 use wsgate_protocol::{CloseCode, ConnectError, ConnectRequest, Connected, Frame};
 
+use crate::config::ProxyConfig;
 use crate::early::{EarlyOutcome, EarlyQueue, wait_for_upstream};
 use crate::headers;
 use crate::pump::{Pump, PumpConfig, Side};
@@ -45,6 +46,20 @@ fn gateway_status(err: &ConnectError) -> StatusCode {
     }
 }
 
+/// The answer to a client whose upstream could not be reached. `detail` (URLs,
+/// resolver and TLS errors) is logged, and already in the session record; the client
+/// sees it only under `expose_errors`, otherwise a generic reason and the session id
+/// an operator can look up.
+fn unavailable(cfg: &ProxyConfig, session: &SessionHandle, status: StatusCode, detail: &str) -> Response<Body> {
+    let id = session.id();
+    tracing::info!(session = %id, %status, detail, "upstream unavailable");
+    if cfg.expose_errors {
+        return plain(status, &format!("wsgate proxy: {detail}"));
+    }
+    let what = if status == StatusCode::GATEWAY_TIMEOUT { "did not answer in time" } else { "is unavailable" };
+    plain(status, &format!("wsgate proxy: the upstream {what} (session {id})"))
+}
+
 pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>, conn: Conn) -> Response<Body> {
     let Conn { peer, tls, permit } = conn;
     let key = match validate_upgrade(req.method(), req.headers()) {
@@ -76,7 +91,7 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
                     ..Default::default()
                 },
             );
-            return plain(StatusCode::BAD_GATEWAY, &format!("wsgate proxy: {e}"));
+            return unavailable(cfg, &session, StatusCode::BAD_GATEWAY, &e.to_string());
         }
     };
     if let Some(why) = &resolved.fallback_reason {
@@ -129,7 +144,9 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
                     *r.headers_mut() = headers::relayed_rejection(&h);
                     r
                 }
-                other => plain(gateway_status(&other), &format!("wsgate proxy: upstream {upstream_url}: {other}")),
+                other => {
+                    unavailable(cfg, &session, gateway_status(&other), &format!("upstream {upstream_url}: {other}"))
+                }
             };
         }
     };

@@ -152,7 +152,7 @@ impl SessionQuery {
         (self.states.is_empty() || self.states.contains(&state))
             && self.kind.is_none_or(|k| k == kind)
             && self.route.as_deref().is_none_or(|r| r == route)
-            && self.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            && self.path_prefix.as_deref().is_none_or(|p| wsgate_core::path_matches(p, path))
             && self.since.is_none_or(|t| opened_at >= t)
             && self.until.is_none_or(|t| opened_at < t)
             && self.before.is_none_or(|b| id < b)

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "wsgate",
     version,
-    about = "Inspect, proxy, relay, mock and load-test WebSocket traffic",
+    about = "Inspect, proxy, mock, record and load-test WebSocket traffic",
     long_about = "wsgate: every WebSocket connection it touches is a session with a lifecycle and a message log, \
 visible live on the control plane (API, /api/live, /metrics).\n\n\
 Every flag can also be set as WSGATE_<FLAG> in the environment or in the YAML file given with --config \
@@ -299,6 +299,11 @@ pub struct ProxyOnly {
     /// DNS + TCP + TLS + upgrade timeout towards the upstream.
     #[arg(long, env = "WSGATE_CONNECT_TIMEOUT", value_name = "DURATION")]
     pub connect_timeout: Option<String>,
+    /// Tell a client refused with 502/504 why the upstream failed (its URL, the DNS or
+    /// TLS error) instead of a generic reason. The detail is always in the session
+    /// record and the logs.
+    #[arg(long, env = "WSGATE_EXPOSE_UPSTREAM_ERRORS")]
+    pub expose_upstream_errors: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod commands;
 /// Public so the config fuzz target (`fuzz/`) drives the real loader and validation.
 pub mod config;
 mod gateway;
+mod help;
 mod logging;
 mod sources;
 
@@ -21,7 +22,7 @@ pub const EXIT_USAGE: u8 = 64;
 
 pub fn run(args: Vec<OsString>) -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = match cli::Cli::command().try_get_matches_from(args) {
+    let matches = match help::with_defaults(cli::Cli::command()).try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
             let code = match e.kind() {

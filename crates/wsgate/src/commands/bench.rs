@@ -24,7 +24,12 @@ pub fn exec(cmd: BenchCommand) -> ExitCode {
         match wsgate_bench::run(cmd, stop).await {
             Ok(summary) => {
                 wsgate_bench::print_summary(&summary, json);
-                ExitCode::SUCCESS
+                let failures = summary.failures();
+                if failures.is_empty() {
+                    return ExitCode::SUCCESS;
+                }
+                eprintln!("wsgate bench: FAILED: {}", failures.join(", "));
+                ExitCode::FAILURE
             }
             Err(e) => {
                 eprintln!("wsgate bench: {e}");

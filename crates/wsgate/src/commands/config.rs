@@ -35,7 +35,8 @@ pub fn default() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Validates the layered config; prints the effective values or the error (exit 64).
+/// Validates the layered config; prints the effective values, secrets redacted, or
+/// the error (exit 64).
 pub fn check(args: CheckArgs, m: &ArgMatches) -> ExitCode {
     let sources = crate::sources::collect(m, args.serve.config.clone());
     let (cfg, fig) = match load(&sources) {
@@ -52,7 +53,7 @@ pub fn check(args: CheckArgs, m: &ArgMatches) -> ExitCode {
     }
     let shown = sources.file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into());
     println!("config ok ({shown})");
-    match serde_json::to_string_pretty(&cfg) {
+    match serde_json::to_string_pretty(&cfg.redacted()) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("cannot print the effective config: {e}"),
     }

@@ -50,6 +50,7 @@ pub fn plan(cfg: &Config, fig: &Figment) -> Result<ProxyConfig, ConfigError> {
     pc.handshake_timeout = cfg.limits.handshake_timeout;
     pc.listener_tls = listener_tls;
     pc.deflate = cfg.deflate.policy();
+    pc.expose_errors = p.expose_errors;
     Ok(pc)
 }
 

@@ -29,7 +29,7 @@ macro_rules! keys {
 
 keys! {
     "listen", "listen", "Address clients connect to (host:port; port 0 picks a free one).";
-    "control", "control", "Address of the dashboard, API, live stream and /metrics. Beyond loopback it needs admin_token.";
+    "control", "control", "Address of the control plane: API, live stream and /metrics. Beyond loopback it needs admin_token.";
     "admin_token", "admin-token", "Bearer token required by the control plane (Authorization: Bearer, or ?token= for browsers).";
     "log_level", "log-level", "Log filter: error, warn, info, debug, trace, or a tracing directive (RUST_LOG also works).";
     "log_format", "log-format", "Log format: text or json.";
@@ -57,6 +57,7 @@ keys! {
     "proxy.forward_headers", "forward-header", "Extra request header forwarded to the upstream (repeatable), besides the default allowlist.";
     "proxy.upstream_ca", "upstream-ca", "Extra CA certificate (PEM) trusted for wss:// upstreams, besides the system roots.";
     "proxy.connect_timeout", "connect-timeout", "DNS + TCP + TLS + upgrade towards the upstream.";
+    "proxy.expose_errors", "expose-upstream-errors", "Tell a client refused with 502/504 why (upstream URL, DNS/TLS error) instead of a generic reason; the detail is always in the session record and the logs.";
     "mock.echo", "echo", "wsgate mock: echo every text and binary message back unchanged.";
     "mock.subprotocols", "subprotocol", "wsgate mock: a subprotocol to accept (repeatable).";
     "store.enabled", "no-store", "Record every session's lifecycle and messages in the store (the flag --no-store turns it off).";

@@ -233,8 +233,8 @@ impl Config {
                 Some("set --admin-token (or WSGATE_ADMIN_TOKEN), or bind --control to 127.0.0.1".into()),
             ));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            return Err(invalid(fig, "log_level", format!("{:?} is not a log level or filter", self.log_level), None));
+        if let Err(e) = crate::logging::parse_level(&self.log_level) {
+            return Err(invalid(fig, "log_level", e.to_string(), None));
         }
         if self.limits.max_message_size == 0 {
             return Err(invalid(fig, "limits.max_message_size", "must be greater than 0", None));

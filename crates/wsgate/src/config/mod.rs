@@ -5,6 +5,7 @@
 
 mod keys;
 mod load;
+mod redact;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -223,6 +224,9 @@ pub struct ProxySection {
     pub upstream_ca: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Tell refused clients why the upstream failed (URL, DNS/TLS error) instead of a
+    /// generic reason; the detail is always in the session record and the logs.
+    pub expose_errors: bool,
 }
 
 impl Default for Config {
@@ -278,6 +282,7 @@ impl Default for ProxySection {
             forward_headers: Vec::new(),
             upstream_ca: None,
             connect_timeout: Duration::from_secs(10),
+            expose_errors: false,
         }
     }
 }

@@ -8,6 +8,7 @@ mod support;
 mod api_hostile;
 mod cli;
 mod connect;
+mod first_hour;
 mod control;
 mod history;
 mod hostile;

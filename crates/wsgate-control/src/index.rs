@@ -1,0 +1,75 @@
+//! `GET /`: what this control plane serves, until the dashboard takes the path. A
+//! user who opens the control address in a browser, or curls it, learns where the
+//! API, its description, the live stream and the metrics are instead of meeting a
+//! bare 404. Open like the probes: it lists paths, nothing more.
+
+use axum::Json;
+use axum::response::{Html, IntoResponse, Response};
+use http::HeaderMap;
+use http::header::ACCEPT;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The answer of `GET /` as JSON.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Index {
+    pub name: &'static str,
+    pub version: &'static str,
+    /// What is served at `/` itself.
+    pub dashboard: &'static str,
+    /// Where everything else is: `(what, path)`.
+    pub links: Vec<Link>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Link {
+    pub rel: &'static str,
+    pub href: &'static str,
+    pub title: &'static str,
+}
+
+const LINKS: &[Link] = &[
+    Link { rel: "openapi", href: "/api/openapi.json", title: "The API's OpenAPI 3.1 description" },
+    Link { rel: "sessions", href: "/api/sessions", title: "Live and stored sessions" },
+    Link { rel: "live", href: "/api/live", title: "Live events and commands (WebSocket)" },
+    Link { rel: "connections", href: "/api/connections", title: "Open outbound connections (POST)" },
+    Link { rel: "metrics", href: "/metrics", title: "Prometheus metrics" },
+    Link { rel: "health", href: "/healthz", title: "Liveness probe" },
+    Link { rel: "ready", href: "/readyz", title: "Readiness probe" },
+];
+
+const NO_DASHBOARD: &str = "not in this version: the control plane serves the API listed here";
+
+/// `GET /`: JSON, or a small HTML page for a browser (`Accept: text/html`).
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "meta",
+    summary = "What this control plane serves",
+    description = "Always open, even with an admin token: it lists paths and the version, nothing else.",
+    security(()),
+    responses((status = 200, description = "Where the API, live stream and metrics are", content(
+        (Index = "application/json"),
+        (String = "text/html"),
+    ))),
+)]
+pub async fn index(headers: HeaderMap) -> Response {
+    let wants_html = headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        return Html(page()).into_response();
+    }
+    let links = LINKS.iter().map(|l| Link { rel: l.rel, href: l.href, title: l.title }).collect();
+    Json(Index { name: "wsgate", version: env!("CARGO_PKG_VERSION"), dashboard: NO_DASHBOARD, links }).into_response()
+}
+
+fn page() -> String {
+    let items: String = LINKS
+        .iter()
+        .map(|l| format!("<li><a href=\"{}\"><code>{}</code></a> — {}</li>\n", l.href, l.href, l.title))
+        .collect();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>wsgate control plane</title></head>\n\
+         <body><h1>wsgate {}</h1>\n<p>Dashboard: {NO_DASHBOARD}.</p>\n<ul>\n{items}</ul>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
