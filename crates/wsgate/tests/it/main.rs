@@ -13,6 +13,7 @@ mod control;
 mod history;
 mod hostile;
 mod interop_clients;
+mod interop_servers;
 mod mock;
 mod outbound;
 mod proxy;
