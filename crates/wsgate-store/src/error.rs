@@ -1,4 +1,7 @@
-//! Store failures, by what went wrong: the URL, opening, the schema, or a query.
+//! Store failures, by what went wrong: the URL, opening, the schema, a query, or an
+//! instance lease.
+
+use crate::lease::LeaseHolder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -18,4 +21,15 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is closed")]
     Closed,
+    /// Another running gateway holds the instance name (see [`crate::lease`]).
+    #[error(
+        "instance {:?} is in use by another running gateway (host {}, pid {}, started {}); its lease expires at {} unless renewed",
+        .holder.instance, .holder.host, .holder.pid, .holder.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        .holder.expires_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
+    )]
+    InstanceBusy { holder: Box<LeaseHolder> },
+    /// This run's lease is no longer in the store: it was not renewed in time and
+    /// another gateway treated it as gone.
+    #[error("the lease on instance {instance:?} was lost: it was not renewed before it expired")]
+    LeaseLost { instance: String },
 }

@@ -5,9 +5,12 @@
 //! it: SQLite (the embedded default, one file, WAL), PostgreSQL (several gateway
 //! instances sharing one history) and memory (unit tests). The [`recorder`] is the
 //! event-bus observer that turns session events into rows and writes them in
-//! batches; handlers never touch the store.
+//! batches; handlers never touch the store. A running gateway holds a [`lease`] on
+//! its instance name, so two gateways sharing a store never close each other's
+//! sessions.
 
 pub mod error;
+pub mod lease;
 pub mod memory;
 pub mod model;
 pub mod postgres;
@@ -23,6 +26,7 @@ use chrono::{DateTime, Utc};
 use wsgate_core::SessionId;
 
 pub use error::StoreError;
+pub use lease::{Claimed, Lease, LeaseHolder};
 pub use model::{Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow};
 pub use url::StoreUrl;
 
@@ -44,10 +48,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The session's messages with `seq > after_seq`, in order, at most `limit`.
     async fn messages(&self, id: SessionId, after_seq: u64, limit: usize) -> Result<Vec<MessageRow>, StoreError>;
 
-    /// The restart rule: closes `instance`'s sessions that were left open (a crash, a
-    /// kill) as DISCONNECTED by the gateway, reason "gateway stopped", at the time of
-    /// the last thing recorded for each. Returns how many it closed.
-    async fn close_orphans(&self, instance: &str) -> Result<u64, StoreError>;
+    /// Claims `lease.instance` for this run, atomically (two gateways starting
+    /// together cannot both win). Refused with [`StoreError::InstanceBusy`] while
+    /// another run holds a lease on the name that is not gone ([`LeaseHolder::is_gone`]).
+    /// Then the restart rule: the instance's sessions left open by its last run, and
+    /// those of every instance without a live lease, are closed as by
+    /// [`Store::close_expired`].
+    async fn claim(&self, lease: &Lease) -> Result<Claimed, StoreError>;
+
+    /// Extends this run's lease by its TTL from now. [`StoreError::LeaseLost`] if it
+    /// is no longer in the store.
+    async fn renew(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Gives the name up (a clean shutdown, after the last session is recorded).
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// The restart rule, for a running gateway holding `asker`: drops the leases that
+    /// are gone, and closes every open session whose instance has no live lease (its
+    /// gateway crashed, or it was recorded before leases) as DISCONNECTED by the
+    /// gateway, reason "gateway stopped", at the time of the last thing recorded for
+    /// it. Does nothing but fail with [`StoreError::LeaseLost`] if `asker`'s own lease
+    /// is gone, since its sessions would then look abandoned too. Returns how many it
+    /// closed.
+    async fn close_expired(&self, asker: &Lease) -> Result<u64, StoreError>;
 
     /// One retention step (see [`Prune`]).
     async fn prune(&self, prune: Prune) -> Result<Pruned, StoreError>;

@@ -1,11 +1,12 @@
 //! The in-memory store, for unit tests and `--store memory://`: the same behaviour as
 //! the SQL backends, behind one short lock that is never held across an await.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use wsgate_core::{Initiator, SessionId, State};
 
+use crate::lease::{Claimed, Lease, LeaseHolder};
 use crate::model::{EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow};
 use crate::{Batch, ORPHAN_REASON, Store, StoreError};
 
@@ -16,6 +17,49 @@ struct Inner {
     /// Keyed by insertion order, like the SQL backends' message ids.
     messages: BTreeMap<u64, MessageRow>,
     next_message: u64,
+    /// By instance name.
+    leases: BTreeMap<String, LeaseHolder>,
+}
+
+impl Inner {
+    /// Closes the open sessions `which` picks (the restart rule's changes, which the
+    /// SQL backends make in SQL).
+    fn close_open(&mut self, which: impl Fn(&SessionRow) -> bool) -> u64 {
+        let open: Vec<SessionId> =
+            self.sessions.values().filter(|s| s.closed_at.is_none() && which(s)).map(|s| s.id).collect();
+        for id in &open {
+            let msgs: Vec<MessageRow> = self.messages.values().filter(|m| m.session_id == *id).cloned().collect();
+            let last_event = self.events.range((*id, 0)..=(*id, u32::MAX)).next_back().map(|(_, e)| (e.seq, e.at));
+            let at = msgs.iter().map(|m| m.at).chain(last_event.map(|e| e.1)).max().unwrap_or_else(crate::now);
+            let seq = last_event.map(|e| e.0).unwrap_or(0) + 1;
+            let Some(s) = self.sessions.get_mut(id) else { continue };
+            close_as_orphan(s, at, &msgs);
+            self.events.insert(
+                (*id, seq),
+                EventRow {
+                    session_id: *id,
+                    seq,
+                    at,
+                    kind: EventKind::Lifecycle,
+                    state: Some(State::Disconnected),
+                    error_kind: None,
+                    detail: orphan_detail(),
+                },
+            );
+        }
+        open.len() as u64
+    }
+
+    /// [`Store::close_expired`] under the lock.
+    fn close_expired(&mut self, asker: &Lease) -> Result<u64, StoreError> {
+        if self.leases.get(&asker.instance).is_none_or(|l| l.run != asker.run) {
+            return Err(StoreError::LeaseLost { instance: asker.instance.clone() });
+        }
+        let now = crate::now();
+        self.leases.retain(|_, l| !l.is_gone(now, asker));
+        let live: HashSet<String> = self.leases.keys().cloned().collect();
+        Ok(self.close_open(|s| !live.contains(&s.instance)))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -69,33 +113,40 @@ impl Store for MemoryStore {
         Ok(v)
     }
 
-    async fn close_orphans(&self, instance: &str) -> Result<u64, StoreError> {
+    async fn claim(&self, lease: &Lease) -> Result<Claimed, StoreError> {
         let mut g = self.lock();
-        let open: Vec<SessionId> =
-            g.sessions.values().filter(|s| s.instance == instance && s.closed_at.is_none()).map(|s| s.id).collect();
-        for id in &open {
-            let msgs: Vec<MessageRow> = g.messages.values().filter(|m| m.session_id == *id).cloned().collect();
-            let events: Vec<EventRow> = g.events.range((*id, 0)..=(*id, u32::MAX)).map(|(_, e)| e.clone()).collect();
-            let last_event = events.last();
-            let at = msgs.iter().map(|m| m.at).chain(last_event.map(|e| e.at)).max().unwrap_or_else(crate::now);
-            let seq = last_event.map(|e| e.seq).unwrap_or(0) + 1;
-            let Some(s) = g.sessions.get_mut(id) else { continue };
-            close_as_orphan(s, at, &msgs);
-            let detail = orphan_detail();
-            g.events.insert(
-                (*id, seq),
-                EventRow {
-                    session_id: *id,
-                    seq,
-                    at,
-                    kind: EventKind::Lifecycle,
-                    state: Some(State::Disconnected),
-                    error_kind: None,
-                    detail,
-                },
-            );
+        let now = crate::now();
+        let replaced = g.leases.get(&lease.instance).cloned();
+        if let Some(holder) = replaced.as_ref().filter(|h| h.run != lease.run && !h.is_gone(now, lease)) {
+            return Err(StoreError::InstanceBusy { holder: Box::new(holder.clone()) });
         }
-        Ok(open.len() as u64)
+        let mut closed = g.close_open(|s| s.instance == lease.instance);
+        g.leases.insert(lease.instance.clone(), lease.held_until(now));
+        closed += g.close_expired(lease)?;
+        Ok(Claimed { closed, replaced: replaced.filter(|h| h.run != lease.run) })
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        match g.leases.get_mut(&lease.instance).filter(|l| l.run == lease.run) {
+            Some(l) => {
+                l.expires_at = crate::now() + lease.ttl;
+                Ok(())
+            }
+            None => Err(StoreError::LeaseLost { instance: lease.instance.clone() }),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.leases.get(&lease.instance).is_some_and(|l| l.run == lease.run) {
+            g.leases.remove(&lease.instance);
+        }
+        Ok(())
+    }
+
+    async fn close_expired(&self, asker: &Lease) -> Result<u64, StoreError> {
+        self.lock().close_expired(asker)
     }
 
     async fn prune(&self, p: Prune) -> Result<Pruned, StoreError> {

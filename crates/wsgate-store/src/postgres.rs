@@ -3,29 +3,38 @@
 //! One connection writes (owned by a task that takes batches from a small queue:
 //! sessions and events as prepared statements, messages by binary `COPY`, one
 //! transaction per batch); another serves reads, which tokio-postgres pipelines.
-//! Migrations run under an advisory lock, so instances starting together do not race.
+//! Migrations run under an advisory lock, so instances starting together do not race;
+//! so does every change to instance leases (claim, renew, close expired), which
+//! keeps a claim atomic and the restart rule from closing a session twice.
 
 use futures_util::pin_mut;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, NoTls, Row, Transaction};
 use wsgate_core::{Direction, Initiator, SessionId, SessionKind, State};
 
+use crate::lease::{Claimed, Lease, LeaseHolder};
 use crate::memory::orphan_detail;
 use crate::model::{
     Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
 };
 use crate::{ORPHAN_REASON, Store, StoreError};
 
-const MIGRATIONS: &[&str] = &[include_str!("postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("postgres/0001_init.sql"), include_str!("postgres/0002_instance_leases.sql")];
 
 /// Any constant works; it only has to be the same in every wsgate.
 const MIGRATION_LOCK: i64 = 0x7773_6761_7465;
+/// Held (per transaction) by every change to `instance_leases`.
+const LEASE_LOCK: i64 = MIGRATION_LOCK + 1;
 
 enum Job {
     Write(Batch, oneshot::Sender<Result<(), StoreError>>),
-    Orphans(String, oneshot::Sender<Result<u64, StoreError>>),
+    Claim(Lease, oneshot::Sender<Result<Claimed, StoreError>>),
+    Renew(Lease, oneshot::Sender<Result<(), StoreError>>),
+    Release(Lease, oneshot::Sender<Result<(), StoreError>>),
+    CloseExpired(Lease, oneshot::Sender<Result<u64, StoreError>>),
     Prune(Prune, oneshot::Sender<Result<Pruned, StoreError>>),
 }
 
@@ -82,8 +91,17 @@ impl PostgresStore {
                     Job::Write(b, reply) => {
                         let _ = reply.send(write_batch(&mut writer, &b).await);
                     }
-                    Job::Orphans(instance, reply) => {
-                        let _ = reply.send(close_orphans(&mut writer, &instance).await);
+                    Job::Claim(lease, reply) => {
+                        let _ = reply.send(claim(&mut writer, &lease).await);
+                    }
+                    Job::Renew(lease, reply) => {
+                        let _ = reply.send(renew(&mut writer, &lease).await);
+                    }
+                    Job::Release(lease, reply) => {
+                        let _ = reply.send(release(&writer, &lease).await);
+                    }
+                    Job::CloseExpired(lease, reply) => {
+                        let _ = reply.send(close_expired(&mut writer, &lease).await);
                     }
                     Job::Prune(p, reply) => {
                         let _ = reply.send(prune(&mut writer, p).await);
@@ -217,16 +235,10 @@ async fn write_batch(client: &mut Client, b: &Batch) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn close_orphans(client: &mut Client, instance: &str) -> Result<u64, StoreError> {
-    let tx = client.transaction().await?;
-    let ids: Vec<uuid::Uuid> = tx
-        .query("SELECT id FROM sessions WHERE instance = $1 AND closed_at IS NULL FOR UPDATE", &[&instance])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+/// Closes the sessions `ids` as the restart rule does (see [`Store::close_expired`]).
+async fn close_sessions(tx: &Transaction<'_>, ids: &[uuid::Uuid]) -> Result<u64, StoreError> {
     let detail = orphan_detail();
-    for id in &ids {
+    for id in ids {
         let inbound = "direction IN ('client_to_upstream', 'client_to_gateway')";
         let r = tx
             .query_one(
@@ -258,8 +270,135 @@ async fn close_orphans(client: &mut Client, instance: &str) -> Result<u64, Store
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(ids.len() as u64)
+}
+
+const LEASE_COLUMNS: &str = "run_id, instance, host, pid, started_at, expires_at";
+
+fn lease_row(r: &Row) -> Result<LeaseHolder, StoreError> {
+    Ok(LeaseHolder {
+        run: r.try_get(0)?,
+        instance: r.try_get(1)?,
+        host: r.try_get(2)?,
+        pid: u32::try_from(r.try_get::<_, i64>(3)?).unwrap_or(u32::MAX),
+        started_at: from_micros(r.try_get(4)?),
+        expires_at: from_micros(r.try_get(5)?),
+    })
+}
+
+/// Takes the lease lock for the transaction and reads the server's clock: leases
+/// expire by one clock for every gateway, whatever their own clocks say.
+async fn lease_tx(client: &mut Client) -> Result<(Transaction<'_>, chrono::DateTime<chrono::Utc>), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEASE_LOCK]).await?;
+    let now: i64 = tx.query_one("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint", &[]).await?.get(0);
+    Ok((tx, from_micros(now)))
+}
+
+async fn claim(client: &mut Client, lease: &Lease) -> Result<Claimed, StoreError> {
+    let (tx, now) = lease_tx(client).await?;
+    let replaced = tx
+        .query_opt(&format!("SELECT {LEASE_COLUMNS} FROM instance_leases WHERE instance = $1"), &[&lease.instance])
+        .await?
+        .as_ref()
+        .map(lease_row)
+        .transpose()?;
+    if let Some(holder) = replaced.as_ref().filter(|h| h.run != lease.run && !h.is_gone(now, lease)) {
+        return Err(StoreError::InstanceBusy { holder: Box::new(holder.clone()) });
+    }
+    // The name is this run's: whatever it has open was left by an earlier run.
+    let own: Vec<uuid::Uuid> = tx
+        .query("SELECT id FROM sessions WHERE instance = $1 AND closed_at IS NULL FOR UPDATE", &[&lease.instance])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut closed = close_sessions(&tx, &own).await?;
+    let held = lease.held_until(now);
+    tx.execute(
+        "INSERT INTO instance_leases (run_id, instance, host, pid, started_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (instance) DO UPDATE SET run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
+            started_at = excluded.started_at, expires_at = excluded.expires_at",
+        &[
+            &held.run,
+            &held.instance,
+            &held.host,
+            &i64::from(held.pid),
+            &to_micros(held.started_at),
+            &to_micros(held.expires_at),
+        ],
+    )
+    .await?;
+    closed += close_expired_in(&tx, now, lease).await?;
+    tx.commit().await?;
+    Ok(Claimed { closed, replaced: replaced.filter(|h| h.run != lease.run) })
+}
+
+async fn renew(client: &mut Client, lease: &Lease) -> Result<(), StoreError> {
+    // Under the lock: a concurrent close_expired that saw the lease expired must not
+    // delete it after this renewal.
+    let (tx, now) = lease_tx(client).await?;
+    let expires = to_micros(now).saturating_add(lease.ttl_micros());
+    let n = tx
+        .execute(
+            "UPDATE instance_leases SET expires_at = $3 WHERE instance = $1 AND run_id = $2",
+            &[&lease.instance, &lease.run, &expires],
+        )
+        .await?;
+    tx.commit().await?;
+    if n == 0 {
+        return Err(StoreError::LeaseLost { instance: lease.instance.clone() });
+    }
+    Ok(())
+}
+
+async fn release(client: &Client, lease: &Lease) -> Result<(), StoreError> {
+    client
+        .execute("DELETE FROM instance_leases WHERE instance = $1 AND run_id = $2", &[&lease.instance, &lease.run])
+        .await?;
+    Ok(())
+}
+
+async fn close_expired(client: &mut Client, asker: &Lease) -> Result<u64, StoreError> {
+    let (tx, now) = lease_tx(client).await?;
+    let closed = close_expired_in(&tx, now, asker).await?;
+    tx.commit().await?;
+    Ok(closed)
+}
+
+/// [`Store::close_expired`] inside a transaction holding the lease lock; `now` is the
+/// server's clock.
+async fn close_expired_in(
+    tx: &Transaction<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+    asker: &Lease,
+) -> Result<u64, StoreError> {
+    let leases: Vec<LeaseHolder> = tx
+        .query(&format!("SELECT {LEASE_COLUMNS} FROM instance_leases"), &[])
+        .await?
+        .iter()
+        .map(lease_row)
+        .collect::<Result<_, _>>()?;
+    if !leases.iter().any(|l| l.instance == asker.instance && l.run == asker.run) {
+        return Err(StoreError::LeaseLost { instance: asker.instance.clone() });
+    }
+    for gone in leases.iter().filter(|l| l.is_gone(now, asker)) {
+        tx.execute("DELETE FROM instance_leases WHERE instance = $1 AND run_id = $2", &[&gone.instance, &gone.run])
+            .await?;
+    }
+    let ids: Vec<uuid::Uuid> = tx
+        .query(
+            "SELECT id FROM sessions s WHERE closed_at IS NULL
+                AND NOT EXISTS (SELECT 1 FROM instance_leases l WHERE l.instance = s.instance)
+             FOR UPDATE",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    close_sessions(tx, &ids).await
 }
 
 async fn prune(client: &mut Client, p: Prune) -> Result<Pruned, StoreError> {
@@ -447,9 +586,24 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn close_orphans(&self, instance: &str) -> Result<u64, StoreError> {
-        let instance = instance.to_owned();
-        self.job(|tx| Job::Orphans(instance, tx)).await
+    async fn claim(&self, lease: &Lease) -> Result<Claimed, StoreError> {
+        let lease = lease.clone();
+        self.job(|tx| Job::Claim(lease, tx)).await
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.job(|tx| Job::Renew(lease, tx)).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.job(|tx| Job::Release(lease, tx)).await
+    }
+
+    async fn close_expired(&self, asker: &Lease) -> Result<u64, StoreError> {
+        let lease = asker.clone();
+        self.job(|tx| Job::CloseExpired(lease, tx)).await
     }
 
     async fn prune(&self, p: Prune) -> Result<Pruned, StoreError> {

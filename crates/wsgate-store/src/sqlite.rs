@@ -5,6 +5,12 @@
 //! connections used from `spawn_blocking`. WAL lets readers run while the writer
 //! commits; `synchronous=NORMAL` keeps commits off fsync (a power cut may lose the
 //! last batches, a crash of wsgate loses nothing committed).
+//!
+//! Several processes may share the file (gateways with different instance names in
+//! one folder). Every connection waits up to [`BUSY_TIMEOUT`] for a lock, and every
+//! transaction that writes begins `IMMEDIATE`: one that began by reading and then
+//! wrote would fail at once with SQLITE_BUSY, without waiting, had another process
+//! written in between.
 
 use std::ffi::c_int;
 use std::path::{Path, PathBuf};
@@ -15,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use tokio::sync::{mpsc, oneshot};
 use wsgate_core::{Direction, Initiator, SessionId, SessionKind, State};
 
+use crate::lease::{Claimed, Lease, LeaseHolder};
 use crate::memory::orphan_detail;
 use crate::model::{
     Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
@@ -22,14 +29,26 @@ use crate::model::{
 use crate::{ORPHAN_REASON, Store, StoreError};
 
 /// Schema migrations, in order; `PRAGMA user_version` says how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("sqlite/0001_init.sql"), include_str!("sqlite/0002_message_spans.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("sqlite/0001_init.sql"),
+    include_str!("sqlite/0002_message_spans.sql"),
+    include_str!("sqlite/0003_instance_leases.sql"),
+];
+
+/// How long a connection waits for another (maybe another process's) to let go of
+/// the write lock. A batch commits in milliseconds; this only runs out when the
+/// file is stuck.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Readers kept open between queries.
 const READERS: usize = 4;
 
 enum Job {
     Write(Batch, oneshot::Sender<Result<(), StoreError>>),
-    Orphans(String, oneshot::Sender<Result<u64, StoreError>>),
+    Claim(Lease, oneshot::Sender<Result<Claimed, StoreError>>),
+    Renew(Lease, oneshot::Sender<Result<(), StoreError>>),
+    Release(Lease, oneshot::Sender<Result<(), StoreError>>),
+    CloseExpired(Lease, oneshot::Sender<Result<u64, StoreError>>),
     Prune(Prune, oneshot::Sender<Result<Pruned, StoreError>>),
 }
 
@@ -48,7 +67,7 @@ impl std::fmt::Debug for SqliteStore {
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::OpenSqlite { path: path.display().to_string(), source };
     let conn = Connection::open(path).map_err(open_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     // Only takes effect on a new file (before the first table): bigger pages mean
     // fewer page writes per batch of small messages.
     conn.pragma_update(None, "page_size", 16384).map_err(open_err)?;
@@ -121,17 +140,20 @@ fn spawn_checkpointer(path: &Path, writer: &mut Connection) -> Result<(), StoreE
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    // One immediate transaction, the version read inside it: two gateways opening a
+    // new file together would otherwise both run migration 1, and the second fail
+    // with "table sessions already exists".
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(StoreError::SchemaTooNew { found: version, known });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
     }
+    tx.commit()?;
     Ok(())
 }
 
@@ -166,8 +188,17 @@ impl SqliteStore {
                         Job::Write(b, reply) => {
                             let _ = reply.send(write_batch(&mut writer, &mut sids, &b));
                         }
-                        Job::Orphans(instance, reply) => {
-                            let _ = reply.send(close_orphans(&mut writer, &instance));
+                        Job::Claim(lease, reply) => {
+                            let _ = reply.send(claim(&mut writer, &lease));
+                        }
+                        Job::Renew(lease, reply) => {
+                            let _ = reply.send(renew(&writer, &lease));
+                        }
+                        Job::Release(lease, reply) => {
+                            let _ = reply.send(release(&writer, &lease));
+                        }
+                        Job::CloseExpired(lease, reply) => {
+                            let _ = reply.send(close_expired(&mut writer, &lease));
                         }
                         Job::Prune(p, reply) => {
                             let _ = reply.send(prune(&mut writer, p));
@@ -437,14 +468,10 @@ fn write_batch(conn: &mut Connection, sids: &mut Sids, b: &Batch) -> Result<(), 
     Ok(())
 }
 
-fn close_orphans(conn: &mut Connection, instance: &str) -> Result<u64, StoreError> {
-    let tx = conn.transaction()?;
-    let ids: Vec<Vec<u8>> = {
-        let mut st = tx.prepare("SELECT id FROM sessions WHERE instance = ?1 AND closed_at IS NULL")?;
-        st.query_map([instance], |r| r.get(0))?.collect::<Result<_, _>>()?
-    };
+/// Closes the sessions `ids` as the restart rule does (see [`Store::close_expired`]).
+fn close_sessions(tx: &rusqlite::Transaction, ids: &[Vec<u8>]) -> Result<u64, StoreError> {
     let detail = orphan_detail().to_string();
-    for id in &ids {
+    for id in ids {
         let (last_msg, mi, mo, bi, bo): (Option<i64>, i64, i64, i64, i64) = tx.query_row(
             "SELECT max(at),
                     coalesce(sum(direction IN (0, 2)), 0),
@@ -473,12 +500,119 @@ fn close_orphans(conn: &mut Connection, instance: &str) -> Result<u64, StoreErro
             params![id, last_seq.unwrap_or(0) + 1, at, detail],
         )?;
     }
-    tx.commit()?;
     Ok(ids.len() as u64)
 }
 
+const LEASE_COLUMNS: &str = "run_id, instance, host, pid, started_at, expires_at";
+
+fn lease_row(r: &Row) -> rusqlite::Result<LeaseHolder> {
+    let run: [u8; 16] = r.get(0)?;
+    Ok(LeaseHolder {
+        run: uuid::Uuid::from_bytes(run),
+        instance: r.get(1)?,
+        host: r.get(2)?,
+        pid: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+        started_at: from_micros(r.get(4)?),
+        expires_at: from_micros(r.get(5)?),
+    })
+}
+
+fn claim(conn: &mut Connection, lease: &Lease) -> Result<Claimed, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let now = crate::now();
+    let replaced = tx
+        .query_row(
+            &format!("SELECT {LEASE_COLUMNS} FROM instance_leases WHERE instance = ?1"),
+            [&lease.instance],
+            lease_row,
+        )
+        .optional()?;
+    if let Some(holder) = replaced.as_ref().filter(|h| h.run != lease.run && !h.is_gone(now, lease)) {
+        return Err(StoreError::InstanceBusy { holder: Box::new(holder.clone()) });
+    }
+    // The name is this run's: whatever it has open was left by an earlier run.
+    let own: Vec<Vec<u8>> = {
+        let mut st = tx.prepare("SELECT id FROM sessions WHERE instance = ?1 AND closed_at IS NULL")?;
+        st.query_map([&lease.instance], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    let mut closed = close_sessions(&tx, &own)?;
+    let held = lease.held_until(now);
+    tx.execute(
+        "INSERT OR REPLACE INTO instance_leases (run_id, instance, host, pid, started_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            held.run.into_bytes(),
+            held.instance,
+            held.host,
+            held.pid,
+            to_micros(held.started_at),
+            to_micros(held.expires_at)
+        ],
+    )?;
+    closed += close_expired_in(&tx, now, lease)?;
+    tx.commit()?;
+    Ok(Claimed { closed, replaced: replaced.filter(|h| h.run != lease.run) })
+}
+
+fn renew(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
+    let expires = to_micros(crate::now()).saturating_add(lease.ttl_micros());
+    let n = conn.execute(
+        "UPDATE instance_leases SET expires_at = ?3 WHERE instance = ?1 AND run_id = ?2",
+        params![lease.instance, lease.run.into_bytes(), expires],
+    )?;
+    if n == 0 {
+        return Err(StoreError::LeaseLost { instance: lease.instance.clone() });
+    }
+    Ok(())
+}
+
+fn release(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM instance_leases WHERE instance = ?1 AND run_id = ?2",
+        params![lease.instance, lease.run.into_bytes()],
+    )?;
+    Ok(())
+}
+
+fn close_expired(conn: &mut Connection, asker: &Lease) -> Result<u64, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let closed = close_expired_in(&tx, crate::now(), asker)?;
+    tx.commit()?;
+    Ok(closed)
+}
+
+/// [`Store::close_expired`] inside a transaction; `now` is the store's clock.
+fn close_expired_in(
+    tx: &rusqlite::Transaction,
+    now: chrono::DateTime<chrono::Utc>,
+    asker: &Lease,
+) -> Result<u64, StoreError> {
+    let leases: Vec<LeaseHolder> = {
+        let mut st = tx.prepare_cached(&format!("SELECT {LEASE_COLUMNS} FROM instance_leases"))?;
+        st.query_map([], lease_row)?.collect::<Result<_, _>>()?
+    };
+    if !leases.iter().any(|l| l.instance == asker.instance && l.run == asker.run) {
+        return Err(StoreError::LeaseLost { instance: asker.instance.clone() });
+    }
+    for gone in leases.iter().filter(|l| l.is_gone(now, asker)) {
+        tx.execute(
+            "DELETE FROM instance_leases WHERE instance = ?1 AND run_id = ?2",
+            params![gone.instance, gone.run.into_bytes()],
+        )?;
+    }
+    let ids: Vec<Vec<u8>> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id FROM sessions s WHERE closed_at IS NULL
+                AND NOT EXISTS (SELECT 1 FROM instance_leases l WHERE l.instance = s.instance)",
+        )?;
+        st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    close_sessions(tx, &ids)
+}
+
 fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
-    let tx = conn.transaction()?;
+    // Immediate: it reads before it deletes (see the module doc).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Pruned::default();
     let chunk = p.chunk as i64;
     if let Some(cutoff) = p.ended_before {
@@ -706,9 +840,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn close_orphans(&self, instance: &str) -> Result<u64, StoreError> {
-        let instance = instance.to_owned();
-        self.job(|tx| Job::Orphans(instance, tx)).await
+    async fn claim(&self, lease: &Lease) -> Result<Claimed, StoreError> {
+        let lease = lease.clone();
+        self.job(|tx| Job::Claim(lease, tx)).await
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.job(|tx| Job::Renew(lease, tx)).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.job(|tx| Job::Release(lease, tx)).await
+    }
+
+    async fn close_expired(&self, asker: &Lease) -> Result<u64, StoreError> {
+        let lease = asker.clone();
+        self.job(|tx| Job::CloseExpired(lease, tx)).await
     }
 
     async fn prune(&self, p: Prune) -> Result<Pruned, StoreError> {

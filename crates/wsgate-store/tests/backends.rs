@@ -15,7 +15,7 @@ use wsgate_core::{
 use wsgate_protocol::{Frame, OpCode};
 use wsgate_store::recorder::{self, RecorderConfig, RecorderStats};
 use wsgate_store::retention::Retention;
-use wsgate_store::{Batch, EventKind, MessageRow, SessionQuery, SessionRow, Store, StoreUrl};
+use wsgate_store::{Batch, EventKind, Lease, MessageRow, SessionQuery, SessionRow, Store, StoreError, StoreUrl};
 
 enum Backend {
     Memory,
@@ -25,22 +25,31 @@ enum Backend {
 
 struct Fixture {
     store: Arc<dyn Store>,
+    url: StoreUrl,
     _dir: Option<tempfile::TempDir>,
 }
 
-async fn fixture(b: Backend) -> Option<Fixture> {
-    match b {
-        Backend::Memory => Some(Fixture { store: wsgate_store::open(&StoreUrl::Memory).await.unwrap(), _dir: None }),
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = StoreUrl::Sqlite(dir.path().join("history/wsgate.db"));
-            Some(Fixture { store: wsgate_store::open(&url).await.unwrap(), _dir: Some(dir) })
-        }
-        Backend::Postgres => {
-            let url = fresh_postgres_db().await?;
-            Some(Fixture { store: wsgate_store::open(&StoreUrl::Postgres(url)).await.unwrap(), _dir: None })
+impl Fixture {
+    /// Another handle on the same history, as another gateway process has (its own
+    /// connections); the memory store has only the one.
+    async fn another(&self) -> Arc<dyn Store> {
+        match self.url {
+            StoreUrl::Memory => self.store.clone(),
+            _ => wsgate_store::open(&self.url).await.unwrap(),
         }
     }
+}
+
+async fn fixture(b: Backend) -> Option<Fixture> {
+    let (url, dir) = match b {
+        Backend::Memory => (StoreUrl::Memory, None),
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            (StoreUrl::Sqlite(dir.path().join("history/wsgate.db")), Some(dir))
+        }
+        Backend::Postgres => (StoreUrl::Postgres(fresh_postgres_db().await?), None),
+    };
+    Some(Fixture { store: wsgate_store::open(&url).await.unwrap(), url, _dir: dir })
 }
 
 /// A new, empty database on the test PostgreSQL, so tests never see each other's rows.
@@ -237,8 +246,49 @@ async fn filters_and_pagination(b: Backend) {
     assert_eq!(all(SessionQuery { until: Some(future), limit: 100, ..Default::default() }).await.len(), 8);
 }
 
-async fn restart_rule_closes_only_own_orphans(b: Backend) {
+/// A lease held by a gateway on another host: only its expiry can free it.
+fn remote_lease(instance: &str, ttl: Duration) -> Lease {
+    Lease { host: "elsewhere.example".into(), pid: 4242, ..Lease::new(instance, ttl) }
+}
+
+/// A lease of another gateway running on this host: a live process that is not
+/// this one (leases with this process's pid are all one process's runs, and an
+/// earlier run of a live process is gone).
+fn neighbour_lease(instance: &str) -> Lease {
+    Lease { pid: std::os::unix::process::parent_id(), ..Lease::new(instance, HOUR) }
+}
+
+/// The pid of a process of this host that has ended (spawned, waited for).
+fn ended_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Writes an open session of `instance` with one message each way.
+async fn open_session(store: &Arc<dyn Store>, instance: &str) -> wsgate_core::SessionId {
+    let row = session_row(instance, "/open");
+    let id = row.id;
+    store.write(Batch { sessions: vec![row], ..Default::default() }).await.unwrap();
+    let messages = vec![message_row(id, 1), message_row(id, 2)];
+    store.write(Batch { messages, ..Default::default() }).await.unwrap();
+    id
+}
+
+async fn state_of(store: &Arc<dyn Store>, id: wsgate_core::SessionId) -> State {
+    store.session(id).await.unwrap().unwrap().state
+}
+
+/// The restart rule: a claim closes the instance's own sessions left open by its
+/// last run and those of instances with no lease (written before leases), never
+/// those of an instance whose lease is live.
+async fn restart_rule_spares_live_leases(b: Backend) {
     let Some(f) = fixture(b).await else { return };
+    let theirs_lease = remote_lease("b", HOUR);
+    f.store.claim(&theirs_lease).await.unwrap();
     let rec = record(&f.store, "a", 1024);
     let mut mine = rec.open(info(SessionKind::Proxy, "chat", "/chat"));
     mine.transition(State::Connected, TransitionDetail::default());
@@ -247,17 +297,18 @@ async fn restart_rule_closes_only_own_orphans(b: Backend) {
     let mine_id = mine.id();
     std::mem::forget(mine); // a crash: no final event ever comes
     rec.finish().await;
-    let other = record(&f.store, "b", 1024);
-    let theirs = other.open(info(SessionKind::Proxy, "chat", "/chat"));
-    let theirs_id = theirs.id();
-    std::mem::forget(theirs);
-    other.finish().await;
+    let theirs = open_session(&f.store, "b").await;
+    let legacy = open_session(&f.store, "before-leases").await;
 
-    assert_eq!(f.store.close_orphans("a").await.unwrap(), 1);
-    assert_eq!(f.store.close_orphans("a").await.unwrap(), 0, "idempotent");
+    let me = Lease::new("a", HOUR);
+    let claimed = f.store.claim(&me).await.unwrap();
+    assert_eq!(claimed.closed, 2, "its own and the legacy one");
+    assert_eq!(claimed.replaced, None, "\"a\" had no lease");
+    assert_eq!(f.store.close_expired(&me).await.unwrap(), 0, "idempotent");
     let row = f.store.session(mine_id).await.unwrap().unwrap();
     assert_eq!(row.state, State::Disconnected);
     assert_eq!(row.initiator, Some(Initiator::Gateway));
+    assert_eq!(row.close_code, Some(1006));
     assert_eq!(row.close_reason.as_deref(), Some("gateway stopped"));
     assert_eq!((row.messages_in, row.messages_out, row.bytes_in, row.bytes_out), (1, 1, 3, 4));
     let events = f.store.events(mine_id).await.unwrap();
@@ -265,8 +316,109 @@ async fn restart_rule_closes_only_own_orphans(b: Backend) {
     assert_eq!((last.seq, last.state), (3, Some(State::Disconnected)));
     assert_eq!(last.detail["reason"], "gateway stopped");
     assert_eq!(f.store.messages(mine_id, 0, 10).await.unwrap().len(), 2, "committed messages kept");
-    let theirs = f.store.session(theirs_id).await.unwrap().unwrap();
-    assert_eq!(theirs.state, State::Requested, "another instance's session is left alone");
+    assert_eq!(state_of(&f.store, legacy).await, State::Disconnected);
+    assert_eq!(state_of(&f.store, theirs).await, State::Connected, "a live lease's session is left alone");
+}
+
+/// A held name refuses a second run, saying who holds it, until it is released.
+async fn a_held_instance_refuses_another_run(b: Backend) {
+    let Some(f) = fixture(b).await else { return };
+    let first = remote_lease("i", HOUR);
+    f.store.claim(&first).await.unwrap();
+    let second = Lease::new("i", HOUR);
+    match f.store.claim(&second).await {
+        Err(StoreError::InstanceBusy { holder }) => {
+            assert_eq!((holder.instance.as_str(), holder.host.as_str(), holder.pid), ("i", "elsewhere.example", 4242));
+            assert_eq!(holder.run, first.run);
+            assert!(holder.expires_at > chrono::Utc::now() + chrono::Duration::minutes(59), "{holder:?}");
+            let message = StoreError::InstanceBusy { holder }.to_string();
+            assert!(message.contains("\"i\"") && message.contains("elsewhere.example") && message.contains("4242"));
+        }
+        other => panic!("expected InstanceBusy, got {other:?}"),
+    }
+    assert!(matches!(f.store.close_expired(&second).await, Err(StoreError::LeaseLost { .. })), "holds nothing");
+    f.store.claim(&neighbour_lease("j")).await.unwrap();
+    f.store.renew(&first).await.unwrap();
+    f.store.claim(&first).await.unwrap();
+    f.store.release(&first).await.unwrap();
+    let claimed = f.store.claim(&second).await.unwrap();
+    assert_eq!(claimed.replaced, None, "released, not replaced");
+    assert!(matches!(f.store.renew(&first).await, Err(StoreError::LeaseLost { .. })));
+    f.store.release(&first).await.unwrap();
+    assert!(matches!(f.store.claim(&first).await, Err(StoreError::InstanceBusy { .. })), "a stale release is a no-op");
+}
+
+/// A lease not renewed expires: its name is free again, and any running gateway's
+/// close_expired closes its sessions.
+async fn an_expired_lease_frees_its_name_and_sessions(b: Backend) {
+    let Some(f) = fixture(b).await else { return };
+    let ttl = Duration::from_millis(500);
+    let stale = remote_lease("b", ttl);
+    f.store.claim(&stale).await.unwrap();
+    let theirs = open_session(&f.store, "b").await;
+    let me = Lease::new("a", HOUR);
+    f.store.claim(&me).await.unwrap();
+    let renewed = std::time::Instant::now();
+    f.store.renew(&stale).await.unwrap();
+    assert_eq!(f.store.close_expired(&me).await.unwrap(), 0);
+    assert_eq!(state_of(&f.store, theirs).await, State::Connected);
+    assert!(matches!(f.store.claim(&neighbour_lease("b")).await, Err(StoreError::InstanceBusy { .. })));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match f.store.close_expired(&me).await.unwrap() {
+            0 => assert!(std::time::Instant::now() < deadline, "the lease never expired"),
+            n => {
+                assert_eq!(n, 1);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Expiry is on the store's clock (PostgreSQL's own), so allow it a little skew.
+    assert!(renewed.elapsed() >= ttl - Duration::from_millis(100), "closed after {:?}", renewed.elapsed());
+    let row = f.store.session(theirs).await.unwrap().unwrap();
+    assert_eq!((row.state, row.close_reason.as_deref()), (State::Disconnected, Some("gateway stopped")));
+    assert_eq!((row.messages_in, row.messages_out), (1, 1));
+    assert!(matches!(f.store.renew(&stale).await, Err(StoreError::LeaseLost { .. })), "the lease was dropped");
+    assert_eq!(f.store.claim(&neighbour_lease("b")).await.unwrap().replaced, None);
+    f.store.renew(&me).await.unwrap();
+}
+
+/// A lease whose process on this host has ended is gone at once (a `kill -9`, then
+/// a restart), whatever its expiry; on another host only the expiry counts.
+async fn an_ended_process_lease_is_gone_at_once(b: Backend) {
+    let Some(f) = fixture(b).await else { return };
+    let crashed = Lease { pid: ended_pid(), ..Lease::new("i", HOUR) };
+    f.store.claim(&crashed).await.unwrap();
+    let left_open = open_session(&f.store, "i").await;
+    let other_host = Lease { host: "elsewhere.example".into(), ..Lease::new("i", HOUR) };
+    assert!(matches!(f.store.claim(&other_host).await, Err(StoreError::InstanceBusy { .. })));
+    let restart = Lease::new("i", HOUR);
+    let claimed = f.store.claim(&restart).await.unwrap();
+    assert_eq!(claimed.closed, 1);
+    assert_eq!(claimed.replaced.map(|h| (h.run, h.pid)), Some((crashed.run, crashed.pid)));
+    assert_eq!(state_of(&f.store, left_open).await, State::Disconnected);
+    // Another instance of this host, killed: closed by the next close_expired.
+    let killed = Lease { pid: ended_pid(), ..Lease::new("k", HOUR) };
+    f.store.claim(&killed).await.unwrap();
+    let theirs = open_session(&f.store, "k").await;
+    assert_eq!(f.store.close_expired(&restart).await.unwrap(), 1);
+    assert_eq!(state_of(&f.store, theirs).await, State::Disconnected);
+}
+
+/// Gateways starting together (each with its own connections): one wins the name.
+async fn concurrent_claims_have_one_winner(b: Backend) {
+    let Some(f) = fixture(b).await else { return };
+    let stores = [f.store.clone(), f.another().await, f.another().await];
+    let claims = (0..9).map(|i| {
+        let store = stores[i % stores.len()].clone();
+        let lease = Lease { host: format!("host-{i}"), ..Lease::new("race", HOUR) };
+        async move { store.claim(&lease).await }
+    });
+    let results = futures_util::future::join_all(claims).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let busy = results.iter().filter(|r| matches!(r, Err(StoreError::InstanceBusy { .. }))).count();
+    assert_eq!((won, busy), (1, 8), "{results:?}");
 }
 
 async fn retention_by_age_and_count(b: Backend) {
@@ -409,7 +561,11 @@ macro_rules! backends {
 backends!(
     full_session_round_trips,
     filters_and_pagination,
-    restart_rule_closes_only_own_orphans,
+    restart_rule_spares_live_leases,
+    a_held_instance_refuses_another_run,
+    an_expired_lease_frees_its_name_and_sessions,
+    an_ended_process_lease_is_gone_at_once,
+    concurrent_claims_have_one_winner,
     retention_by_age_and_count,
     interleaved_sessions_read_back_in_order
 );
@@ -478,6 +634,61 @@ async fn sqlite_migrates_a_schema_1_history() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 3);
+}
+
+/// A history from before leases (SQLite schema 2) migrates in place; a session it
+/// left open has no lease, so the first claim closes it.
+#[tokio::test]
+async fn sqlite_migrates_a_schema_2_history_to_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let id = wsgate_core::SessionId::new();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../src/sqlite/0001_init.sql")).unwrap();
+        conn.execute_batch(include_str!("../src/sqlite/0002_message_spans.sql")).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, instance, kind, route, path, headers, state, opened_at)
+             VALUES (?1, 'old-host', 'proxy', 'r', '/old', '[]', 'CONNECTED', 0)",
+            [id.as_uuid().into_bytes()],
+        )
+        .unwrap();
+    }
+    let store = wsgate_store::open(&StoreUrl::Sqlite(path.clone())).await.unwrap();
+    assert_eq!(store.claim(&Lease::new("new", HOUR)).await.unwrap().closed, 1);
+    let row = store.session(id).await.unwrap().unwrap();
+    assert_eq!((row.state, row.close_reason.as_deref()), (State::Disconnected, Some("gateway stopped")));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 3);
+}
+
+/// The same for a PostgreSQL history at schema 1.
+#[tokio::test]
+async fn postgres_migrates_a_schema_1_history_to_leases() {
+    let Some(url) = fresh_postgres_db().await else { return };
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("CREATE TABLE wsgate_schema (version integer NOT NULL)").await.unwrap();
+    client.batch_execute(include_str!("../src/postgres/0001_init.sql")).await.unwrap();
+    client.batch_execute("INSERT INTO wsgate_schema (version) VALUES (1)").await.unwrap();
+    let id = wsgate_core::SessionId::new();
+    client
+        .execute(
+            "INSERT INTO sessions (id, instance, kind, route, path, headers, state, opened_at)
+             VALUES ($1, 'old-host', 'proxy', 'r', '/old', '[]', 'CONNECTED', 0)",
+            &[&id.as_uuid()],
+        )
+        .await
+        .unwrap();
+    let store = wsgate_store::open(&StoreUrl::Postgres(url)).await.unwrap();
+    assert_eq!(store.claim(&Lease::new("new", HOUR)).await.unwrap().closed, 1);
+    let row = store.session(id).await.unwrap().unwrap();
+    assert_eq!((row.state, row.close_reason.as_deref()), (State::Disconnected, Some("gateway stopped")));
+    let version: i32 = client.query_one("SELECT max(version) FROM wsgate_schema", &[]).await.unwrap().get(0);
     assert_eq!(version, 2);
 }
 
@@ -509,4 +720,37 @@ async fn sqlite_wal_stays_bounded_under_sustained_writes() {
     assert!(wal < 48 << 20, "WAL grew to {} MiB", wal >> 20);
     let last = store.messages(id, N - 1, 10).await.unwrap();
     assert_eq!(last.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![N]);
+}
+
+/// Two stores on one SQLite file, as two gateways in one folder have: they open
+/// (and migrate) it together, then write, prune and close at once; nothing fails
+/// with SQLITE_BUSY.
+#[tokio::test]
+async fn sqlite_two_stores_share_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = StoreUrl::Sqlite(dir.path().join("shared.db"));
+    let (a, b) = tokio::join!(wsgate_store::open(&url), wsgate_store::open(&url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let work = |store: Arc<dyn Store>, instance: &'static str| async move {
+        let sessions: Vec<SessionRow> = (0..4).map(|i| session_row(instance, &format!("/{i}"))).collect();
+        let ids: Vec<_> = sessions.iter().map(|s| s.id).collect();
+        store.write(Batch { sessions, ..Default::default() }).await.unwrap();
+        for round in 0..200u64 {
+            // A session that ended, for retention to delete while the other store writes.
+            let mut gone = session_row(instance, "/gone");
+            gone.closed_at = Some(chrono::Utc::now() - chrono::Duration::hours(1));
+            let gone_id = gone.id;
+            store.write(Batch { sessions: vec![gone], ..Default::default() }).await.unwrap();
+            let messages = ids.iter().chain([&gone_id]).map(|id| message_row(*id, round + 1)).collect();
+            store.write(Batch { messages, ..Default::default() }).await.unwrap();
+            let p = wsgate_store::Prune { ended_before: Some(chrono::Utc::now()), keep_messages: None, chunk: 1000 };
+            store.prune(p).await.unwrap();
+        }
+        ids
+    };
+    let (ia, ib) = tokio::join!(work(a.clone(), "a"), work(b.clone(), "b"));
+    for id in ia.iter().chain(&ib) {
+        assert_eq!(a.messages(*id, 0, 1000).await.unwrap().len(), 200);
+        assert_eq!(b.messages(*id, 0, 1000).await.unwrap().len(), 200);
+    }
 }

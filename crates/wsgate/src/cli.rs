@@ -261,6 +261,9 @@ pub struct StoreArgs {
     /// This gateway's name in a shared store (default: host name).
     #[arg(long, env = "WSGATE_INSTANCE", value_name = "NAME")]
     pub instance: Option<String>,
+    /// How long the hold on the instance name lasts unless renewed.
+    #[arg(long, env = "WSGATE_INSTANCE_LEASE", value_name = "DURATION")]
+    pub instance_lease: Option<String>,
 }
 
 /// Flags of the proxy itself.

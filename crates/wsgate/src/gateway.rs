@@ -1,13 +1,16 @@
 //! Wiring shared by every serving command: the event bus and its observers, the
 //! registry, the control plane, and the shutdown sequence.
 //!
-//! Start: open the store (migrating it) and apply the restart rule, then build the
-//! bus with the control plane's observers and the recorder.
+//! Start: open the store (migrating it) and claim this gateway's instance name
+//! (`wsgate_store::lease`): refused while another running gateway holds it, and the
+//! claim applies the restart rule. Then build the bus with the control plane's
+//! observers and the recorder, and keep the lease renewed in the background, which
+//! also applies the restart rule to gateways that stopped without releasing theirs.
 //!
 //! Shutdown (SIGINT/SIGTERM): cancel the root token → listeners stop accepting and
 //! every session closes both sides with 1001 → wait for the session tasks with the
 //! configured deadline → flush the recorder (every queued event is committed) →
-//! stop the control plane → exit 0.
+//! release the lease → stop the control plane → exit 0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsgate_control::{ControlConfig, ControlPlane, OutboundContext};
 use wsgate_core::{EventBus, Overflow, Registry};
-use wsgate_store::Store;
 use wsgate_store::recorder::{RecorderConfig, RecorderStats};
 use wsgate_store::retention::Retention;
+use wsgate_store::{Lease, Store, StoreError};
 
 use crate::config::{Config, RecordMode};
 
@@ -33,22 +36,97 @@ const STORE_QUEUE: usize = 65_536;
 pub struct History {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    lease: Keeper,
 }
 
-/// Opens the configured store and applies the restart rule.
-async fn open_store(cfg: &Config) -> anyhow::Result<Option<Arc<dyn Store>>> {
+/// The task keeping this run's lease, and what it needs to release it.
+struct Keeper {
+    store: Arc<dyn Store>,
+    lease: Lease,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Another running gateway holds this instance name in this store. Like a bad
+/// config, a flag fixes it: the process exits 64 (`commands::serve`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{busy}\n  fix: give this gateway another name with --instance (WSGATE_INSTANCE, store.instance), or use another --store than {store}"
+)]
+pub struct InstanceInUse {
+    busy: StoreError,
+    store: String,
+}
+
+/// Opens the configured store and claims the instance name, which applies the
+/// restart rule.
+async fn open_store(cfg: &Config) -> anyhow::Result<Option<(Arc<dyn Store>, Lease)>> {
     if !cfg.store.enabled {
         return Ok(None);
     }
     let url: wsgate_store::StoreUrl = cfg.store.url.parse()?;
     let store = wsgate_store::open(&url).await.with_context(|| format!("cannot open the store {url}"))?;
-    let instance = cfg.store.instance_name();
-    let closed = store.close_orphans(&instance).await.context("cannot close sessions left open by the last run")?;
-    if closed > 0 {
-        tracing::warn!(closed, instance, "closed sessions left open by the last run (gateway stopped)");
+    let lease = Lease::new(cfg.store.instance_name(), cfg.store.instance_lease);
+    let claimed = match store.claim(&lease).await {
+        Ok(c) => c,
+        Err(busy @ StoreError::InstanceBusy { .. }) => {
+            return Err(InstanceInUse { busy, store: url.to_string() }.into());
+        }
+        Err(e) => return Err(e).context("cannot claim the instance name in the store"),
+    };
+    let instance = &lease.instance;
+    if let Some(last) = &claimed.replaced {
+        tracing::warn!(
+            instance,
+            host = last.host,
+            pid = last.pid,
+            started = %last.started_at,
+            "the last run of this instance stopped without releasing it (a crash or a kill)"
+        );
     }
-    tracing::info!(store = %url, instance, "recording sessions");
-    Ok(Some(store))
+    if claimed.closed > 0 {
+        tracing::warn!(closed = claimed.closed, "closed sessions whose gateway is gone (gateway stopped)");
+    }
+    tracing::info!(store = %url, instance, run = %lease.run, lease = ?lease.ttl, "recording sessions");
+    Ok(Some((store, lease)))
+}
+
+/// Renews `lease` every third of its TTL and, each time, closes the sessions of
+/// gateways whose lease has run out (a `kill -9` on another host, say).
+async fn keep_lease(store: Arc<dyn Store>, lease: Lease, stop: CancellationToken) {
+    let instance = lease.instance.as_str();
+    let mut tick = tokio::time::interval(lease.ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is now: the claim has just been made
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match store.renew(&lease).await {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost { .. }) => {
+                // Not renewed for a whole TTL (this process or the store stalled):
+                // another gateway may have closed this one's open sessions in the store.
+                tracing::error!(instance, "the lease on this instance was lost; claiming it again");
+                if let Err(e) = store.claim(&lease).await {
+                    tracing::error!(instance, error = %e, "cannot claim this instance again; retrying");
+                    continue;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(instance, error = %e, "cannot renew the lease on this instance; retrying");
+                continue;
+            }
+        }
+        match store.close_expired(&lease).await {
+            Ok(0) => {}
+            Ok(closed) => {
+                tracing::warn!(closed, "closed sessions of a gateway whose lease ran out (gateway stopped)")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot close the sessions of stopped gateways; retrying"),
+        }
+    }
 }
 
 pub struct Gateway {
@@ -69,7 +147,15 @@ pub struct Gateway {
 impl Gateway {
     /// Builds the bus and binds and starts the control plane.
     pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
-        let store = open_store(cfg).await?;
+        // Everything that can fail comes before the claim, so a failed start does not
+        // leave the name held.
+        let outbound_tls = wsgate_protocol::tls::client_config(cfg.outbound.ca.as_deref())
+            .context("outbound.ca (--outbound-ca): cannot build the TLS client configuration")?;
+        let listener = TcpListener::bind(cfg.control)
+            .await
+            .with_context(|| format!("cannot bind the control plane on {}", cfg.control))?;
+        let control_addr = listener.local_addr()?;
+        let (store, lease) = open_store(cfg).await?.unzip();
         let mut builder = EventBus::builder();
         let observers_q = wsgate_control::register_observers(&mut builder);
         let store_q = store.as_ref().map(|_| {
@@ -92,8 +178,7 @@ impl Gateway {
             connect_timeout: cfg.outbound.connect_timeout,
             allow_private_targets: cfg.outbound.allow_private_targets,
             control_is_loopback: cfg.control.ip().is_loopback(),
-            tls: wsgate_protocol::tls::client_config(cfg.outbound.ca.as_deref())
-                .context("outbound.ca (--outbound-ca): cannot build the TLS client configuration")?,
+            tls: outbound_tls,
             max_message_size: cfg.limits.max_message_size,
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),
@@ -113,13 +198,9 @@ impl Gateway {
             control_stop.clone(),
             &observers,
         );
-        let listener = TcpListener::bind(cfg.control)
-            .await
-            .with_context(|| format!("cannot bind the control plane on {}", cfg.control))?;
-        let control_addr = listener.local_addr()?;
         let task = tokio::spawn(wsgate_control::serve(listener, control.router(), control_stop.clone()));
-        let history = match (store, store_q) {
-            (Some(store), Some(queue)) => {
+        let history = match (store, store_q, lease) {
+            (Some(store), Some(queue), Some(lease)) => {
                 let stop = CancellationToken::new();
                 let rec_cfg = RecorderConfig {
                     instance: cfg.store.instance_name(),
@@ -141,7 +222,9 @@ impl Gateway {
                     chunk: 5000,
                 };
                 observers.spawn(wsgate_store::retention::run(store.clone(), retention, control_stop.clone()));
-                Some(History { stop, task })
+                let keeper_stop = CancellationToken::new();
+                let keeper = tokio::spawn(keep_lease(store.clone(), lease.clone(), keeper_stop.clone()));
+                Some(History { stop, task, lease: Keeper { store, lease, stop: keeper_stop, task: keeper } })
             }
             _ => None,
         };
@@ -178,6 +261,19 @@ impl Gateway {
             h.stop.cancel();
             if tokio::time::timeout(deadline, h.task).await.is_err() {
                 tracing::warn!("the store did not finish writing before the shutdown deadline");
+            }
+            // Every session is recorded as ended: the name is free for the next run.
+            let k = h.lease;
+            k.stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), k.task).await;
+            match tokio::time::timeout(Duration::from_secs(2), k.store.release(&k.lease)).await {
+                Ok(Ok(())) => tracing::debug!(instance = k.lease.instance, "released the instance"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot release the instance; it frees when its lease expires")
+                }
+                Err(_) => {
+                    tracing::warn!("the store did not release the instance in time; it frees when its lease expires")
+                }
             }
         }
         self.control_stop.cancel();

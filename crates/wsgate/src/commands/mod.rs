@@ -86,6 +86,10 @@ pub fn serve(name: &str, run: impl std::future::Future<Output = anyhow::Result<(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsgate {name}: {e:#}");
+            // The instance name held by another gateway is fixed by a flag, like a bad config.
+            if e.downcast_ref::<crate::gateway::InstanceInUse>().is_some() {
+                return ExitCode::from(crate::EXIT_USAGE);
+            }
             ExitCode::FAILURE
         }
     }

@@ -67,7 +67,8 @@ keys! {
     "store.retention", "retention", "Delete sessions that ended longer ago than this, e.g. 7d (0s = keep forever).";
     "store.retention_messages", "retention-messages", "Keep at most this many messages overall; the oldest go first (0 = no limit).";
     "store.redact_headers", "redact-header", "Request header redacted before it is stored (repeatable), besides Authorization, Cookie and Set-Cookie.";
-    "store.instance", "instance", "This gateway's name in a shared store (default: host name); on start, its sessions left open by a crash are closed.";
+    "store.instance", "instance", "This gateway's name in a shared store (default: host name). A running gateway holds it: a second one with the same name and store is refused.";
+    "store.instance_lease", "instance-lease", "How long the hold on the instance name lasts unless renewed (every third of it); a crashed gateway's open sessions are closed once it runs out. 1s to 24h.";
     "outbound.allow_private_targets", "allow-private-targets", "Let POST /api/connections reach private, loopback and link-local addresses when the control plane is bound beyond loopback.";
     "outbound.connect_timeout", "outbound-connect-timeout", "DNS + TCP + TLS + upgrade for one outbound connection attempt.";
     "outbound.ca", "outbound-ca", "Extra CA certificate (PEM) trusted for wss:// outbound connections, besides the system roots.";

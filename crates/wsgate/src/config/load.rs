@@ -254,6 +254,9 @@ impl Config {
         if self.store.enabled {
             self.store_url(fig)?;
         }
+        if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&self.store.instance_lease) {
+            return Err(invalid(fig, "store.instance_lease", "must be between 1s and 24h", None));
+        }
         for h in &self.store.redact_headers {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 return Err(invalid(fig, "store.redact_headers", format!("{h:?} is not a valid header name"), None));

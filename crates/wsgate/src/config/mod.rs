@@ -82,9 +82,14 @@ pub struct StoreSection {
     /// Request headers redacted before they are stored, besides Authorization,
     /// Cookie and Set-Cookie.
     pub redact_headers: Vec<String>,
-    /// This gateway's name in a shared store (default: the host name). On start,
-    /// sessions this instance left open (a crash) are closed.
+    /// This gateway's name in a shared store (default: the host name). A running
+    /// gateway holds a lease on it: a second one with the same name and store is
+    /// refused, and only sessions whose instance's lease is gone are closed.
     pub instance: Option<String>,
+    /// How long the lease on `instance` lasts unless renewed (every third of it): a
+    /// crashed gateway's sessions are closed, and its name is free, once it runs out.
+    #[serde(with = "humantime_serde")]
+    pub instance_lease: Duration,
 }
 
 impl Default for StoreSection {
@@ -98,6 +103,7 @@ impl Default for StoreSection {
             retention_messages: 0,
             redact_headers: Vec::new(),
             instance: None,
+            instance_lease: Duration::from_secs(30),
         }
     }
 }
@@ -105,14 +111,7 @@ impl Default for StoreSection {
 impl StoreSection {
     /// The instance name: configured, or the host name.
     pub fn instance_name(&self) -> String {
-        self.instance.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-                .or_else(|| std::env::var("HOSTNAME").ok())
-                .unwrap_or_else(|| "wsgate".into())
-        })
+        self.instance.clone().filter(|s| !s.is_empty()).unwrap_or_else(wsgate_store::lease::host_name)
     }
 }
 
