@@ -109,9 +109,12 @@ async fn keep_lease(store: Arc<dyn Store>, lease: Lease, stop: CancellationToken
                 // Not renewed for a whole TTL (this process or the store stalled):
                 // another gateway may have closed this one's open sessions in the store.
                 tracing::error!(instance, "the lease on this instance was lost; claiming it again");
-                if let Err(e) = store.claim(&lease).await {
-                    tracing::error!(instance, error = %e, "cannot claim this instance again; retrying");
-                    continue;
+                match store.claim(&lease).await {
+                    Ok(_) => tracing::warn!(instance, "claimed this instance again"),
+                    Err(e) => {
+                        tracing::error!(instance, error = %e, "cannot claim this instance again; retrying");
+                        continue;
+                    }
                 }
             }
             Err(e) => {

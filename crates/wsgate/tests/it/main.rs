@@ -12,6 +12,7 @@ mod first_hour;
 mod control;
 mod history;
 mod hostile;
+mod instances;
 mod interop_clients;
 mod interop_servers;
 mod mock;
