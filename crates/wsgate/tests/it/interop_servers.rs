@@ -192,15 +192,20 @@ fn hex_decode(s: &str) -> Vec<u8> {
 async fn build_gorilla(dir: &TempDir) -> String {
     let out = dir.0.join("gorilla-echo");
     let src = format!("{}/../../tests/interop/servers/gorilla", env!("CARGO_MANIFEST_DIR"));
-    let build = Command::new("go")
-        .args(["build", "-o"])
+    let mut go = Command::new("go");
+    go.args(["build", "-o"])
         .arg(&out)
         .arg(".")
         .current_dir(&src)
         .env("GOPATH", "/usr/share/gocode")
         .env("GO111MODULE", "off")
-        .kill_on_drop(true)
-        .output();
+        .kill_on_drop(true);
+    // go refuses to build without a cache directory, which it finds through HOME; CI
+    // environments without one get a shared one in the temp dir.
+    if ["GOCACHE", "XDG_CACHE_HOME", "HOME"].iter().all(|v| std::env::var_os(v).is_none()) {
+        go.env("GOCACHE", std::env::temp_dir().join("wsgate-it-gocache"));
+    }
+    let build = go.output();
     let build = tokio::time::timeout(START, build)
         .await
         .expect("go build timed out")
@@ -489,10 +494,13 @@ async fn outbound(kind: Kind) {
 
 // ---- wsgate connect ----
 
-/// Runs `wsgate connect --json ARGS` with `stdin` piped in (written while its output
-/// is read, so neither side can fill a pipe and stall); returns the exit code and
-/// the JSON events it printed.
-async fn run_connect(args: &[&str], stdin: Vec<u8>) -> (i32, Vec<Value>, String) {
+/// Runs `wsgate connect --json ARGS`, writes `stdin` to it, and ends its stdin (which
+/// makes it close with 1000 at once, `--wait` being 0) only once `echoed` payload
+/// bytes have come back. Ending stdin right after writing would race the echo against
+/// the close: a server that reads our close before it has echoed the last message
+/// answers the close and drops the echo (`websockets` does, as RFC 6455 lets it).
+/// Returns the exit code, the JSON events printed, and stderr.
+async fn run_connect(args: &[&str], stdin: Vec<u8>, echoed: usize) -> (i32, Vec<Value>, String) {
     let mut child = Command::new(bin())
         .arg("connect")
         .args(args)
@@ -505,17 +513,48 @@ async fn run_connect(args: &[&str], stdin: Vec<u8>) -> (i32, Vec<Value>, String)
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
+    let (echoes_in, all_back) = tokio::sync::oneshot::channel::<()>();
+    // Written while the output is read, so neither side can fill a pipe and stall.
     let writer = tokio::spawn(async move {
         let _ = input.write_all(&stdin).await;
+        let _ = all_back.await;
     });
-    let out = within(child.wait_with_output()).await.unwrap();
-    writer.await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let events = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}")))
-        .collect();
-    (out.status.code().unwrap_or(-1), events, String::from_utf8_lossy(&out.stderr).into_owned())
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut buf = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut buf).await;
+        buf
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut events = Vec::new();
+    let mut echoes_in = Some(echoes_in);
+    let mut back = 0;
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
+            back += received(std::slice::from_ref(&event)).iter().map(|(_, p)| p.len()).sum::<usize>();
+            events.push(event);
+            if back >= echoed
+                && let Some(tx) = echoes_in.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    };
+    let status = tokio::time::timeout(WAIT, async {
+        read.await;
+        child.wait().await
+    })
+    .await;
+    if status.is_err() {
+        // Stuck: end it, so its stderr can be read for the message below.
+        let _ = child.start_kill();
+    }
+    let err = within(errors).await.unwrap();
+    let status =
+        status.unwrap_or_else(|_| panic!("wsgate connect did not end; {back} of {echoed} bytes back; stderr:\n{err}"));
+    writer.abort();
+    (status.unwrap().code().unwrap_or(-1), events, err)
 }
 
 fn lifecycle<'a>(events: &'a [Value], state: &str) -> &'a Value {
@@ -544,7 +583,7 @@ async fn connect_role(kind: Kind) {
     // Text from stdin lines, offering subprotocols.
     let url = server.url("/interop?role=connect");
     let args = [url.as_str(), "--subprotocol", OFFER[0], "--subprotocol", OFFER[1]];
-    let (code, events, err) = run_connect(&args, format!("{TEXT}\n").into()).await;
+    let (code, events, err) = run_connect(&args, format!("{TEXT}\n").into(), TEXT.len()).await;
     assert_eq!(code, 0, "{}: {err}", server.name);
     assert_eq!(lifecycle(&events, "CONNECTED")["subprotocol"], "wsgate.v1");
     assert_eq!(received(&events), [(false, TEXT.as_bytes().to_vec())]);
@@ -556,7 +595,7 @@ async fn connect_role(kind: Kind) {
     server.expect_close(1000, "").await;
 
     // Binary (--binary: one message per read of stdin); no subprotocol offered.
-    let (code, events, err) = run_connect(&[&server.url("/bin"), "--binary"], small()).await;
+    let (code, events, err) = run_connect(&[&server.url("/bin"), "--binary"], small(), 256).await;
     assert_eq!(code, 0, "{}: {err}", server.name);
     assert!(lifecycle(&events, "CONNECTED")["subprotocol"].is_null(), "{events:?}");
     assert_eq!(received(&events), [(true, small())]);
@@ -567,7 +606,7 @@ async fn connect_role(kind: Kind) {
     // 1 MiB through stdin arrives as several messages (each read of the pipe, at most
     // 64 KiB); all of it comes back in order.
     let payload = big(1 << 20);
-    let (code, events, err) = run_connect(&[&server.url("/big"), "--binary"], payload.clone()).await;
+    let (code, events, err) = run_connect(&[&server.url("/big"), "--binary"], payload.clone(), payload.len()).await;
     assert_eq!(code, 0, "{}: {err}", server.name);
     let back = received(&events);
     assert!(back.iter().all(|(binary, _)| *binary));
