@@ -23,6 +23,10 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::conn::{MAX_SAMPLES, Plan};
+
+/// A handshake (TCP connect and upgrade) that takes longer failed: a server that
+/// accepts and never answers must fail the run, not hang it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 use crate::payload::Pattern;
 
 #[derive(Debug, Parser)]
@@ -110,14 +114,18 @@ async fn run(args: Args) -> (serde_json::Value, Vec<String>) {
     let connect_started = Instant::now();
     // Everything connects first, so handshakes are not measured as round trips.
     for _ in 0..args.connections {
-        match tokio_tungstenite::connect_async_with_config(args.url.as_str(), Some(config), true).await {
-            Ok((ws, _response)) => conns.push(ws),
-            Err(e) => {
-                connect_errors += 1;
-                if samples.len() < MAX_SAMPLES {
-                    samples.push(format!("connect: {e}"));
-                }
+        let handshake = tokio_tungstenite::connect_async_with_config(args.url.as_str(), Some(config), true);
+        let failure = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+            Ok(Ok((ws, _response))) => {
+                conns.push(ws);
+                continue;
             }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no handshake within {CONNECT_TIMEOUT:?}"),
+        };
+        connect_errors += 1;
+        if samples.len() < MAX_SAMPLES {
+            samples.push(format!("connect: {failure}"));
         }
     }
     let connect_s = connect_started.elapsed().as_secs_f64();
