@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::timeout;
 
 use crate::error::ApiError;
-use crate::{ControlPlane, MAX_BODY_BYTES};
+use crate::{ControlPlane, MAX_BODY_BYTES, MAX_MESSAGE_BODY_BYTES};
 
 /// How long a whole request body may take to arrive (408 after that), so a client
 /// that stops sending half way cannot hold a request open forever.
@@ -29,7 +29,16 @@ pub const DRAIN_MAX_BYTES: usize = 64 << 20;
 /// After a 413, reading the refused body stops after this long.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Middleware: reads the request body into memory (at most [`MAX_BODY_BYTES`], within
+/// The body limit of a request path: [`MAX_MESSAGE_BODY_BYTES`] for the routes whose
+/// body is a message to send (`POST /api/connections/{id}/send`,
+/// `POST /api/sessions/{id}/inject`), so a 1 MiB binary message fits once
+/// base64-encoded; [`MAX_BODY_BYTES`] for every other.
+pub fn limit_for(path: &str) -> usize {
+    let carries_message = path.starts_with("/api/") && (path.ends_with("/send") || path.ends_with("/inject"));
+    if carries_message { MAX_MESSAGE_BODY_BYTES } else { MAX_BODY_BYTES }
+}
+
+/// Middleware: reads the request body into memory (at most [`limit_for`] the path, within
 /// [`BODY_TIMEOUT`]) before routing goes on, so no handler ever sees a stream.
 ///
 /// An oversized body is answered with 413 at once — without reading it when
@@ -40,17 +49,18 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// lose the 413 to it.
 pub async fn buffer(State(cp): State<ControlPlane>, req: Request, next: Next) -> Response {
     let (parts, mut body) = req.into_parts();
+    let limit = limit_for(parts.uri.path());
     let declared =
         parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return too_large(&cp, &parts.headers, body);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(&cp, &parts.headers, body, limit);
     }
     let mut buf = BytesMut::new();
     let read = timeout(BODY_TIMEOUT, async {
         while let Some(frame) = body.frame().await {
             // Trailers (the only non-data frames) carry nothing the API reads.
             let Ok(data) = frame?.into_data() else { continue };
-            if buf.len() + data.len() > MAX_BODY_BYTES {
+            if buf.len() + data.len() > limit {
                 return Ok(false);
             }
             buf.extend_from_slice(&data);
@@ -60,14 +70,14 @@ pub async fn buffer(State(cp): State<ControlPlane>, req: Request, next: Next) ->
     .await;
     match read {
         Ok(Ok(true)) => next.run(Request::from_parts(parts, Body::from(buf.freeze()))).await,
-        Ok(Ok(false)) => too_large(&cp, &parts.headers, body),
+        Ok(Ok(false)) => too_large(&cp, &parts.headers, body, limit),
         Ok(Err(e)) => ApiError::BodyRead(e.to_string()).into_response(),
         Err(_) => ApiError::BodyTimeout(BODY_TIMEOUT).into_response(),
     }
 }
 
 /// 413, and the rest of `body` drained in the background.
-fn too_large(cp: &ControlPlane, headers: &http::HeaderMap, mut body: Body) -> Response {
+fn too_large(cp: &ControlPlane, headers: &http::HeaderMap, mut body: Body, limit: usize) -> Response {
     // A client that asked `Expect: 100-continue` has not sent the body and will not:
     // reading it would make hyper invite it to.
     let expects_continue =
@@ -89,7 +99,7 @@ fn too_large(cp: &ControlPlane, headers: &http::HeaderMap, mut body: Body) -> Re
             }
         });
     }
-    ApiError::BodyTooLarge { limit: MAX_BODY_BYTES }.into_response()
+    ApiError::BodyTooLarge { limit }.into_response()
 }
 
 /// A request body that is JSON, or empty.

@@ -21,7 +21,8 @@
 //!   generated from the handlers ([`openapi`]; the route table is [`routes`]).
 //!
 //! With an admin token configured, everything but the two health probes needs it
-//! ([`auth`]). Every request body goes through [`body::buffer`] (1 MiB, 10 s).
+//! ([`auth`]). Every request body goes through [`body::buffer`] (1 MiB, 24 MiB for a
+//! message to send; 10 s).
 
 pub mod api;
 pub mod auth;
@@ -62,8 +63,13 @@ pub const DEFAULT_LIVE_QUEUE: usize = 1024;
 pub const LIVE_OBSERVER_CAPACITY: usize = wsgate_core::bus::DEFAULT_OBSERVER_CAPACITY;
 /// Capacity of the bus queue feeding the metrics observer, in events.
 pub const METRICS_OBSERVER_CAPACITY: usize = wsgate_core::bus::DEFAULT_OBSERVER_CAPACITY;
-/// Largest request body accepted (413 above it).
+/// Largest request body accepted (413 above it), but on the routes that carry a
+/// message.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Largest body of a route that carries a message to send (`/send`, `/inject`): a
+/// 16 MiB message (the default `--max-message-size`) base64-encoded, with room for
+/// the JSON around it.
+pub const MAX_MESSAGE_BODY_BYTES: usize = 24 << 20;
 
 /// What the control plane needs to know beyond the registry and bus.
 #[derive(Clone)]
@@ -219,7 +225,7 @@ impl ControlPlane {
             .layer(Extension(openapi::SpecJson(json)))
             .fallback(error::no_route)
             .method_not_allowed_fallback(error::method_not_allowed)
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(DefaultBodyLimit::max(MAX_MESSAGE_BODY_BYTES))
             .layer(axum::middleware::from_fn_with_state(self.clone(), body::buffer))
             .with_state(self.clone())
     }

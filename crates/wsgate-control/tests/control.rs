@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use wsgate_control::{ControlConfig, ControlPlane, MAX_BODY_BYTES, register_observers, serve};
+use wsgate_control::{ControlConfig, ControlPlane, MAX_MESSAGE_BODY_BYTES, register_observers, serve};
 use wsgate_core::{
     Command, Direction, EventBus, Registry, SessionHandle, SessionId, SessionInfo, SessionKind, State, Target,
     TransitionDetail,
@@ -388,7 +388,7 @@ async fn inject_and_close_commands() {
     gw.post_json("/api/sessions/nope/inject", r#"{"to":"client","text":"a"}"#)
         .await
         .assert_error(StatusCode::BAD_REQUEST);
-    let huge = Bytes::from(vec![b' '; MAX_BODY_BYTES + 1]);
+    let huge = Bytes::from(vec![b' '; MAX_MESSAGE_BODY_BYTES + 1]);
     gw.request(Method::POST, &inject, &[("content-type", "application/json")], huge)
         .await
         .assert_error(StatusCode::PAYLOAD_TOO_LARGE);

@@ -142,6 +142,12 @@ pub struct ConnectArgs {
     /// Offer permessage-deflate.
     #[arg(long)]
     pub deflate: bool,
+    /// Close code sent when stdin ends (1000-1003, 1007-1014, 3000-4999).
+    #[arg(long, default_value_t = 1000, value_name = "CODE")]
+    pub close_code: u16,
+    /// Close reason sent with it (at most 123 bytes of UTF-8).
+    #[arg(long, default_value = "", value_name = "TEXT")]
+    pub close_reason: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,10 +2,13 @@
 //! messages (`--binary`: each read becomes a binary message), received messages go
 //! to stdout, lifecycle steps and close codes to stderr. `--json` prints every event
 //! as one JSON line on stdout instead. Works in pipes: after stdin ends it waits
-//! `--wait` seconds for replies, then closes with 1000.
+//! `--wait` seconds for replies, then closes with `--close-code` (1000) and
+//! `--close-reason`. The close reported is the server's answer to ours (RFC 6455
+//! §7.1.5: the connection's close code is the one received).
 //!
-//! Exit codes: 0 after a normal close (1000/1001), 1 when the connection fails or
-//! ends otherwise, 64 for bad arguments.
+//! Exit codes: 0 after a close we started (stdin ended) or a normal close by the
+//! server (1000/1001), 1 when the connection fails or ends otherwise, 64 for bad
+//! arguments.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -18,7 +21,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::mpsc;
 use url::Url;
-use wsgate_protocol::{ConnectRequest, Message, Role, WsConfig, WsError, WsStream};
+use wsgate_protocol::{CloseCode, CloseFrame, ConnectRequest, Message, Role, WsConfig, WsError, WsStream};
 
 use crate::cli::ConnectArgs;
 
@@ -112,6 +115,15 @@ fn plan(args: &ConnectArgs) -> anyhow::Result<ConnectRequest> {
         req.headers.append(name, value);
     }
     req.subprotocols = args.subprotocol.clone();
+    if !CloseCode::is_sendable(args.close_code) {
+        anyhow::bail!(
+            "--close-code {}: not a code a close frame may carry (1000-1003, 1007-1014, 3000-4999)",
+            args.close_code
+        );
+    }
+    if args.close_reason.len() > 123 {
+        anyhow::bail!("--close-reason: {} bytes; a close reason holds at most 123", args.close_reason.len());
+    }
     if !(args.timeout > 0.0 && args.timeout.is_finite() && args.wait >= 0.0 && args.wait.is_finite()) {
         anyhow::bail!("--timeout must be > 0 and --wait >= 0 (seconds)");
     }
@@ -161,6 +173,7 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
     let p = Printer { json: args.json, started: Instant::now() };
     let mut stdin = Some(read_stdin(args.binary));
     let wait = Duration::from_secs_f64(args.wait);
+    let close = CloseFrame::new(args.close_code, args.close_reason.clone());
     let mut attempt: u32 = 0;
     // The outbound sessions' backoff: jittered exponential, 200 ms up to 10 s.
     let policy = wsgate_client::backoff::BackoffPolicy {
@@ -205,7 +218,7 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
         backoff.on_connected();
         let ws = WsStream::new(connected.transport, Role::Client, WsConfig::default(), connected.leftover)
             .with_deflate(connected.deflate, 6);
-        let end = session(ws, &mut stdin, wait, &p).await;
+        let end = session(ws, &mut stdin, wait, &close, &p).await;
         match end {
             End::Closed { code, reason, by_us } => {
                 let by = if by_us { "client" } else { "server" };
@@ -213,7 +226,10 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
                     format!("* DISCONNECTED: close {code} {reason:?} (by {by})")
                 });
                 // We closed (stdin ended), or the server closed normally: done.
-                if by_us || !args.reconnect {
+                if by_us {
+                    return ExitCode::SUCCESS;
+                }
+                if !args.reconnect {
                     return if matches!(code, 1000 | 1001) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
                 }
             }
@@ -238,6 +254,7 @@ async fn session(
     mut ws: WsStream<wsgate_protocol::Transport>,
     stdin: &mut Option<mpsc::Receiver<Input>>,
     wait: Duration,
+    close: &CloseFrame,
     p: &Printer,
 ) -> End {
     // Armed when stdin ends: then close after `wait`; then give up after CLOSE_TIMEOUT.
@@ -256,7 +273,9 @@ async fn session(
                 Ok(m) => p.message(&m),
                 Err(WsError::Closed) => {
                     return match (ours, theirs) {
-                        (Some(code), _) => End::Closed { code, reason: String::new(), by_us: true },
+                        // The server's answer to our close is the connection's close code.
+                        (Some(_), Some((code, reason))) => End::Closed { code, reason, by_us: true },
+                        (Some(code), None) => End::Closed { code, reason: String::new(), by_us: true },
                         (None, Some((code, reason))) => End::Closed { code, reason, by_us: false },
                         (None, None) => End::Dropped("closed".into()),
                     };
@@ -280,14 +299,14 @@ async fn session(
                 }
             },
             _ = tokio::time::sleep_until(close_at.unwrap_or(far)), if close_at.is_some() && ours.is_none() => {
-                ours = Some(1000);
+                ours = Some(close.code);
                 give_up = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);
-                if ws.feed(&Message::Close(Some(wsgate_protocol::CloseFrame::new(1000, "")))).is_err() || ws.flush().await.is_err() {
-                    return End::Closed { code: 1000, reason: String::new(), by_us: true };
+                if ws.feed(&Message::Close(Some(close.clone()))).is_err() || ws.flush().await.is_err() {
+                    return End::Closed { code: close.code, reason: close.reason.clone(), by_us: true };
                 }
             }
             _ = tokio::time::sleep_until(give_up.unwrap_or(far)), if give_up.is_some() => {
-                return End::Closed { code: 1000, reason: String::new(), by_us: true };
+                return End::Closed { code: close.code, reason: close.reason.clone(), by_us: true };
             }
         }
     }

@@ -99,3 +99,26 @@ async fn serve_runs_the_control_plane_with_the_store() {
     assert!(gw.dir().join("wsgate.db").exists(), "the default store is created in the working directory");
     assert_eq!(gw.terminate().await, 0);
 }
+
+#[tokio::test]
+async fn connect_closes_with_the_code_asked_and_reports_the_servers_answer() {
+    let gw = Gateway::mock(&["--echo"]).await;
+    let url = gw.ws("/bye");
+    let (code, out, err) =
+        wsgate(&["connect", &url, "--wait", "2", "--close-code", "4001", "--close-reason", "done here"], b"x\n").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "x\n");
+    // The mock answers with the same code and no reason: what is reported is its answer.
+    assert!(err.contains("close 4001 \"\" (by client)"), "{err}");
+    let sessions = gw.wait_sessions(|s| s.iter().any(|s| s["state"] == "DISCONNECTED")).await;
+    assert_eq!(
+        (sessions[0]["close"]["code"].as_u64(), sessions[0]["close"]["reason"].as_str()),
+        (Some(4001), Some("done here"))
+    );
+
+    for bad in [["--close-code", "1005"], ["--close-reason", &"r".repeat(124)]] {
+        let (code, _, err) = wsgate(&["connect", &url, bad[0], bad[1]], b"").await;
+        assert_eq!(code, 64, "{bad:?}: {err}");
+        assert!(err.contains(bad[0]), "{err}");
+    }
+}
