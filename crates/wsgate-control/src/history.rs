@@ -173,8 +173,14 @@ pub(crate) async fn list(cp: &ControlPlane, q: &SessionQuery) -> Result<Vec<Sess
             let dropped = out.get(&view.id).map(|v| v.messages_dropped).unwrap_or(0);
             out.insert(view.id, SessionView { messages_dropped: dropped, ..view });
         } else if !stored || !ended_long_ago {
-            // Ended: the stored row, once committed, is the record.
-            out.entry(view.id).or_insert(view);
+            // Ended: the stored row is the record once it shows the end; until the
+            // recorder's batch lands it may still say CONNECTED.
+            match out.get(&view.id) {
+                Some(row) if row.state.is_final() => {}
+                _ => {
+                    out.insert(view.id, view);
+                }
+            }
         }
     }
     Ok(out.into_values().rev().take(q.limit).collect())
@@ -188,6 +194,9 @@ pub(crate) async fn get(cp: &ControlPlane, id: SessionId) -> Result<SessionView,
     }
     if let Some(store) = &cp.inner.cfg.store
         && let Some(row) = store.session(id).await?
+        // A row not yet showing the end the registry knows of is stale (its final
+        // batch is not committed yet): the registry's snapshot is the truth for now.
+        && (row.state.is_final() || snap.is_none())
     {
         let lifecycle = store
             .events(id)

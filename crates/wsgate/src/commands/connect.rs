@@ -6,6 +6,9 @@
 //! `--close-reason`. The close reported is the server's answer to ours (RFC 6455
 //! §7.1.5: the connection's close code is the one received).
 //!
+//! Ctrl-C closes the same way at once (a second Ctrl-C, while waiting for the
+//! server's answer, gives up on it).
+//!
 //! Exit codes: 0 after a close we started (stdin ended) or a normal close by the
 //! server (1000/1001), 1 when the connection fails or ends otherwise, 64 for bad
 //! arguments.
@@ -19,7 +22,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use url::Url;
 use wsgate_protocol::{CloseCode, CloseFrame, ConnectRequest, Message, Role, WsConfig, WsError, WsStream};
 
@@ -174,6 +177,7 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
     let mut stdin = Some(read_stdin(args.binary));
     let wait = Duration::from_secs_f64(args.wait);
     let close = CloseFrame::new(args.close_code, args.close_reason.clone());
+    let mut interrupts = watch_interrupts();
     let mut attempt: u32 = 0;
     // The outbound sessions' backoff: jittered exponential, 200 ms up to 10 s.
     let policy = wsgate_client::backoff::BackoffPolicy {
@@ -187,7 +191,11 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
         p.event(json!({"type": "lifecycle", "state": "CONNECTING", "url": url, "attempt": attempt}), || {
             format!("* CONNECTING {url} (attempt {attempt})")
         });
-        let connected = match wsgate_protocol::connect(req.clone()).await {
+        let dial = tokio::select! {
+            d = wsgate_protocol::connect(req.clone()) => d,
+            _ = interrupts.changed() => return interrupted(&p),
+        };
+        let connected = match dial {
             Ok(c) => c,
             Err(e) => {
                 let mut v =
@@ -197,7 +205,11 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
                 }
                 p.event(v, || format!("* FAILED ({}): {e}", e.kind()));
                 match backoff.on_failure() {
-                    Some(wait) if args.reconnect => tokio::time::sleep(wait).await,
+                    Some(wait) if args.reconnect => {
+                        if pause(wait, &mut interrupts).await.is_err() {
+                            return interrupted(&p);
+                        }
+                    }
                     _ => return ExitCode::FAILURE,
                 }
                 continue;
@@ -218,7 +230,7 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
         backoff.on_connected();
         let ws = WsStream::new(connected.transport, Role::Client, WsConfig::default(), connected.leftover)
             .with_deflate(connected.deflate, 6);
-        let end = session(ws, &mut stdin, wait, &close, &p).await;
+        let end = session(ws, &mut stdin, wait, &close, &mut interrupts, &p).await;
         match end {
             End::Closed { code, reason, by_us } => {
                 let by = if by_us { "client" } else { "server" };
@@ -246,8 +258,40 @@ async fn run(args: ConnectArgs, req: ConnectRequest) -> ExitCode {
         if stdin.is_none() {
             return ExitCode::SUCCESS;
         }
-        tokio::time::sleep(backoff.on_lost()).await;
+        if pause(backoff.on_lost(), &mut interrupts).await.is_err() {
+            return interrupted(&p);
+        }
     }
+}
+
+/// Counts Ctrl-Cs. Once a handler is installed SIGINT no longer ends the process, so
+/// one task listens for the whole run and every phase (dialing, backoff, a session)
+/// reacts to it.
+fn watch_interrupts() -> watch::Receiver<u32> {
+    let (tx, rx) = watch::channel(0);
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    rx
+}
+
+/// Sleeps `d`, or returns `Err` at a Ctrl-C.
+async fn pause(d: Duration, interrupts: &mut watch::Receiver<u32>) -> Result<(), ()> {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => Ok(()),
+        _ = interrupts.changed() => Err(()),
+    }
+}
+
+/// Ctrl-C while not connected: nothing to close; exit like a shell's interrupted
+/// command (128 + SIGINT).
+fn interrupted(p: &Printer) -> ExitCode {
+    p.event(json!({"type": "lifecycle", "state": "DISCONNECTED", "reason": "interrupted"}), || {
+        "* interrupted".to_owned()
+    });
+    ExitCode::from(130)
 }
 
 async fn session(
@@ -255,6 +299,7 @@ async fn session(
     stdin: &mut Option<mpsc::Receiver<Input>>,
     wait: Duration,
     close: &CloseFrame,
+    interrupts: &mut watch::Receiver<u32>,
     p: &Printer,
 ) -> End {
     // Armed when stdin ends: then close after `wait`; then give up after CLOSE_TIMEOUT.
@@ -298,6 +343,15 @@ async fn session(
                     close_at = Some(tokio::time::Instant::now() + wait);
                 }
             },
+            // Ctrl-C: a reader leaving closes with a close frame, not a reset; a
+            // second one stops waiting for the server's answer.
+            Ok(()) = interrupts.changed() => {
+                if ours.is_some() {
+                    return End::Closed { code: close.code, reason: close.reason.clone(), by_us: true };
+                }
+                *stdin = None;
+                close_at = Some(tokio::time::Instant::now());
+            }
             _ = tokio::time::sleep_until(close_at.unwrap_or(far)), if close_at.is_some() && ours.is_none() => {
                 ours = Some(close.code);
                 give_up = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);

@@ -122,3 +122,35 @@ async fn connect_closes_with_the_code_asked_and_reports_the_servers_answer() {
         assert!(err.contains(bad[0]), "{err}");
     }
 }
+
+#[tokio::test]
+async fn ctrl_c_closes_with_a_close_frame() {
+    use tokio::io::AsyncBufReadExt as _;
+    let gw = Gateway::mock(&["--echo"]).await;
+    let mut child = Command::new(bin())
+        .args(["connect", &gw.ws("/interrupted"), "--close-reason", "leaving"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    within(async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("CONNECTED") {
+                return;
+            }
+        }
+        panic!("wsgate connect never connected");
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = within(child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    // stdin is still open: only the interrupt ended it, and with a close frame.
+    let sessions = gw.wait_sessions(|s| s.iter().any(|s| s["state"] == "DISCONNECTED")).await;
+    assert_eq!(sessions[0]["close"], serde_json::json!({"code": 1000, "reason": "leaving", "initiator": "client"}));
+}
