@@ -218,7 +218,7 @@ async fn a_session_is_listed_at_every_moment_from_requested_on() {
         let this = this.unwrap_or_else(|| panic!("poll {polls}: session {id} missing from {sessions:?}"));
         // Once ended, never shown live again: the stored row lags the registry by a
         // batch, and the list and the session's own route must not show that lag.
-        let one: serde_json::Value = http.get(&format!("{url}/{id}")).send().await.unwrap().json().await.unwrap();
+        let one: serde_json::Value = http.get(format!("{url}/{id}")).send().await.unwrap().json().await.unwrap();
         for (what, state) in [("list", &this["state"]), ("GET /{id}", &one["state"])] {
             assert!(!ended || state == "DISCONNECTED", "poll {polls}: {what} shows {state} after the end");
         }
