@@ -9,7 +9,8 @@
 //! - nothing panics;
 //! - every answer is a client error or success: no 5xx but the 503 of a full command
 //!   queue; every JSON answer is valid JSON, every error `{"error": ".."}`;
-//! - with an admin token configured, nothing but the health probes answers without it;
+//! - with an admin token configured, nothing but the health probes and the `/` index
+//!   (paths only, no data) answers without it;
 //! - every live command gets an ack: `{"type":"ack","ok":..}` with `sessions` when ok
 //!   and `error` when not, the command's `id` echoed.
 //!
@@ -146,7 +147,7 @@ fn parse_request(raw: &[u8]) -> Option<Request<Full<Bytes>>> {
 
 async fn http(w: &World, guarded: bool, raw: &[u8]) {
     let Some(req) = parse_request(raw) else { return };
-    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz" | "/");
     let authed =
         req.headers().contains_key(header::AUTHORIZATION) || req.uri().query().is_some_and(|q| q.contains(TOKEN));
     let router = if guarded { w.guarded.clone() } else { w.open.clone() };

@@ -20,9 +20,9 @@
 //! - `GET /api/openapi.json` — the OpenAPI 3.1 description of all of the above,
 //!   generated from the handlers ([`openapi`]; the route table is [`routes`]).
 //!
-//! With an admin token configured, everything but the two health probes needs it
-//! ([`auth`]). Every request body goes through [`body::buffer`] (1 MiB, 24 MiB for a
-//! message to send; 10 s).
+//! With an admin token configured, everything but the two health probes and the `/`
+//! index needs it ([`auth`]). Every request body goes through [`body::buffer`] (1 MiB,
+//! 24 MiB for a message to send; 10 s).
 
 pub mod api;
 pub mod auth;
