@@ -76,6 +76,10 @@ pub enum ApiError {
     ConnectionEnded(SessionId),
     #[error("this control plane does not open outbound connections")]
     OutboundDisabled,
+    #[error("this gateway has no route table: it serves the control plane only")]
+    NoRoutes,
+    #[error("reload refused, the routes in force keep serving: {0}")]
+    ReloadRefused(String),
 }
 
 impl From<PathRejection> for ApiError {
@@ -111,6 +115,8 @@ impl ApiError {
             Self::ConnectionNotFound(_) => StatusCode::NOT_FOUND,
             Self::ConnectionEnded(_) => StatusCode::CONFLICT,
             Self::OutboundDisabled => StatusCode::NOT_IMPLEMENTED,
+            Self::NoRoutes => StatusCode::CONFLICT,
+            Self::ReloadRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,

@@ -13,6 +13,8 @@
 //!   `POST /api/sessions/{id}/close` — JSON ([`api`]);
 //! - `POST /api/connections`, `POST /api/connections/{id}/send`,
 //!   `DELETE /api/connections/{id}` — outbound connections ([`connections`]);
+//! - `GET /api/routes`, `POST /api/reload` — the routes in force, and swapping them
+//!   without a restart ([`reload`]);
 //! - `WS /api/live` — live events out, commands in, including the websocket-multiplex
 //!   master-control shapes ([`live`], [`commands`]);
 //! - `WS /client/{path}`, `WS /upstream/{path}` — websocket-multiplex's raw per-path
@@ -37,6 +39,7 @@ pub mod index;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod reload;
 pub mod routes;
 pub mod taps;
 pub mod ws;
@@ -155,6 +158,8 @@ pub(crate) struct Inner {
     /// WebSocket connections (live stream, taps) run on this tracker so the binary's
     /// drain waits for their close handshakes.
     pub(crate) tracker: TaskTracker,
+    /// The gateway's route table, set once it exists ([`ControlPlane::set_routes`]).
+    pub(crate) routes: std::sync::OnceLock<Arc<dyn reload::Reload>>,
 }
 
 /// The running control plane. Cheap to clone.
@@ -202,6 +207,7 @@ impl ControlPlane {
                 ready: AtomicBool::new(false),
                 shutdown,
                 tracker: tracker.clone(),
+                routes: std::sync::OnceLock::new(),
             }),
         }
     }

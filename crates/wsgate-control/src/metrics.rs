@@ -7,6 +7,9 @@
 //! | --- | --- | --- | --- |
 //! | `wsgate_sessions_active` | gauge | `kind` | live sessions in the registry, read at scrape time |
 //! | `wsgate_sessions_total` | counter | `kind`, `outcome` (`disconnected`\|`failed`) | final lifecycle transitions |
+//! | `wsgate_route_sessions_active` | gauge | `route`, `kind` | the same per route: every configured route (0 when idle), and any other route with live sessions (`outbound`) |
+//! | `wsgate_route_sessions_total` | counter | `route`, `kind`, `outcome` | final transitions per route; a configured route's series exist from the start |
+//! | `wsgate_config_reloads_total` | counter | `outcome` (`applied`\|`refused`) | route reloads (SIGHUP, `POST /api/reload`) |
 //! | `wsgate_messages_total` | counter | `direction` | frames, counted by the sessions on the bus at scrape time (exact) |
 //! | `wsgate_message_bytes_total` | counter | `direction` | payload bytes of those frames |
 //! | `wsgate_upstream_connect_seconds` | histogram | — | `connect_ms` of CONNECTED transitions; buckets 0.5 ms … 10 s |
@@ -59,6 +62,19 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Per route. Bounded: routes come from the config (plus `outbound` and the like).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RouteLabels {
+    pub(crate) route: String,
+    pub(crate) kind: &'static str,
+    pub(crate) outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    pub(crate) outcome: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
@@ -68,6 +84,10 @@ struct ReasonLabels {
 pub(crate) struct Metrics {
     registry: PromRegistry,
     sessions_total: Family<OutcomeLabels, Counter>,
+    route_sessions_total: Family<RouteLabels, Counter>,
+    pub(crate) reloads: Family<OutcomeLabel, Counter>,
+    /// The configured routes as `(name, kind)`: their gauges are shown at 0 when idle.
+    routes: Arc<std::sync::RwLock<Vec<(String, &'static str)>>>,
     upstream_connect: Histogram,
     queue_dropped: Family<ReasonLabels, Counter>,
     pub(crate) live_dropped: Counter,
@@ -84,6 +104,18 @@ impl Metrics {
         let upstream_connect = Histogram::new(CONNECT_BUCKETS);
         let queue_dropped = Family::<ReasonLabels, Counter>::default();
         let live_dropped = Counter::default();
+        let route_sessions_total = Family::<RouteLabels, Counter>::default();
+        let reloads = Family::<OutcomeLabel, Counter>::default();
+        let routes = Arc::new(std::sync::RwLock::new(Vec::new()));
+        registry.register(
+            "wsgate_route_sessions",
+            "Sessions ended, by route, kind and outcome",
+            route_sessions_total.clone(),
+        );
+        registry.register("wsgate_config_reloads", "Route reloads, by outcome", reloads.clone());
+        for outcome in ["applied", "refused"] {
+            drop(reloads.get_or_create(&OutcomeLabel { outcome }));
+        }
         // Counter names are registered without `_total`: the encoder appends it.
         registry.register("wsgate_sessions", "Sessions ended, by kind and outcome", sessions_total.clone());
         registry.register(
@@ -101,7 +133,7 @@ impl Metrics {
             "Messages dropped for slow live-stream subscribers and taps",
             live_dropped.clone(),
         );
-        registry.register_collector(Box::new(ScrapeTimeCollector { sessions, bus, recorder }));
+        registry.register_collector(Box::new(ScrapeTimeCollector { sessions, bus, recorder, routes: routes.clone() }));
         // Every known series starts at 0, so it exists (and `rate()` works) before
         // its first event.
         for kind in SessionKind::ALL {
@@ -112,7 +144,30 @@ impl Metrics {
         for reason in QUEUE_DROP_REASONS {
             drop(queue_dropped.get_or_create(&ReasonLabels { reason }));
         }
-        Self { registry, sessions_total, upstream_connect, queue_dropped, live_dropped }
+        Self {
+            registry,
+            sessions_total,
+            route_sessions_total,
+            reloads,
+            routes,
+            upstream_connect,
+            queue_dropped,
+            live_dropped,
+        }
+    }
+
+    /// The routes in force (at start and after each reload): their series exist, at 0,
+    /// before their first session.
+    pub(crate) fn set_routes(&self, routes: Vec<(String, &'static str)>) {
+        for (route, kind) in &routes {
+            for outcome in OUTCOMES {
+                drop(self.route_sessions_total.get_or_create(&RouteLabels { route: route.clone(), kind, outcome }));
+            }
+        }
+        match self.routes.write() {
+            Ok(mut r) => *r = routes,
+            Err(p) => *p.into_inner() = routes,
+        }
     }
 
     fn observe(&self, ev: &SessionEvent) {
@@ -121,6 +176,8 @@ impl Metrics {
                 SessionState::Disconnected | SessionState::Failed => {
                     let outcome = if transition.state == SessionState::Failed { "failed" } else { "disconnected" };
                     self.sessions_total.get_or_create(&OutcomeLabels { kind: info.kind.as_str(), outcome }).inc();
+                    let route = RouteLabels { route: info.route.to_string(), kind: info.kind.as_str(), outcome };
+                    self.route_sessions_total.get_or_create(&route).inc();
                 }
                 SessionState::Connected => {
                     if let Some(ms) = transition.detail.connect_ms {
@@ -155,6 +212,7 @@ struct ScrapeTimeCollector {
     sessions: Arc<Registry>,
     bus: Arc<EventBus>,
     recorder: Option<Arc<wsgate_store::recorder::RecorderStats>>,
+    routes: Arc<std::sync::RwLock<Vec<(String, &'static str)>>>,
 }
 
 impl Collector for ScrapeTimeCollector {
@@ -165,6 +223,23 @@ impl Collector for ScrapeTimeCollector {
             let n = self.sessions.live_of_kind(kind).len();
             let labels = [("kind", kind.as_str())];
             ConstGauge::new(n as i64).encode(family.encode_family(&labels)?)?;
+        }
+        let mut per_route: std::collections::BTreeMap<(String, &'static str), i64> = match self.routes.read() {
+            Ok(r) => r.iter().map(|(name, kind)| ((name.clone(), *kind), 0)).collect(),
+            Err(p) => p.into_inner().iter().map(|(name, kind)| ((name.clone(), *kind), 0)).collect(),
+        };
+        for (kind, route) in self.sessions.live_routes() {
+            *per_route.entry((route.to_string(), kind.as_str())).or_default() += 1;
+        }
+        let mut family = encoder.encode_descriptor(
+            "wsgate_route_sessions_active",
+            "Live sessions, by route and kind",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((route, kind), n) in per_route {
+            let labels = [("route", route.as_str()), ("kind", kind)];
+            ConstGauge::new(n).encode(family.encode_family(&labels)?)?;
         }
         for (name, help, pick) in [
             ("wsgate_messages", "Frames seen, by direction", 0),

@@ -11,7 +11,9 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{ControlConfig, ControlPlane, api, auth, connections, health, history, index, metrics, openapi, taps, ws};
+use crate::{
+    ControlConfig, ControlPlane, api, auth, connections, health, history, index, metrics, openapi, reload, taps, ws,
+};
 
 /// Routes open even with an admin token: probes and the index hold no secret.
 fn open() -> OpenApiRouter<ControlPlane> {
@@ -36,6 +38,8 @@ fn guarded() -> OpenApiRouter<ControlPlane> {
         .routes(routes!(connections::create))
         .routes(routes!(connections::send))
         .routes(routes!(connections::close))
+        .routes(routes!(reload::list))
+        .routes(routes!(reload::reload))
         .routes(routes!(ws::live))
         .routes(routes!(taps::client))
         .routes(routes!(taps::client_root))

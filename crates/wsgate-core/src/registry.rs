@@ -173,6 +173,11 @@ impl Registry {
         self.live.iter().filter(|e| e.info.kind == kind).map(|e| e.info.id).collect()
     }
 
+    /// The kind and route of every live session (per-route metrics).
+    pub fn live_routes(&self) -> Vec<(SessionKind, Arc<str>)> {
+        self.live.iter().map(|e| (e.info.kind, e.info.route.clone())).collect()
+    }
+
     /// Hands a command to a live session without waiting.
     pub fn command(&self, id: SessionId, cmd: Command) -> Result<(), CommandError> {
         let tx = self.live.get(&id).map(|e| e.commands.clone()).ok_or(CommandError::NotFound)?;

@@ -2,8 +2,13 @@
 //! the connection limit and the handshake deadline, and hand each HTTP/1.1 request to
 //! the handler, which answers it (usually with an upgrade).
 //!
-//! Handlers (proxy, mock, later relay) implement [`Handler`]; this crate knows nothing
-//! about sessions.
+//! Handlers (proxy, mock, later relay) implement [`Handler`]; a [`Router`] is a handler
+//! that hands each request to the first route it matches ([`route`]). This crate knows
+//! nothing about sessions.
+
+pub mod route;
+
+pub use route::{DynHandler, PathPattern, Route, Router};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,7 +46,15 @@ pub struct Conn {
     pub peer: SocketAddr,
     pub tls: bool,
     /// Held for as long as the session lives; dropping it frees a connection slot.
-    pub permit: OwnedSemaphorePermit,
+    pub permit: Permit,
+}
+
+/// The connection slots a session holds: the listener's, and its route's when the
+/// route has its own limit. Dropping it frees both.
+#[derive(Debug)]
+pub struct Permit {
+    pub listener: OwnedSemaphorePermit,
+    pub route: Option<OwnedSemaphorePermit>,
 }
 
 /// A serving handler: answers one request (typically a WebSocket upgrade, spawning
@@ -75,8 +88,8 @@ pub fn not_an_upgrade(who: &str, e: &UpgradeError) -> Response<Body> {
     r
 }
 
-/// The answer beyond `max_connections`.
-fn over_limit() -> Response<Body> {
+/// The answer beyond `max_connections` (the listener's or a route's).
+pub(crate) fn over_limit() -> Response<Body> {
     let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "wsgate: connection limit reached; try again later");
     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
@@ -164,7 +177,10 @@ async fn connection<H: Handler>(
         let permit = permit.lock().ok().and_then(|mut p| p.take());
         async move {
             let res = match permit {
-                Some(permit) => handler.handle(req, Conn { peer, tls, permit }).await,
+                Some(listener) => {
+                    let permit = Permit { listener, route: None };
+                    handler.handle(req, Conn { peer, tls, permit }).await
+                }
                 None => over_limit(),
             };
             Ok::<_, std::convert::Infallible>(last_answer(res))

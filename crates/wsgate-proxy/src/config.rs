@@ -39,6 +39,11 @@ pub struct ProxyConfig {
     /// `upstream` and `resolver` is set.
     pub upstream: Option<Url>,
     pub resolver: Option<ResolverConfig>,
+    /// Removed from the front of the client's path before it is appended to the
+    /// upstream (or sent to the resolver): a route `/api/*` with `strip_prefix: /api`
+    /// sends `/api/orders` to `upstream + /orders`. The session records the path the
+    /// client asked for.
+    pub strip_prefix: Option<String>,
     /// Accept the client before the upstream answers, queueing its messages.
     pub accept_early: bool,
     pub queue: QueueConfig,
@@ -76,6 +81,7 @@ impl ProxyConfig {
             route: "default".into(),
             upstream: Some(upstream),
             resolver: None,
+            strip_prefix: None,
             accept_early: false,
             queue: QueueConfig::default(),
             forward_headers: Vec::new(),

@@ -56,12 +56,29 @@ pub fn join(base: &Url, path_and_query: &str) -> Result<Url, ResolveError> {
     Ok(url)
 }
 
+/// The client's path and query without the route's `strip_prefix`: `/api` turns
+/// `/api/orders?x=1` into `/orders?x=1` and `/api?x=1` into `/?x=1`. Only whole
+/// segments are stripped (`/apix` keeps its path).
+pub fn strip<'a>(path_and_query: &'a str, prefix: Option<&str>) -> std::borrow::Cow<'a, str> {
+    let Some(prefix) = prefix.map(|p| p.trim_end_matches('/')).filter(|p| !p.is_empty()) else {
+        return path_and_query.into();
+    };
+    match path_and_query.strip_prefix(prefix) {
+        Some("") => "/".into(),
+        Some(rest) if rest.starts_with('?') => format!("/{rest}").into(),
+        Some(rest) if rest.starts_with('/') => rest.into(),
+        _ => path_and_query.into(),
+    }
+}
+
 /// Chooses the upstream for one connection.
 pub async fn resolve(
     cfg: &ProxyConfig,
     http: &reqwest::Client,
     path_and_query: &str,
 ) -> Result<Resolved, ResolveError> {
+    let stripped = strip(path_and_query, cfg.strip_prefix.as_deref());
+    let path_and_query = stripped.as_ref();
     if let Some(resolver) = &cfg.resolver {
         match ask_resolver(resolver, http, path_and_query).await {
             Ok(url) => return Ok(Resolved { url, fallback_reason: None }),
@@ -139,6 +156,15 @@ mod tests {
         assert_eq!(join(&base, "/v1/x").unwrap().as_str(), "wss://up/api/v1/x");
         let base = Url::parse("ws://up/api?k=1").unwrap();
         assert_eq!(join(&base, "/x?y=2").unwrap().as_str(), "ws://up/api/x?k=1&y=2");
+    }
+
+    #[test]
+    fn strip_prefix_removes_whole_segments_only() {
+        assert_eq!(strip("/api/orders?x=1", Some("/api")), "/orders?x=1");
+        assert_eq!(strip("/api?x=1", Some("/api/")), "/?x=1");
+        assert_eq!(strip("/api", Some("/api")), "/");
+        assert_eq!(strip("/apix/1", Some("/api")), "/apix/1");
+        assert_eq!(strip("/feed", None), "/feed");
     }
 
     #[test]

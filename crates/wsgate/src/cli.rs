@@ -302,6 +302,10 @@ pub struct ProxyOnly {
     /// Extra request header to forward upstream (repeatable).
     #[arg(long, env = "WSGATE_FORWARD_HEADER", value_name = "NAME", value_delimiter = ',')]
     pub forward_header: Vec<String>,
+    /// Removed from the front of the client's path before it goes upstream
+    /// (`/api`: `/api/orders` → upstream + `/orders`).
+    #[arg(long, env = "WSGATE_STRIP_PREFIX", value_name = "PATH")]
+    pub strip_prefix: Option<String>,
     /// Extra CA (PEM) trusted for wss:// upstreams.
     #[arg(long, env = "WSGATE_UPSTREAM_CA", value_name = "FILE")]
     pub upstream_ca: Option<String>,

@@ -26,7 +26,11 @@ use wsgate_store::recorder::{RecorderConfig, RecorderStats};
 use wsgate_store::retention::Retention;
 use wsgate_store::{Lease, Store, StoreError};
 
-use crate::config::{Config, RecordMode};
+use wsgate_control::reload::Reload as _;
+use wsgate_listener::ListenerConfig;
+
+use crate::config::{Config, RecordMode, Sources};
+use crate::routing::{Mode, RoutePlan, Routing};
 
 /// Events queued for the recorder. Large because a burst of small messages is cheap to
 /// hold and the writer commits thousands of rows at a time.
@@ -245,9 +249,10 @@ impl Gateway {
         })
     }
 
-    /// Waits for SIGINT or SIGTERM, then runs the shutdown sequence.
+    /// Waits for SIGINT or SIGTERM (reloading the routes on SIGHUP), then runs the
+    /// shutdown sequence.
     pub async fn run_until_signal(self, deadline: Duration) -> anyhow::Result<()> {
-        wait_for_signal().await;
+        wait_for_stop(&self.control).await;
         tracing::info!("shutting down: closing sessions with 1001");
         self.shutdown(deadline).await
     }
@@ -287,23 +292,76 @@ impl Gateway {
     }
 }
 
-/// Runs one serving handler until SIGINT/SIGTERM: binds `cfg.listen`, starts the
-/// gateway, lets `start` spawn the accept loop, prints the ready line scripts and
-/// tests read (`wsgate NAME: listen=ADDR control=ADDR …`), then shuts down in order.
-pub async fn run_server<F>(cfg: &Config, name: &str, detail: &str, start: F) -> anyhow::Result<()>
-where
-    F: FnOnce(TcpListener, &Gateway) -> tokio::task::JoinHandle<()>,
-{
-    let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let listen_addr = listener.local_addr()?;
+/// Runs a route table until SIGINT/SIGTERM: binds `cfg.listen` (unless `wsgate serve`
+/// has no routes and no config file, when the control plane runs alone), starts the
+/// gateway, serves the routes, prints the ready line scripts and tests read
+/// (`wsgate NAME: listen=ADDR control=ADDR …`), reloads the routes on SIGHUP, then
+/// shuts down in order.
+pub async fn run_routes(cfg: &Config, name: &str, detail: &str, routes: Routes) -> anyhow::Result<()> {
+    let Routes { plans, tls, sources, mode } = routes;
+    let serve_listener = mode != Mode::Serve || !plans.is_empty() || sources.file.is_some();
+    let listener = match serve_listener {
+        true => Some(TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?),
+        false => None,
+    };
     let gateway = Gateway::start(cfg).await?;
-    let accept = start(listener, &gateway);
+    let routing = Routing::new(plans, &gateway, sources, mode, cfg);
+    let names: Vec<String> = routing.table().routes.into_iter().map(|r| r.name).collect();
+    let mut accept = None;
+    let mut listen = String::new();
+    if let Some(listener) = listener {
+        listen = format!("listen={} ", listener.local_addr()?);
+        gateway.control.set_routes(routing.clone());
+        let lcfg = ListenerConfig {
+            tls,
+            max_connections: cfg.limits.max_connections,
+            handshake_timeout: cfg.limits.handshake_timeout,
+        };
+        let (shutdown, sessions) = (gateway.shutdown.clone(), gateway.sessions.clone());
+        accept = Some(tokio::spawn(wsgate_listener::serve(listener, lcfg, routing.router(), shutdown, sessions)));
+    }
     gateway.control.set_ready(true);
-    println!("wsgate {name}: listen={listen_addr} control={} {detail}", gateway.control_addr);
-    tracing::info!(%listen_addr, control = %gateway.control_addr, "{name} ready {detail}");
+    let routes = if mode == Mode::Serve { format!(" routes={}", names.join(",")) } else { String::new() };
+    println!("wsgate {name}: {listen}control={} {detail}{routes}", gateway.control_addr);
+    tracing::info!(control = %gateway.control_addr, routes = ?names, "{name} ready {listen}{detail}");
     gateway.run_until_signal(cfg.shutdown_timeout).await?;
-    let _ = accept.await;
+    if let Some(a) = accept {
+        let _ = a.await;
+    }
     Ok(())
+}
+
+/// What [`run_routes`] serves: the planned routes, the listener's TLS, and where the
+/// config came from (a reload reads it again).
+pub struct Routes {
+    pub plans: Vec<RoutePlan>,
+    pub tls: Option<Arc<wsgate_protocol::tls::ServerConfig>>,
+    pub sources: Sources,
+    pub mode: Mode,
+}
+
+/// Waits for SIGINT or SIGTERM; each SIGHUP in the meantime reloads the routes.
+async fn wait_for_stop(control: &ControlPlane) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            let stop = wait_for_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = hup.recv() => {
+                        if control.reload().is_none() {
+                            tracing::warn!("SIGHUP: this gateway has no routes to reload");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = control;
+    wait_for_signal().await;
 }
 
 async fn wait_for_signal() {

@@ -12,6 +12,7 @@ pub mod config;
 mod gateway;
 mod help;
 mod logging;
+mod routing;
 mod sources;
 
 use std::ffi::OsString;

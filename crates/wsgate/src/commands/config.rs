@@ -6,6 +6,7 @@ use clap::ArgMatches;
 
 use crate::cli::CheckArgs;
 use crate::config::{Config, documented_keys, load};
+use crate::routing::Mode;
 
 /// Prints every field with its documentation and default, as YAML a user can edit.
 pub fn default() -> ExitCode {
@@ -43,11 +44,10 @@ pub fn check(args: CheckArgs, m: &ArgMatches) -> ExitCode {
         Ok(c) => c,
         Err(e) => return super::usage_error(&e),
     };
-    let result = if cfg.proxy.upstream.is_some() || cfg.proxy.resolver_url.is_some() {
-        cfg.validate_for_proxy(&fig).and_then(|_| super::proxy::plan(&cfg, &fig).map(|_| ()))
-    } else {
-        cfg.validate_common(&fig)
-    };
+    // Checked as `wsgate serve` runs it: every route, and a top-level proxy or mock as
+    // the catch-all after them; with a top-level proxy, as `wsgate proxy` checks it.
+    let mode = if cfg.proxy.upstream.is_some() || cfg.proxy.resolver_url.is_some() { Mode::Proxy } else { Mode::Serve };
+    let result = crate::routing::plan(&cfg, &fig, mode).and_then(|_| super::listener_tls(&cfg, &fig).map(|_| ()));
     if let Err(e) = result {
         return super::usage_error(&e);
     }

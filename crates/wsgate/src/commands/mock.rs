@@ -1,47 +1,24 @@
-//! `wsgate mock --echo` — sessions answered by wsgate itself.
+//! `wsgate mock --echo` — sessions answered by wsgate itself: the top-level `mock:`
+//! section as a catch-all route, after any `routes:` the config declares.
 
 use std::process::ExitCode;
 
 use clap::ArgMatches;
-use wsgate_listener::ListenerConfig;
-use wsgate_mock::{Mock, MockConfig, MockMode};
 
 use crate::cli::MockArgs;
+use crate::gateway::{Routes, run_routes};
+use crate::routing::{Mode, plan};
 
 pub fn exec(args: MockArgs, m: &ArgMatches) -> ExitCode {
+    let sources = crate::sources::collect(m, args.serve.config.clone());
     let planned = super::configure(m, args.serve.config.clone(), |cfg, fig| {
-        cfg.validate_for_mock(fig)?;
-        super::listener_tls(cfg, fig)
+        Ok((plan(cfg, fig, Mode::Mock)?, super::listener_tls(cfg, fig)?))
     });
-    let (cfg, tls) = match planned {
+    let (cfg, (plans, tls)) = match planned {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let mock_cfg = MockConfig {
-        route: "mock".into(),
-        mode: MockMode::Echo,
-        subprotocols: cfg.mock.subprotocols.clone(),
-        max_message_size: cfg.limits.max_message_size,
-        close_timeout: std::time::Duration::from_secs(5),
-        deflate: cfg.deflate.policy(),
-        listener: ListenerConfig {
-            tls,
-            max_connections: cfg.limits.max_connections,
-            handshake_timeout: cfg.limits.handshake_timeout,
-        },
-    };
-    let run = async move {
-        crate::gateway::run_server(&cfg, "mock", "mode=echo", |listener, gateway| {
-            let mock = Mock::new(
-                mock_cfg,
-                gateway.bus.clone(),
-                gateway.registry.clone(),
-                gateway.shutdown.clone(),
-                gateway.sessions.clone(),
-            );
-            tokio::spawn(wsgate_mock::serve(listener, mock))
-        })
-        .await
-    };
+    let run =
+        async move { run_routes(&cfg, "mock", "mode=echo", Routes { plans, tls, sources, mode: Mode::Mock }).await };
     super::serve("mock", run)
 }

@@ -1,28 +1,29 @@
-//! `wsgate serve` — everything the config declares. Today that is the control plane
-//! with the store: outbound connections and history, at once, with no config. Later
-//! handlers (the relay) join here.
+//! `wsgate serve` — everything the config declares: its `routes:` (proxy and mock
+//! handlers on one listener; a top-level `proxy:` or `mock:` section becomes a
+//! catch-all route after them), the control plane, and the store. With no routes and
+//! no config file, the control plane runs alone: outbound connections and history.
 
 use std::process::ExitCode;
 
 use clap::ArgMatches;
 
 use crate::cli::ServeArgs;
-use crate::gateway::Gateway;
+use crate::gateway::{Routes, run_routes};
+use crate::routing::{Mode, plan};
 
 pub fn exec(args: ServeArgs, m: &ArgMatches) -> ExitCode {
-    let planned = super::configure(m, args.config.clone(), |cfg, fig| cfg.validate_common(fig));
-    let (cfg, ()) = match planned {
+    let sources = crate::sources::collect(m, args.config.clone());
+    let planned = super::configure(m, args.config.clone(), |cfg, fig| {
+        Ok((plan(cfg, fig, Mode::Serve)?, super::listener_tls(cfg, fig)?))
+    });
+    let (cfg, (plans, tls)) = match planned {
         Ok(p) => p,
         Err(code) => return code,
     };
     let run = async move {
-        let gateway = Gateway::start(&cfg).await?;
-        gateway.control.set_ready(true);
         let store =
             if cfg.store.enabled { cfg.store.url.parse::<wsgate_store::StoreUrl>()?.to_string() } else { "off".into() };
-        println!("wsgate serve: control={} store={store}", gateway.control_addr);
-        tracing::info!(control = %gateway.control_addr, %store, "serve ready");
-        gateway.run_until_signal(cfg.shutdown_timeout).await
+        run_routes(&cfg, "serve", &format!("store={store}"), Routes { plans, tls, sources, mode: Mode::Serve }).await
     };
     super::serve("serve", run)
 }

@@ -55,6 +55,7 @@ keys! {
     "proxy.queue_max_bytes", "queue-max-bytes", "Accept-early queue bound, in bytes.";
     "proxy.queue_timeout", "queue-timeout", "Accept-early: queued messages older than this are dropped, each with an event.";
     "proxy.forward_headers", "forward-header", "Extra request header forwarded to the upstream (repeatable), besides the default allowlist.";
+    "proxy.strip_prefix", "strip-prefix", "Removed from the front of the client's path before it is appended to the upstream (/api: /api/orders goes to upstream/orders).";
     "proxy.upstream_ca", "upstream-ca", "Extra CA certificate (PEM) trusted for wss:// upstreams, besides the system roots.";
     "proxy.connect_timeout", "connect-timeout", "DNS + TCP + TLS + upgrade towards the upstream.";
     "proxy.expose_errors", "expose-upstream-errors", "Tell a client refused with 502/504 why (upstream URL, DNS/TLS error) instead of a generic reason; the detail is always in the session record and the logs.";

@@ -23,6 +23,7 @@ const TEXT_KEYS: &[&str] = &[
     "proxy.upstream",
     "proxy.resolver_url",
     "proxy.upstream_ca",
+    "proxy.strip_prefix",
     "outbound.ca",
     "proxy.forward_headers",
     "mock.subprotocols",
@@ -170,9 +171,17 @@ fn layer(mut fig: Figment, sources: &Sources) -> Result<(Config, Figment), Confi
 
 fn from_figment(e: figment::Error, sources: &Sources) -> ConfigError {
     let field = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
+    // In a file, the position of the bad key (an unknown key's own, else the field's).
+    let key = match &e.kind {
+        figment::error::Kind::UnknownField(name, _) => e.path.iter().cloned().chain([name.clone()]).collect::<Vec<_>>(),
+        _ => e.path.clone(),
+    };
     let source = match &e.metadata {
         Some(m) => match &m.source {
-            Some(figment::Source::File(p)) => format!("config file {}", p.display()),
+            Some(figment::Source::File(p)) => match super::locate::in_file(p, &key.join(".")) {
+                Some(at) if !key.is_empty() => format!("config file {}:{at}", p.display()),
+                _ => format!("config file {}", p.display()),
+            },
             _ => m.name.to_string(),
         },
         None => {

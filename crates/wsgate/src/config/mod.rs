@@ -5,7 +5,9 @@
 
 mod keys;
 mod load;
+mod locate;
 mod redact;
+mod routes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use url::Url;
 
 pub use keys::KEYS;
 pub use load::{COMPAT_ENV, ConfigError, Sources, documented_keys, invalid as load_invalid, load, load_yaml};
+pub use routes::{RouteKind, RouteLimits, RouteSection, route_error, routes_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +54,10 @@ pub struct Config {
     pub deflate: DeflateSection,
     pub store: StoreSection,
     pub outbound: OutboundSection,
+    /// Routes on `listen`, tried in order (first match wins; no match is 404). Each
+    /// has a `name`, a `path` (`/feed`, or `/api/*` for a prefix), an optional `host`
+    /// and `origins`, its own `limits`, and exactly one of `proxy:` or `mock:`.
+    pub routes: Vec<RouteSection>,
 }
 
 /// What the recorder does when the store falls behind.
@@ -219,6 +226,9 @@ pub struct ProxySection {
     pub queue_timeout: Duration,
     /// Extra request headers forwarded to the upstream.
     pub forward_headers: Vec<String>,
+    /// Removed from the front of the client's path before it goes upstream (`/api`:
+    /// `/api/orders` → `upstream/orders`).
+    pub strip_prefix: Option<String>,
     /// Extra CA (PEM) trusted for wss:// upstreams, besides the system roots.
     pub upstream_ca: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
@@ -246,6 +256,7 @@ impl Default for Config {
             deflate: DeflateSection::default(),
             store: StoreSection::default(),
             outbound: OutboundSection::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -279,6 +290,7 @@ impl Default for ProxySection {
             queue_max_bytes: 8 << 20,
             queue_timeout: Duration::from_secs(30),
             forward_headers: Vec::new(),
+            strip_prefix: None,
             upstream_ca: None,
             connect_timeout: Duration::from_secs(10),
             expose_errors: false,

@@ -22,6 +22,10 @@ impl Config {
         }
         c.proxy.upstream = c.proxy.upstream.map(without_password);
         c.proxy.resolver_url = c.proxy.resolver_url.map(without_password);
+        for p in c.routes.iter_mut().filter_map(|r| r.proxy.as_mut()) {
+            p.upstream = p.upstream.take().map(without_password);
+            p.resolver_url = p.resolver_url.take().map(without_password);
+        }
         c
     }
 }

@@ -18,6 +18,7 @@ mod interop_servers;
 mod mock;
 mod outbound;
 mod proxy;
+mod routes;
 mod shutdown;
 mod third_party;
 mod tls;

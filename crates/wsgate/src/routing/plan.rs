@@ -1,0 +1,193 @@
+//! From the validated config to the route table's plan: each route's match, limits
+//! and its handler's own config, with TLS material loaded (a bad file is an error
+//! naming the field, before anything starts or a reload is applied).
+//!
+//! `wsgate proxy` and `wsgate mock` are one-route shorthands: their top-level section
+//! becomes a catch-all route (`/*`) after any `routes:` the config declares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::Figment;
+use wsgate_listener::{ListenerConfig, PathPattern};
+use wsgate_mock::{MockConfig, MockMode};
+use wsgate_proxy::{ProxyConfig, QueueConfig, ResolverConfig};
+
+use crate::config::{Config, ConfigError, MockSection, ProxySection, RouteKind, route_error, routes_file};
+
+/// Which command is planning: what its top-level section adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `wsgate proxy`: `proxy:` is required and becomes the catch-all route `default`.
+    Proxy,
+    /// `wsgate mock`: `mock:` is required and becomes the catch-all route `mock`.
+    Mock,
+    /// `wsgate serve`: `routes:`, plus a catch-all from `proxy:` or `mock:` if set.
+    Serve,
+}
+
+/// The handler a route runs, configured.
+#[derive(Debug, Clone)]
+pub enum Handler {
+    Proxy(Box<ProxyConfig>),
+    Mock(MockConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    pub name: Arc<str>,
+    pub path: PathPattern,
+    pub host: Option<String>,
+    pub origins: Option<Vec<String>>,
+    pub max_connections: Option<usize>,
+    pub handler: Handler,
+}
+
+impl RoutePlan {
+    pub fn kind(&self) -> RouteKind {
+        match self.handler {
+            Handler::Proxy(_) => RouteKind::Proxy,
+            Handler::Mock(_) => RouteKind::Mock,
+        }
+    }
+
+    /// Where it sends clients, for logs and `GET /api/routes`.
+    pub fn target(&self) -> String {
+        match &self.handler {
+            Handler::Proxy(p) => match (&p.resolver, &p.upstream) {
+                (Some(r), _) => format!("resolver {}", r.url),
+                (None, Some(u)) => u.to_string(),
+                (None, None) => String::new(),
+            },
+            Handler::Mock(m) => match m.mode {
+                MockMode::Echo => "echo".into(),
+            },
+        }
+    }
+}
+
+/// The effective limits of one route: its own, else the top-level ones.
+struct Limits {
+    max_message_size: usize,
+    idle_timeout: Option<Duration>,
+}
+
+/// Validates `cfg` for `mode` and plans every route, in match order.
+pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, ConfigError> {
+    match mode {
+        Mode::Proxy => cfg.validate_for_proxy(fig)?,
+        Mode::Mock => cfg.validate_for_mock(fig)?,
+        Mode::Serve => cfg.validate_common(fig)?,
+    }
+    cfg.validate_routes(fig)?;
+    let file = routes_file(fig);
+    let top = Limits {
+        max_message_size: cfg.limits.max_message_size,
+        idle_timeout: (!cfg.limits.idle_timeout.is_zero()).then_some(cfg.limits.idle_timeout),
+    };
+    let mut plans = Vec::new();
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let limits = Limits {
+            max_message_size: r.limits.max_message_size.unwrap_or(top.max_message_size),
+            idle_timeout: match r.limits.idle_timeout {
+                Some(d) => (!d.is_zero()).then_some(d),
+                None => top.idle_timeout,
+            },
+        };
+        let name: Arc<str> = r.name.as_str().into();
+        let handler = match (&r.proxy, &r.mock) {
+            (Some(p), _) => {
+                Handler::Proxy(Box::new(proxy_config(cfg, p, &name, &limits).map_err(|(field, msg)| {
+                    route_error(file.as_ref(), i, &format!("proxy.{field}"), msg, "point it at a readable PEM file")
+                })?))
+            }
+            (None, Some(m)) => Handler::Mock(mock_config(cfg, m, &name, &limits)),
+            (None, None) => unreachable!("validate_routes requires a handler"),
+        };
+        plans.push(RoutePlan {
+            name,
+            // Validated above.
+            path: PathPattern::parse(&r.path).map_err(|m| route_error(file.as_ref(), i, "path", m, ""))?,
+            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            origins: r.origins.clone(),
+            max_connections: r.limits.max_connections,
+            handler,
+        });
+    }
+    let catch_all = |name: &str, handler| RoutePlan {
+        name: name.into(),
+        path: PathPattern::Prefix(String::new()),
+        host: None,
+        origins: None,
+        max_connections: None,
+        handler,
+    };
+    let proxy_set = cfg.proxy.upstream.is_some() || cfg.proxy.resolver_url.is_some();
+    if mode == Mode::Serve && proxy_set && cfg.mock.echo {
+        return Err(crate::config::load_invalid(
+            fig,
+            "mock.echo",
+            "both the top-level proxy and mock are set: both would take every path",
+            Some("declare them as `routes:` with their own paths, or keep one".into()),
+        ));
+    }
+    let invalid = |field: &str, msg: String| crate::config::load_invalid(fig, &format!("proxy.{field}"), msg, None);
+    if mode == Mode::Proxy || (mode == Mode::Serve && proxy_set) {
+        let p = proxy_config(cfg, &cfg.proxy, "default", &top).map_err(|(f, m)| invalid(f, m))?;
+        plans.push(catch_all("default", Handler::Proxy(Box::new(p))));
+    } else if mode == Mode::Mock || (mode == Mode::Serve && cfg.mock.echo) {
+        plans.push(catch_all("mock", Handler::Mock(mock_config(cfg, &cfg.mock, "mock", &top))));
+    }
+    Ok(plans)
+}
+
+/// The proxy's own config from a `proxy:` section; the error is `(field, message)`.
+fn proxy_config(
+    cfg: &Config,
+    p: &ProxySection,
+    route: &str,
+    limits: &Limits,
+) -> Result<ProxyConfig, (&'static str, String)> {
+    let upstream_tls =
+        wsgate_protocol::tls::client_config(p.upstream_ca.as_deref()).map_err(|e| ("upstream_ca", e.to_string()))?;
+    let placeholder = || url::Url::parse("ws://127.0.0.1/").expect("literal URL");
+    let mut pc = ProxyConfig::new(p.upstream.clone().unwrap_or_else(placeholder), upstream_tls);
+    pc.route = route.into();
+    pc.upstream = p.upstream.clone();
+    pc.resolver = p.resolver_url.clone().map(|url| ResolverConfig {
+        url,
+        timeout: p.resolver_timeout,
+        retries: p.resolver_retries,
+    });
+    pc.strip_prefix = p.strip_prefix.clone();
+    pc.accept_early = p.accept_early;
+    pc.queue =
+        QueueConfig { max_messages: p.queue_max_messages, max_bytes: p.queue_max_bytes, timeout: p.queue_timeout };
+    pc.forward_headers =
+        p.forward_headers.iter().filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()).collect();
+    pc.max_message_size = limits.max_message_size;
+    pc.max_connections = cfg.limits.max_connections;
+    pc.idle_timeout = limits.idle_timeout;
+    pc.connect_timeout = p.connect_timeout;
+    pc.handshake_timeout = cfg.limits.handshake_timeout;
+    pc.deflate = cfg.deflate.policy();
+    pc.expose_errors = p.expose_errors;
+    Ok(pc)
+}
+
+fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> MockConfig {
+    MockConfig {
+        route: route.into(),
+        mode: MockMode::Echo,
+        subprotocols: m.subprotocols.clone(),
+        max_message_size: limits.max_message_size,
+        close_timeout: Duration::from_secs(5),
+        deflate: cfg.deflate.policy(),
+        // Unused behind a router: the gateway's one listener accepts for every route.
+        listener: ListenerConfig {
+            tls: None,
+            max_connections: cfg.limits.max_connections,
+            handshake_timeout: cfg.limits.handshake_timeout,
+        },
+    }
+}
