@@ -4,7 +4,9 @@
 //! validation a serving command runs.
 //!
 //! Properties:
-//! - loading and validating give `Ok` or a `ConfigError`, never a panic;
+//! - loading and validating (routes too) give `Ok` or a `ConfigError`, never a panic;
+//! - finding a field's line and column in the text (`config::locate`, used in error
+//!   messages) never panics, and any position it gives is inside the text;
 //! - a config that passes validation can run: every duration in it can be added to
 //!   `Instant::now()` (the proxy turns them into deadlines), its deflate policy is
 //!   within zlib's range, and it serialises (`config check` prints it).
@@ -43,6 +45,11 @@ fn sources(text: &str) -> Sources {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
+    for path in ["routes.0.path", "routes.1.proxy.upstream", "listen", ""] {
+        if let Some(at) = wsgate::config::locate::in_text(&text, path) {
+            assert!(at.line >= 1 && at.line <= text.lines().count() + 1, "{path} at {at} in {} lines", text.lines().count());
+        }
+    }
     let sources = sources(&text);
     let Ok((cfg, fig)) = load_yaml(&text, &sources) else { return };
     let _ = serde_json::to_string(&cfg).expect("a loaded config serialises");
@@ -56,6 +63,13 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     for (name, d) in cfg.durations() {
         assert!(now.checked_add(d).is_some(), "{name} = {d:?} passed validation but cannot be a deadline");
+    }
+    if cfg.validate_routes(&fig).is_ok() {
+        for r in &cfg.routes {
+            if let Some(d) = r.limits.idle_timeout {
+                assert!(now.checked_add(d).is_some(), "route {} idle_timeout {d:?} cannot be a deadline", r.name);
+            }
+        }
     }
     if let Some(p) = cfg.deflate.policy() {
         assert!((9..=15).contains(&p.max_window_bits) && p.level <= 9, "deflate policy {p:?} passed validation");

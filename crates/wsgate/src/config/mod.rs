@@ -5,7 +5,8 @@
 
 mod keys;
 mod load;
-mod locate;
+/// Public for the config fuzz target.
+pub mod locate;
 mod redact;
 mod routes;
 

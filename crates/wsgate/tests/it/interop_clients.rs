@@ -4,8 +4,9 @@
 //! OkHttp refuse that, and no test noticed, because every client the suite used was
 //! lenient. Hence this matrix: each client library runs the same scenario
 //! (tests/interop/clients/README.md) against each serving role — `wsgate proxy` in
-//! front of an echo upstream, `wsgate mock --echo`, and the control plane's
-//! `/api/live` — and each client × role is its own test, so a failure names its cell.
+//! front of an echo upstream, `wsgate mock --echo`, `wsgate serve` with a proxy route
+//! and a mock route on one listener, and the control plane's `/api/live` — and each
+//! client × role is its own test, so a failure names its cell.
 //!
 //! A client reports what it observed as one JSON line; the test asserts on that and
 //! on wsgate's own record of the session (`/api/sessions`). Where a client cannot
@@ -367,23 +368,35 @@ fn assert_close_answered(client: Client, report: &Value) {
 enum Target {
     Proxy,
     Mock,
+    /// `wsgate serve` with a proxy route and a mock route on one listener.
+    Serve,
 }
 
 /// One echo cell: the scenario offering [`PROTOCOL`], then offering none, each checked
 /// in the client's report and in wsgate's session record.
 async fn echo_cell(client: Client, target: Target) {
     // The upstream accepts PROTOCOL and echoes data and close codes (support.rs).
-    let (gw, _upstream) = match target {
-        Target::Proxy => {
-            let up =
-                Upstream::start(UpstreamOpts { accept_protocols: vec![PROTOCOL.into()], ..Default::default() }).await;
-            (Gateway::proxy(&["--upstream", &up.url()]).await, Some(up))
+    let up = Upstream::start(UpstreamOpts { accept_protocols: vec![PROTOCOL.into()], ..Default::default() }).await;
+    let config = TempDir::new();
+    // (gateway, (path prefix, route) of each route the scenario runs through)
+    let (gw, routes) = match target {
+        Target::Proxy => (Gateway::proxy(&["--upstream", &up.url()]).await, vec![("", "default")]),
+        Target::Mock => (Gateway::mock(&["--echo", "--subprotocol", PROTOCOL]).await, vec![("", "mock")]),
+        Target::Serve => {
+            let file = config.0.join("wsgate.yaml");
+            let yaml = format!(
+                "routes:\n  - name: proxied\n    path: /proxied/*\n    proxy: {{ upstream: \"{}\", strip_prefix: /proxied }}\n  - name: mocked\n    path: /mocked/*\n    mock: {{ echo: true, subprotocols: [\"{PROTOCOL}\"] }}\n",
+                up.url()
+            );
+            std::fs::write(&file, yaml).unwrap();
+            let gw = Gateway::spawn("serve", &["--config", file.to_str().unwrap()], &[]).await;
+            (gw, vec![("/proxied", "proxied"), ("/mocked", "mocked")])
         }
-        Target::Mock => (Gateway::mock(&["--echo", "--subprotocol", PROTOCOL]).await, None),
     };
     let name = client.name();
-    for offered in [Some(PROTOCOL), None] {
-        let path = format!("/interop/{name}/{}", if offered.is_some() { "offering" } else { "plain" });
+    let runs = routes.iter().flat_map(|r| [(*r, Some(PROTOCOL)), (*r, None)]);
+    for ((prefix, route), offered) in runs {
+        let path = format!("{prefix}/interop/{name}/{}", if offered.is_some() { "offering" } else { "plain" });
         let report = client.run(Mode::Echo, &gw.ws(&path), offered).await;
         let what = format!("{name} offering {offered:?}");
 
@@ -410,6 +423,7 @@ async fn echo_cell(client: Client, target: Target) {
         assert_eq!(s["close"]["reason"], format!("bye {name}"), "{what}: session {s}");
         assert_eq!(s["close"]["initiator"], "client", "{what}: session {s}");
         assert_eq!(s["subprotocol"].as_str().unwrap_or(""), offered.unwrap_or(""), "{what}: session {s}");
+        assert_eq!(s["route"], route, "{what}: session {s}");
     }
 }
 
@@ -445,6 +459,11 @@ macro_rules! cells {
             #[tokio::test]
             async fn mock() {
                 echo_cell($client, Target::Mock).await;
+            }
+
+            #[tokio::test]
+            async fn serve() {
+                echo_cell($client, Target::Serve).await;
             }
 
             #[tokio::test]
