@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# A proxy route inside a three-route `wsgate serve` against `wsgate proxy` alone, same
+# run, same load (8 connections × 16 in flight, 64 B), recording (the default: SQLite,
+# --record drop) and with --no-store:                   target: serve route ≥ 0.95× proxy
+# The serve gateway has two proxy routes to two echo upstreams and an echo mock; the
+# load goes to `/api/*` (strip_prefix), so matching and stripping are on the path.
+# Rounds alternate between the two gateways so drift on a noisy machine hits both.
+# Usage: bench/routes.sh   (DUR seconds per run, default 5; ROUNDS, default 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+DUR=${DUR:-5}
+ROUNDS=${ROUNDS:-3}
+cargo build --release --quiet -p wsgate -p wsgate-echo-server
+W=target/release/wsgate
+E=target/release/wsgate-echo-server
+"${LOAD[@]}" "$E" 127.0.0.1:0 > "$OUT/echo.out" & PIDS+=($!)
+ECHO=$(wait_for "$OUT/echo.out" "listening on" | awk '{print $3}')
+"${LOAD[@]}" "$E" 127.0.0.1:0 > "$OUT/echo2.out" & PIDS+=($!)
+ECHO2=$(wait_for "$OUT/echo2.out" "listening on" | awk '{print $3}')
+cat > "$OUT/routes.yaml" <<YAML
+routes:
+  - name: api
+    path: /api/*
+    proxy: { upstream: "ws://$ECHO", strip_prefix: /api }
+  - name: feed
+    path: /feed
+    proxy: { upstream: "ws://$ECHO2" }
+  - name: echo
+    path: /echo
+    mock: { echo: true }
+YAML
+
+start() { # name sub store-args... : prints the listen address
+  local name=$1 sub=$2; shift 2
+  "${ALONE[@]}" "$W" "$sub" --listen 127.0.0.1:0 --control 127.0.0.1:0 --log-level warn "$@" \
+    > "$OUT/$name.out" 2> "$OUT/$name.err" & PIDS+=($!)
+  wait_for "$OUT/$name.out" "listen=" | sed 's/.*listen=\([^ ]*\).*/\1/'
+}
+run() { "${LOAD[@]}" "$W" bench echo "ws://$1" -c 8 -k 16 -s 64 --duration "$DUR" --warmup 1 --json --no-progress \
+  | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['errors']+d['lost']==0, d; print(d['msgs_per_sec'])"; }
+
+ok=0
+for store in rec no-store; do
+  if [ "$store" = rec ]; then
+    P=$(start proxy-rec proxy --upstream "ws://$ECHO" --store "sqlite://$OUT/proxy.db")
+    S=$(start serve-rec serve --config "$OUT/routes.yaml" --store "sqlite://$OUT/serve.db")
+  else
+    P=$(start proxy-nostore proxy --upstream "ws://$ECHO" --no-store)
+    S=$(start serve-nostore serve --config "$OUT/routes.yaml" --no-store)
+  fi
+  : > "$OUT/rounds-$store"
+  for i in $(seq "$ROUNDS"); do
+    p=$(run "$P/x"); s=$(run "$S/api/x")
+    echo "$p $s" >> "$OUT/rounds-$store"
+  done
+  echo "== $store (proxy and serve each with ${store/rec/recording into their own SQLite file})"
+  python3 bench/rounds.py "$OUT/rounds-$store" "wsgate proxy" "serve route /api/*" serve/proxy 0.95 || ok=1
+  for p in "${PIDS[@]:2}"; do kill "$p" 2>/dev/null || true; done
+  PIDS=("${PIDS[@]:0:2}")
+done
+exit $ok
