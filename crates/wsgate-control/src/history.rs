@@ -392,7 +392,8 @@ pub async fn messages(
     let messages = rows
         .iter()
         .map(|m| {
-            let mut v = transcript::frame(&session, m);
+            // The transcript's line (a JSON object: it always serializes) plus `at`.
+            let mut v = serde_json::to_value(transcript::frame(&session, m)).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
                 o.insert("at".into(), serde_json::json!(m.at));
             }
