@@ -244,7 +244,7 @@ pub async fn list_sessions(
     path = "/api/sessions/{id}",
     tag = "sessions",
     summary = "One session",
-    description = "A live session or a recently ended one, with its whole lifecycle.",
+    description = "A live session or a recently ended one, with its lifecycle (a live session with a long one, such as an outbound session that keeps reconnecting, shows its first 8 and latest 64 steps and counts the rest in `lifecycle_omitted`; a stored one shows every step).",
     params(SessionPath),
     responses(
         (status = 200, description = "The session", body = SessionView),

@@ -25,6 +25,7 @@ use futures_util::StreamExt as _;
 use http::header;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use wsgate_core::registry::{LIFECYCLE_HEAD, LIFECYCLE_TAIL};
 use wsgate_core::{CloseInfo, SessionId, SessionKind, SessionSnapshot, State as SessionState};
 use wsgate_store::{EventKind, SessionQuery, SessionRow, Store, transcript};
 
@@ -35,6 +36,10 @@ use crate::error::{ApiError, ErrorBody};
 /// Messages one page returns when `limit` is not given, and at most.
 pub const DEFAULT_MESSAGES: usize = 100;
 pub const MAX_MESSAGES: usize = 1000;
+
+// `SessionView::lifecycle_omitted`'s documentation (and so the OpenAPI document)
+// names these numbers.
+const _: () = assert!(LIFECYCLE_HEAD == 8 && LIFECYCLE_TAIL == 64);
 
 /// A session as the API shows it, live or stored.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -80,6 +85,11 @@ pub struct SessionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub lifecycle: Option<Vec<serde_json::Value>>,
+    /// Lifecycle steps left out of `lifecycle`, between its first 8 steps and the
+    /// rest: a live session keeps its first 8 and latest 64 steps in memory (one that
+    /// reconnects forever would otherwise grow without end). 0 when `lifecycle` is
+    /// whole, as it always is for a stored session (the store keeps every step).
+    pub lifecycle_omitted: u64,
 }
 
 impl SessionView {
@@ -108,6 +118,7 @@ impl SessionView {
             bytes_out: s.bytes_out,
             messages_dropped: 0,
             lifecycle: Some(s.lifecycle.iter().filter_map(|t| serde_json::to_value(t).ok()).collect()),
+            lifecycle_omitted: s.lifecycle_omitted,
         }
     }
 
@@ -135,6 +146,7 @@ impl SessionView {
             bytes_out: r.bytes_out,
             messages_dropped: r.messages_dropped,
             lifecycle: None,
+            lifecycle_omitted: 0,
         }
     }
 
@@ -279,12 +291,19 @@ pub async fn events(
         }
     }
     let snap = cp.inner.registry.get(id).ok_or(ApiError::SessionNotFound(id))?;
+    // Each step is numbered by its place in the whole lifecycle, as the store numbers
+    // it: the steps the registry left out (`lifecycle_omitted`) are a gap in `seq`
+    // after the first LIFECYCLE_HEAD.
+    let seq = |i: usize| {
+        let omitted = if i >= LIFECYCLE_HEAD { snap.lifecycle_omitted } else { 0 };
+        u32::try_from(i as u64 + 1 + omitted).unwrap_or(u32::MAX)
+    };
     let events = snap
         .lifecycle
         .iter()
         .enumerate()
         .map(|(i, t)| EventView {
-            seq: i as u32 + 1,
+            seq: seq(i),
             at: t.at,
             kind: EventKind::Lifecycle,
             state: Some(t.state),
@@ -392,7 +411,8 @@ pub async fn messages(
     let messages = rows
         .iter()
         .map(|m| {
-            let mut v = transcript::frame(&session, m);
+            // The transcript's line (a JSON object: it always serializes) plus `at`.
+            let mut v = serde_json::to_value(transcript::frame(&session, m)).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
                 o.insert("at".into(), serde_json::json!(m.at));
             }

@@ -351,6 +351,38 @@ async fn sessions_list_filter_get() {
     gw.get("/api/sessions/not-an-id").await.assert_error(StatusCode::BAD_REQUEST);
 }
 
+/// A session that keeps reconnecting shows its first and latest steps, counts the
+/// rest, and numbers its events by their place in the whole lifecycle.
+#[tokio::test]
+async fn a_long_lifecycle_is_shown_bounded() {
+    let gw = start(ControlConfig::default()).await;
+    let (mut s, _rx) = gw.open(SessionKind::Outbound, "outbound", "/feed");
+    const ATTEMPTS: u32 = 200;
+    for attempt in 1..=ATTEMPTS {
+        s.transition(State::Connecting, TransitionDetail { attempt: Some(attempt), ..Default::default() });
+    }
+    let (head, tail) = (wsgate_core::registry::LIFECYCLE_HEAD, wsgate_core::registry::LIFECYCLE_TAIL);
+    let total = ATTEMPTS as usize + 1;
+    let omitted = total - head - tail;
+
+    let v = gw.get(&format!("/api/sessions/{}", s.id())).await.json();
+    let steps = v["lifecycle"].as_array().expect("lifecycle");
+    assert_eq!((steps.len(), v["lifecycle_omitted"].as_u64()), (head + tail, Some(omitted as u64)));
+    assert_eq!((steps[0]["state"].as_str(), steps[1]["attempt"].as_u64()), (Some("REQUESTED"), Some(1)));
+    assert_eq!(steps[head + tail - 1]["attempt"].as_u64(), Some(u64::from(ATTEMPTS)));
+    let listed = gw.get("/api/sessions").await.json();
+    assert_eq!(listed["sessions"][0]["lifecycle_omitted"].as_u64(), Some(omitted as u64));
+
+    let events = gw.get(&format!("/api/sessions/{}/events", s.id())).await.json();
+    let seqs: Vec<_> = events["events"].as_array().expect("events").iter().map(|e| e["seq"].as_u64()).collect();
+    let want: Vec<_> = (1..=head).chain(head + omitted + 1..=total).map(|n| Some(n as u64)).collect();
+    assert_eq!(seqs, want);
+
+    let (short, _rx) = gw.open(SessionKind::Proxy, "api", "/");
+    let v = gw.get(&format!("/api/sessions/{}", short.id())).await.json();
+    assert_eq!(v["lifecycle_omitted"].as_u64(), Some(0), "always there, 0 when whole");
+}
+
 #[tokio::test]
 async fn inject_and_close_commands() {
     let gw = start(ControlConfig::default()).await;

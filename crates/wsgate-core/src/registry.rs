@@ -3,7 +3,11 @@
 //! The registry is how the control plane finds a session (to list it, show it, or
 //! send it a command). It is a sharded map, so the per-connection hot path never
 //! contends on a global lock; each entry's transition list sits behind its own short
-//! mutex that is never held across an await.
+//! mutex that is never held across an await. That list is bounded (`lifecycle`): a
+//! session that reconnects forever keeps its first and latest steps and a count of
+//! the ones between.
+
+mod lifecycle;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -15,6 +19,8 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use self::lifecycle::KeptLifecycle;
+pub use self::lifecycle::{LIFECYCLE_HEAD, LIFECYCLE_TAIL};
 use crate::id::SessionId;
 use crate::session::{CloseInfo, Counters, SessionInfo, SessionKind, State, Transition};
 
@@ -53,7 +59,7 @@ struct Entry {
     info: Arc<SessionInfo>,
     commands: mpsc::Sender<Command>,
     counters: Arc<Counters>,
-    transitions: Mutex<Vec<Transition>>,
+    transitions: Mutex<KeptLifecycle>,
 }
 
 /// A session as the API shows it.
@@ -77,7 +83,12 @@ pub struct SessionSnapshot {
     pub messages_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The lifecycle's steps, or for a long one (an outbound session reconnecting
+    /// for days) its first [`LIFECYCLE_HEAD`] and last [`LIFECYCLE_TAIL`] steps.
     pub lifecycle: Vec<Transition>,
+    /// Steps left out of `lifecycle`, between its first [`LIFECYCLE_HEAD`] and the
+    /// rest (0 when it is whole). The store keeps every step.
+    pub lifecycle_omitted: u64,
 }
 
 pub struct Registry {
@@ -110,7 +121,8 @@ impl Registry {
         counters: Arc<Counters>,
         first: Transition,
     ) {
-        self.live.insert(info.id, Entry { info, commands, counters, transitions: Mutex::new(vec![first]) });
+        self.live
+            .insert(info.id, Entry { info, commands, counters, transitions: Mutex::new(KeptLifecycle::new(first)) });
     }
 
     pub(crate) fn record(&self, id: SessionId, t: Transition) {
@@ -195,7 +207,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn snapshot(e: &Entry) -> SessionSnapshot {
-    let lifecycle = lock(&e.transitions).clone();
+    let (lifecycle, lifecycle_omitted) = {
+        let kept = lock(&e.transitions);
+        (kept.steps(), kept.omitted())
+    };
     let last = lifecycle.last();
     let state = last.map(|t| t.state).unwrap_or(State::Requested);
     let upstream = lifecycle.iter().rev().find_map(|t| t.detail.upstream.clone());
@@ -226,5 +241,91 @@ fn snapshot(e: &Entry) -> SessionSnapshot {
         bytes_in: c.bytes_in.load(Ordering::Relaxed),
         bytes_out: c.bytes_out.load(Ordering::Relaxed),
         lifecycle,
+        lifecycle_omitted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::session::{SessionKind, TransitionDetail};
+
+    fn step(state: State, attempt: u32) -> Transition {
+        Transition { state, at: Utc::now(), detail: TransitionDetail { attempt: Some(attempt), ..Default::default() } }
+    }
+
+    fn attempt(t: &Transition) -> Option<u32> {
+        t.detail.attempt
+    }
+
+    /// An outbound session that reconnects forever keeps a bounded lifecycle: the
+    /// first steps, the latest ones, and the count of those between.
+    #[test]
+    fn a_long_lifecycle_stays_bounded() {
+        let reg = Registry::new(4);
+        let info = Arc::new(SessionInfo {
+            id: SessionId::new(),
+            kind: SessionKind::Outbound,
+            route: "outbound".into(),
+            path: "/".into(),
+            client_addr: None,
+            headers: Vec::new(),
+            opened_at: Utc::now(),
+        });
+        let id = info.id;
+        let (tx, _rx) = mpsc::channel(1);
+        reg.insert(info, tx, Arc::default(), step(State::Requested, 0));
+        const STEPS: u32 = 10_000;
+        for n in 1..=STEPS {
+            reg.record(id, step(State::Connecting, n));
+            let held = reg.live.get(&id).map(|e| lock(&e.transitions).held()).unwrap_or(0);
+            assert!(held <= LIFECYCLE_HEAD + LIFECYCLE_TAIL, "{held} steps held after {n}");
+        }
+        reg.record(id, step(State::Failed, STEPS + 1));
+
+        let snap = reg.get(id).expect("live");
+        let total = u64::from(STEPS) + 2;
+        assert_eq!(snap.lifecycle.len(), LIFECYCLE_HEAD + LIFECYCLE_TAIL);
+        assert_eq!(snap.lifecycle_omitted, total - (LIFECYCLE_HEAD + LIFECYCLE_TAIL) as u64);
+        // The first steps, in order: REQUESTED then attempts 1..
+        let head: Vec<_> = snap.lifecycle[..LIFECYCLE_HEAD].iter().map(attempt).collect();
+        assert_eq!(head, (0..LIFECYCLE_HEAD as u32).map(Some).collect::<Vec<_>>());
+        assert_eq!(snap.lifecycle[0].state, State::Requested);
+        // The latest ones, ending with the final step (which the snapshot's state follows).
+        let tail: Vec<_> = snap.lifecycle[LIFECYCLE_HEAD..].iter().map(attempt).collect();
+        let want: Vec<_> = (STEPS + 2 - LIFECYCLE_TAIL as u32..=STEPS + 1).map(Some).collect();
+        assert_eq!(tail, want);
+        assert_eq!(snap.state, State::Failed);
+
+        // Ended, it is remembered the same way.
+        reg.finish(id);
+        let ended = reg.get(id).expect("recent");
+        assert_eq!((ended.lifecycle.len(), ended.lifecycle_omitted), (snap.lifecycle.len(), snap.lifecycle_omitted));
+    }
+
+    #[test]
+    fn a_short_lifecycle_is_whole() {
+        let reg = Registry::new(4);
+        let info = Arc::new(SessionInfo {
+            id: SessionId::new(),
+            kind: SessionKind::Proxy,
+            route: "r".into(),
+            path: "/".into(),
+            client_addr: None,
+            headers: Vec::new(),
+            opened_at: Utc::now(),
+        });
+        let id = info.id;
+        let (tx, _rx) = mpsc::channel(1);
+        reg.insert(info, tx, Arc::default(), step(State::Requested, 0));
+        let n = (LIFECYCLE_HEAD + LIFECYCLE_TAIL) as u32 - 1;
+        for a in 1..=n {
+            reg.record(id, step(State::Connecting, a));
+        }
+        let snap = reg.get(id).expect("live");
+        assert_eq!(snap.lifecycle_omitted, 0);
+        assert_eq!(snap.lifecycle.iter().map(attempt).collect::<Vec<_>>(), (0..=n).map(Some).collect::<Vec<_>>());
     }
 }
