@@ -8,6 +8,23 @@ use crate::cli::CheckArgs;
 use crate::config::{Config, documented_keys, load};
 use crate::routing::Mode;
 
+/// `routes:` is a list of maps with no flag: documented by example.
+const ROUTES: &str = "
+# Routes: proxy and mock handlers on one listener (wsgate serve). First match wins;
+# no match is 404. Reload with SIGHUP or POST /api/reload. For example:
+# routes:
+#   - name: api                     # labels sessions, history and metrics
+#     path: /api/*                  # a prefix (/api and below), or an exact path: /feed
+#     host: api.example.com         # optional: only this Host
+#     proxy: { upstream: \"ws://127.0.0.1:9000\", strip_prefix: /api }   # the proxy: keys, plus strip_prefix
+#     origins: [\"https://app.example.com\"]                              # optional: other browser origins get 403
+#     limits: { max_connections: 500, max_message_size: 1048576, idle_timeout: 5m }   # optional
+#   - name: echo
+#     path: /echo
+#     mock: { echo: true }          # the mock: keys
+routes: []
+";
+
 /// Prints every field with its documentation and default, as YAML a user can edit.
 pub fn default() -> ExitCode {
     let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
@@ -32,6 +49,7 @@ pub fn default() -> ExitCode {
         };
         out.push_str(&format!("{indent}# {} (--{}, {})\n{indent}{field}: {rendered}\n", key.help, key.flag, key.env()));
     }
+    out.push_str(ROUTES);
     print!("{out}");
     ExitCode::SUCCESS
 }
