@@ -50,7 +50,7 @@ pub fn default() -> ExitCode {
         out.push_str(&format!("{indent}# {} (--{}, {})\n{indent}{field}: {rendered}\n", key.help, key.flag, key.env()));
     }
     out.push_str(ROUTES);
-    print!("{out}");
+    emit(&out);
     ExitCode::SUCCESS
 }
 
@@ -70,10 +70,17 @@ pub fn check(args: CheckArgs, m: &ArgMatches) -> ExitCode {
         return super::usage_error(&e);
     }
     let shown = sources.file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into());
-    println!("config ok ({shown})");
+    emit(&format!("config ok ({shown})\n"));
     match serde_json::to_string_pretty(&cfg.redacted()) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => emit(&format!("{s}\n")),
         Err(e) => eprintln!("cannot print the effective config: {e}"),
     }
     ExitCode::SUCCESS
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error worth a panic,
+/// which is what `print!` does on a closed pipe.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
