@@ -24,6 +24,8 @@ pub fn exec(args: MockArgs, m: &ArgMatches) -> ExitCode {
         max_message_size: cfg.limits.max_message_size,
         close_timeout: std::time::Duration::from_secs(5),
         deflate: cfg.deflate.policy(),
+        // 0s means never, as for the proxy.
+        idle_timeout: (!cfg.limits.idle_timeout.is_zero()).then_some(cfg.limits.idle_timeout),
         listener: ListenerConfig {
             tls,
             max_connections: cfg.limits.max_connections,
