@@ -2,7 +2,6 @@
 //! (503 `busy`) once that side's output is at the high-water mark, never buffered
 //! without bound; an inject to a side the session does not have is a 409 naming why.
 
-
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
