@@ -256,8 +256,11 @@ mod tests {
     }
 
     /// A served session over a real loopback connection: its task (returning the
-    /// final state), its command sender, and the client's end.
-    async fn served(cfg: ServerConfig) -> (tokio::task::JoinHandle<State>, mpsc::Sender<Command>, WsStream<TcpStream>) {
+    /// final state), the registry and id to send it commands through (as the control
+    /// plane does), and the client's end.
+    async fn served(
+        cfg: ServerConfig,
+    ) -> (tokio::task::JoinHandle<State>, (Arc<Registry>, SessionId), WsStream<TcpStream>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (ours, _) = listener.accept().await.unwrap();
@@ -272,35 +275,25 @@ mod tests {
         };
         let registry = Arc::new(Registry::new(4));
         let (mut session, commands) = SessionHandle::open(info.clone(), EventBus::empty(), registry.clone(), 4);
-        let tx = {
-            // The registry holds the sender; commands go through it as the control plane's do.
-            let id = info.id;
-            let (tx, mut rx) = mpsc::channel::<Command>(4);
-            tokio::spawn(async move {
-                while let Some(cmd) = rx.recv().await {
-                    let _ = registry.command(id, cmd);
-                }
-            });
-            tx
-        };
         let ws = WsStream::new(Transport::Plain(ours), Role::Server, WsConfig::default(), Bytes::new());
         let task = tokio::spawn(async move {
             run(ws, &mut session, commands, Echo, cfg, CancellationToken::new()).await;
             session.state()
         });
-        (task, tx, WsStream::new(peer, Role::Client, WsConfig::default(), Bytes::new()))
+        (task, (registry, info.id), WsStream::new(peer, Role::Client, WsConfig::default(), Bytes::new()))
     }
 
-    async fn inject(tx: &mpsc::Sender<Command>, to: Target, len: usize) -> Result<(), InjectRefused> {
+    async fn inject(to_session: &(Arc<Registry>, SessionId), to: Target, len: usize) -> Result<(), InjectRefused> {
         let (ack, reply) = InjectAck::channel();
-        tx.send(Command::Inject { to, payload: Bytes::from(vec![b'x'; len]), binary: false, ack }).await.unwrap();
+        let cmd = Command::Inject { to, payload: Bytes::from(vec![b'x'; len]), binary: false, ack };
+        to_session.0.command(to_session.1, cmd).unwrap();
         reply.await.unwrap()
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_session_is_closed_with_1001() {
         let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: Some(Duration::from_secs(30)) };
-        let (task, _tx, mut client) = served(cfg).await;
+        let (task, _session, mut client) = served(cfg).await;
         client.send(Message::text("hi")).await.unwrap();
         assert_eq!(client.recv().await.unwrap(), Message::text("hi"));
         match client.recv().await.unwrap() {
@@ -315,12 +308,12 @@ mod tests {
     #[tokio::test]
     async fn injects_are_refused_when_the_client_does_not_read_or_the_side_is_missing() {
         let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: None };
-        let (_task, tx, _client) = served(cfg).await;
-        assert!(matches!(inject(&tx, Target::Upstream, 1).await, Err(InjectRefused::NoSuchSide { .. })));
+        let (_task, session, _client) = served(cfg).await;
+        assert!(matches!(inject(&session, Target::Upstream, 1).await, Err(InjectRefused::NoSuchSide { .. })));
         // The client never reads: the socket buffers fill, then the output reaches the mark.
         let mut accepted = 0usize;
         let refused = loop {
-            match inject(&tx, Target::Client, 64 << 10).await {
+            match inject(&session, Target::Client, 64 << 10).await {
                 Ok(()) => accepted += 1,
                 Err(e) => break e,
             }
