@@ -62,8 +62,8 @@ pub use wsgate_core::COMMAND_QUEUE;
 /// Messages held while no connection is up; more are dropped (`queue_overflow`).
 pub const PENDING_SENDS: usize = 64;
 /// Output queued for the server at or above which sends are refused (503 `busy`):
-/// the same mark as the proxy's and the server loop's.
-pub const HIGH_WATER: usize = 256 * 1024;
+/// the mark every session shares.
+pub use wsgate_core::HIGH_WATER;
 /// How long a close handshake may take before the connection is dropped.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 

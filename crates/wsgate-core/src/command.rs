@@ -15,6 +15,12 @@ use crate::registry::Target;
 /// a full queue refuses with [`crate::CommandError::Busy`] (HTTP 503).
 pub const COMMAND_QUEUE: usize = 64;
 
+/// Output queued for one peer at or above which a session adds nothing more to it on
+/// its own initiative: an inject (or an outbound send) is refused
+/// [`InjectRefused::Busy`], and the proxy stops reading the other side. Declared once,
+/// so the proxy's pump, the server loop and outbound sessions bound alike.
+pub const HIGH_WATER: usize = 256 * 1024;
+
 /// Why a session did not send an injected message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InjectRefused {

@@ -41,7 +41,7 @@ use wsgate_protocol::{CloseCode, CloseFrame, Decoder, Frame, OpCode, ProtocolErr
 /// Output queued for one side above which we stop reading the other side
 /// (backpressure instead of buffering without bound), and at which an inject to that
 /// side is refused `busy`: the mark every served session shares.
-pub const HIGH_WATER: usize = wsgate_session::HIGH_WATER;
+pub use wsgate_core::HIGH_WATER;
 
 /// One connection of the pair.
 pub struct Side {

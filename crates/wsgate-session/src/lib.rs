@@ -27,9 +27,7 @@ pub use behaviour::{Behaviour, Outbox};
 pub use endpoint::{Endpoint, EndpointConfig};
 pub use server::{ServerConfig, run};
 pub use upgrade::{PendingUpgrade, Upgrade, connected};
+/// Bounds what a peer that is not reading can make the gateway hold: at this much
+/// unwritten output an inject is refused (503 `busy`).
+pub use wsgate_core::HIGH_WATER;
 pub use wsgate_core::{COMMAND_QUEUE, Ending};
-
-/// Output queued for one peer at or above which wsgate stops adding to it on its own
-/// initiative: an inject is refused (503 `busy`), and the proxy stops reading the other
-/// side. Bounds what a peer that is not reading can make the gateway hold.
-pub const HIGH_WATER: usize = 256 * 1024;
