@@ -20,7 +20,7 @@
 //! sessions are `0190c3a0-0000-7000-8000-000000000001` and `…0002`.
 #![no_main]
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
@@ -42,9 +42,9 @@ struct World {
     open: axum::Router,
     guarded: axum::Router,
     registry: Arc<Registry>,
-    /// Kept so the sessions stay live; their command queues are drained after every
-    /// input so each run starts from the same state.
-    sessions: Mutex<Vec<(SessionHandle, mpsc::Receiver<Command>)>>,
+    /// Kept so the sessions stay live; a task per session takes every command at once
+    /// (answering injects as a session would), so each run starts from the same state.
+    _sessions: Vec<SessionHandle>,
 }
 
 fn world() -> &'static World {
@@ -80,10 +80,12 @@ fn world() -> &'static World {
                     headers: vec![],
                     opened_at: Default::default(),
                 };
-                SessionHandle::open(info, bus.clone(), registry.clone(), 1)
+                let (session, rx) = SessionHandle::open(info, bus.clone(), registry.clone(), 1);
+                rt.spawn(answer(rx));
+                session
             })
             .collect();
-        World { rt, open, guarded, registry, sessions: Mutex::new(sessions) }
+        World { rt, open, guarded, registry, _sessions: sessions }
     })
 }
 
@@ -94,16 +96,22 @@ fuzz_target!(|data: &[u8]| {
         Some((&mode, request)) => w.rt.block_on(http(w, mode == b'G', request)),
         None => {}
     }
-    // Let the upgrade tasks the live and tap routes spawned finish, then forget any
-    // command a session was sent, so every input starts from the same state.
+    // Let the upgrade tasks the live and tap routes spawned, and the sessions'
+    // command takers, finish, so every input starts from the same state.
     w.rt.block_on(tokio::task::yield_now());
-    for (_, rx) in w.sessions.lock().expect("not poisoned").iter_mut() {
-        while rx.try_recv().is_ok() {}
-    }
 });
 
+/// Takes a session's commands as its task would: every inject is sent.
+async fn answer(mut rx: mpsc::Receiver<Command>) {
+    while let Some(cmd) = rx.recv().await {
+        if let Command::Inject { ack, .. } = cmd {
+            ack.send(Ok(()));
+        }
+    }
+}
+
 fn live(w: &World, text: &[u8]) {
-    let ack = commands::execute(&w.registry, text);
+    let ack = w.rt.block_on(commands::execute(&w.registry, text));
     let v: serde_json::Value = serde_json::from_slice(&ack.to_bytes()).expect("an ack is JSON");
     assert_eq!(v["type"], "ack", "{v}");
     assert_eq!(v["ok"].as_bool(), Some(ack.is_ok()), "{v}");

@@ -45,7 +45,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
-use wsgate_core::{Command, Direction, Initiator, SessionHandle, State, Target, TransitionDetail};
+use wsgate_core::{
+    Command, Direction, Ending, ErrorKind, Initiator, InjectAck, InjectRefused, ReasonKind, SessionHandle, State,
+    Target, TransitionDetail,
+};
 use wsgate_protocol::tls::ClientConfig;
 use wsgate_protocol::{
     CloseCode, CloseFrame, ConnectError, ConnectRequest, Connected, Message, OpCode, Role, WsConfig, WsError, WsStream,
@@ -54,11 +57,13 @@ use wsgate_protocol::{
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::guard::{self, GuardError, TargetPolicy};
 
-/// Capacity of an outbound session's command queue (send/close from the API); a full
-/// queue answers 503.
-pub const COMMAND_QUEUE: usize = 64;
+/// Capacity of an outbound session's command queue: the one every session shares.
+pub use wsgate_core::COMMAND_QUEUE;
 /// Messages held while no connection is up; more are dropped (`queue_overflow`).
 pub const PENDING_SENDS: usize = 64;
+/// Output queued for the server at or above which sends are refused (503 `busy`):
+/// the mark every session shares.
+pub use wsgate_core::HIGH_WATER;
 /// How long a close handshake may take before the connection is dropped.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -125,10 +130,10 @@ impl From<GuardError> for DialError {
 impl DialError {
     /// The failure's class, as `reason_kind`: `dns`, `refused`, `connect`, `tls`,
     /// `timeout`, `http_status`, `handshake`, `invalid_url`, or `guard`.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ReasonKind {
         match self {
-            Self::Connect(e) => e.kind(),
-            Self::Restricted(_) => "guard",
+            Self::Connect(e) => e.into(),
+            Self::Restricted(_) => ReasonKind::Guard,
         }
     }
 
@@ -177,9 +182,10 @@ impl DialError {
 }
 
 /// How a session (or one connection of it) ended.
-enum Ending {
-    /// A close handshake (or its start): final.
-    Closed { code: u16, reason: Option<String>, initiator: Initiator },
+enum Outcome {
+    /// A close handshake (or its start): final. The shared [`Ending`], so the final
+    /// transition is the one every handler records.
+    Closed(Ending),
     /// The connection went away without a close frame: reconnect, if on.
     Lost { reason: String },
     /// The last attempt failed.
@@ -192,15 +198,13 @@ enum Stop {
     Shutdown,
 }
 
-impl From<Stop> for Ending {
+impl From<Stop> for Outcome {
     fn from(s: Stop) -> Self {
         match s {
-            Stop::Close { code, reason } => Self::Closed { code, reason: Some(reason), initiator: Initiator::Admin },
-            Stop::Shutdown => Self::Closed {
-                code: CloseCode::GOING_AWAY,
-                reason: Some("gateway shutting down".into()),
-                initiator: Initiator::Gateway,
-            },
+            Stop::Close { code, reason } => Self::Closed(Ending::new(code, Some(reason), Initiator::Admin)),
+            Stop::Shutdown => {
+                Self::Closed(Ending::closed(CloseCode::GOING_AWAY, "gateway shutting down", Initiator::Gateway))
+            }
         }
     }
 }
@@ -208,7 +212,7 @@ impl From<Stop> for Ending {
 /// What ended the previous attempt, carried by the next CONNECTING step.
 struct Why {
     reason: String,
-    kind: &'static str,
+    kind: ReasonKind,
     status: Option<u16>,
 }
 
@@ -233,8 +237,13 @@ impl Control {
                 _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),
                 cmd = self.commands.recv(), if self.open => match cmd {
                     Some(Command::Close { code, reason }) => return Err(Stop::Close { code, reason }),
-                    Some(Command::Inject { to: Target::Upstream, payload, binary }) => self.hold(session, payload, binary),
-                    Some(Command::Inject { to: Target::Client, .. }) => no_client_side(session),
+                    // Held for the connection (or dropped, counted, when too many wait):
+                    // either way it takes no more than `PENDING_SENDS` messages.
+                    Some(Command::Inject { to: Target::Upstream, payload, binary, ack }) => {
+                        self.hold(session, payload, binary);
+                        ack.send(Ok(()));
+                    }
+                    Some(Command::Inject { to: Target::Client, ack, .. }) => no_client_side(session, ack),
                     None => self.open = false,
                 },
                 out = &mut fut => return Ok(out),
@@ -246,7 +255,7 @@ impl Control {
         if self.pending.len() >= PENDING_SENDS {
             let n = payload.len();
             session.error(
-                "queue_overflow",
+                ErrorKind::QueueOverflow,
                 format!("not connected and {PENDING_SENDS} messages already wait: dropped a {n}-byte message"),
             );
         } else {
@@ -255,11 +264,10 @@ impl Control {
     }
 }
 
-fn no_client_side(session: &mut SessionHandle) {
-    session.error(
-        "no_such_side",
-        "an outbound session has no client to send to (wsgate is the client): send to the upstream".into(),
-    );
+fn no_client_side(session: &mut SessionHandle, ack: InjectAck) {
+    const WHY: &str = "an outbound session has no client to send to (wsgate is the client): send to the upstream";
+    session.error(ErrorKind::NoSuchSide, WHY.into());
+    ack.send(Err(InjectRefused::NoSuchSide { to: Target::Client, why: WHY }));
 }
 
 /// One outbound session, from its first dial to its final state.
@@ -341,13 +349,13 @@ impl Outbound {
                         b.on_connected();
                     }
                     match (self.pump(connected, &mut session, &mut ctl).await, &mut self.backoff) {
-                        (Ending::Lost { reason }, Some(backoff)) if !ctl.shutdown.is_cancelled() => {
+                        (Outcome::Lost { reason }, Some(backoff)) if !ctl.shutdown.is_cancelled() => {
                             let d = backoff.on_lost();
                             session.error(
-                                "connection_lost",
+                                ErrorKind::ConnectionLost,
                                 format!("{reason}; reconnecting in {} ms (attempt {})", d.as_millis(), attempt + 1),
                             );
-                            why = Some(Why { reason, kind: "connection_lost", status: None });
+                            why = Some(Why { reason, kind: ReasonKind::ConnectionLost, status: None });
                             wait = Some(d);
                         }
                         (end, _) => break end,
@@ -355,9 +363,9 @@ impl Outbound {
                 }
                 Err(e) => {
                     let next = if e.retryable() { self.backoff.as_mut().and_then(Backoff::on_failure) } else { None };
-                    let Some(d) = next else { break Ending::Failed(e) };
+                    let Some(d) = next else { break Outcome::Failed(e) };
                     session.error(
-                        "attempt_failed",
+                        ErrorKind::AttemptFailed,
                         format!("attempt {attempt} failed ({}): {e}; retrying in {} ms", e.kind(), d.as_millis()),
                     );
                     why = Some(Why { reason: e.to_string(), kind: e.kind(), status: e.status() });
@@ -391,7 +399,7 @@ impl Outbound {
     }
 
     /// Moves messages until the connection ends.
-    async fn pump(&self, connected: Connected, session: &mut SessionHandle, ctl: &mut Control) -> Ending {
+    async fn pump(&self, connected: Connected, session: &mut SessionHandle, ctl: &mut Control) -> Outcome {
         let max = self.cfg.max_message_size;
         let limits = WsConfig { max_frame_size: max, max_message_size: max };
         let mut ws = WsStream::new(connected.transport, Role::Client, limits, connected.leftover);
@@ -400,7 +408,7 @@ impl Outbound {
             send(&mut ws, session, payload, binary);
         }
         let close_timeout = self.cfg.close_timeout;
-        let mut ending: Option<Ending> = None;
+        let mut ending: Option<Outcome> = None;
         // Only polled once the session is closing, and re-armed then.
         let close_deadline = tokio::time::sleep(close_timeout);
         tokio::pin!(close_deadline);
@@ -419,7 +427,7 @@ impl Outbound {
                     let every = keepalive.as_ref().map_or(Duration::ZERO, |k| k.1);
                     if last_heard.elapsed() >= 2 * every {
                         let reason = format!("connection lost: no answer to keepalive pings for {} ms", last_heard.elapsed().as_millis());
-                        ending = Some(Ending::Lost { reason });
+                        ending = Some(Outcome::Lost { reason });
                         break;
                     }
                     let ping = Message::Ping(Bytes::new());
@@ -434,10 +442,17 @@ impl Outbound {
                 }
                 _ = &mut close_deadline, if closing => break,
                 cmd = ctl.commands.recv(), if !closing && ctl.open => match cmd {
-                    Some(Command::Inject { to: Target::Upstream, payload, binary }) => {
-                        send(&mut ws, session, payload, binary);
+                    Some(Command::Inject { to: Target::Upstream, payload, binary, ack }) => {
+                        // The server is not reading: refuse rather than buffer without bound.
+                        let buffered = ws.buffered();
+                        if buffered >= HIGH_WATER {
+                            ack.send(Err(InjectRefused::Busy { to: Target::Upstream, buffered }));
+                        } else {
+                            send(&mut ws, session, payload, binary);
+                            ack.send(Ok(()));
+                        }
                     }
-                    Some(Command::Inject { to: Target::Client, .. }) => no_client_side(session),
+                    Some(Command::Inject { to: Target::Client, ack, .. }) => no_client_side(session, ack),
                     Some(Command::Close { code, reason }) => {
                         start_close(&mut ws, session, code, &reason, Initiator::Admin, &mut ending);
                         close_deadline.as_mut().reset(Instant::now() + close_timeout);
@@ -460,33 +475,33 @@ impl Outbound {
                             let code = c.as_ref().map(|c| c.code);
                             let reply = Message::Close(Some(CloseFrame::new(code.unwrap_or(CloseCode::NORMAL), "")));
                             record(session, Direction::ClientToUpstream, &reply, false, at);
-                            ending = Some(Ending::Closed {
-                                code: code.unwrap_or(CloseCode::NO_STATUS),
-                                reason: c.as_ref().map(|c| c.reason.clone()),
-                                initiator: Initiator::Upstream,
-                            });
+                            ending = Some(Outcome::Closed(Ending::new(
+                                code.unwrap_or(CloseCode::NO_STATUS),
+                                c.as_ref().map(|c| c.reason.clone()),
+                                Initiator::Upstream,
+                            )));
                             close_deadline.as_mut().reset(Instant::now() + close_timeout);
                         }
                     }
                     Err(WsError::Closed) => break,
                     Err(WsError::Protocol(e)) => {
-                        session.error("protocol", format!("upstream side: {e}"));
-                        ending.get_or_insert(Ending::Closed {
-                            code: e.close_code(),
-                            reason: Some(e.to_string()),
-                            initiator: Initiator::Gateway,
-                        });
+                        session.error(ErrorKind::Protocol, format!("upstream side: {e}"));
+                        ending.get_or_insert(Outcome::Closed(Ending::new(
+                            e.close_code(),
+                            Some(e.to_string()),
+                            Initiator::Gateway,
+                        )));
                         let _ = tokio::time::timeout(close_timeout, ws.flush_best_effort()).await;
                         break;
                     }
                     Err(e) => {
-                        ending.get_or_insert(Ending::Lost { reason: format!("connection lost: {e}") });
+                        ending.get_or_insert(Outcome::Lost { reason: format!("connection lost: {e}") });
                         break;
                     }
                 },
             }
         }
-        ending.unwrap_or(Ending::Lost { reason: "connection lost".into() })
+        ending.unwrap_or(Outcome::Lost { reason: "connection lost".into() })
     }
 }
 
@@ -501,27 +516,13 @@ async fn tick(keepalive: &mut Option<(tokio::time::Interval, Duration)>) {
 }
 
 /// The final transition.
-fn finish(session: &mut SessionHandle, ending: Ending, upstream: String, attempt: u32) {
+fn finish(session: &mut SessionHandle, ending: Outcome, upstream: String, attempt: u32) {
     let (state, detail) = match ending {
-        Ending::Closed { code, reason, initiator } => (
-            State::Disconnected,
-            TransitionDetail {
-                close_code: Some(code),
-                close_reason: reason,
-                initiator: Some(initiator),
-                ..Default::default()
-            },
-        ),
-        Ending::Lost { reason } => (
-            State::Disconnected,
-            TransitionDetail {
-                close_code: Some(CloseCode::ABNORMAL),
-                close_reason: Some(reason),
-                initiator: Some(Initiator::Upstream),
-                ..Default::default()
-            },
-        ),
-        Ending::Failed(e) => (
+        Outcome::Closed(e) => (State::Disconnected, e.detail()),
+        Outcome::Lost { reason } => {
+            (State::Disconnected, Ending::new(CloseCode::ABNORMAL, Some(reason), Initiator::Upstream).detail())
+        }
+        Outcome::Failed(e) => (
             State::Failed,
             TransitionDetail {
                 reason: Some(e.to_string()),
@@ -552,13 +553,13 @@ fn start_close(
     code: u16,
     reason: &str,
     by: Initiator,
-    ending: &mut Option<Ending>,
+    ending: &mut Option<Outcome>,
 ) {
     let m = Message::Close(Some(CloseFrame::new(code, reason)));
     if ws.feed(&m).is_ok() {
         record(session, Direction::ClientToUpstream, &m, by == Initiator::Admin, Utc::now());
     }
-    ending.get_or_insert(Ending::Closed { code, reason: Some(reason.to_owned()), initiator: by });
+    ending.get_or_insert(Outcome::Closed(Ending::closed(code, reason, by)));
 }
 
 fn record(session: &mut SessionHandle, direction: Direction, m: &Message, injected: bool, at: DateTime<Utc>) {
@@ -599,11 +600,11 @@ mod tests {
             GuardError::Restricted { host: "h".into(), addr: addr.ip(), range: crate::guard::Restricted::Loopback };
         let guarded = DialError::from(restricted);
         assert!(!guarded.retryable());
-        assert_eq!(guarded.kind(), "guard");
-        assert_eq!(rejected(403).kind(), "http_status");
+        assert_eq!(guarded.kind(), ReasonKind::Guard);
+        assert_eq!(rejected(403).kind(), ReasonKind::HttpStatus);
         assert_eq!(rejected(403).status(), Some(403));
         // A lookup failure from the guard is a DNS failure like any other.
         let lookup = DialError::from(GuardError::Lookup(ConnectError::Dns { host: "h".into(), source: io() }));
-        assert_eq!(lookup.kind(), "dns");
+        assert_eq!(lookup.kind(), ReasonKind::Dns);
     }
 }

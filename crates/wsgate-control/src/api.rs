@@ -29,7 +29,7 @@ use wsgate_store::SessionQuery;
 
 use crate::ControlPlane;
 use crate::body::JsonBody;
-use crate::commands::{InjectPayload, close_command};
+use crate::commands::{InjectPayload, close_command, deliver};
 use crate::error::{ApiError, ErrorBody};
 use crate::history::{self, SessionView};
 
@@ -347,18 +347,20 @@ fn queued() -> impl IntoResponse {
     path = "/api/sessions/{id}/inject",
     tag = "sessions",
     summary = "Send a message into a live session",
-    description = "Queues a text or binary message to the session's client or upstream. \
-                   The message shows up on the live stream flagged `injected`.",
+    description = "Sends a text or binary message to the session's client or upstream. \
+                   The message shows up on the live stream flagged `injected`. Answered once the \
+                   session has taken it (or refused it: 503 `busy` when that peer is not reading).",
     params(SessionPath),
     request_body(content = InjectRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "Queued", body = Queued),
         (status = 400, description = "Bad id, or a body that is empty, not JSON, or not an inject", body = ErrorBody),
         (status = 404, description = "No live session with this id", body = ErrorBody),
-        (status = 409, description = "The session has no such side", body = ErrorBody),
+        (status = 409, description = "The session has no such side (a mock has no upstream), or that side is closing", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
-        (status = 503, description = "The session's command queue is full; retry", body = ErrorBody,
+        (status = 503, description = "`busy`: the addressed peer is not reading (its output is at the high-water mark), \
+                                      or the session's command queue is full; retry", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ),
 )]
@@ -369,8 +371,8 @@ pub async fn inject(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id?.0)?;
     let InjectBody { to, text, base64 } = body.parse()?;
-    let command = InjectPayload { text, base64 }.into_command(to)?;
-    cp.inner.registry.command(id, command)?;
+    let inject = InjectPayload { text, base64 }.into_inject(to)?;
+    deliver(&cp.inner.registry, id, &inject).await?;
     Ok(queued())
 }
 

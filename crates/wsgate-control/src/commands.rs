@@ -16,12 +16,28 @@
 //!
 //! The ack is `{"type":"ack","ok":true,"sessions":<affected>}` or
 //! `{"type":"ack","ok":false,"error":".."}`; an `"id"` in the command is echoed back.
+//! An inject is acknowledged only once its session has said whether it sent the
+//! message ([`deliver`]): a peer that is not reading makes it `"error":"busy"` (with a
+//! `"detail"`), a side the session does not have (a mock's upstream) an error naming
+//! why.
+
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use wsgate_core::{Command, CommandError, Registry, SessionId, SessionKind, Target};
+use tokio::time::Instant;
+use wsgate_core::{
+    Command, CommandError, InjectAck, InjectRefused, InjectReply, Registry, SessionId, SessionKind, Target,
+};
 use wsgate_protocol::CloseCode;
+
+/// How long an inject waits for its session to say whether the message was sent. A
+/// session answers when its task next looks at its commands, normally within
+/// microseconds; one that has not answered by then (a proxied session still dialling
+/// its upstream with `accept_early`) keeps the message in its bounded command queue,
+/// and the inject is reported as queued.
+pub const INJECT_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest close reason that fits a close frame (125 bytes less the 2-byte code).
 pub const MAX_CLOSE_REASON: usize = 123;
@@ -60,22 +76,80 @@ pub struct InjectPayload {
 
 impl InjectPayload {
     /// Exactly one of text and base64, decoded.
-    pub fn into_command(self, to: Target) -> Result<Command, InvalidCommand> {
+    pub fn into_inject(self, to: Target) -> Result<Inject, InvalidCommand> {
         match (self.text, self.base64) {
-            (Some(text), None) => Ok(Command::Inject { to, payload: Bytes::from(text), binary: false }),
+            (Some(text), None) => Ok(Inject { to, payload: Bytes::from(text), binary: false }),
             (None, Some(b64)) => {
                 // Canonical base64 only (padded, no whitespace, zero trailing bits): one
                 // spelling per payload, which the OpenAPI document's pattern states.
                 let payload = base64::engine::general_purpose::STANDARD.decode(b64)?;
-                Ok(Command::Inject { to, payload: Bytes::from(payload), binary: true })
+                Ok(Inject { to, payload: Bytes::from(payload), binary: true })
             }
             _ => Err(InvalidCommand::PayloadChoice),
         }
     }
 }
 
+/// A validated inject, before it is addressed to a session (one inject may go to
+/// many: each gets its own command and ack).
+#[derive(Debug, Clone)]
+pub struct Inject {
+    pub to: Target,
+    pub payload: Bytes,
+    pub binary: bool,
+}
+
+impl Inject {
+    /// The command for one session, and the reply its session will send.
+    pub fn command(&self) -> (Command, InjectReply) {
+        let (ack, reply) = InjectAck::channel();
+        (Command::Inject { to: self.to, payload: self.payload.clone(), binary: self.binary, ack }, reply)
+    }
+}
+
+/// Why an inject was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    /// Not handed to the session (no such session, or its command queue is full).
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The session refused it (its peer is not reading, or it has no such side).
+    #[error(transparent)]
+    Refused(#[from] InjectRefused),
+}
+
+impl InjectError {
+    /// Transient: the session (or its peer) cannot take more now (HTTP 503).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Command(CommandError::Busy) | Self::Refused(InjectRefused::Busy { .. }))
+    }
+}
+
+/// Hands `inject` to session `id` and waits (at most [`INJECT_ACK_TIMEOUT`]) for its
+/// answer. Not answered in time: still queued, which counts as accepted.
+pub async fn deliver(registry: &Registry, id: SessionId, inject: &Inject) -> Result<(), InjectError> {
+    let (command, reply) = inject.command();
+    registry.command(id, command)?;
+    settle(reply, Instant::now() + INJECT_ACK_TIMEOUT).await
+}
+
+async fn settle(reply: InjectReply, deadline: Instant) -> Result<(), InjectError> {
+    match tokio::time::timeout_at(deadline, reply).await {
+        Ok(Ok(answer)) => Ok(answer?),
+        // The session ended with the command still queued: it was never sent.
+        Ok(Err(_)) => Err(CommandError::NotFound.into()),
+        Err(_) => Ok(()),
+    }
+}
+
 /// A validated close command: default 1000 and an empty reason.
 pub fn close_command(code: Option<u16>, reason: Option<String>) -> Result<Command, InvalidCommand> {
+    let (code, reason) = close_parts(code, reason)?;
+    Ok(Command::Close { code, reason })
+}
+
+/// A close's code and reason, validated (default 1000 and an empty reason).
+fn close_parts(code: Option<u16>, reason: Option<String>) -> Result<(u16, String), InvalidCommand> {
     let code = code.unwrap_or(CloseCode::NORMAL);
     if !CloseCode::is_sendable(code) {
         return Err(InvalidCommand::CloseCode(code));
@@ -84,7 +158,7 @@ pub fn close_command(code: Option<u16>, reason: Option<String>) -> Result<Comman
     if reason.len() > MAX_CLOSE_REASON {
         return Err(InvalidCommand::ReasonTooLong(reason.len()));
     }
-    Ok(Command::Close { code, reason })
+    Ok((code, reason))
 }
 
 /// A close code: a JSON number with no fractional part in 0‥65535. JSON (and JSON
@@ -120,11 +194,18 @@ struct RawCommand {
     connection_id: Option<String>,
 }
 
+/// What a live command asks of each session it addresses.
+#[derive(Debug, Clone)]
+enum Action {
+    Inject(Inject),
+    Close { code: u16, reason: String },
+}
+
 /// A live command after parsing: what to send, and to which sessions.
 #[derive(Debug)]
 struct Plan {
     sessions: Vec<SessionId>,
-    command: Command,
+    action: Action,
     /// One named session (errors are reported) or a set selected by path or kind
     /// (sessions that ended in between are skipped).
     single: bool,
@@ -143,6 +224,9 @@ pub struct Ack {
     skipped: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// With `"error":"busy"`: which side is not reading, and how much waits for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<serde_json::Value>,
 }
@@ -155,11 +239,19 @@ impl Ack {
             sessions: Some(sessions),
             skipped: (skipped > 0).then_some(skipped),
             error: None,
+            detail: None,
             id,
         }
     }
     fn err(error: impl ToString, id: Option<serde_json::Value>) -> Self {
-        Self { kind: "ack", ok: false, sessions: None, skipped: None, error: Some(error.to_string()), id }
+        Self { kind: "ack", ok: false, sessions: None, skipped: None, error: Some(error.to_string()), detail: None, id }
+    }
+    /// A refused inject: `busy` (with the detail) when it may succeed later.
+    fn refused(e: InjectError, id: Option<serde_json::Value>) -> Self {
+        if e.is_busy() {
+            return Self { error: Some("busy".into()), detail: Some(e.to_string()), ..Self::err("", id) };
+        }
+        Self::err(e, id)
     }
     pub fn to_bytes(&self) -> Bytes {
         // Serializing this struct cannot fail: no maps with non-string keys, no
@@ -176,8 +268,9 @@ pub fn reject(e: InvalidCommand) -> Ack {
     Ack::err(e, None)
 }
 
-/// Parses and carries out one live command.
-pub fn execute(registry: &Registry, text: &[u8]) -> Ack {
+/// Parses and carries out one live command; an inject is answered once its sessions
+/// have (see [`deliver`]).
+pub async fn execute(registry: &Registry, text: &[u8]) -> Ack {
     let raw: RawCommand = match serde_json::from_slice(text) {
         Ok(r) => r,
         Err(e) => return Ack::err(InvalidCommand::Json(e.to_string()), None),
@@ -187,20 +280,51 @@ pub fn execute(registry: &Registry, text: &[u8]) -> Ack {
         Ok(p) => p,
         Err(e) => return Ack::err(e, id),
     };
-    if plan.single {
-        return match plan.sessions.first().map(|s| registry.command(*s, plan.command)) {
-            Some(Ok(())) => Ack::ok(1, 0, id),
-            Some(Err(e)) => Ack::err(e, id),
+    match (plan.action, plan.single) {
+        (Action::Inject(inject), true) => match plan.sessions.first() {
+            Some(s) => match deliver(registry, *s, &inject).await {
+                Ok(()) => Ack::ok(1, 0, id),
+                Err(e) => Ack::refused(e, id),
+            },
             None => Ack::err(CommandError::NotFound, id),
-        };
-    }
-    let mut sent = 0;
-    for s in &plan.sessions {
-        if registry.command(*s, plan.command.clone()).is_ok() {
-            sent += 1;
+        },
+        (Action::Inject(inject), false) => {
+            // Every session gets the command at once; then the answers are collected
+            // under one deadline, so many sessions cost one wait, not one each.
+            let replies: Vec<_> = plan
+                .sessions
+                .iter()
+                .filter_map(|s| {
+                    let (command, reply) = inject.command();
+                    registry.command(*s, command).ok().map(|()| reply)
+                })
+                .collect();
+            let deadline = Instant::now() + INJECT_ACK_TIMEOUT;
+            let mut sent = 0;
+            for reply in replies {
+                if settle(reply, deadline).await.is_ok() {
+                    sent += 1;
+                }
+            }
+            Ack::ok(sent, plan.sessions.len() - sent, id)
+        }
+        (Action::Close { code, reason }, true) => {
+            let command = Command::Close { code, reason };
+            match plan.sessions.first().map(|s| registry.command(*s, command)) {
+                Some(Ok(())) => Ack::ok(1, 0, id),
+                Some(Err(e)) => Ack::err(e, id),
+                None => Ack::err(CommandError::NotFound, id),
+            }
+        }
+        (Action::Close { code, reason }, false) => {
+            let sent = plan
+                .sessions
+                .iter()
+                .filter(|s| registry.command(**s, Command::Close { code, reason: reason.clone() }).is_ok())
+                .count();
+            Ack::ok(sent, plan.sessions.len() - sent, id)
         }
     }
-    Ack::ok(sent, plan.sessions.len() - sent, id)
 }
 
 fn plan(registry: &Registry, raw: RawCommand) -> Result<Plan, InvalidCommand> {
@@ -215,7 +339,7 @@ fn plan(registry: &Registry, raw: RawCommand) -> Result<Plan, InvalidCommand> {
                     (None, text, base64) => InjectPayload { text, base64 },
                     _ => return Err(InvalidCommand::PayloadChoice),
                 };
-                return Ok(Plan { sessions, command: payload.into_command(to)?, single: false });
+                return Ok(Plan { sessions, action: Action::Inject(payload.into_inject(to)?), single: false });
             }
             let session = parse_session(raw.session)?;
             let to = raw.to.ok_or(InvalidCommand::Missing("to"))?;
@@ -224,15 +348,16 @@ fn plan(registry: &Registry, raw: RawCommand) -> Result<Plan, InvalidCommand> {
                 (Some(_), _, _) => return Err(InvalidCommand::PayloadChoice),
                 (None, text, base64) => InjectPayload { text, base64 },
             };
-            Ok(Plan { sessions: vec![session], command: payload.into_command(to)?, single: true })
+            Ok(Plan { sessions: vec![session], action: Action::Inject(payload.into_inject(to)?), single: true })
         }
         "close" => {
-            let command = close_command(raw.code, raw.reason)?;
+            let (code, reason) = close_parts(raw.code, raw.reason)?;
+            let action = Action::Close { code, reason };
             if let Some(path) = raw.connection_id {
                 // websocket-multiplex shape: a "connection" is every session on a path.
-                return Ok(Plan { sessions: registry.live_on_path(&path), command, single: false });
+                return Ok(Plan { sessions: registry.live_on_path(&path), action, single: false });
             }
-            Ok(Plan { sessions: vec![parse_session(raw.session)?], command, single: true })
+            Ok(Plan { sessions: vec![parse_session(raw.session)?], action, single: true })
         }
         other => Err(InvalidCommand::Type(other.to_owned())),
     }
@@ -270,17 +395,17 @@ mod tests {
     #[test]
     fn payload_choice() {
         let p = InjectPayload { text: Some("hi".into()), base64: None };
-        assert!(matches!(p.into_command(Target::Client), Ok(Command::Inject { binary: false, .. })));
+        assert!(matches!(p.into_inject(Target::Client), Ok(Inject { binary: false, .. })));
         let p = InjectPayload { text: None, base64: Some("AAE=".into()) };
-        match p.into_command(Target::Upstream) {
-            Ok(Command::Inject { to: Target::Upstream, payload, binary: true }) => assert_eq!(&payload[..], &[0, 1]),
+        match p.into_inject(Target::Upstream) {
+            Ok(Inject { to: Target::Upstream, payload, binary: true }) => assert_eq!(&payload[..], &[0, 1]),
             other => panic!("unexpected {other:?}"),
         }
         let both = InjectPayload { text: Some("a".into()), base64: Some("AA==".into()) };
-        assert_eq!(both.into_command(Target::Client).err(), Some(InvalidCommand::PayloadChoice));
-        assert_eq!(InjectPayload::default().into_command(Target::Client).err(), Some(InvalidCommand::PayloadChoice));
+        assert_eq!(both.into_inject(Target::Client).err(), Some(InvalidCommand::PayloadChoice));
+        assert_eq!(InjectPayload::default().into_inject(Target::Client).err(), Some(InvalidCommand::PayloadChoice));
         let bad = InjectPayload { text: None, base64: Some("***".into()) };
-        assert!(matches!(bad.into_command(Target::Client), Err(InvalidCommand::Base64(_))));
+        assert!(matches!(bad.into_inject(Target::Client), Err(InvalidCommand::Base64(_))));
     }
 
     #[test]
@@ -312,8 +437,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn malformed_live_commands_get_error_acks() {
+    #[tokio::test]
+    async fn malformed_live_commands_get_error_acks() {
         let r = Registry::default();
         for bad in [
             &b"not json"[..],
@@ -325,21 +450,22 @@ mod tests {
             br#"{"type":"close","session":"0190c3a0-0000-7000-8000-000000000000","code":1006}"#,
             br#"[1,2,3]"#,
         ] {
-            let ack = execute(&r, bad);
+            let ack = execute(&r, bad).await;
             assert!(!ack.is_ok(), "{}", String::from_utf8_lossy(bad));
         }
         // A well-formed command for a session that does not exist.
         let ack = execute(
             &r,
             br#"{"type":"inject","session":"0190c3a0-0000-7000-8000-000000000000","to":"client","text":"x","id":7}"#,
-        );
+        )
+        .await;
         let v: serde_json::Value = serde_json::from_slice(&ack.to_bytes()).unwrap_or_default();
         assert_eq!(v["ok"], false);
         assert_eq!(v["id"], 7);
         // Multiplex shapes on no sessions succeed with 0 affected.
-        let ack = execute(&r, br#"{"type":"inject","target":"all-clients","message":{"a":1}}"#);
+        let ack = execute(&r, br#"{"type":"inject","target":"all-clients","message":{"a":1}}"#).await;
         assert!(ack.is_ok());
-        let ack = execute(&r, br#"{"type":"close","connectionId":"/chat"}"#);
+        let ack = execute(&r, br#"{"type":"close","connectionId":"/chat"}"#).await;
         assert!(ack.is_ok());
     }
 }

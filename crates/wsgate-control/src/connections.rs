@@ -39,7 +39,7 @@ use wsgate_protocol::tls::ClientConfig;
 use crate::ControlPlane;
 use crate::api::{CloseRequest, Queued, QueuedStatus, SessionPath, parse_id};
 use crate::body::JsonBody;
-use crate::commands::{InjectPayload, close_command};
+use crate::commands::{InjectError, InjectPayload, close_command, deliver};
 use crate::error::{ApiError, ErrorBody};
 
 /// The route name outbound sessions carry.
@@ -494,7 +494,8 @@ pub async fn create(State(cp): State<ControlPlane>, body: JsonBody) -> Result<im
         (status = 409, description = "The connection has ended", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
-        (status = 503, description = "The session's command queue is full; retry", body = ErrorBody,
+        (status = 503, description = "`busy`: the server is not reading (the connection's output is at the \
+                                      high-water mark), or the session's command queue is full; retry", body = ErrorBody,
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ),
 )]
@@ -505,9 +506,12 @@ pub async fn send(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id?.0)?;
     let SendBody { text, base64 } = body.parse()?;
-    let command = InjectPayload { text, base64 }.into_command(Target::Upstream)?;
+    let inject = InjectPayload { text, base64 }.into_inject(Target::Upstream)?;
     live_connection(&cp, id)?;
-    cp.inner.registry.command(id, command).map_err(|e| not_found_as_connection(e, id))?;
+    deliver(&cp.inner.registry, id, &inject).await.map_err(|e| match e {
+        InjectError::Command(e) => not_found_as_connection(e, id),
+        InjectError::Refused(r) => r.into(),
+    })?;
     Ok(queued())
 }
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use utoipa::ToSchema;
-use wsgate_core::{CommandError, SessionId};
+use wsgate_core::{CommandError, InjectRefused, SessionId};
 use wsgate_protocol::handshake::UpgradeError;
 
 use crate::commands::InvalidCommand;
@@ -54,6 +54,9 @@ pub enum ApiError {
     Invalid(#[from] InvalidCommand),
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The session refused an inject.
+    #[error(transparent)]
+    Refused(#[from] InjectRefused),
     #[error("{0}")]
     Upgrade(#[from] UpgradeError),
     #[error("cannot encode metrics")]
@@ -126,6 +129,9 @@ impl ApiError {
             // The session's command queue is full: transient, so 503 with Retry-After.
             Self::Command(CommandError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Command(CommandError::NoSuchSide(_)) => StatusCode::CONFLICT,
+            // The peer is not reading: transient, like a full queue.
+            Self::Refused(InjectRefused::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Refused(InjectRefused::NoSuchSide { .. } | InjectRefused::Closing { .. }) => StatusCode::CONFLICT,
             Self::Upgrade(e) => e.status(),
             Self::MetricsEncoding => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NoHistory => StatusCode::NOT_FOUND,
@@ -139,19 +145,29 @@ impl ApiError {
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 #[schema(example = json!({"error": "no session with id 0193a4b2-7c1e-7d3f-9a2b-1c2d3e4f5a6b"}))]
 pub struct ErrorBody {
-    /// What went wrong, for a person to read.
+    /// What went wrong, for a person to read; `busy` (with a `detail`) for a 503 that
+    /// a retry may cure.
     pub error: String,
+    /// For `busy`: what is busy (a full command queue, or a peer that is not reading).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut res = (status, Json(ErrorBody { error: self.to_string() })).into_response();
+        let busy = matches!(self, Self::Command(CommandError::Busy) | Self::Refused(InjectRefused::Busy { .. }));
+        let body = match busy {
+            // A stable word a script can test, and the sentence for a person.
+            true => ErrorBody { error: "busy".into(), detail: Some(self.to_string()) },
+            false => ErrorBody { error: self.to_string(), detail: None },
+        };
+        let mut res = (status, Json(body)).into_response();
         match self {
             Self::Unauthorized => {
                 res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Command(CommandError::Busy) => {
+            Self::Command(CommandError::Busy) | Self::Refused(InjectRefused::Busy { .. }) => {
                 res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
@@ -169,6 +185,15 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         res
+    }
+}
+
+impl From<crate::commands::InjectError> for ApiError {
+    fn from(e: crate::commands::InjectError) -> Self {
+        match e {
+            crate::commands::InjectError::Command(c) => c.into(),
+            crate::commands::InjectError::Refused(r) => r.into(),
+        }
     }
 }
 

@@ -84,7 +84,9 @@ pub fn event(ev: &SessionEvent, payload_cap: usize) -> Bytes {
             transition,
         }),
         SessionEvent::Message(m) => message(m, payload_cap),
-        SessionEvent::Error { info, kind, message } => to_bytes(&LiveEvent::Error { session: info.id, kind, message }),
+        SessionEvent::Error { info, kind, message } => {
+            to_bytes(&LiveEvent::Error { session: info.id, kind: kind.as_str(), message })
+        }
     }
 }
 

@@ -104,7 +104,10 @@ impl SessionView {
             headers: s.info.headers.clone(),
             opened_at: s.info.opened_at,
             live: !s.state.is_final(),
-            failure_kind: last.filter(|_| s.state == SessionState::Failed).and_then(|d| d.reason_kind).map(Into::into),
+            failure_kind: last
+                .filter(|_| s.state == SessionState::Failed)
+                .and_then(|d| d.reason_kind)
+                .map(|k| k.as_str().into()),
             http_status: last.filter(|_| s.state == SessionState::Failed).and_then(|d| d.http_status),
             state: s.state,
             upstream: s.upstream,

@@ -40,7 +40,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry as PromRegistry;
 use tokio_util::sync::CancellationToken;
-use wsgate_core::{Direction, EventBus, ObserverQueue, Registry, SessionEvent, SessionKind, State as SessionState};
+use wsgate_core::{
+    Direction, ErrorKind, EventBus, ObserverQueue, Registry, SessionEvent, SessionKind, State as SessionState,
+};
 
 use crate::ControlPlane;
 use crate::error::ApiError;
@@ -54,7 +56,7 @@ pub const CONNECT_BUCKETS: [f64; 14] =
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const OUTCOMES: [&str; 2] = ["disconnected", "failed"];
 /// `SessionEvent::Error` kinds that mean "a queued message was dropped".
-const QUEUE_DROP_REASONS: [&str; 2] = ["queue_timeout", "queue_overflow"];
+const QUEUE_DROP_REASONS: [ErrorKind; 2] = [ErrorKind::QueueTimeout, ErrorKind::QueueOverflow];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -142,7 +144,7 @@ impl Metrics {
             }
         }
         for reason in QUEUE_DROP_REASONS {
-            drop(queue_dropped.get_or_create(&ReasonLabels { reason }));
+            drop(queue_dropped.get_or_create(&ReasonLabels { reason: reason.as_str() }));
         }
         Self {
             registry,
@@ -189,8 +191,8 @@ impl Metrics {
             // Counted on the bus (`EventBus::traffic`); the observer does not ask for them.
             SessionEvent::Message(_) => {}
             SessionEvent::Error { kind, .. } => {
-                if QUEUE_DROP_REASONS.contains(kind) {
-                    self.queue_dropped.get_or_create(&ReasonLabels { reason: kind }).inc();
+                if kind.is_queue_drop() {
+                    self.queue_dropped.get_or_create(&ReasonLabels { reason: kind.as_str() }).inc();
                 }
             }
         }

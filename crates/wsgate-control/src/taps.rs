@@ -12,7 +12,7 @@
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use wsgate_core::{Command, Registry, Target};
+use wsgate_core::{Command, InjectAck, Registry, Target};
 use wsgate_protocol::{Message, WsConfig};
 
 use crate::ControlPlane;
@@ -128,7 +128,7 @@ fn tap(cp: ControlPlane, req: Request, side: TapSide, prefix: &str) -> Result<Re
     upgrade(&cp, req, WsConfig::default(), move |ws| async move {
         pump(ws, sub, shutdown, |msg| {
             inject_on_path(&registry, &path, to, msg);
-            None
+            std::future::ready(None)
         })
         .await;
     })
@@ -142,7 +142,12 @@ fn inject_on_path(registry: &Registry, path: &str, to: Target, msg: Message) {
         _ => return,
     };
     for id in registry.live_on_path(path) {
-        if let Err(e) = registry.command(id, Command::Inject { to, payload: payload.clone(), binary }) {
+        if let Err(e) = registry.command(
+            id,
+            // Nobody waits for a tap's answer: the session still refuses what its
+            // peer cannot take (the bound holds), the tap just does not hear of it.
+            Command::Inject { to, payload: payload.clone(), binary, ack: InjectAck::detached() },
+        ) {
             tracing::debug!(session = %id, error = %e, "tap inject not delivered");
         }
     }

@@ -94,14 +94,17 @@ async fn flush<IO: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<IO>, shutdo
 /// The loop of every control socket: writes what the hub queues for it, hands data
 /// messages it receives to `on_data` (writing back whatever reply that returns), and
 /// closes with 1001 on shutdown. Pings are answered by `WsStream`.
-pub(crate) async fn pump<IO, F>(
+pub(crate) async fn pump<IO, F, R>(
     mut ws: WsStream<IO>,
     mut sub: Subscription,
     shutdown: CancellationToken,
     mut on_data: F,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
-    F: FnMut(Message) -> Option<Message>,
+    F: FnMut(Message) -> R,
+    // A command's answer may wait for its sessions (an inject's ack, bounded by
+    // `INJECT_ACK_TIMEOUT`); events meanwhile wait in the subscription's bounded queue.
+    R: std::future::Future<Output = Option<Message>>,
 {
     loop {
         tokio::select! {
@@ -114,7 +117,7 @@ pub(crate) async fn pump<IO, F>(
             }
             msg = ws.recv() => match msg {
                 Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                    if let Some(reply) = on_data(m)
+                    if let Some(reply) = on_data(m).await
                         && (ws.feed(&reply).is_err() || !flush(&mut ws, &shutdown).await)
                     {
                         return;
@@ -205,11 +208,14 @@ pub async fn live(
             return;
         }
         pump(ws, sub, shutdown, |msg| {
-            let ack = match msg {
-                Message::Text(cmd) => commands::execute(&registry, &cmd),
-                _ => commands::reject(InvalidCommand::Binary),
-            };
-            Some(Message::Text(ack.to_bytes()))
+            let registry = registry.clone();
+            async move {
+                let ack = match msg {
+                    Message::Text(cmd) => commands::execute(&registry, &cmd).await,
+                    _ => commands::reject(InvalidCommand::Binary),
+                };
+                Some(Message::Text(ack.to_bytes()))
+            }
         })
         .await;
     })

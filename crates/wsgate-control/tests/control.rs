@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsgate_control::{ControlConfig, ControlPlane, MAX_MESSAGE_BODY_BYTES, register_observers, serve};
 use wsgate_core::{
-    Command, Direction, EventBus, Registry, SessionHandle, SessionId, SessionInfo, SessionKind, State, Target,
-    TransitionDetail,
+    Command, Direction, ErrorKind, EventBus, InjectAck, Registry, SessionHandle, SessionId, SessionInfo, SessionKind,
+    State, Target, TransitionDetail,
 };
 use wsgate_protocol::{
     CloseCode, CloseFrame, ConnectError, ConnectRequest, Frame, Message, OpCode, Role, Transport, WsConfig, WsStream,
@@ -65,8 +65,26 @@ async fn start(cfg: ControlConfig) -> Gateway {
 }
 
 impl Gateway {
+    /// A session whose injects are acknowledged at once (as a session task would),
+    /// then handed to the test; `open_with_capacity` gives the raw queue.
     fn open(&self, kind: SessionKind, route: &str, path: &str) -> (SessionHandle, mpsc::Receiver<Command>) {
-        self.open_with_capacity(kind, route, path, 16)
+        let (session, mut raw) = self.open_with_capacity(kind, route, path, 16);
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(cmd) = raw.recv().await {
+                let cmd = match cmd {
+                    Command::Inject { to, payload, binary, ack } => {
+                        ack.send(Ok(()));
+                        Command::Inject { to, payload, binary, ack: InjectAck::detached() }
+                    }
+                    other => other,
+                };
+                if tx.send(cmd).await.is_err() {
+                    break;
+                }
+            }
+        });
+        (session, rx)
     }
 
     fn open_with_capacity(
@@ -210,7 +228,7 @@ async fn command(rx: &mut mpsc::Receiver<Command>) -> Command {
 
 fn assert_inject(cmd: Command, want_to: Target, want: &[u8], want_binary: bool) {
     match cmd {
-        Command::Inject { to, payload, binary } => {
+        Command::Inject { to, payload, binary, .. } => {
             assert_eq!((to, &payload[..], binary), (want_to, want, want_binary));
         }
         other => panic!("expected an inject, got {other:?}"),
@@ -270,10 +288,10 @@ async fn metrics_count_events() {
     s.transition(State::Connected, connected(1.5));
     s.frame(Direction::ClientToUpstream, &Frame::text("abc"), false);
     s.frame(Direction::UpstreamToClient, &Frame::binary(&b"12345"[..]), false);
-    s.error("queue_overflow", "queue full: message dropped".into());
-    s.error("queue_overflow", "queue full: message dropped".into());
-    s.error("queue_timeout", "upstream did not connect in time: message dropped".into());
-    s.error("resolver", "not a queue drop".into());
+    s.error(ErrorKind::QueueOverflow, "queue full: message dropped".into());
+    s.error(ErrorKind::QueueOverflow, "queue full: message dropped".into());
+    s.error(ErrorKind::QueueTimeout, "upstream did not connect in time: message dropped".into());
+    s.error(ErrorKind::ResolverFallback, "not a queue drop".into());
     s.transition(State::Failed, TransitionDetail { reason: Some("boom".into()), ..Default::default() });
     drop(s);
     let (mut r, _rrx) = gw.open(SessionKind::Relay, "rooms", "/room");
@@ -494,7 +512,7 @@ async fn live_stream_status_then_events() {
     let ev = ws.next_json().await;
     assert_eq!((ev["opcode"].as_str(), ev["close_code"].as_u64()), (Some("close"), Some(4000)));
 
-    s.error("queue_overflow", "dropped one".into());
+    s.error(ErrorKind::QueueOverflow, "dropped one".into());
     let ev = ws.next_json().await;
     assert_eq!(
         ev,

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use wsgate_protocol::OpCode;
 
+use crate::kinds::ErrorKind;
 use crate::session::{SessionInfo, Transition};
 
 /// Which way a frame travelled.
@@ -84,7 +85,7 @@ pub enum SessionEvent {
     /// fallback) without necessarily ending the session.
     Error {
         info: Arc<SessionInfo>,
-        kind: &'static str,
+        kind: ErrorKind,
         message: String,
     },
 }

@@ -10,15 +10,21 @@
 //! Nothing here does I/O: it is the vocabulary, not the machinery.
 
 pub mod bus;
+pub mod command;
+pub mod ending;
 pub mod event;
 pub mod id;
+pub mod kinds;
 pub mod path_filter;
 pub mod registry;
 pub mod session;
 
 pub use bus::{EventBus, EventBusBuilder, ObserverQueue, Overflow, Pending};
+pub use command::{COMMAND_QUEUE, HIGH_WATER, InjectAck, InjectRefused, InjectReply};
+pub use ending::Ending;
 pub use event::{Direction, MessageEvent, SessionEvent};
 pub use id::SessionId;
+pub use kinds::{ErrorKind, ReasonKind};
 pub use path_filter::path_matches;
 pub use registry::{Command, CommandError, Registry, SessionSnapshot, Target};
 pub use session::{

@@ -37,10 +37,11 @@ pub enum Target {
 }
 
 /// An operator's command to a live session.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Command {
-    /// Send a text (`binary == false`) or binary message to one side.
-    Inject { to: Target, payload: Bytes, binary: bool },
+    /// Send a text (`binary == false`) or binary message to one side; the session
+    /// answers `ack` (sent, or why not: see [`crate::InjectRefused`]).
+    Inject { to: Target, payload: Bytes, binary: bool, ack: crate::command::InjectAck },
     /// Close both sides with this code and reason.
     Close { code: u16, reason: String },
 }

@@ -13,6 +13,7 @@ use wsgate_protocol::{Frame, OpCode};
 use crate::bus::{EventBus, Pending};
 use crate::event::{Direction, MessageEvent, SessionEvent};
 use crate::id::SessionId;
+use crate::kinds::{ErrorKind, ReasonKind};
 use crate::registry::{Command, Registry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -166,10 +167,9 @@ pub struct TransitionDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Machine-readable class of a failure: `dns`, `refused`, `tls`, `timeout`,
-    /// `http_status`, `handshake`, `resolver`.
+    /// `http_status`, `handshake`, `resolver`, … ([`ReasonKind`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub reason_kind: Option<&'static str>,
+    pub reason_kind: Option<ReasonKind>,
     /// HTTP status of a refused upstream upgrade.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
@@ -387,7 +387,7 @@ impl SessionHandle {
 
     /// Reports a non-fatal error or a notable event (queued messages dropped, a
     /// resolver fallback).
-    pub fn error(&mut self, kind: &'static str, message: String) {
+    pub fn error(&mut self, kind: ErrorKind, message: String) {
         self.bus.emit_or_park(SessionEvent::Error { info: self.info.clone(), kind, message }, &mut self.pending);
     }
 }
@@ -399,7 +399,7 @@ fn log_transition(info: &SessionInfo, state: State, d: &TransitionDetail) {
     match state {
         State::Failed => tracing::warn!(
             session = %id, kind, path, reason = d.reason.as_deref().unwrap_or(""),
-            reason_kind = d.reason_kind.unwrap_or(""), http_status = d.http_status, "session failed"
+            reason_kind = d.reason_kind.map_or("", ReasonKind::as_str), http_status = d.http_status, "session failed"
         ),
         State::Disconnected => tracing::info!(
             session = %id, kind, path, close_code = d.close_code, close_reason = d.close_reason.as_deref().unwrap_or(""),

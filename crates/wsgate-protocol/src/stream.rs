@@ -118,6 +118,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
         &self.io
     }
 
+    /// Bytes queued and not yet written: a peer that does not read makes it grow, so
+    /// callers that queue on their own initiative (injects) check it against a bound.
+    #[inline]
+    pub fn buffered(&self) -> usize {
+        self.wr.len()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.close_sent && self.close_received
     }

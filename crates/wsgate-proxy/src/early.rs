@@ -108,7 +108,7 @@ where
             _ = shutdown.cancelled() => return EarlyOutcome::Shutdown,
             _ = sleep_until_opt(expiry) => {
                 for _ in 0..queue.expire(Instant::now()) {
-                    session.error("queue_timeout", "queued message dropped: upstream not ready within the queue timeout".into());
+                    session.error(wsgate_core::ErrorKind::QueueTimeout, "queued message dropped: upstream not ready within the queue timeout".into());
                 }
             }
             frame = poll_fn(|cx| client.poll_next_frame(cx)) => match frame {
@@ -138,7 +138,7 @@ where
                             Err(e) => return EarlyOutcome::ClientBroke(e),
                         };
                         if !queue.push(whole) {
-                            session.error("queue_overflow", "queued message dropped: the accept-early queue is full".into());
+                            session.error(wsgate_core::ErrorKind::QueueOverflow, "queued message dropped: the accept-early queue is full".into());
                         }
                     }
                 },

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use wsgate_core::{Initiator, SessionHandle, SessionInfo, SessionKind, State, TransitionDetail};
-use wsgate_protocol::handshake::{into_transport, offered_subprotocols, switching_protocols, validate_upgrade};
+use wsgate_core::{Ending, ErrorKind, Initiator, ReasonKind, SessionHandle, SessionKind, State, TransitionDetail};
 use wsgate_protocol::{CloseCode, ConnectError, ConnectRequest, Connected, Frame};
+use wsgate_session::{PendingUpgrade, Upgrade, upgrade};
 
 use crate::config::ProxyConfig;
 use crate::early::{EarlyOutcome, EarlyQueue, wait_for_upstream};
@@ -19,8 +18,8 @@ use crate::pump::{Pump, PumpConfig, Side};
 use crate::service::Proxy;
 use crate::upstream::resolve;
 
-/// Capacity of each session's command queue (inject/close from the control plane).
-pub const COMMAND_QUEUE: usize = 64;
+/// Capacity of each session's command queue: the one every session shares.
+pub use wsgate_core::COMMAND_QUEUE;
 
 use wsgate_listener::{Body, Conn, not_an_upgrade, plain};
 
@@ -29,7 +28,7 @@ fn failed(session: &mut SessionHandle, err: &ConnectError, upstream: &str) {
         State::Failed,
         TransitionDetail {
             reason: Some(err.to_string()),
-            reason_kind: Some(err.kind()),
+            reason_kind: Some(ReasonKind::from(err)),
             http_status: err.status().map(|s| s.as_u16()),
             upstream: Some(upstream.to_owned()),
             initiator: Some(Initiator::Upstream),
@@ -62,22 +61,15 @@ fn unavailable(cfg: &ProxyConfig, session: &SessionHandle, status: StatusCode, d
 
 pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>, conn: Conn) -> Response<Body> {
     let Conn { peer, tls, permit } = conn;
-    let key = match validate_upgrade(req.method(), req.headers()) {
-        Ok(k) => k,
+    let up = match Upgrade::new(&mut req) {
+        Ok(u) => u,
         Err(e) => return not_an_upgrade("wsgate proxy", &e),
     };
     let cfg = &proxy.cfg;
-    let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
-    let info = SessionInfo {
-        id: wsgate_core::SessionId::new(),
-        kind: SessionKind::Proxy,
-        route: cfg.route.clone(),
-        path: path.clone(),
-        client_addr: Some(peer),
-        headers: headers::recorded(req.headers(), &cfg.forward_headers),
-        opened_at: chrono::Utc::now(),
-    };
-    let (mut session, commands) = SessionHandle::open(info, proxy.bus.clone(), proxy.registry.clone(), COMMAND_QUEUE);
+    let path = up.path().to_owned();
+    let recorded = headers::recorded(req.headers(), &cfg.forward_headers);
+    let info = up.session_info(SessionKind::Proxy, cfg.route.clone(), peer, recorded);
+    let (mut session, commands) = upgrade::open(info, &proxy.bus, &proxy.registry);
 
     let resolved = match resolve(cfg, &proxy.http, &path).await {
         Ok(r) => r,
@@ -86,7 +78,7 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
                 State::Failed,
                 TransitionDetail {
                     reason: Some(e.to_string()),
-                    reason_kind: Some("resolver"),
+                    reason_kind: Some(ReasonKind::Resolver),
                     initiator: Some(Initiator::Gateway),
                     ..Default::default()
                 },
@@ -95,40 +87,36 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         }
     };
     if let Some(why) = &resolved.fallback_reason {
-        session.error("resolver_fallback", format!("{why}; using the static upstream"));
+        session.error(ErrorKind::ResolverFallback, format!("{why}; using the static upstream"));
     }
     let upstream_url = resolved.url.to_string();
     session
         .transition(State::Connecting, TransitionDetail { upstream: Some(upstream_url.clone()), ..Default::default() });
 
-    let offered = offered_subprotocols(req.headers());
+    let offered = up.offered().to_vec();
     // The client side's permessage-deflate is ours to accept; the upstream side's is
     // negotiated by our own offer below. Each side compresses (or not) on its own.
-    let client_deflate = cfg.deflate.as_ref().and_then(|policy| {
-        let offers = req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
-        wsgate_protocol::deflate::accept_offer(offers.iter().filter_map(|v| v.to_str().ok()), policy)
-    });
+    let client_deflate = up.accept_deflate(cfg.deflate.as_ref());
     let level = cfg.deflate.map_or(6, |d| d.level);
     let mut connect = ConnectRequest::new(resolved.url);
     connect.deflate = cfg.deflate;
     connect.headers = headers::forwarded(req.headers(), &cfg.forward_headers, Some(peer), tls);
     connect.timeout = cfg.connect_timeout;
     connect.tls = Some(cfg.upstream_tls.clone());
-    let on_upgrade = hyper::upgrade::on(&mut req);
 
     if cfg.accept_early {
         // The client is answered before the upstream: it gets its own first choice of
         // subprotocol, and the upstream is offered only that one.
         let chosen = offered.first().cloned();
         connect.subprotocols = chosen.iter().cloned().collect();
-        let response = with_extensions(switching_protocols(&key, chosen.as_deref()), client_deflate.as_ref());
+        let (response, pending) = up.accept(chosen.as_deref(), client_deflate.as_ref());
         let p = proxy.clone();
         proxy.tracker.spawn(async move {
             let _permit = permit;
-            let Some(client) = take_client(on_upgrade, &p, client_deflate.map(|d| (d, level))).await else { return };
+            let Some(client) = take_client(pending, &p, client_deflate.map(|d| (d, level))).await else { return };
             run_early(p, session, commands, client, connect, upstream_url).await;
         });
-        return map_body(response);
+        return response;
     }
 
     connect.subprotocols = offered;
@@ -151,12 +139,11 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         }
     };
     let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let response =
-        with_extensions(switching_protocols(&key, connected.subprotocol.as_deref()), client_deflate.as_ref());
+    let (response, pending) = up.accept(connected.subprotocol.as_deref(), client_deflate.as_ref());
     let p = proxy.clone();
     proxy.tracker.spawn(async move {
         let _permit = permit;
-        let Some(client) = take_client(on_upgrade, &p, client_deflate.map(|d| (d, level))).await else { return };
+        let Some(client) = take_client(pending, &p, client_deflate.map(|d| (d, level))).await else { return };
         session.transition(
             State::Connected,
             TransitionDetail {
@@ -174,7 +161,7 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         );
         Pump::new(client, upstream, &mut session, commands, pump_config(&p), p.shutdown.clone()).run().await;
     });
-    map_body(response)
+    response
 }
 
 fn pump_config(p: &Proxy) -> PumpConfig {
@@ -188,28 +175,12 @@ fn pump_config(p: &Proxy) -> PumpConfig {
 /// The client's side of the session once hyper has written our 101; `None` if the
 /// client went away before the upgrade completed.
 async fn take_client(
-    on_upgrade: hyper::upgrade::OnUpgrade,
+    pending: PendingUpgrade,
     p: &Proxy,
     deflate: Option<(wsgate_protocol::deflate::DeflateParams, u32)>,
 ) -> Option<Side> {
-    let upgraded = on_upgrade.await.ok()?;
-    let (io, leftover) = into_transport(upgraded).ok()?;
+    let (io, leftover) = pending.transport().await?;
     Some(Side::client(io, leftover, p.cfg.max_message_size, deflate))
-}
-
-/// Adds the agreed `Sec-WebSocket-Extensions` to a 101 answer.
-fn with_extensions(
-    mut r: Response<http_body_util::Empty<Bytes>>,
-    deflate: Option<&wsgate_protocol::deflate::DeflateParams>,
-) -> Response<http_body_util::Empty<Bytes>> {
-    if let Some(v) = deflate.and_then(|p| HeaderValue::from_str(&p.to_header()).ok()) {
-        r.headers_mut().insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
-    }
-    r
-}
-
-fn map_body(r: Response<http_body_util::Empty<Bytes>>) -> Response<Body> {
-    r.map(|_| Full::new(Bytes::new()))
 }
 
 async fn run_early(
@@ -228,7 +199,7 @@ async fn run_early(
         EarlyOutcome::Ready(c) => *c,
         EarlyOutcome::DialFailed(e) => {
             failed(&mut session, &e, &upstream_url);
-            let reason = format!("upstream unavailable: {}", e.kind());
+            let reason = format!("upstream unavailable: {}", ReasonKind::from(&e));
             let _ = client.write_now(&close_frame(CloseCode::BAD_GATEWAY, &reason)).await;
             return;
         }
@@ -237,16 +208,16 @@ async fn run_early(
                 let _ = client.write_now(&close_frame(c.code, "")).await;
             }
             let code = close.as_ref().map(|c| c.code).unwrap_or(CloseCode::ABNORMAL);
-            return disconnected(&mut session, code, close.map(|c| c.reason), Initiator::Client);
+            return Ending::new(code, close.map(|c| c.reason), Initiator::Client).finish(&mut session).await;
         }
         EarlyOutcome::ClientBroke(e) => {
             let _ = client.write_now(&close_frame(e.close_code(), &e.to_string())).await;
-            return disconnected(&mut session, e.close_code(), Some(e.to_string()), Initiator::Gateway);
+            return Ending::new(e.close_code(), Some(e.to_string()), Initiator::Gateway).finish(&mut session).await;
         }
         EarlyOutcome::Shutdown => {
             let reason = "gateway shutting down";
             let _ = client.write_now(&close_frame(CloseCode::GOING_AWAY, reason)).await;
-            return disconnected(&mut session, CloseCode::GOING_AWAY, Some(reason.into()), Initiator::Gateway);
+            return Ending::closed(CloseCode::GOING_AWAY, reason, Initiator::Gateway).finish(&mut session).await;
         }
     };
     session.transition(
@@ -269,18 +240,6 @@ async fn run_early(
         upstream.queue_frame(&frame);
     }
     Pump::new(client, upstream, &mut session, commands, pump_config(&p), p.shutdown.clone()).run().await;
-}
-
-fn disconnected(session: &mut SessionHandle, code: u16, reason: Option<String>, initiator: Initiator) {
-    session.transition(
-        State::Disconnected,
-        TransitionDetail {
-            close_code: Some(code),
-            close_reason: reason,
-            initiator: Some(initiator),
-            ..Default::default()
-        },
-    );
 }
 
 fn close_frame(code: u16, reason: &str) -> Frame {

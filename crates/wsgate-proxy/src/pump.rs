@@ -32,15 +32,16 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use wsgate_core::{Command, Direction, Initiator, SessionHandle, State, Target, TransitionDetail};
+use wsgate_core::{Command, Direction, Ending, ErrorKind, Initiator, InjectAck, InjectRefused, SessionHandle, Target};
 use wsgate_protocol::deflate::{DeflateParams, Deflater, Inflater};
 use wsgate_protocol::frame::random_mask;
 use wsgate_protocol::io::{poll_fill, release_if_empty};
 use wsgate_protocol::{CloseCode, CloseFrame, Decoder, Frame, OpCode, ProtocolError, Role, Transport, encode_frame};
 
 /// Output queued for one side above which we stop reading the other side
-/// (backpressure instead of buffering without bound).
-pub const HIGH_WATER: usize = 256 * 1024;
+/// (backpressure instead of buffering without bound), and at which an inject to that
+/// side is refused `busy`: the mark every served session shares.
+pub use wsgate_core::HIGH_WATER;
 
 /// One connection of the pair.
 pub struct Side {
@@ -245,16 +246,6 @@ impl Who {
     }
 }
 
-/// How the session ended, for its final transition.
-#[derive(Debug, Default, Clone)]
-struct Ending {
-    code: Option<u16>,
-    reason: Option<String>,
-    initiator: Option<Initiator>,
-    /// A side vanished or broke: stop once pending output is flushed.
-    abort: bool,
-}
-
 /// Timeouts and limits of one pump.
 #[derive(Debug, Clone, Copy)]
 pub struct PumpConfig {
@@ -275,7 +266,10 @@ pub struct Pump<'a> {
     close_deadline: Option<Pin<Box<Sleep>>>,
     idle: Option<Pin<Box<Sleep>>>,
     last_activity: Instant,
-    ending: Ending,
+    /// How the session ended (the first one to say wins), for its final transition.
+    ending: Option<Ending>,
+    /// A side vanished or broke: stop once pending output is flushed.
+    abort: bool,
 }
 
 impl<'a> Pump<'a> {
@@ -300,7 +294,8 @@ impl<'a> Pump<'a> {
             close_deadline: None,
             idle,
             last_activity: Instant::now(),
-            ending: Ending::default(),
+            ending: None,
+            abort: false,
         }
     }
 
@@ -309,17 +304,7 @@ impl<'a> Pump<'a> {
         poll_fn(|cx| self.poll_run(cx)).await;
         shutdown_quietly(&mut self.upstream).await;
         shutdown_quietly(&mut self.client).await;
-        let e = self.ending;
-        self.session.transition(
-            State::Disconnected,
-            TransitionDetail {
-                close_code: Some(e.code.unwrap_or(CloseCode::ABNORMAL)),
-                close_reason: e.reason,
-                initiator: Some(e.initiator.unwrap_or(Initiator::Gateway)),
-                ..Default::default()
-            },
-        );
-        self.session.settle().await;
+        self.ending.take().unwrap_or_else(Ending::unexplained).finish(self.session).await;
     }
 
     fn sides(&mut self, from: Who) -> (&mut Side, &mut Side) {
@@ -336,7 +321,7 @@ impl<'a> Pump<'a> {
     fn finished(&self) -> bool {
         let closed = |s: &Side| s.close_sent && s.close_received;
         let flushed = |s: &Side| s.wr.is_empty() || s.write_failed;
-        (closed(&self.client) && closed(&self.upstream) || self.ending.abort)
+        (closed(&self.client) && closed(&self.upstream) || self.abort)
             && flushed(&self.client)
             && flushed(&self.upstream)
     }
@@ -347,17 +332,13 @@ impl<'a> Pump<'a> {
         }
     }
 
-    fn note_end(&mut self, code: Option<u16>, reason: Option<String>, initiator: Initiator) {
-        if self.ending.initiator.is_none() {
-            self.ending.code = code;
-            self.ending.reason = reason;
-            self.ending.initiator = Some(initiator);
-        }
+    fn note_end(&mut self, code: u16, reason: Option<String>, initiator: Initiator) {
+        self.ending.get_or_insert_with(|| Ending::new(code, reason, initiator));
     }
 
     /// Closes both sides with our own close frames (admin close, shutdown, idle).
     fn gateway_close(&mut self, code: u16, reason: &str, initiator: Initiator) {
-        self.note_end(Some(code), Some(reason.to_owned()), initiator);
+        self.note_end(code, Some(reason.to_owned()), initiator);
         self.client.send_close(code, reason);
         self.upstream.send_close(code, reason);
         self.arm_close_deadline();
@@ -368,8 +349,8 @@ impl<'a> Pump<'a> {
     fn fail(&mut self, who: Who, err: &ProtocolError) {
         let code = err.close_code();
         let reason = err.to_string();
-        self.session.error("protocol", format!("{who:?} side: {reason}"));
-        self.note_end(Some(code), Some(reason.clone()), Initiator::Gateway);
+        self.session.error(ErrorKind::Protocol, format!("{who:?} side: {reason}"));
+        self.note_end(code, Some(reason.clone()), Initiator::Gateway);
         let (bad, other) = self.sides(who);
         bad.send_close(code, &reason);
         bad.mark_close_received();
@@ -385,7 +366,7 @@ impl<'a> Pump<'a> {
         self.arm_close_deadline();
     }
 
-    fn inject(&mut self, to: Target, payload: bytes::Bytes, binary: bool) {
+    fn inject(&mut self, to: Target, payload: bytes::Bytes, binary: bool, ack: InjectAck) {
         let (who, direction) = match to {
             Target::Client => (Who::Client, Direction::UpstreamToClient),
             Target::Upstream => (Who::Upstream, Direction::ClientToUpstream),
@@ -393,8 +374,15 @@ impl<'a> Pump<'a> {
         let opcode = if binary { OpCode::Binary } else { OpCode::Text };
         let side = self.side(who);
         if side.close_sent {
-            return;
+            return ack.send(Err(InjectRefused::Closing { to }));
         }
+        // The same mark that stops forwarding to this side: a peer that is not
+        // reading cannot make the gateway hold more than that plus one message.
+        let buffered = side.wr.len() + side.deferred.iter().map(|f| f.payload.len()).sum::<usize>();
+        if buffered >= HIGH_WATER {
+            return ack.send(Err(InjectRefused::Busy { to, buffered }));
+        }
+        ack.send(Ok(()));
         let frame = Frame::new(opcode, payload);
         if side.out_open {
             side.deferred.push_back(frame.clone());
@@ -419,8 +407,8 @@ impl<'a> Pump<'a> {
                 };
                 self.session.frame_at(direction, &frame, false, at);
                 let (code, reason) = match parsed {
-                    Some(c) => (Some(c.code), Some(c.reason)),
-                    None => (Some(CloseCode::NO_STATUS), None),
+                    Some(c) => (c.code, Some(c.reason)),
+                    None => (CloseCode::NO_STATUS, None),
                 };
                 self.note_end(code, reason, from.initiator());
                 let (src, dst) = self.sides(from);
@@ -507,12 +495,8 @@ impl<'a> Pump<'a> {
                             if src.close_sent {
                                 src.close_received = true;
                             } else {
-                                self.note_end(
-                                    Some(CloseCode::ABNORMAL),
-                                    Some("connection dropped without a close frame".into()),
-                                    from.initiator(),
-                                );
-                                self.ending.abort = true;
+                                self.ending.get_or_insert_with(|| Ending::dropped(from.initiator()));
+                                self.abort = true;
                             }
                             return true;
                         }
@@ -532,7 +516,9 @@ impl<'a> Pump<'a> {
 
             while !self.commands_closed {
                 match self.commands.poll_recv(cx) {
-                    Poll::Ready(Some(Command::Inject { to, payload, binary })) => self.inject(to, payload, binary),
+                    Poll::Ready(Some(Command::Inject { to, payload, binary, ack })) => {
+                        self.inject(to, payload, binary, ack)
+                    }
                     Poll::Ready(Some(Command::Close { code, reason })) => {
                         self.gateway_close(code, &reason, Initiator::Admin)
                     }
@@ -557,7 +543,7 @@ impl<'a> Pump<'a> {
                         Poll::Ready(Err(_)) => {
                             side.write_failed = true;
                             side.read_done = true;
-                            self.ending.abort = true;
+                            self.abort = true;
                             progressed = true;
                         }
                         Poll::Pending => progressed |= self.side(who).wr.len() != before,

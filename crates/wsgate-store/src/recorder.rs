@@ -143,7 +143,7 @@ impl Collector {
                     at: now(),
                     kind: EventKind::Error,
                     state: None,
-                    error_kind: Some(kind.to_owned()),
+                    error_kind: Some(kind.as_str().to_owned()),
                     detail: serde_json::json!({ "message": message }),
                 };
                 self.batch.events.push(row);
@@ -170,7 +170,7 @@ impl Collector {
             row.initiator = d.initiator;
             if t.state == State::Failed {
                 row.failure = d.reason.clone();
-                row.failure_kind = d.reason_kind.map(str::to_owned);
+                row.failure_kind = d.reason_kind.map(|k| k.as_str().to_owned());
                 row.http_status = d.http_status;
             }
             if let Some(tot) = d.totals {

@@ -131,7 +131,7 @@ async fn full_session_round_trips(b: Backend) {
     s.frame(Direction::ClientToUpstream, &Frame::text("hello"), false);
     s.frame(Direction::UpstreamToClient, &Frame::binary(Bytes::from_static(&[0, 159, 255, 1])), false);
     s.frame(Direction::UpstreamToClient, &Frame::text("x".repeat(100)), true);
-    s.error("queue_overflow", "dropped 3 queued messages".into());
+    s.error(wsgate_core::ErrorKind::QueueOverflow, "dropped 3 queued messages".into());
     s.frame(Direction::ClientToUpstream, &Frame::new(OpCode::Close, Bytes::from_static(b"\x0f\xa1bye")), false);
     s.transition(
         State::Disconnected,
@@ -202,7 +202,10 @@ async fn filters_and_pagination(b: Backend) {
         if i < 5 {
             s.transition(State::Disconnected, TransitionDetail::default());
         } else {
-            s.transition(State::Failed, TransitionDetail { reason_kind: Some("refused"), ..Default::default() });
+            s.transition(
+                State::Failed,
+                TransitionDetail { reason_kind: Some(wsgate_core::ReasonKind::Refused), ..Default::default() },
+            );
         }
     }
     // One still open at the end.

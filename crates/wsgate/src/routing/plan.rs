@@ -183,6 +183,7 @@ fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> M
         max_message_size: limits.max_message_size,
         close_timeout: Duration::from_secs(5),
         deflate: cfg.deflate.policy(),
+        idle_timeout: limits.idle_timeout,
         // Unused behind a router: the gateway's one listener accepts for every route.
         listener: ListenerConfig {
             tls: None,

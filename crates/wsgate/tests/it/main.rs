@@ -6,6 +6,7 @@
 mod support;
 
 mod api_hostile;
+mod bounds;
 mod cli;
 mod connect;
 mod control;

@@ -74,3 +74,15 @@ async fn echo_fails_bad_clients_with_the_rfc_close_code() {
     ws.flush().await.unwrap();
     assert_eq!(close_of(&recv(&mut ws).await).map(|c| c.code), Some(1007));
 }
+
+#[tokio::test]
+async fn idle_mock_sessions_are_closed_with_1001() {
+    let gw = Gateway::spawn("mock", &["--echo", "--idle-timeout", "300ms", "--no-store"], &[]).await;
+    let mut ws = ws_connect(&gw.ws("/quiet")).await;
+    ws.send(Message::text("once")).await.unwrap();
+    assert_eq!(text(&recv(&mut ws).await), "once");
+    // Then nothing: the gateway closes it.
+    assert_eq!(close_of(&recv(&mut ws).await), Some(CloseFrame::new(1001, "idle timeout")));
+    let s = gw.wait_sessions(|s| s.iter().any(|x| x["state"] == "DISCONNECTED")).await;
+    assert_eq!((s[0]["close"]["code"].as_u64(), s[0]["close"]["initiator"].as_str()), (Some(1001), Some("gateway")));
+}

@@ -1,0 +1,96 @@
+//! What a served session says: the part each mode (echo, replay, rules, relay) fills
+//! in, while the [`crate::server`] loop owns everything else (reads, commands, idle,
+//! shutdown, the close handshake, the final state) — the shape of pingora's
+//! `ProxyHttp`: one service owns the lifecycle, an application fills in phases.
+//!
+//! Every phase is synchronous and writes through an [`Outbox`], which queues output
+//! and records it; the loop flushes once per burst. A behaviour that needs to wait
+//! (replay's delays) asks for a tick ([`Behaviour::next_tick`]) instead of sleeping.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use wsgate_core::{Direction, SessionHandle, SessionInfo};
+use wsgate_protocol::{CloseFrame, Message, OpCode, Transport, WsStream};
+
+/// A served session's behaviour. Only [`Behaviour::on_message`] is required.
+pub trait Behaviour: Send + 'static {
+    /// Once CONNECTED, before the first read (a replay's opening messages).
+    fn on_open(&mut self, _out: &mut Outbox<'_>) {}
+
+    /// A text or binary message the client sent (already recorded), while the session
+    /// is not closing.
+    fn on_message(&mut self, msg: Message, out: &mut Outbox<'_>);
+
+    /// When [`Behaviour::on_tick`] is next due; `None`: no tick wanted. Asked again
+    /// after every phase.
+    fn next_tick(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The time [`Behaviour::next_tick`] named has come.
+    fn on_tick(&mut self, _out: &mut Outbox<'_>) {}
+}
+
+/// Where a behaviour's output goes: queued on the client's connection (written once
+/// per burst) and recorded as `gateway_to_client`.
+pub struct Outbox<'a> {
+    pub(crate) ws: &'a mut WsStream<Transport>,
+    pub(crate) session: &'a mut SessionHandle,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) close: Option<(u16, String)>,
+}
+
+impl std::fmt::Debug for Outbox<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("buffered", &self.ws.buffered()).finish()
+    }
+}
+
+impl Outbox<'_> {
+    /// The session being served.
+    pub fn session(&self) -> &SessionInfo {
+        self.session.info()
+    }
+
+    /// Queues a message to the client; `false` once the session is closing (nothing
+    /// more can be sent).
+    #[inline]
+    pub fn send(&mut self, msg: Message) -> bool {
+        if self.ws.feed(&msg).is_err() {
+            return false;
+        }
+        record(self.session, Direction::GatewayToClient, &msg, false, self.at);
+        true
+    }
+
+    /// Bytes queued for the client and not yet written: a behaviour producing on its
+    /// own schedule (ticks) should hold back while this is at [`crate::HIGH_WATER`].
+    pub fn buffered(&self) -> usize {
+        self.ws.buffered()
+    }
+
+    /// Closes the session with this code and reason (initiator: gateway).
+    pub fn close(&mut self, code: u16, reason: impl Into<String>) {
+        self.close.get_or_insert((code, reason.into()));
+    }
+}
+
+/// Records a whole message (one frame) seen or sent on the session.
+#[inline]
+pub(crate) fn record(
+    session: &mut SessionHandle,
+    direction: Direction,
+    m: &Message,
+    injected: bool,
+    at: DateTime<Utc>,
+) {
+    let (opcode, payload) = match m {
+        Message::Text(b) => (OpCode::Text, b.clone()),
+        Message::Binary(b) => (OpCode::Binary, b.clone()),
+        Message::Ping(b) => (OpCode::Ping, b.clone()),
+        Message::Pong(b) => (OpCode::Pong, b.clone()),
+        Message::Close(c) => (OpCode::Close, c.as_ref().map(CloseFrame::encode).unwrap_or_else(Bytes::new)),
+    };
+    session.frame_parts(direction, opcode, true, &payload, injected, at);
+}

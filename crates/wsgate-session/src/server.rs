@@ -1,0 +1,324 @@
+//! The message loop of a session wsgate answers itself.
+//!
+//! One task owns the client's connection and the session handle. Per wake-up it takes
+//! shutdown, commands (inject, close), the idle and tick timers, and a burst of up to
+//! [`BURST`] received messages, each handed to the [`Behaviour`]; output is queued
+//! and written once per burst (`WsStream` flushes before it waits), so a pipelining
+//! client costs one write per burst, not per message.
+//!
+//! Bounds: an inject is refused `busy` while [`HIGH_WATER`] bytes wait for the client
+//! (it is not reading); a behaviour's replies are bounded by `WsStream`, which stops
+//! decoding input while its output is not written. Under `--record strict` a session
+//! with parked events stops reading until they are delivered.
+
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wsgate_core::{Command, Direction, Ending, ErrorKind, Initiator, InjectRefused, SessionHandle, Target};
+use wsgate_protocol::{CloseCode, CloseFrame, Message, Transport, WsError, WsStream};
+
+use crate::HIGH_WATER;
+use crate::behaviour::{Behaviour, Outbox, record};
+
+/// Messages handled per wake-up before shutdown, commands and timers get a look in.
+pub const BURST: usize = 64;
+
+/// Why an inject "to the upstream" of a served session is refused.
+const NO_UPSTREAM: &str = "wsgate answers this session itself, so it has no upstream: inject to \"client\"";
+
+/// Timeouts of one served session.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// How long the close handshake may take once started.
+    pub close_timeout: Duration,
+    /// Close with 1001 "idle timeout" after this long without a message from the
+    /// client; `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The loop's state besides the connection.
+struct Run<'s> {
+    session: &'s mut SessionHandle,
+    ending: Option<Ending>,
+    closing: bool,
+}
+
+impl Run<'_> {
+    /// Queues our close frame and notes who ended the session (the first one wins).
+    fn start_close(&mut self, ws: &mut WsStream<Transport>, code: u16, reason: &str, by: Initiator) {
+        self.ending.get_or_insert_with(|| Ending::closed(code, reason, by));
+        let _ = ws.feed(&Message::Close(Some(CloseFrame::new(code, reason))));
+        self.closing = true;
+    }
+
+    fn command(&mut self, ws: &mut WsStream<Transport>, cmd: Command) {
+        match cmd {
+            Command::Inject { to: Target::Client, payload, binary, ack } => {
+                let buffered = ws.buffered();
+                if self.closing {
+                    return ack.send(Err(InjectRefused::Closing { to: Target::Client }));
+                }
+                // The client is not reading: refuse rather than hold without bound.
+                if buffered >= HIGH_WATER {
+                    return ack.send(Err(InjectRefused::Busy { to: Target::Client, buffered }));
+                }
+                let m = if binary { Message::Binary(payload) } else { Message::Text(payload) };
+                if ws.feed(&m).is_ok() {
+                    record(self.session, Direction::GatewayToClient, &m, true, self.session.frame_time());
+                }
+                ack.send(Ok(()));
+            }
+            Command::Inject { to: Target::Upstream, ack, .. } => {
+                ack.send(Err(InjectRefused::NoSuchSide { to: Target::Upstream, why: NO_UPSTREAM }));
+            }
+            Command::Close { code, reason } => {
+                if !self.closing {
+                    self.start_close(ws, code, &reason, Initiator::Admin);
+                }
+            }
+        }
+    }
+
+    /// Runs a behaviour phase with an outbox; a close it asks for starts here.
+    fn phase<B: Behaviour>(
+        &mut self,
+        ws: &mut WsStream<Transport>,
+        b: &mut B,
+        f: impl FnOnce(&mut B, &mut Outbox<'_>),
+    ) {
+        let at = self.session.frame_time();
+        let mut out = Outbox { ws, session: self.session, at, close: None };
+        f(b, &mut out);
+        if let Some((code, reason)) = out.close.take()
+            && !self.closing
+        {
+            self.start_close(ws, code, &reason, Initiator::Gateway);
+        }
+    }
+
+    /// Handles one received message (or error); `true` ends the loop.
+    async fn received<B: Behaviour>(
+        &mut self,
+        msg: Result<Message, WsError>,
+        ws: &mut WsStream<Transport>,
+        behaviour: &mut B,
+    ) -> bool {
+        match msg {
+            Ok(m) => {
+                let at = self.session.frame_time();
+                record(self.session, Direction::ClientToGateway, &m, false, at);
+                match m {
+                    m @ (Message::Text(_) | Message::Binary(_)) if !self.closing => {
+                        let mut out = Outbox { ws, session: self.session, at, close: None };
+                        behaviour.on_message(m, &mut out);
+                        if let Some((code, reason)) = out.close.take() {
+                            self.start_close(ws, code, &reason, Initiator::Gateway);
+                        }
+                    }
+                    Message::Close(c) if self.ending.is_none() => {
+                        // The stream answers with the same code (RFC 6455 §5.5.1); record
+                        // that reply, so the history holds both close frames.
+                        let code = c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NORMAL);
+                        let reply = Message::Close(Some(CloseFrame::new(code, "")));
+                        record(self.session, Direction::GatewayToClient, &reply, false, at);
+                        self.ending = Some(Ending::new(
+                            c.as_ref().map(|c| c.code).unwrap_or(CloseCode::NO_STATUS),
+                            c.map(|c| c.reason),
+                            Initiator::Client,
+                        ));
+                        self.closing = true;
+                    }
+                    _ => {}
+                }
+                false
+            }
+            Err(WsError::Closed) => true,
+            Err(WsError::Protocol(e)) => {
+                self.session.error(ErrorKind::Protocol, format!("client side: {e}"));
+                self.ending.get_or_insert_with(|| Ending::new(e.close_code(), Some(e.to_string()), Initiator::Gateway));
+                ws.flush_best_effort().await;
+                true
+            }
+            Err(_) => {
+                self.ending.get_or_insert_with(|| Ending::dropped(Initiator::Client));
+                true
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one session (already CONNECTED) until it ends, then records its final
+/// state ([`Ending::finish`]).
+pub async fn run<B: Behaviour>(
+    mut ws: WsStream<Transport>,
+    session: &mut SessionHandle,
+    mut commands: mpsc::Receiver<Command>,
+    mut behaviour: B,
+    cfg: ServerConfig,
+    shutdown: CancellationToken,
+) {
+    let mut run = Run { session, ending: None, closing: false };
+    let mut commands_open = true;
+    // Only polled once closing, and re-armed then; the initial value is moot.
+    let close_deadline = tokio::time::sleep(cfg.close_timeout);
+    tokio::pin!(close_deadline);
+    let mut last_activity = Instant::now();
+    let idle = tokio::time::sleep(cfg.idle_timeout.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(idle);
+    run.phase(&mut ws, &mut behaviour, |b, out| b.on_open(out));
+    loop {
+        let was_closing = run.closing;
+        let tick = behaviour.next_tick();
+        tokio::select! {
+            _ = shutdown.cancelled(), if !run.closing => {
+                run.start_close(&mut ws, CloseCode::GOING_AWAY, "gateway shutting down", Initiator::Gateway);
+            }
+            _ = &mut close_deadline, if run.closing => break,
+            _ = &mut idle, if !run.closing && cfg.idle_timeout.is_some() => {
+                let due = last_activity + cfg.idle_timeout.unwrap_or_default();
+                if Instant::now() >= due {
+                    run.start_close(&mut ws, CloseCode::GOING_AWAY, "idle timeout", Initiator::Gateway);
+                } else {
+                    idle.as_mut().reset(due);
+                }
+            }
+            _ = until(tick), if !run.closing && tick.is_some() => {
+                run.phase(&mut ws, &mut behaviour, |b, out| b.on_tick(out));
+            }
+            cmd = commands.recv(), if commands_open => match cmd {
+                Some(cmd) => run.command(&mut ws, cmd),
+                None => commands_open = false,
+            },
+            // Under `--record strict`, events the store could not take yet hold the
+            // reads back until it can.
+            _ = run.session.settle(), if run.session.has_pending() => {}
+            msg = ws.recv(), if !run.session.has_pending() => {
+                if cfg.idle_timeout.is_some() {
+                    last_activity = Instant::now();
+                }
+                // Then everything already buffered, without another trip through
+                // select!: a pipelining client's burst is answered in one wake-up.
+                let mut next = Some(msg);
+                let mut stop = false;
+                // Bounded, so shutdown and commands are still seen under a flood.
+                let mut budget = BURST;
+                while let Some(msg) = next.take() {
+                    if run.received(msg, &mut ws, &mut behaviour).await {
+                        stop = true;
+                        break;
+                    }
+                    budget -= 1;
+                    if run.session.has_pending() || budget == 0 {
+                        break;
+                    }
+                    next = ws.recv().now_or_never();
+                }
+                if stop {
+                    break;
+                }
+            }
+        }
+        if run.closing && !was_closing {
+            close_deadline.as_mut().reset(Instant::now() + cfg.close_timeout);
+        }
+    }
+    let ending = run.ending.take().unwrap_or_else(Ending::unexplained);
+    ending.finish(run.session).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use tokio::net::{TcpListener, TcpStream};
+    use wsgate_core::{EventBus, InjectAck, Registry, SessionId, SessionInfo, SessionKind, State};
+    use wsgate_protocol::{Role, WsConfig};
+
+    use super::*;
+
+    struct Echo;
+    impl Behaviour for Echo {
+        fn on_message(&mut self, msg: Message, out: &mut Outbox<'_>) {
+            out.send(msg);
+        }
+    }
+
+    /// A served session over a real loopback connection: its task (returning the
+    /// final state), the registry and id to send it commands through (as the control
+    /// plane does), and the client's end.
+    async fn served(
+        cfg: ServerConfig,
+    ) -> (tokio::task::JoinHandle<State>, (Arc<Registry>, SessionId), WsStream<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let info = SessionInfo {
+            id: SessionId::new(),
+            kind: SessionKind::Mock,
+            route: "t".into(),
+            path: "/".into(),
+            client_addr: None,
+            headers: Vec::new(),
+            opened_at: chrono::Utc::now(),
+        };
+        let registry = Arc::new(Registry::new(4));
+        let (mut session, commands) = SessionHandle::open(info.clone(), EventBus::empty(), registry.clone(), 4);
+        let ws = WsStream::new(Transport::Plain(ours), Role::Server, WsConfig::default(), Bytes::new());
+        let task = tokio::spawn(async move {
+            run(ws, &mut session, commands, Echo, cfg, CancellationToken::new()).await;
+            session.state()
+        });
+        (task, (registry, info.id), WsStream::new(peer, Role::Client, WsConfig::default(), Bytes::new()))
+    }
+
+    async fn inject(to_session: &(Arc<Registry>, SessionId), to: Target, len: usize) -> Result<(), InjectRefused> {
+        let (ack, reply) = InjectAck::channel();
+        let cmd = Command::Inject { to, payload: Bytes::from(vec![b'x'; len]), binary: false, ack };
+        to_session.0.command(to_session.1, cmd).unwrap();
+        reply.await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_session_is_closed_with_1001() {
+        let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: Some(Duration::from_secs(30)) };
+        let (task, _session, mut client) = served(cfg).await;
+        client.send(Message::text("hi")).await.unwrap();
+        assert_eq!(client.recv().await.unwrap(), Message::text("hi"));
+        match client.recv().await.unwrap() {
+            Message::Close(Some(c)) => assert_eq!((c.code, c.reason.as_str()), (CloseCode::GOING_AWAY, "idle timeout")),
+            other => panic!("expected the idle close, got {other:?}"),
+        }
+        // Our reply to the close goes out with the next read.
+        assert!(matches!(client.recv().await, Err(WsError::Closed)));
+        assert_eq!(task.await.unwrap(), State::Disconnected);
+    }
+
+    #[tokio::test]
+    async fn injects_are_refused_when_the_client_does_not_read_or_the_side_is_missing() {
+        let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: None };
+        let (_task, session, _client) = served(cfg).await;
+        assert!(matches!(inject(&session, Target::Upstream, 1).await, Err(InjectRefused::NoSuchSide { .. })));
+        // The client never reads: the socket buffers fill, then the output reaches the mark.
+        let mut accepted = 0usize;
+        let refused = loop {
+            match inject(&session, Target::Client, 64 << 10).await {
+                Ok(()) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(accepted < 100_000, "never refused");
+        };
+        assert!(matches!(refused, InjectRefused::Busy { to: Target::Client, buffered } if buffered >= HIGH_WATER));
+    }
+}
