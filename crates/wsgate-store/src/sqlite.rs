@@ -71,13 +71,31 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     // Only takes effect on a new file (before the first table): bigger pages mean
     // fewer page writes per batch of small messages.
     conn.pragma_update(None, "page_size", 16384).map_err(open_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+    wal_mode(&conn).map_err(open_err)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
     // 64 MiB of page cache keeps the hot ends of the message indexes in memory.
     conn.pragma_update(None, "cache_size", -65536).map_err(open_err)?;
     // Checkpoint in bigger, rarer steps (pages of WAL between checkpoints).
     conn.pragma_update(None, "wal_autocheckpoint", 4096).map_err(open_err)?;
     Ok(conn)
+}
+
+/// Switches a file to WAL. On a new file, another process switching it at the same
+/// moment makes SQLite answer BUSY at once, without the busy handler (the switch
+/// needs the file to itself): two gateways started together on one new file. Retried
+/// for as long as the busy timeout allows.
+fn wal_mode(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// WAL pages after which the writer asks for a checkpoint (16 MiB at 16 KiB pages).
