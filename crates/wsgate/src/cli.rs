@@ -26,8 +26,9 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Mock server: sessions answered by wsgate itself.
     Mock(Box<MockArgs>),
-    /// Everything the config declares; with no config, the control plane (API,
-    /// outbound connections, history) and the store.
+    /// Everything the config declares: its routes (proxy and mock handlers on one
+    /// listener; SIGHUP reloads them), the control plane and the store; with no
+    /// config, the control plane (API, outbound connections, history) alone.
     Serve(Box<ServeArgs>),
     /// Interactive client: stdin lines become messages, messages go to stdout,
     /// lifecycle and close codes to stderr.

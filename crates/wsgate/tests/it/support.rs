@@ -253,7 +253,7 @@ impl Gateway {
                 .unwrap()
         };
         let control = field("control");
-        // `wsgate serve` has no listener of its own (yet): its ready line names only
+        // `wsgate serve` with no routes and no config file has no listener: its ready line names only
         // the control plane.
         let listen = if line.contains("listen=") { field("listen") } else { control };
         // Keep draining stdout so the child never blocks on a full pipe.
