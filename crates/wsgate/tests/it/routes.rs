@@ -55,6 +55,10 @@ routes:
   - name: echo
     path: /echo
     mock: {{ echo: true }}
+  - name: small
+    path: /small/*
+    mock: {{ echo: true }}
+    limits: {{ max_message_size: 1024, idle_timeout: 300ms }}
 "#,
         orders.url(),
         feed.url()
@@ -83,12 +87,20 @@ routes:
     let mut echo = ws_connect(&gw.ws("/echo")).await;
     echo.send(Message::text("hi")).await.unwrap();
     assert_eq!(text(&recv(&mut echo).await), "hi");
+    // A route's own limits: its message size (1009) and idle timeout (1001).
+    let mut small = ws_connect(&gw.ws("/small/big")).await;
+    small.send(Message::Binary(vec![0u8; 2000].into())).await.unwrap();
+    assert_eq!(close_of(&recv(&mut small).await).map(|c| c.code), Some(1009));
+    let mut idle = ws_connect(&gw.ws("/small/idle")).await;
+    let closed = close_of(&recv(&mut idle).await).unwrap();
+    assert_eq!((closed.code, closed.reason.as_str()), (1001, "idle timeout"));
     // Nothing else is served.
     assert_eq!(refused_with(&gw.ws("/nope"), None).await, 404);
     assert_eq!(refused_with(&gw.ws("/apix"), None).await, 404);
 
     // The API knows each session's route, and filters by it.
     let all = gw.wait_sessions(|s| s.iter().filter(|x| x["state"] == "CONNECTED").count() == 3).await;
+    assert_eq!(route_of(&all, "/small/idle").as_deref(), Some("small"));
     assert_eq!(route_of(&all, "/api/orders?x=1").as_deref(), Some("api"));
     assert_eq!(route_of(&all, "/feed").as_deref(), Some("feed"));
     assert_eq!(route_of(&all, "/echo").as_deref(), Some("echo"));
@@ -98,7 +110,7 @@ routes:
     assert!(!only.is_empty());
     let table: Value = http_json(&gw.api("/api/routes")).await;
     let names: Vec<&str> = table["routes"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["api", "feed", "echo"]);
+    assert_eq!(names, ["api", "feed", "echo", "small"]);
     assert_eq!(table["routes"][0]["path"], "/api/*");
     assert_eq!(table["routes"][2]["kind"], "mock");
 
