@@ -79,11 +79,17 @@ fn rss_bytes(pid: u32) -> u64 {
 /// Injects `SIZE`-byte messages into `id` until one is refused; returns how many were
 /// accepted and the refusal.
 async fn inject_until_refused(gw: &Gateway, id: &str, to: &str) -> (u64, reqwest::Response) {
-    let http = client();
     let body = json!({"to": to, "text": "x".repeat(SIZE)});
+    post_until_refused(&gw.api(&format!("/api/sessions/{id}/inject")), body).await
+}
+
+/// Posts `body` to `url` until it is refused; returns how many were accepted and the
+/// refusal.
+async fn post_until_refused(url: &str, body: serde_json::Value) -> (u64, reqwest::Response) {
+    let http = client();
     // Far more than any bound this test accepts: not refused by then is a failure.
     for accepted in 0..200u64 {
-        let r = http.post(gw.api(&format!("/api/sessions/{id}/inject"))).json(&body).send().await.unwrap();
+        let r = http.post(url).json(&body).send().await.unwrap();
         if r.status() != 202 {
             return (accepted, r);
         }
@@ -146,6 +152,23 @@ async fn inject_into_a_mock_client_that_does_not_read_is_refused_busy() {
     // The gateway's socket buffers and the client's (initial) receive window.
     let bound = HIGH_WATER + SIZE as u64 + socket_buffers();
     assert!(accepted * SIZE as u64 <= bound, "{accepted} injects of {SIZE} bytes accepted; bound {bound}");
+}
+
+#[tokio::test]
+async fn sends_on_an_outbound_connection_whose_server_does_not_read_are_refused_busy() {
+    let up = DeafUpstream::start().await;
+    let gw = Gateway::mock(&["--echo", "--no-store"]).await;
+    let r = client().post(gw.api("/api/connections")).json(&json!({"url": up.url})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let held = within(up.held).await.unwrap();
+    gw.wait_sessions(|s| s.iter().any(|x| x["id"] == id.as_str() && x["state"] == "CONNECTED")).await;
+    let url = gw.api(&format!("/api/connections/{id}/send"));
+    let (accepted, refused) = post_until_refused(&url, json!({"text": "x".repeat(SIZE)})).await;
+    assert_busy(refused).await;
+    let bound = HIGH_WATER + SIZE as u64 + socket_buffers();
+    assert!(accepted * SIZE as u64 <= bound, "{accepted} sends of {SIZE} bytes accepted; bound {bound}");
+    drop(held);
 }
 
 #[tokio::test]

@@ -83,6 +83,8 @@ async fn idle_mock_sessions_are_closed_with_1001() {
     assert_eq!(text(&recv(&mut ws).await), "once");
     // Then nothing: the gateway closes it.
     assert_eq!(close_of(&recv(&mut ws).await), Some(CloseFrame::new(1001, "idle timeout")));
+    // Our answer to the close (queued by the stream) ends the handshake.
+    ws.flush().await.unwrap();
     let s = gw.wait_sessions(|s| s.iter().any(|x| x["state"] == "DISCONNECTED")).await;
     assert_eq!((s[0]["close"]["code"].as_u64(), s[0]["close"]["initiator"].as_str()), (Some(1001), Some("gateway")));
 }
