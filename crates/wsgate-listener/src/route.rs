@@ -163,8 +163,8 @@ impl Router {
 
 /// The host a request is for, without its port: the `Host` header, or the URI's
 /// authority (absolute-form requests).
-fn request_host(req: &hyper::Request<Incoming>) -> Option<String> {
-    let raw = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or(req.uri().host())?;
+fn request_host(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    let raw = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(uri.host())?;
     let host = match raw.strip_prefix('[') {
         // IPv6 literal: `[::1]:8080`.
         Some(v6) => v6.split(']').next().unwrap_or(v6),
@@ -180,7 +180,7 @@ fn no_route(path: &str) -> Response<Body> {
 impl Handler for Router {
     async fn handle(self: Arc<Self>, req: hyper::Request<Incoming>, mut conn: Conn) -> Response<Body> {
         let table = self.routes();
-        let host = request_host(&req);
+        let host = request_host(req.headers(), req.uri());
         let Some(route) = table.iter().find(|r| r.matches(req.uri().path(), host.as_deref())) else {
             return no_route(req.uri().path());
         };
@@ -223,6 +223,40 @@ mod tests {
         assert!(p("/feed").covers(&p("/feed")));
         assert!(!p("/api/orders").covers(&p("/api/*")));
         assert!(!p("/api/*").covers(&p("/apix")));
+    }
+
+    #[test]
+    fn hosts_match_without_port_in_any_case() {
+        let host = |h: &str, uri: &str| {
+            let mut headers = http::HeaderMap::new();
+            if !h.is_empty() {
+                headers.insert(header::HOST, h.parse().unwrap());
+            }
+            request_host(&headers, &uri.parse().unwrap())
+        };
+        assert_eq!(host("API.example.com:8080", "/x").as_deref(), Some("API.example.com"));
+        assert_eq!(host("[::1]:8080", "/x").as_deref(), Some("::1"));
+        assert_eq!(host("", "ws://feed.example.com/x").as_deref(), Some("feed.example.com"));
+        assert_eq!(host("", "/x"), None);
+        struct Nobody;
+        impl Handler for Nobody {
+            async fn handle(self: Arc<Self>, _: hyper::Request<Incoming>, _: Conn) -> Response<Body> {
+                plain(StatusCode::OK, "")
+            }
+        }
+        let route = Route {
+            name: "api".into(),
+            path: PathPattern::parse("/*").unwrap(),
+            host: Some("api.example.com".into()),
+            origins: Some(vec!["https://app.example.com".into()]),
+            limit: None,
+            handler: Arc::new(Nobody),
+        };
+        assert!(route.matches("/x", Some("API.Example.com")));
+        assert!(!route.matches("/x", Some("other.example.com")) && !route.matches("/x", None));
+        assert!(route.origin_allowed(None), "no Origin: not a browser page");
+        assert!(route.origin_allowed(Some(&HeaderValue::from_static("https://APP.example.com"))));
+        assert!(!route.origin_allowed(Some(&HeaderValue::from_static("https://app.example.com.evil"))));
     }
 
     #[test]
