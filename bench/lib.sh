@@ -20,3 +20,20 @@ wait_for() {
   done
   grep -m1 "$2" "$1"
 }
+
+# start_gateway NAME SUBCOMMAND ARGS...: starts `$W SUBCOMMAND` on its own core with
+# ports 0, prints its listen address once ready, and keeps its pid in $OUT/NAME.pid
+# (the caller adds it to PIDS: this runs in a command substitution's subshell).
+start_gateway() {
+  local name=$1 sub=$2; shift 2
+  "${ALONE[@]}" "$W" "$sub" --listen 127.0.0.1:0 --control 127.0.0.1:0 --log-level warn "$@" \
+    > "$OUT/$name.out" 2> "$OUT/$name.err" & echo $! > "$OUT/$name.pid"
+  wait_for "$OUT/$name.out" "listen=" | sed 's/.*listen=\([^ ]*\).*/\1/'
+}
+
+# echo_rate URL: msgs/s of `wsgate bench echo` at 8 connections × 16 in flight, 64 B,
+# for $DUR seconds; fails on any error or lost message.
+echo_rate() {
+  "${LOAD[@]}" "$W" bench echo "$1" -c 8 -k 16 -s 64 --duration "$DUR" --warmup 1 --json --no-progress \
+    | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['errors']+d['lost']==0, d; print(d['msgs_per_sec'])"
+}

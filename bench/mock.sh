@@ -15,21 +15,13 @@ cargo build --release --quiet -p wsgate -p wsgate-echo-server
 W=target/release/wsgate
 "${ALONE[@]}" target/release/wsgate-echo-server 127.0.0.1:0 > "$OUT/echo.out" & PIDS+=($!)
 ECHO=$(wait_for "$OUT/echo.out" "listening on" | awk '{print $3}')
-start() { # name store-args...: prints the listen address (its pid in $OUT/NAME.pid)
-  local name=$1; shift
-  "${ALONE[@]}" "$W" mock --echo --listen 127.0.0.1:0 --control 127.0.0.1:0 --log-level warn "$@" \
-    > "$OUT/$name.out" 2>/dev/null & echo $! > "$OUT/$name.pid"
-  wait_for "$OUT/$name.out" "listen=" | sed 's/.*listen=\([^ ]*\).*/\1/'
-}
-run() { "${LOAD[@]}" "$W" bench echo "ws://$1" -c 8 -k 16 -s 64 --duration "$DUR" --warmup 1 --json --no-progress \
-  | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['errors']+d['lost']==0, d; print(d['msgs_per_sec'])"; }
 ok=0
 for store in no-store rec; do
-  if [ "$store" = rec ]; then MOCK=$(start mock-rec --store "sqlite://$OUT/mock.db"); else MOCK=$(start mock-no-store --no-store); fi
+  if [ "$store" = rec ]; then MOCK=$(start_gateway mock-rec mock --echo --store "sqlite://$OUT/mock.db"); else MOCK=$(start_gateway mock-no-store mock --echo --no-store); fi
   PIDS+=("$(cat "$OUT/mock-$store.pid")")
   : > "$OUT/rounds-$store"
   for i in $(seq "$ROUNDS"); do
-    e=$(run "$ECHO"); m=$(run "$MOCK")
+    e=$(echo_rate "ws://$ECHO"); m=$(echo_rate "ws://$MOCK")
     echo "$e $m" >> "$OUT/rounds-$store"
   done
   echo "== mock $store"

@@ -31,28 +31,19 @@ routes:
     mock: { echo: true }
 YAML
 
-start() { # name sub store-args... : prints the listen address (its pid in $OUT/NAME.pid)
-  local name=$1 sub=$2; shift 2
-  "${ALONE[@]}" "$W" "$sub" --listen 127.0.0.1:0 --control 127.0.0.1:0 --log-level warn "$@" \
-    > "$OUT/$name.out" 2> "$OUT/$name.err" & echo $! > "$OUT/$name.pid"
-  wait_for "$OUT/$name.out" "listen=" | sed 's/.*listen=\([^ ]*\).*/\1/'
-}
-run() { "${LOAD[@]}" "$W" bench echo "ws://$1" -c 8 -k 16 -s 64 --duration "$DUR" --warmup 1 --json --no-progress \
-  | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['errors']+d['lost']==0, d; print(d['msgs_per_sec'])"; }
-
 ok=0
 for store in rec no-store; do
   if [ "$store" = rec ]; then
-    P=$(start proxy-rec proxy --upstream "ws://$ECHO" --store "sqlite://$OUT/proxy.db")
-    S=$(start serve-rec serve --config "$OUT/routes.yaml" --store "sqlite://$OUT/serve.db")
+    P=$(start_gateway proxy-rec proxy --upstream "ws://$ECHO" --store "sqlite://$OUT/proxy.db")
+    S=$(start_gateway serve-rec serve --config "$OUT/routes.yaml" --store "sqlite://$OUT/serve.db")
   else
-    P=$(start proxy-no-store proxy --upstream "ws://$ECHO" --no-store)
-    S=$(start serve-no-store serve --config "$OUT/routes.yaml" --no-store)
+    P=$(start_gateway proxy-no-store proxy --upstream "ws://$ECHO" --no-store)
+    S=$(start_gateway serve-no-store serve --config "$OUT/routes.yaml" --no-store)
   fi
   PIDS+=("$(cat "$OUT/proxy-$store.pid")" "$(cat "$OUT/serve-$store.pid")")
   : > "$OUT/rounds-$store"
   for i in $(seq "$ROUNDS"); do
-    p=$(run "$P/x"); s=$(run "$S/api/x")
+    p=$(echo_rate "ws://$P/x"); s=$(echo_rate "ws://$S/api/x")
     echo "$p $s" >> "$OUT/rounds-$store"
   done
   echo "== $store (proxy and serve each with ${store/rec/recording into their own SQLite file})"

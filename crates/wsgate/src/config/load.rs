@@ -324,24 +324,36 @@ impl Config {
                 fix: "pass --upstream ws://host:port (or WSGATE_UPSTREAM, UPSTREAM_URL, or proxy.upstream in the config file), or --resolver-url".into(),
             });
         }
-        if let Some(u) = &p.upstream
+        p.check().map_err(|(field, message)| invalid(fig, &format!("proxy.{field}"), message, None))?;
+        Ok(())
+    }
+}
+
+impl super::ProxySection {
+    /// The checks a `proxy:` section gets wherever it is (top level or a route), bar
+    /// the upstream being set, which each place words its own way. The error is the
+    /// field within the section and what is wrong with it.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
+        if let Some(u) = &self.upstream
             && !matches!(u.scheme(), "ws" | "wss")
         {
-            return Err(invalid(fig, "proxy.upstream", format!("{u} is not a ws:// or wss:// URL"), None));
+            return Err(("upstream", format!("{u} is not a ws:// or wss:// URL")));
         }
-        if let Some(u) = &p.resolver_url
+        if let Some(u) = &self.resolver_url
             && !matches!(u.scheme(), "http" | "https")
         {
-            return Err(invalid(fig, "proxy.resolver_url", format!("{u} is not an http:// or https:// URL"), None));
+            return Err(("resolver_url", format!("{u} is not an http:// or https:// URL")));
         }
-        for h in &p.forward_headers {
+        for h in &self.forward_headers {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                return Err(invalid(fig, "proxy.forward_headers", format!("{h:?} is not a valid header name"), None));
+                return Err(("forward_headers", format!("{h:?} is not a valid header name")));
             }
         }
-        if p.queue_max_messages == 0 || p.queue_max_bytes == 0 {
-            let path = if p.queue_max_messages == 0 { "proxy.queue_max_messages" } else { "proxy.queue_max_bytes" };
-            return Err(invalid(fig, path, "must be greater than 0", None));
+        if self.queue_max_messages == 0 {
+            return Err(("queue_max_messages", "must be greater than 0".into()));
+        }
+        if self.queue_max_bytes == 0 {
+            return Err(("queue_max_bytes", "must be greater than 0".into()));
         }
         Ok(())
     }

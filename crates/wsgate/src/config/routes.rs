@@ -232,37 +232,15 @@ impl Config {
                 "set `upstream: ws://host:port` (or `resolver_url`)",
             ));
         }
-        if let Some(u) = &p.upstream
-            && !matches!(u.scheme(), "ws" | "wss")
-        {
-            return Err(err(
-                "proxy.upstream",
-                format!("{u} is not a ws:// or wss:// URL"),
-                "use ws://host:port or wss://host",
-            ));
-        }
-        if let Some(u) = &p.resolver_url
-            && !matches!(u.scheme(), "http" | "https")
-        {
-            return Err(err(
-                "proxy.resolver_url",
-                format!("{u} is not an http:// or https:// URL"),
-                "use http://host:port/path",
-            ));
-        }
-        for h in &p.forward_headers {
-            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                return Err(err(
-                    "proxy.forward_headers",
-                    format!("{h:?} is not a valid header name"),
-                    "a header name such as X-Request-Id",
-                ));
-            }
-        }
-        if p.queue_max_messages == 0 || p.queue_max_bytes == 0 {
-            let f = if p.queue_max_messages == 0 { "proxy.queue_max_messages" } else { "proxy.queue_max_bytes" };
-            return Err(err(f, "must be greater than 0".into(), "leave it out for the default"));
-        }
+        p.check().map_err(|(field, message)| {
+            let fix = match field {
+                "upstream" => "use ws://host:port or wss://host",
+                "resolver_url" => "use http://host:port/path",
+                "forward_headers" => "a header name such as X-Request-Id",
+                _ => "leave it out for the default",
+            };
+            err(&format!("proxy.{field}"), message, fix)
+        })?;
         if let Some(strip) = &p.strip_prefix {
             let base = match path {
                 PathPattern::Prefix(b) | PathPattern::Exact(b) => b,
