@@ -122,7 +122,9 @@ pub async fn list(State(cp): State<ControlPlane>) -> Result<Json<RouteTable>, Ap
 pub async fn reload(State(cp): State<ControlPlane>) -> Result<Json<RouteTable>, ApiError> {
     // Reading and checking the file (and a CA file) blocks briefly: off the runtime's
     // worker threads.
-    let result = tokio::task::spawn_blocking(move || cp.reload()).await.ok().flatten();
+    let result = tokio::task::spawn_blocking(move || cp.reload())
+        .await
+        .unwrap_or_else(|e| Some(Err(format!("the reload did not finish: {e}"))));
     match result {
         None => Err(ApiError::NoRoutes),
         Some(Ok(t)) => Ok(Json(t)),

@@ -261,23 +261,30 @@ mod tests {
         t.detail.attempt
     }
 
-    /// An outbound session that reconnects forever keeps a bounded lifecycle: the
-    /// first steps, the latest ones, and the count of those between.
-    #[test]
-    fn a_long_lifecycle_stays_bounded() {
-        let reg = Registry::new(4);
+    /// A live session of `kind` whose first step is REQUESTED (attempt 0).
+    fn open(reg: &Registry, kind: SessionKind) -> SessionId {
         let info = Arc::new(SessionInfo {
             id: SessionId::new(),
-            kind: SessionKind::Outbound,
-            route: "outbound".into(),
+            kind,
+            route: kind.as_str().into(),
             path: "/".into(),
             client_addr: None,
             headers: Vec::new(),
             opened_at: Utc::now(),
         });
         let id = info.id;
+        // The receiver is dropped: these tests send no commands.
         let (tx, _rx) = mpsc::channel(1);
         reg.insert(info, tx, Arc::default(), step(State::Requested, 0));
+        id
+    }
+
+    /// An outbound session that reconnects forever keeps a bounded lifecycle: the
+    /// first steps, the latest ones, and the count of those between.
+    #[test]
+    fn a_long_lifecycle_stays_bounded() {
+        let reg = Registry::new(4);
+        let id = open(&reg, SessionKind::Outbound);
         const STEPS: u32 = 10_000;
         for n in 1..=STEPS {
             reg.record(id, step(State::Connecting, n));
@@ -309,18 +316,7 @@ mod tests {
     #[test]
     fn a_short_lifecycle_is_whole() {
         let reg = Registry::new(4);
-        let info = Arc::new(SessionInfo {
-            id: SessionId::new(),
-            kind: SessionKind::Proxy,
-            route: "r".into(),
-            path: "/".into(),
-            client_addr: None,
-            headers: Vec::new(),
-            opened_at: Utc::now(),
-        });
-        let id = info.id;
-        let (tx, _rx) = mpsc::channel(1);
-        reg.insert(info, tx, Arc::default(), step(State::Requested, 0));
+        let id = open(&reg, SessionKind::Proxy);
         let n = (LIFECYCLE_HEAD + LIFECYCLE_TAIL) as u32 - 1;
         for a in 1..=n {
             reg.record(id, step(State::Connecting, a));

@@ -300,9 +300,10 @@ impl Gateway {
 pub async fn run_routes(cfg: &Config, name: &str, detail: &str, routes: Routes) -> anyhow::Result<()> {
     let Routes { plans, tls, sources, mode } = routes;
     let serve_listener = mode != Mode::Serve || !plans.is_empty() || sources.file.is_some();
-    let listener = match serve_listener {
-        true => Some(TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?),
-        false => None,
+    let listener = if serve_listener {
+        Some(TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?)
+    } else {
+        None
     };
     let gateway = Gateway::start(cfg).await?;
     let routing = Routing::new(plans, &gateway, sources, mode, cfg);

@@ -102,7 +102,11 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
                 })?))
             }
             (None, Some(m)) => Handler::Mock(mock_config(cfg, m, &name, &limits)),
-            (None, None) => unreachable!("validate_routes requires a handler"),
+            // Refused by `validate_routes` already; said again rather than panicking.
+            (None, None) => {
+                let fix = "add `proxy: {upstream: ws://...}` or `mock: {echo: true}`";
+                return Err(route_error(file.as_ref(), i, "", format!("route {name:?} has no handler"), fix));
+            }
         };
         plans.push(RoutePlan {
             name,
