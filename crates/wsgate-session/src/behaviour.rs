@@ -5,7 +5,11 @@
 //!
 //! Every phase is synchronous and writes through an [`Outbox`], which queues output
 //! and records it; the loop flushes once per burst. A behaviour that needs to wait
-//! (replay's delays) asks for a tick ([`Behaviour::next_tick`]) instead of sleeping.
+//! (replay's delays) asks for a tick ([`Behaviour::next_tick`]) instead of sleeping;
+//! one fed from elsewhere (a relay's deliveries from its hub) says when it has output
+//! waiting ([`Behaviour::poll_feed`]) and writes it in [`Behaviour::on_feed`].
+
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -30,6 +34,21 @@ pub trait Behaviour: Send + 'static {
 
     /// The time [`Behaviour::next_tick`] named has come.
     fn on_tick(&mut self, _out: &mut Outbox<'_>) {}
+
+    /// Ready when output produced elsewhere waits to be written (a relay member's
+    /// mailbox). Polled only while the client's unwritten output is below
+    /// [`crate::HIGH_WATER`]: a client that does not read stops being fed, and the
+    /// feed's own bound (and its overflow policy) takes over. Must register `cx`
+    /// when pending, as any poll function.
+    fn poll_feed(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+
+    /// [`Behaviour::poll_feed`] was ready: write what waits (a bounded amount).
+    fn on_feed(&mut self, _out: &mut Outbox<'_>) {}
+
+    /// The client answered a ping (heartbeats).
+    fn on_pong(&mut self, _out: &mut Outbox<'_>) {}
 }
 
 /// Where a behaviour's output goes: queued on the client's connection (written once
@@ -68,6 +87,24 @@ impl Outbox<'_> {
     /// own schedule (ticks) should hold back while this is at [`crate::HIGH_WATER`].
     pub fn buffered(&self) -> usize {
         self.ws.buffered()
+    }
+
+    /// Queues a ping (heartbeats); not recorded as a message.
+    pub fn ping(&mut self, payload: Bytes) -> bool {
+        self.ws.feed(&Message::Ping(payload)).is_ok()
+    }
+
+    /// Queues a message to the client without recording it: for output recorded once
+    /// elsewhere (a relay's publication, stored once per room rather than once per
+    /// member).
+    #[inline]
+    pub fn send_unrecorded(&mut self, msg: &Message) -> bool {
+        self.ws.feed(msg).is_ok()
+    }
+
+    /// Reports a problem on this session (an `error` event in its history).
+    pub fn error(&mut self, kind: wsgate_core::ErrorKind, message: impl Into<String>) {
+        self.session.error(kind, message.into());
     }
 
     /// Closes the session with this code and reason (initiator: gateway).

@@ -11,6 +11,7 @@
 //! decoding input while its output is not written. Under `--record strict` a session
 //! with parked events stops reading until they are delivered.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -118,6 +119,13 @@ impl Run<'_> {
                             self.start_close(ws, code, &reason, Initiator::Gateway);
                         }
                     }
+                    Message::Pong(_) if !self.closing => {
+                        let mut out = Outbox { ws, session: self.session, at, close: None };
+                        behaviour.on_pong(&mut out);
+                        if let Some((code, reason)) = out.close.take() {
+                            self.start_close(ws, code, &reason, Initiator::Gateway);
+                        }
+                    }
                     Message::Close(c) if self.ending.is_none() => {
                         // The stream answers with the same code (RFC 6455 §5.5.1); record
                         // that reply, so the history holds both close frames.
@@ -148,6 +156,34 @@ impl Run<'_> {
             }
         }
     }
+}
+
+/// What woke the loop on the connection's side.
+enum Input {
+    Received(Result<Message, WsError>),
+    /// The behaviour's feed has output waiting.
+    Fed,
+}
+
+/// The client's next message, or the behaviour's feed being ready — in one future,
+/// because both need the stream: the feed is polled only while the client's
+/// unwritten output is below [`HIGH_WATER`], and polled again after the stream has
+/// written some (so a client that catches up is fed again without another wake-up);
+/// never once the session is closing.
+async fn next_input<B: Behaviour>(ws: &mut WsStream<Transport>, behaviour: &mut B, feeding: bool) -> Input {
+    std::future::poll_fn(|cx| {
+        if feeding && ws.buffered() < HIGH_WATER && behaviour.poll_feed(cx).is_ready() {
+            return Poll::Ready(Input::Fed);
+        }
+        match ws.poll_recv(cx) {
+            Poll::Ready(m) => Poll::Ready(Input::Received(m)),
+            Poll::Pending if feeding && ws.buffered() < HIGH_WATER && behaviour.poll_feed(cx).is_ready() => {
+                Poll::Ready(Input::Fed)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Sleeps until `at`, or forever.
@@ -203,31 +239,34 @@ pub async fn run<B: Behaviour>(
             // Under `--record strict`, events the store could not take yet hold the
             // reads back until it can.
             _ = run.session.settle(), if run.session.has_pending() => {}
-            msg = ws.recv(), if !run.session.has_pending() => {
-                if cfg.idle_timeout.is_some() {
-                    last_activity = Instant::now();
-                }
-                // Then everything already buffered, without another trip through
-                // select!: a pipelining client's burst is answered in one wake-up.
-                let mut next = Some(msg);
-                let mut stop = false;
-                // Bounded, so shutdown and commands are still seen under a flood.
-                let mut budget = BURST;
-                while let Some(msg) = next.take() {
-                    if run.received(msg, &mut ws, &mut behaviour).await {
-                        stop = true;
+            input = next_input(&mut ws, &mut behaviour, !run.closing), if !run.session.has_pending() => match input {
+                Input::Fed => run.phase(&mut ws, &mut behaviour, |b, out| b.on_feed(out)),
+                Input::Received(msg) => {
+                    if cfg.idle_timeout.is_some() {
+                        last_activity = Instant::now();
+                    }
+                    // Then everything already buffered, without another trip through
+                    // select!: a pipelining client's burst is answered in one wake-up.
+                    let mut next = Some(msg);
+                    let mut stop = false;
+                    // Bounded, so shutdown and commands are still seen under a flood.
+                    let mut budget = BURST;
+                    while let Some(msg) = next.take() {
+                        if run.received(msg, &mut ws, &mut behaviour).await {
+                            stop = true;
+                            break;
+                        }
+                        budget -= 1;
+                        if run.session.has_pending() || budget == 0 {
+                            break;
+                        }
+                        next = ws.recv().now_or_never();
+                    }
+                    if stop {
                         break;
                     }
-                    budget -= 1;
-                    if run.session.has_pending() || budget == 0 {
-                        break;
-                    }
-                    next = ws.recv().now_or_never();
                 }
-                if stop {
-                    break;
-                }
-            }
+            },
         }
         if run.closing && !was_closing {
             close_deadline.as_mut().reset(Instant::now() + cfg.close_timeout);
