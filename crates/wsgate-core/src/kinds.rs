@@ -107,6 +107,11 @@ wire_enum! {
         ConnectionLost => "connection_lost",
         /// An outbound attempt failed and will be retried.
         AttemptFailed => "attempt_failed",
+        /// A relay member's queue was full: messages to it were dropped (or it was
+        /// disconnected), by its route's overflow policy.
+        SlowConsumer => "slow_consumer",
+        /// A relay client sent an envelope frame that was refused with an error frame.
+        BadFrame => "bad_frame",
     }
 }
 

@@ -1,0 +1,290 @@
+//! One relay connection's behaviour on the shared server loop: what its client sends
+//! goes to the hub (raw: to its room; envelope: commands), what the hub delivers to
+//! its mailbox is written out (`poll_feed`/`on_feed`), heartbeats are ticks.
+//!
+//! Everything here is owned by the session's task; the hub sees the member only
+//! through its [`Mailbox`].
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use wsgate_core::ErrorKind;
+use wsgate_protocol::{CloseCode, Message};
+use wsgate_session::{Behaviour, Outbox};
+
+use crate::envelope::{self, AckInfo, ClientFrame, EnvelopeError, Id, Payload};
+use crate::hub::{Hub, Member as HubMember};
+use crate::mailbox::Taken;
+use crate::rate::TokenBucket;
+use crate::rooms::RoomPatterns;
+use crate::stats::Clock;
+use crate::{Protocol, RelaySettings};
+
+/// Deliveries written per feed wake-up: a member with a deep queue still lets its
+/// session task see commands and timers.
+const FEED_BATCH: usize = 256;
+/// Drops are reported in the session's history at most this often.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Close code for a member whose queue overflowed under `overflow: disconnect`.
+pub const CLOSE_SLOW: u16 = 1013;
+
+pub struct Member {
+    hub: Arc<Hub>,
+    entry: Arc<HubMember>,
+    settings: Arc<RelaySettings>,
+    /// The room named by the request path.
+    path_room: Arc<str>,
+    rooms: Vec<Arc<str>>,
+    /// The rooms its token allows (`None`: every room).
+    allowed: Option<RoomPatterns>,
+    taken: Taken,
+    bucket: Option<TokenBucket>,
+    bad_frames: u32,
+    /// Pings sent without a pong since the last pong.
+    unanswered: u32,
+    next_ping: Option<Instant>,
+    dropped_unreported: u64,
+    last_drop_report: Option<Instant>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member").field("session", &self.entry.session).field("rooms", &self.rooms).finish()
+    }
+}
+
+impl Member {
+    pub(crate) fn new(
+        hub: Arc<Hub>,
+        entry: Arc<HubMember>,
+        settings: Arc<RelaySettings>,
+        path: &str,
+        allowed: Option<RoomPatterns>,
+    ) -> Self {
+        let bucket = settings.rate.map(|r| TokenBucket::new(r.per_second, r.burst));
+        let next_ping = settings.heartbeat.map(|h| Instant::now() + h.interval);
+        Self {
+            hub,
+            entry,
+            settings,
+            path_room: path.into(),
+            rooms: Vec::new(),
+            allowed,
+            taken: Taken::default(),
+            bucket,
+            bad_frames: 0,
+            unanswered: 0,
+            next_ping,
+            dropped_unreported: 0,
+            last_drop_report: None,
+        }
+    }
+
+    fn join(&mut self, room: &str) -> u64 {
+        let offset = self.hub.join(&self.entry, room);
+        if !self.rooms.iter().any(|r| &**r == room) {
+            self.rooms.push(room.into());
+        }
+        offset
+    }
+
+    fn send_frame(out: &mut Outbox<'_>, b: Bytes) {
+        out.send(Message::Text(b));
+    }
+
+    /// Publishes to `room`, skipping the sender unless it gets its own messages.
+    fn publish(&self, room: &str, payload: &Payload, timestamp: Option<i64>) -> crate::hub::Published {
+        let me = self.entry.session;
+        let skip = (!self.settings.echo_sender).then_some(me);
+        self.hub.publish(room, payload, Some(me), skip, timestamp)
+    }
+
+    fn envelope(&mut self, msg: Message, out: &mut Outbox<'_>) {
+        let frame = match &msg {
+            Message::Text(b) => envelope::parse(b),
+            _ => Err(envelope::Refused { id: None, error: EnvelopeError::Binary }),
+        };
+        match frame {
+            Ok(f) => self.command(f, out),
+            Err(r) => self.refuse(r.id.as_ref(), &r.error, out),
+        }
+    }
+
+    fn refuse(&mut self, id: Option<&Id>, e: &EnvelopeError, out: &mut Outbox<'_>) {
+        self.entry.stats.bad_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::send_frame(out, envelope::error(id, e));
+        if !e.is_malformed() {
+            return;
+        }
+        self.bad_frames += 1;
+        out.error(ErrorKind::BadFrame, format!("refused an envelope frame: {e}"));
+        if self.bad_frames >= self.settings.max_bad_frames {
+            let reason = format!("{} malformed frames", self.bad_frames);
+            out.close(CloseCode::POLICY, reason);
+        }
+    }
+
+    fn allowed(&self, room: &str) -> Result<(), EnvelopeError> {
+        match &self.allowed {
+            Some(p) if !p.allows(room) => Err(EnvelopeError::Forbidden(room.into())),
+            _ => Ok(()),
+        }
+    }
+
+    fn command(&mut self, f: ClientFrame, out: &mut Outbox<'_>) {
+        let ack = |out: &mut Outbox<'_>, id: &Option<Id>, info: AckInfo<'_>| {
+            if let Some(id) = id {
+                Self::send_frame(out, envelope::ack(id, info));
+            }
+        };
+        match f {
+            ClientFrame::Join { id, room } => {
+                if let Err(e) = self.allowed(&room) {
+                    return self.refuse(id.as_ref(), &e, out);
+                }
+                let offset = self.join(&room);
+                ack(out, &id, AckInfo { room: Some(&room), offset: Some(offset), ..AckInfo::default() });
+            }
+            ClientFrame::Leave { id, room } => {
+                if !self.hub.leave(&self.entry, &room) {
+                    return self.refuse(id.as_ref(), &EnvelopeError::NotMember(room), out);
+                }
+                self.rooms.retain(|r| **r != *room);
+                ack(out, &id, AckInfo { room: Some(&room), ..AckInfo::default() });
+            }
+            ClientFrame::Publish { id, room: Some(room), data, timestamp, .. } => {
+                if let Err(e) = self.allowed(&room) {
+                    return self.refuse(id.as_ref(), &e, out);
+                }
+                let p = self.publish(&room, &data, timestamp);
+                ack(out, &id, AckInfo { room: Some(&room), offset: p.offset, delivered: Some(p.delivered) });
+            }
+            // WarpSocket's event without a room: to every room the client is in.
+            ClientFrame::Publish { id, room: None, data, timestamp, .. } => {
+                let mut delivered = 0;
+                for room in &self.rooms {
+                    delivered += self.publish(room, &data, timestamp).delivered;
+                }
+                ack(out, &id, AckInfo { delivered: Some(delivered), ..AckInfo::default() });
+            }
+            ClientFrame::Send { id, to, data, timestamp } => {
+                let delivered = self.hub.send(to.ids(), &data, Some(self.entry.session), timestamp);
+                ack(out, &id, AckInfo { delivered: Some(delivered), ..AckInfo::default() });
+            }
+            ClientFrame::Heartbeat { id } => Self::send_frame(out, envelope::heartbeat(id.as_ref())),
+            ClientFrame::Ack { .. } => {}
+        }
+    }
+
+    /// Drops since the last report, said in the session's history at most once a
+    /// second (a flood of drops is one line a second, not one per message).
+    fn report_drops(&mut self, dropped: u64, out: &mut Outbox<'_>) {
+        self.dropped_unreported += dropped;
+        if self.dropped_unreported == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if self.last_drop_report.is_some_and(|t| now < t + DROP_REPORT_EVERY) {
+            return;
+        }
+        self.last_drop_report = Some(now);
+        let policy = self.settings.mailbox.overflow.as_str();
+        let n = std::mem::take(&mut self.dropped_unreported);
+        out.error(ErrorKind::SlowConsumer, format!("{n} messages dropped: queue full ({policy})"));
+    }
+}
+
+impl Behaviour for Member {
+    fn on_open(&mut self, out: &mut Outbox<'_>) {
+        let room = self.path_room.clone();
+        if self.settings.protocol == Protocol::Raw || self.settings.join_path_room {
+            self.join(&room);
+        }
+        if self.settings.protocol == Protocol::Envelope {
+            Self::send_frame(out, envelope::welcome(self.entry.session, &self.rooms));
+        }
+    }
+
+    fn on_message(&mut self, msg: Message, out: &mut Outbox<'_>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.entry.stats.messages.fetch_add(1, Relaxed);
+        if let Some(b) = &mut self.bucket
+            && !b.take(Instant::now())
+        {
+            self.entry.stats.rate_limited.fetch_add(1, Relaxed);
+            let rate = self.settings.rate.map_or(0.0, |r| r.per_second);
+            return out.close(CloseCode::POLICY, format!("rate limit: more than {rate} messages/s"));
+        }
+        match self.settings.protocol {
+            Protocol::Envelope => self.envelope(msg, out),
+            Protocol::Raw => {
+                let payload = match msg {
+                    Message::Text(b) => Payload::Text(b),
+                    Message::Binary(b) => Payload::Binary(b),
+                    _ => return,
+                };
+                let room = self.path_room.clone();
+                self.publish(&room, &payload, None);
+            }
+        }
+    }
+
+    fn poll_feed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.entry.mailbox.poll_ready(cx)
+    }
+
+    fn on_feed(&mut self, out: &mut Outbox<'_>) {
+        let mut taken = std::mem::take(&mut self.taken);
+        self.entry.mailbox.take(FEED_BATCH, &mut taken);
+        let now = Clock::now();
+        for d in taken.deliveries.drain(..) {
+            self.entry.stats.fanout.observe(now.saturating_duration_since(d.published));
+            if !out.send(d.msg) {
+                break;
+            }
+        }
+        let dropped = std::mem::take(&mut taken.dropped);
+        let overflowed = std::mem::take(&mut taken.overflowed);
+        self.taken = taken;
+        self.report_drops(dropped, out);
+        if overflowed {
+            let m = self.settings.mailbox;
+            let why = format!("slow consumer: more than {} messages or {} bytes waiting", m.max_messages, m.max_bytes);
+            out.error(ErrorKind::SlowConsumer, why.clone());
+            out.close(CLOSE_SLOW, why);
+        }
+    }
+
+    fn next_tick(&self) -> Option<Instant> {
+        self.next_ping
+    }
+
+    fn on_tick(&mut self, out: &mut Outbox<'_>) {
+        let Some(h) = self.settings.heartbeat else { return };
+        if self.unanswered >= h.misses {
+            self.next_ping = None;
+            let reason = format!("heartbeat timeout: no pong to {} pings", self.unanswered);
+            return out.close(CloseCode::GOING_AWAY, reason);
+        }
+        out.ping(Bytes::new());
+        self.unanswered += 1;
+        self.next_ping = Some(Instant::now() + h.interval);
+    }
+
+    fn on_pong(&mut self, _out: &mut Outbox<'_>) {
+        self.unanswered = 0;
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.entry, &self.rooms);
+        let stats = &self.entry.stats;
+        stats.connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        stats.disconnections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
