@@ -94,6 +94,9 @@ pub struct ControlConfig {
     pub recorder: Option<Arc<wsgate_store::recorder::RecorderStats>>,
     /// What `POST /api/connections` needs; without it that route answers 501.
     pub outbound: Option<OutboundContext>,
+    /// The relay hub: `/api/rooms` and the relay metrics; without it the rooms API
+    /// answers with no rooms.
+    pub relay: Option<Arc<wsgate_relay::Hub>>,
 }
 
 impl Default for ControlConfig {
@@ -105,6 +108,7 @@ impl Default for ControlConfig {
             store: None,
             recorder: None,
             outbound: None,
+            relay: None,
         }
     }
 }

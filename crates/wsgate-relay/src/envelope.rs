@@ -82,15 +82,36 @@ impl Recipients {
 /// A client's frame, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
-    Join { id: Option<Id>, room: String },
-    Leave { id: Option<Id>, room: String },
+    Join {
+        id: Option<Id>,
+        room: String,
+    },
+    Leave {
+        id: Option<Id>,
+        room: String,
+    },
     /// `publish` (room required) or WarpSocket's `event` (room optional: the rooms
     /// the client is in).
-    Publish { id: Option<Id>, room: Option<String>, data: Payload, timestamp: Option<i64>, event: bool },
-    Send { id: Option<Id>, to: Recipients, data: Payload, timestamp: Option<i64> },
-    Heartbeat { id: Option<Id> },
+    Publish {
+        id: Option<Id>,
+        room: Option<String>,
+        data: Payload,
+        timestamp: Option<i64>,
+        event: bool,
+    },
+    Send {
+        id: Option<Id>,
+        to: Recipients,
+        data: Payload,
+        timestamp: Option<i64>,
+    },
+    Heartbeat {
+        id: Option<Id>,
+    },
     /// A client's acknowledgement (kept for reliable delivery; nothing to do yet).
-    Ack { id: Option<Id> },
+    Ack {
+        id: Option<Id>,
+    },
 }
 
 /// Why a frame was refused: the `code` of the error frame it gets.
@@ -160,8 +181,8 @@ struct Wire<'a> {
 
 /// Parses one text frame from a client.
 pub fn parse(text: &[u8]) -> Result<ClientFrame, Refused> {
-    let wire: Wire<'_> = serde_json::from_slice(text)
-        .map_err(|e| Refused { id: None, error: EnvelopeError::NotJson(e.to_string()) })?;
+    let wire: Wire<'_> =
+        serde_json::from_slice(text).map_err(|e| Refused { id: None, error: EnvelopeError::NotJson(e.to_string()) })?;
     let id = match wire.id {
         Some(raw) if matches!(raw.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) => {
             Some(Id(raw.get().to_owned()))
@@ -187,9 +208,10 @@ pub fn parse(text: &[u8]) -> Result<ClientFrame, Refused> {
     };
     let data = |required: bool| -> Result<Payload, Refused> {
         match (wire.data, &wire.base64) {
-            (_, Some(b)) => B64.decode(b).map(|v| Payload::Binary(v.into())).map_err(|e| {
-                refuse(EnvelopeError::BadField { field: "base64", why: e.to_string() })
-            }),
+            (_, Some(b)) => B64
+                .decode(b)
+                .map(|v| Payload::Binary(v.into()))
+                .map_err(|e| refuse(EnvelopeError::BadField { field: "base64", why: e.to_string() })),
             (Some(raw), None) => Ok(Payload::Json(Bytes::copy_from_slice(raw.get().as_bytes()))),
             (None, None) if required => Err(refuse(EnvelopeError::MissingField("data"))),
             (None, None) => Ok(Payload::Json(Bytes::from_static(b"null"))),
@@ -278,7 +300,13 @@ fn frame(kind: &str, fill: impl FnOnce(&mut Vec<u8>)) -> Bytes {
 }
 
 /// A room publication as envelope members get it.
-pub fn publication(room: &str, offset: u64, from: Option<SessionId>, payload: &Payload, timestamp: Option<i64>) -> Bytes {
+pub fn publication(
+    room: &str,
+    offset: u64,
+    from: Option<SessionId>,
+    payload: &Payload,
+    timestamp: Option<i64>,
+) -> Bytes {
     frame("event", |out| {
         string_field(out, "id", &format!("{room}#{offset}"));
         string_field(out, "room", room);
@@ -372,9 +400,14 @@ mod tests {
         let f = parse(br#"{"type":"join","room":"/a","id":"1"}"#);
         assert_eq!(f, Ok(ClientFrame::Join { id: Some(Id("\"1\"".into())), room: "/a".into() }));
         let f = parse(br#"{"type":"publish","room":"/a","data":{"x":[1,2]}}"#);
-        assert!(matches!(f, Ok(ClientFrame::Publish { data: Payload::Json(d), event: false, .. }) if &d[..] == br#"{"x":[1,2]}"#));
+        assert!(
+            matches!(f, Ok(ClientFrame::Publish { data: Payload::Json(d), event: false, .. }) if &d[..] == br#"{"x":[1,2]}"#)
+        );
         let f = parse(br#"{"type":"event","id":7,"data":"hi","timestamp":1700000000000}"#);
-        assert!(matches!(f, Ok(ClientFrame::Publish { room: None, event: true, timestamp: Some(1_700_000_000_000), .. })));
+        assert!(matches!(
+            f,
+            Ok(ClientFrame::Publish { room: None, event: true, timestamp: Some(1_700_000_000_000), .. })
+        ));
         let f = parse(br#"{"type":"publish","room":"/a","base64":"AAE="}"#);
         assert!(matches!(f, Ok(ClientFrame::Publish { data: Payload::Binary(b), .. }) if &b[..] == [0, 1]));
         let id = SessionId::new();

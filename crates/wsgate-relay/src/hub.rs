@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dashmap::DashMap;
 use wsgate_core::SessionId;
 
+use crate::Protocol;
 use crate::envelope::{self, Payload};
 use crate::mailbox::{Delivery, Mailbox, Pushed};
 use crate::stats::{Clock, RouteStats};
-use crate::Protocol;
 
 const SHARDS: usize = 64;
 
@@ -271,7 +271,8 @@ impl Hub {
             if Some(m.session) == skip {
                 continue;
             }
-            let msg = encoded.get(m.protocol, || envelope::publication(&r.name, offset, from, payload, timestamp), payload);
+            let msg =
+                encoded.get(m.protocol, || envelope::publication(&r.name, offset, from, payload, timestamp), payload);
             tally.count(m, m.mailbox.push(Delivery { msg, published }));
         }
         drop(st);
@@ -302,7 +303,8 @@ impl Hub {
 
     /// Every room, by name.
     pub fn rooms(&self) -> Vec<RoomSummary> {
-        let rooms: Vec<Arc<Room>> = self.shards.iter().flat_map(|s| lock(s).values().cloned().collect::<Vec<_>>()).collect();
+        let rooms: Vec<Arc<Room>> =
+            self.shards.iter().flat_map(|s| lock(s).values().cloned().collect::<Vec<_>>()).collect();
         let mut v: Vec<_> = rooms.iter().map(|r| summary(r, &lock(&r.state))).collect();
         v.sort_by(|a, b| a.room.cmp(&b.room));
         v
@@ -468,7 +470,8 @@ mod tests {
         hub.leave(&ms[1], "/r");
         hub.leave(&ms[4], "/r");
         hub.leave(&ms[0], "/r");
-        let left: Vec<_> = hub.room("/r").map(|r| r.member_list.iter().map(|m| m.session_id).collect()).unwrap_or_default();
+        let left: Vec<_> =
+            hub.room("/r").map(|r| r.member_list.iter().map(|m| m.session_id).collect()).unwrap_or_default();
         assert_eq!(left.len(), 2);
         assert!(left.contains(&ms[2].session) && left.contains(&ms[3].session));
         hub.leave(&ms[3], "/r");

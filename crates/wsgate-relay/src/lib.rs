@@ -31,9 +31,9 @@ use wsgate_core::{EventBus, Registry, SessionKind};
 use wsgate_listener::{Body, Conn, Handler, plain};
 use wsgate_session::{Endpoint, EndpointConfig};
 
+pub use envelope::Payload;
 pub use hub::{Hub, Published};
 pub use mailbox::{MailboxLimits, Overflow};
-pub use envelope::Payload;
 
 /// What a route's clients speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

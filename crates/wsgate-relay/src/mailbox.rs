@@ -132,7 +132,8 @@ impl Mailbox {
                 return Pushed::Gone;
             }
             let full = |q: &Queue| {
-                q.items.len() >= self.limits.max_messages || (q.bytes + len > self.limits.max_bytes && !q.items.is_empty())
+                q.items.len() >= self.limits.max_messages
+                    || (q.bytes + len > self.limits.max_bytes && !q.items.is_empty())
             };
             if !full(&q) {
                 q.bytes += len;

@@ -9,7 +9,8 @@ pub type Clock = tokio::time::Instant;
 
 /// Upper bounds of the fan-out latency buckets, in seconds: publish → written to the
 /// member's connection buffer.
-pub const LATENCY_BUCKETS: [f64; 12] = [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 1.0];
+pub const LATENCY_BUCKETS: [f64; 12] =
+    [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 1.0];
 
 /// A fixed-bucket histogram (Prometheus' cumulative `le` buckets are derived when read).
 #[derive(Debug, Default)]

@@ -26,6 +26,9 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Mock server: sessions answered by wsgate itself.
     Mock(Box<MockArgs>),
+    /// Relay hub: clients in rooms (by default the request path), every message
+    /// fanned out to the room; envelope mode adds join/leave, unicast, acks.
+    Relay(Box<RelayArgs>),
     /// Everything the config declares: its routes (proxy and mock handlers on one
     /// listener; SIGHUP reloads them), the control plane and the store; with no
     /// config, the control plane (API, outbound connections, history) alone.
@@ -338,4 +341,44 @@ pub struct MockArgs {
     /// A subprotocol to accept (repeatable).
     #[arg(long, env = "WSGATE_SUBPROTOCOL", value_name = "NAME", value_delimiter = ',')]
     pub subprotocol: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// raw (every message unchanged to the room named by the path) or envelope (JSON
+    /// join/leave/publish/send, acks, errors; WarpSocket's shape).
+    #[arg(long, env = "WSGATE_PROTOCOL", value_name = "PROTOCOL")]
+    pub protocol: Option<String>,
+    /// Senders do not get their own messages back.
+    #[arg(long, env = "WSGATE_NO_ECHO_SENDER")]
+    pub no_echo_sender: bool,
+    /// Messages waiting for one member before --overflow applies.
+    #[arg(long, env = "WSGATE_MEMBER_QUEUE_MESSAGES", value_name = "N")]
+    pub member_queue_messages: Option<String>,
+    /// Bytes waiting for one member before --overflow applies.
+    #[arg(long, env = "WSGATE_MEMBER_QUEUE_BYTES", value_name = "BYTES")]
+    pub member_queue_bytes: Option<String>,
+    /// A full member queue: drop_oldest, drop_newest, or disconnect (1013).
+    #[arg(long, env = "WSGATE_OVERFLOW", value_name = "POLICY")]
+    pub overflow: Option<String>,
+    /// Ping every member this often (0s = no heartbeats).
+    #[arg(long, env = "WSGATE_HEARTBEAT_INTERVAL", value_name = "DURATION")]
+    pub heartbeat_interval: Option<String>,
+    /// Pings a member may leave unanswered before it is closed (1001).
+    #[arg(long, env = "WSGATE_HEARTBEAT_MISSES", value_name = "N")]
+    pub heartbeat_misses: Option<String>,
+    /// Messages per second one connection may send (0 = no limit; over it: 1008).
+    #[arg(long, env = "WSGATE_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub rate_limit: Option<String>,
+    /// Messages a connection may send at once before the rate applies.
+    #[arg(long, env = "WSGATE_RATE_BURST", value_name = "N")]
+    pub rate_burst: Option<String>,
+    /// Malformed envelope frames answered before the connection is closed (1008).
+    #[arg(long, env = "WSGATE_MAX_BAD_FRAMES", value_name = "N")]
+    pub max_bad_frames: Option<String>,
+    /// Connections one client address may hold (0 = no limit; beyond: HTTP 429).
+    #[arg(long, env = "WSGATE_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<String>,
 }

@@ -139,6 +139,8 @@ async fn keep_lease(store: Arc<dyn Store>, lease: Lease, stop: CancellationToken
 pub struct Gateway {
     pub bus: Arc<EventBus>,
     pub registry: Arc<Registry>,
+    /// Rooms of every relay route (the control plane publishes and inspects here).
+    pub hub: Arc<wsgate_relay::Hub>,
     pub control: ControlPlane,
     pub control_addr: SocketAddr,
     /// Cancelled on SIGINT/SIGTERM; handlers watch it.
@@ -190,8 +192,10 @@ impl Gateway {
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),
         };
+        let hub = wsgate_relay::Hub::new();
         let control = ControlPlane::start(
             ControlConfig {
+                relay: Some(hub.clone()),
                 admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
                 payload_cap: cfg.live.payload_cap,
                 live_queue: cfg.live.queue,
@@ -238,6 +242,7 @@ impl Gateway {
         Ok(Self {
             bus,
             registry,
+            hub,
             control,
             control_addr,
             shutdown,

@@ -17,7 +17,7 @@ const FLAGS: &[&str] = &[
 ];
 
 /// Switches that turn a setting off (`--no-store` sets `store.enabled: false`).
-const NEGATED: &[&str] = &["store.enabled"];
+const NEGATED: &[&str] = &["store.enabled", "relay.echo_sender"];
 
 /// Collects the sources for a serving command from its (sub)command matches.
 pub fn collect(m: &ArgMatches, file: Option<std::path::PathBuf>) -> Sources {

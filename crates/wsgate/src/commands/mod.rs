@@ -6,6 +6,7 @@ mod connect;
 mod history;
 mod mock;
 mod proxy;
+mod relay;
 mod serve;
 
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ pub fn exec(cli: Cli, matches: &ArgMatches) -> ExitCode {
     match cli.command {
         Command::Proxy(args) => proxy::exec(*args, sub.unwrap_or(matches)),
         Command::Mock(args) => mock::exec(*args, sub.unwrap_or(matches)),
+        Command::Relay(args) => relay::exec(*args, sub.unwrap_or(matches)),
         Command::Serve(args) => serve::exec(*args, sub.unwrap_or(matches)),
         Command::Connect(args) => connect::exec(*args),
         Command::History { command } => {

@@ -61,6 +61,17 @@ keys! {
     "proxy.expose_errors", "expose-upstream-errors", "Tell a client refused with 502/504 why (upstream URL, DNS/TLS error) instead of a generic reason; the detail is always in the session record and the logs.";
     "mock.echo", "echo", "wsgate mock: echo every text and binary message back unchanged.";
     "mock.subprotocols", "subprotocol", "wsgate mock: a subprotocol to accept (repeatable).";
+    "relay.protocol", "protocol", "wsgate relay: raw (every message unchanged to the room named by the path) or envelope (JSON join/leave/publish/send; WarpSocket's shape).";
+    "relay.echo_sender", "no-echo-sender", "wsgate relay: a sender gets its own messages back, as the Go websocket-relay does (--no-echo-sender turns it off).";
+    "relay.queue_max_messages", "member-queue-messages", "wsgate relay: messages waiting for one member before the overflow policy applies.";
+    "relay.queue_max_bytes", "member-queue-bytes", "wsgate relay: bytes waiting for one member before the overflow policy applies.";
+    "relay.overflow", "overflow", "wsgate relay: a full member queue drops the oldest message (drop_oldest), the newest (drop_newest), or closes the member with 1013 (disconnect).";
+    "relay.heartbeat_interval", "heartbeat-interval", "wsgate relay: ping every member this often (0s = no heartbeats).";
+    "relay.heartbeat_misses", "heartbeat-misses", "wsgate relay: pings a member may leave unanswered before it is closed with 1001.";
+    "relay.rate_limit", "rate-limit", "wsgate relay: messages per second one connection may send (0 = no limit); over it the connection is closed with 1008.";
+    "relay.rate_burst", "rate-burst", "wsgate relay: messages a connection may send at once before the rate applies (0: the rate).";
+    "relay.max_bad_frames", "max-bad-frames", "wsgate relay: malformed envelope frames answered with an error frame before the connection is closed with 1008.";
+    "relay.max_connections_per_ip", "max-connections-per-ip", "wsgate relay: connections one client address may hold (0 = no limit); beyond it HTTP 429.";
     "store.enabled", "no-store", "Record every session's lifecycle and messages in the store (the flag --no-store turns it off).";
     "store.url", "store", "Where history is kept: sqlite://PATH (created on first run), postgres://USER@HOST/DB, or memory://.";
     "store.record", "record", "When the store falls behind: drop (traffic never waits; drops are counted and shown on the session) or strict (traffic waits; every message is stored).";

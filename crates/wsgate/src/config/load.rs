@@ -285,7 +285,7 @@ impl Config {
     }
 
     /// Every duration setting, with its path.
-    pub fn durations(&self) -> [(&'static str, Duration); 8] {
+    pub fn durations(&self) -> [(&'static str, Duration); 9] {
         [
             ("shutdown_timeout", self.shutdown_timeout),
             ("limits.idle_timeout", self.limits.idle_timeout),
@@ -295,6 +295,7 @@ impl Config {
             ("proxy.connect_timeout", self.proxy.connect_timeout),
             ("store.retention", self.store.retention),
             ("outbound.connect_timeout", self.outbound.connect_timeout),
+            ("relay.heartbeat_interval", self.relay.heartbeat_interval),
         ]
     }
 
@@ -308,6 +309,23 @@ impl Config {
                 message: "the mock needs a mode".into(),
                 fix: "pass --echo (or WSGATE_ECHO=true, or mock.echo: true in the config file)".into(),
             });
+        }
+        Ok(())
+    }
+
+    /// Checks for `wsgate relay`.
+    pub fn validate_for_relay(&self, fig: &Figment) -> Result<(), ConfigError> {
+        self.validate_common(fig)?;
+        self.relay
+            .check()
+            .map_err(|(field, message, fix)| invalid(fig, &format!("relay.{field}"), message, Some(fix.into())))?;
+        if let Some(origins) = &self.relay.origins {
+            for o in origins {
+                if o != "*" && !super::routes::is_origin(o) {
+                    let fix = "an origin is scheme://host[:port], e.g. https://app.example.com (no path), or \"*\"";
+                    return Err(invalid(fig, "relay.origins", format!("{o:?} is not an origin"), Some(fix.into())));
+                }
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ mod load;
 /// Public for the config fuzz target.
 pub mod locate;
 mod redact;
+mod relay;
 mod routes;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use url::Url;
 
 pub use keys::KEYS;
 pub use load::{COMPAT_ENV, ConfigError, Sources, documented_keys, invalid as load_invalid, load, load_yaml};
+pub use relay::RelaySection;
 pub use routes::{RouteKind, RouteLimits, RouteSection, route_error, routes_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -52,12 +54,13 @@ pub struct Config {
     pub live: Live,
     pub proxy: ProxySection,
     pub mock: MockSection,
+    pub relay: RelaySection,
     pub deflate: DeflateSection,
     pub store: StoreSection,
     pub outbound: OutboundSection,
     /// Routes on `listen`, tried in order (first match wins; no match is 404). Each
     /// has a `name`, a `path` (`/feed`, or `/api/*` for a prefix), an optional `host`
-    /// and `origins`, its own `limits`, and exactly one of `proxy:` or `mock:`.
+    /// and `origins`, its own `limits`, and exactly one of `proxy:`, `mock:` or `relay:`.
     pub routes: Vec<RouteSection>,
 }
 
@@ -254,6 +257,7 @@ impl Default for Config {
             live: Live::default(),
             proxy: ProxySection::default(),
             mock: MockSection::default(),
+            relay: RelaySection::default(),
             deflate: DeflateSection::default(),
             store: StoreSection::default(),
             outbound: OutboundSection::default(),

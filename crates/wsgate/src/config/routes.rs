@@ -1,7 +1,7 @@
 //! `routes:` — many handlers on one listener (`wsgate serve`). Each route has a name,
 //! a path (`/feed`, or `/api/*` for a prefix), an optional host, and exactly one
 //! handler section: `proxy:` (the keys of the top-level `proxy:` section, plus
-//! `strip_prefix`) or `mock:` (those of `mock:`). First match wins; no match is 404.
+//! `strip_prefix`), `mock:` (those of `mock:`) or `relay:` (those of `relay:`). First match wins; no match is 404.
 //!
 //! Errors here name the file, line and column of the offending key (`locate`),
 //! the field, and the fix.
@@ -13,7 +13,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use wsgate_listener::PathPattern;
 
-use super::{Config, ConfigError, MockSection, ProxySection, locate};
+use super::{Config, ConfigError, MockSection, ProxySection, RelaySection, locate};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +29,8 @@ pub struct RouteSection {
     pub proxy: Option<ProxySection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelaySection>,
     /// Browser origins allowed (`https://app.example.com`); others get 403.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origins: Option<Vec<String>>,
@@ -52,6 +54,7 @@ pub struct RouteLimits {
 pub enum RouteKind {
     Proxy,
     Mock,
+    Relay,
 }
 
 impl RouteKind {
@@ -59,6 +62,7 @@ impl RouteKind {
         match self {
             Self::Proxy => "proxy",
             Self::Mock => "mock",
+            Self::Relay => "relay",
         }
     }
 }
@@ -66,7 +70,11 @@ impl RouteKind {
 impl RouteSection {
     /// The handler, once validated (exactly one is set).
     pub fn kind(&self) -> RouteKind {
-        if self.proxy.is_some() { RouteKind::Proxy } else { RouteKind::Mock }
+        match (&self.proxy, &self.relay) {
+            (Some(_), _) => RouteKind::Proxy,
+            (None, Some(_)) => RouteKind::Relay,
+            (None, None) => RouteKind::Mock,
+        }
     }
 }
 
@@ -151,25 +159,33 @@ impl Config {
                 }
             }
             seen.push((path.clone(), host));
-            match (&r.proxy, &r.mock) {
-                (None, None) => {
+            let handlers: Vec<&str> =
+                [("proxy", r.proxy.is_some()), ("mock", r.mock.is_some()), ("relay", r.relay.is_some())]
+                    .into_iter()
+                    .filter_map(|(n, set)| set.then_some(n))
+                    .collect();
+            if handlers.len() > 1 {
+                return Err(err(
+                    i,
+                    handlers[1],
+                    format!("route {name:?} has both `{}` and `{}`", handlers[0], handlers[1]),
+                    "keep one handler per route; split it into two routes",
+                ));
+            }
+            match (&r.proxy, &r.mock, &r.relay) {
+                (None, None, None) => {
                     return Err(err(
                         i,
                         "",
                         format!("route {name:?} has no handler"),
-                        "add `proxy: {upstream: ws://...}` or `mock: {echo: true}`",
+                        "add `proxy: {upstream: ws://...}`, `mock: {echo: true}` or `relay: {}`",
                     ));
                 }
-                (Some(_), Some(_)) => {
-                    return Err(err(
-                        i,
-                        "mock",
-                        format!("route {name:?} has both `proxy` and `mock`"),
-                        "keep one handler per route; split it into two routes",
-                    ));
+                (_, _, Some(relay)) => {
+                    relay.check().map_err(|(field, msg, fix)| err(i, &format!("relay.{field}"), msg, fix))?
                 }
-                (Some(p), None) => self.validate_route_proxy(p, &path, |rest, msg, fix| err(i, rest, msg, fix))?,
-                (None, Some(m)) => {
+                (Some(p), _, None) => self.validate_route_proxy(p, &path, |rest, msg, fix| err(i, rest, msg, fix))?,
+                (None, Some(m), None) => {
                     if !m.echo {
                         return Err(err(
                             i,
@@ -260,7 +276,7 @@ impl Config {
 }
 
 /// `scheme://host[:port]`, nothing more.
-fn is_origin(s: &str) -> bool {
+pub(super) fn is_origin(s: &str) -> bool {
     match url::Url::parse(s) {
         Ok(u) => u.host_str().is_some() && matches!(u.path(), "" | "/") && u.query().is_none() && !s.ends_with("/"),
         Err(_) => false,

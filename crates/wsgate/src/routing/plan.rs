@@ -2,7 +2,7 @@
 //! and its handler's own config, with TLS material loaded (a bad file is an error
 //! naming the field, before anything starts or a reload is applied).
 //!
-//! `wsgate proxy` and `wsgate mock` are one-route shorthands: their top-level section
+//! `wsgate proxy`, `wsgate mock` and `wsgate relay` are one-route shorthands: their top-level section
 //! becomes a catch-all route (`/*`) after any `routes:` the config declares.
 
 use std::sync::Arc;
@@ -12,8 +12,11 @@ use figment::Figment;
 use wsgate_listener::{ListenerConfig, PathPattern};
 use wsgate_mock::{MockConfig, MockMode};
 use wsgate_proxy::{ProxyConfig, QueueConfig, ResolverConfig};
+use wsgate_relay::RelayConfig;
 
-use crate::config::{Config, ConfigError, MockSection, ProxySection, RouteKind, route_error, routes_file};
+use crate::config::{
+    Config, ConfigError, MockSection, ProxySection, RelaySection, RouteKind, route_error, routes_file,
+};
 
 /// Which command is planning: what its top-level section adds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub enum Mode {
     Proxy,
     /// `wsgate mock`: `mock:` is required and becomes the catch-all route `mock`.
     Mock,
+    /// `wsgate relay`: `relay:` becomes the catch-all route `relay`.
+    Relay,
     /// `wsgate serve`: `routes:`, plus a catch-all from `proxy:` or `mock:` if set.
     Serve,
 }
@@ -31,6 +36,7 @@ pub enum Mode {
 pub enum Handler {
     Proxy(Box<ProxyConfig>),
     Mock(MockConfig),
+    Relay(Box<RelayConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +54,7 @@ impl RoutePlan {
         match self.handler {
             Handler::Proxy(_) => RouteKind::Proxy,
             Handler::Mock(_) => RouteKind::Mock,
+            Handler::Relay(_) => RouteKind::Relay,
         }
     }
 
@@ -62,6 +69,7 @@ impl RoutePlan {
             Handler::Mock(m) => match m.mode {
                 MockMode::Echo => "echo".into(),
             },
+            Handler::Relay(r) => format!("rooms ({})", r.settings.protocol.as_str()),
         }
     }
 }
@@ -77,6 +85,7 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
     match mode {
         Mode::Proxy => cfg.validate_for_proxy(fig)?,
         Mode::Mock => cfg.validate_for_mock(fig)?,
+        Mode::Relay => cfg.validate_for_relay(fig)?,
         Mode::Serve => cfg.validate_common(fig)?,
     }
     cfg.validate_routes(fig)?;
@@ -96,6 +105,9 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         };
         let name: Arc<str> = r.name.as_str().into();
         let handler = match (&r.proxy, &r.mock) {
+            _ if r.relay.is_some() => {
+                Handler::Relay(Box::new(relay_config(cfg, r.relay.as_ref().unwrap_or(&cfg.relay), &name, &limits)))
+            }
             (Some(p), _) => {
                 Handler::Proxy(Box::new(proxy_config(cfg, p, &name, &limits).map_err(|(field, msg)| {
                     route_error(file.as_ref(), i, &format!("proxy.{field}"), msg, "point it at a readable PEM file")
@@ -122,7 +134,7 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         name: name.into(),
         path: PathPattern::Prefix(String::new()),
         host: None,
-        origins: None,
+        origins: if mode == Mode::Relay { cfg.relay.origins.clone() } else { None },
         max_connections: None,
         handler,
     };
@@ -139,6 +151,8 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
     if mode == Mode::Proxy || (mode == Mode::Serve && proxy_set) {
         let p = proxy_config(cfg, &cfg.proxy, "default", &top).map_err(|(f, m)| invalid(f, m))?;
         plans.push(catch_all("default", Handler::Proxy(Box::new(p))));
+    } else if mode == Mode::Relay {
+        plans.push(catch_all("relay", Handler::Relay(Box::new(relay_config(cfg, &cfg.relay, "relay", &top)))));
     } else if mode == Mode::Mock || (mode == Mode::Serve && cfg.mock.echo) {
         plans.push(catch_all("mock", Handler::Mock(mock_config(cfg, &cfg.mock, "mock", &top))));
     }
@@ -177,6 +191,18 @@ fn proxy_config(
     pc.deflate = cfg.deflate.policy();
     pc.expose_errors = p.expose_errors;
     Ok(pc)
+}
+
+fn relay_config(cfg: &Config, r: &RelaySection, route: &str, limits: &Limits) -> RelayConfig {
+    RelayConfig {
+        route: route.into(),
+        settings: r.settings(),
+        subprotocols: r.subprotocols.clone(),
+        max_message_size: limits.max_message_size,
+        close_timeout: Duration::from_secs(5),
+        idle_timeout: limits.idle_timeout,
+        deflate: cfg.deflate.policy(),
+    }
 }
 
 fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> MockConfig {

@@ -17,6 +17,7 @@ use wsgate_core::{EventBus, Registry};
 use wsgate_listener::{DynHandler, Route, Router};
 use wsgate_mock::Mock;
 use wsgate_proxy::Proxy;
+use wsgate_relay::{Hub, Relay};
 
 use super::plan::{Handler, Mode, RoutePlan, plan};
 use crate::config::{Config, Sources, load};
@@ -26,6 +27,8 @@ use crate::gateway::Gateway;
 struct Parts {
     bus: Arc<EventBus>,
     registry: Arc<Registry>,
+    /// Rooms of every relay route, kept across reloads.
+    hub: Arc<Hub>,
     shutdown: CancellationToken,
     sessions: TaskTracker,
 }
@@ -61,6 +64,7 @@ impl Routing {
         let parts = Parts {
             bus: gateway.bus.clone(),
             registry: gateway.registry.clone(),
+            hub: gateway.hub.clone(),
             shutdown: gateway.shutdown.clone(),
             sessions: gateway.sessions.clone(),
         };
@@ -93,6 +97,14 @@ fn build(parts: &Parts, plans: &[RoutePlan], limits: &mut HashMap<Arc<str>, (usi
             let handler: Arc<dyn DynHandler> = match &p.handler {
                 Handler::Proxy(cfg) => Proxy::new(
                     (**cfg).clone(),
+                    parts.bus.clone(),
+                    parts.registry.clone(),
+                    parts.shutdown.clone(),
+                    parts.sessions.clone(),
+                ),
+                Handler::Relay(cfg) => Relay::new(
+                    (**cfg).clone(),
+                    parts.hub.clone(),
                     parts.bus.clone(),
                     parts.registry.clone(),
                     parts.shutdown.clone(),

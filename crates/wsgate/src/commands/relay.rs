@@ -1,0 +1,25 @@
+//! `wsgate relay` — clients in rooms, messages fanned out: the top-level `relay:`
+//! section as a catch-all route, after any `routes:` the config declares.
+
+use std::process::ExitCode;
+
+use clap::ArgMatches;
+
+use crate::cli::RelayArgs;
+use crate::gateway::{Routes, run_routes};
+use crate::routing::{Mode, plan};
+
+pub fn exec(args: RelayArgs, m: &ArgMatches) -> ExitCode {
+    let sources = crate::sources::collect(m, args.serve.config.clone());
+    let planned = super::configure(m, args.serve.config.clone(), |cfg, fig| {
+        Ok((plan(cfg, fig, Mode::Relay)?, super::listener_tls(cfg, fig)?))
+    });
+    let (cfg, (plans, tls)) = match planned {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let detail = format!("protocol={}", cfg.relay.protocol.as_str());
+    let run =
+        async move { run_routes(&cfg, "relay", &detail, Routes { plans, tls, sources, mode: Mode::Relay }).await };
+    super::serve("relay", run)
+}
