@@ -34,7 +34,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `POST /api/sessions/{id}/inject`), so a 1 MiB binary message fits once
 /// base64-encoded; [`MAX_BODY_BYTES`] for every other.
 pub fn limit_for(path: &str) -> usize {
-    let carries_message = path.starts_with("/api/") && (path.ends_with("/send") || path.ends_with("/inject"));
+    let carries_message = path.starts_with("/api/")
+        && (path.ends_with("/send") || path.ends_with("/inject") || path.ends_with("/publish"));
     if carries_message { MAX_MESSAGE_BODY_BYTES } else { MAX_BODY_BYTES }
 }
 

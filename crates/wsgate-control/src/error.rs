@@ -83,6 +83,10 @@ pub enum ApiError {
     NoRoutes,
     #[error("reload refused, the routes in force keep serving: {0}")]
     ReloadRefused(String),
+    #[error("no room {0:?} (a room exists while it has members)")]
+    RoomNotFound(String),
+    #[error("give exactly one of \"text\", \"json\" and \"base64\"")]
+    PublishChoice,
 }
 
 impl From<PathRejection> for ApiError {
@@ -119,6 +123,8 @@ impl ApiError {
             Self::ConnectionEnded(_) => StatusCode::CONFLICT,
             Self::OutboundDisabled => StatusCode::NOT_IMPLEMENTED,
             Self::NoRoutes => StatusCode::CONFLICT,
+            Self::RoomNotFound(_) => StatusCode::NOT_FOUND,
+            Self::PublishChoice => StatusCode::BAD_REQUEST,
             Self::ReloadRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

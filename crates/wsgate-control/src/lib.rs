@@ -39,7 +39,9 @@ pub mod index;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod relay_metrics;
 pub mod reload;
+pub mod rooms;
 pub mod routes;
 pub mod taps;
 pub mod ws;
@@ -191,7 +193,8 @@ impl ControlPlane {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
-        let metrics = Arc::new(metrics::Metrics::new(registry.clone(), bus.clone(), cfg.recorder.clone()));
+        let metrics =
+            Arc::new(metrics::Metrics::new(registry.clone(), bus.clone(), cfg.recorder.clone(), cfg.relay.clone()));
         let ControlObservers { live: live_queue, metrics: metrics_queue } = observers;
         let hub = Arc::new(live::LiveHub::new(
             live_queue.wants_messages.clone(),

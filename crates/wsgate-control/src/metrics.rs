@@ -18,6 +18,9 @@
 //! | `wsgate_store_rows_total`, `wsgate_store_batches_total`, `wsgate_store_write_errors_total` | counter | | what the recorder committed, and batches the store refused |
 //! | `wsgate_live_dropped_total` | counter | — | messages dropped for slow `/api/live` subscribers and taps |
 //!
+//! The relay's metrics (websocket-relay's four names and `wsgate_relay_*`) are in
+//! [`crate::relay_metrics`].
+//!
 //! `direction` is `client_to_upstream`, `upstream_to_client`, `client_to_gateway` or
 //! `gateway_to_client`; `kind` is `proxy`, `relay`, `mock` or `outbound`.
 //!
@@ -100,6 +103,7 @@ impl Metrics {
         sessions: Arc<Registry>,
         bus: Arc<EventBus>,
         recorder: Option<Arc<wsgate_store::recorder::RecorderStats>>,
+        relay: Option<Arc<wsgate_relay::Hub>>,
     ) -> Self {
         let mut registry = PromRegistry::default();
         let sessions_total = Family::<OutcomeLabels, Counter>::default();
@@ -136,6 +140,9 @@ impl Metrics {
             live_dropped.clone(),
         );
         registry.register_collector(Box::new(ScrapeTimeCollector { sessions, bus, recorder, routes: routes.clone() }));
+        if let Some(hub) = relay {
+            registry.register_collector(Box::new(crate::relay_metrics::RelayCollector { hub }));
+        }
         // Every known series starts at 0, so it exists (and `rate()` works) before
         // its first event.
         for kind in SessionKind::ALL {

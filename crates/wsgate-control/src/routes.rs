@@ -12,7 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::{
-    ControlConfig, ControlPlane, api, auth, connections, health, history, index, metrics, openapi, reload, taps, ws,
+    ControlConfig, ControlPlane, api, auth, connections, health, history, index, metrics, openapi, reload, rooms, taps,
+    ws,
 };
 
 /// Routes open even with an admin token: probes and the index hold no secret.
@@ -40,6 +41,9 @@ fn guarded() -> OpenApiRouter<ControlPlane> {
         .routes(routes!(connections::close))
         .routes(routes!(reload::list))
         .routes(routes!(reload::reload))
+        .routes(routes!(rooms::list))
+        .routes(routes!(rooms::get))
+        .routes(routes!(rooms::publish))
         .routes(routes!(ws::live))
         .routes(routes!(taps::client))
         .routes(routes!(taps::client_root))

@@ -409,7 +409,7 @@ mod tests {
             Ok(ClientFrame::Publish { room: None, event: true, timestamp: Some(1_700_000_000_000), .. })
         ));
         let f = parse(br#"{"type":"publish","room":"/a","base64":"AAE="}"#);
-        assert!(matches!(f, Ok(ClientFrame::Publish { data: Payload::Binary(b), .. }) if &b[..] == [0, 1]));
+        assert!(matches!(f, Ok(ClientFrame::Publish { data: Payload::Binary(b), .. }) if b[..] == [0, 1]));
         let id = SessionId::new();
         let f = parse(format!(r#"{{"type":"send","to":["{id}"],"data":1}}"#).as_bytes());
         assert!(matches!(f, Ok(ClientFrame::Send { to: Recipients::Group(v), .. }) if v == vec![id]));

@@ -24,6 +24,9 @@ use crate::stats::{Clock, RouteStats};
 
 const SHARDS: usize = 64;
 
+/// One shard: its rooms by name.
+type Shard = Mutex<HashMap<Arc<str>, Arc<Room>>>;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Plain data behind every lock here: a panic elsewhere leaves it usable.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -129,7 +132,7 @@ impl RouteState {
 
 /// Rooms, members and per-route state of every relay route in one gateway.
 pub struct Hub {
-    shards: Box<[Mutex<HashMap<Arc<str>, Arc<Room>>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
     members: DashMap<SessionId, Arc<Member>>,
     routes: DashMap<Arc<str>, Arc<RouteState>>,
@@ -157,7 +160,7 @@ impl Hub {
         Arc::new(Self::default())
     }
 
-    fn shard(&self, room: &str) -> &Mutex<HashMap<Arc<str>, Arc<Room>>> {
+    fn shard(&self, room: &str) -> &Shard {
         let i = self.hasher.hash_one(room) as usize % SHARDS;
         &self.shards[i]
     }

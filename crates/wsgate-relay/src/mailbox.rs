@@ -166,25 +166,24 @@ impl Mailbox {
                 }
             }
         };
-        if !matches!(outcome, Pushed::DroppedNewest) {
-            self.waker.wake();
-        }
+        self.waker.wake();
         outcome
     }
 
-    /// Ready when something waits (deliveries, drops to report, an overflow).
-    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.has_news() {
+    /// Ready when something waits: drops to report or an overflow, and deliveries
+    /// unless `congested` (the member is not reading: they wait in the queue).
+    pub fn poll_ready(&self, cx: &mut Context<'_>, congested: bool) -> Poll<()> {
+        if self.has_news(congested) {
             return Poll::Ready(());
         }
         self.waker.register(cx.waker());
         // A push between the check and the registration would be missed otherwise.
-        if self.has_news() { Poll::Ready(()) } else { Poll::Pending }
+        if self.has_news(congested) { Poll::Ready(()) } else { Poll::Pending }
     }
 
-    fn has_news(&self) -> bool {
+    fn has_news(&self, congested: bool) -> bool {
         let q = self.lock();
-        !q.items.is_empty() || q.dropped > 0 || q.overflowed
+        (!congested && !q.items.is_empty()) || q.dropped > 0 || q.overflowed
     }
 
     /// Takes up to `max` deliveries, and the drops and overflow to report.

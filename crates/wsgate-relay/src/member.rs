@@ -233,13 +233,15 @@ impl Behaviour for Member {
         }
     }
 
-    fn poll_feed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.entry.mailbox.poll_ready(cx)
+    fn poll_feed(&mut self, cx: &mut Context<'_>, congested: bool) -> Poll<()> {
+        self.entry.mailbox.poll_ready(cx, congested)
     }
 
     fn on_feed(&mut self, out: &mut Outbox<'_>) {
         let mut taken = std::mem::take(&mut self.taken);
-        self.entry.mailbox.take(FEED_BATCH, &mut taken);
+        // A member that is not reading is only told of drops and overflow.
+        let batch = if out.buffered() >= wsgate_session::HIGH_WATER { 0 } else { FEED_BATCH };
+        self.entry.mailbox.take(batch, &mut taken);
         let now = Clock::now();
         for d in taken.deliveries.drain(..) {
             self.entry.stats.fanout.observe(now.saturating_duration_since(d.published));
@@ -260,11 +262,20 @@ impl Behaviour for Member {
     }
 
     fn next_tick(&self) -> Option<Instant> {
-        self.next_ping
+        // Drops held back by the once-a-second report are said when it comes round.
+        let report = self.last_drop_report.filter(|_| self.dropped_unreported > 0).map(|t| t + DROP_REPORT_EVERY);
+        match (self.next_ping, report) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn on_tick(&mut self, out: &mut Outbox<'_>) {
+        self.report_drops(0, out);
         let Some(h) = self.settings.heartbeat else { return };
+        if self.next_ping.is_none_or(|t| Instant::now() < t) {
+            return;
+        }
         if self.unanswered >= h.misses {
             self.next_ping = None;
             let reason = format!("heartbeat timeout: no pong to {} pings", self.unanswered);

@@ -35,16 +35,17 @@ pub trait Behaviour: Send + 'static {
     /// The time [`Behaviour::next_tick`] named has come.
     fn on_tick(&mut self, _out: &mut Outbox<'_>) {}
 
-    /// Ready when output produced elsewhere waits to be written (a relay member's
-    /// mailbox). Polled only while the client's unwritten output is below
-    /// [`crate::HIGH_WATER`]: a client that does not read stops being fed, and the
-    /// feed's own bound (and its overflow policy) takes over. Must register `cx`
-    /// when pending, as any poll function.
-    fn poll_feed(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready when output produced elsewhere waits (a relay member's mailbox). While
+    /// `congested` — the client's unwritten output is at [`crate::HIGH_WATER`]: it is
+    /// not reading — only news that is not output should make it ready (drops to
+    /// report, an overflow to act on); the feed's own bound and overflow policy hold
+    /// the rest. Must register `cx` when pending, as any poll function.
+    fn poll_feed(&mut self, _cx: &mut Context<'_>, _congested: bool) -> Poll<()> {
         Poll::Pending
     }
 
-    /// [`Behaviour::poll_feed`] was ready: write what waits (a bounded amount).
+    /// [`Behaviour::poll_feed`] was ready: write what waits (a bounded amount, and
+    /// nothing while [`Outbox::buffered`] is at [`crate::HIGH_WATER`]).
     fn on_feed(&mut self, _out: &mut Outbox<'_>) {}
 
     /// The client answered a ping (heartbeats).

@@ -161,25 +161,32 @@ impl Run<'_> {
 /// What woke the loop on the connection's side.
 enum Input {
     Received(Result<Message, WsError>),
-    /// The behaviour's feed has output waiting.
+    /// The behaviour's feed has news.
     Fed,
 }
 
 /// The client's next message, or the behaviour's feed being ready — in one future,
-/// because both need the stream: the feed is polled only while the client's
-/// unwritten output is below [`HIGH_WATER`], and polled again after the stream has
-/// written some (so a client that catches up is fed again without another wake-up);
-/// never once the session is closing.
-async fn next_input<B: Behaviour>(ws: &mut WsStream<Transport>, behaviour: &mut B, feeding: bool) -> Input {
+/// because both need the stream. The feed is told whether the client is congested
+/// (its unwritten output at [`HIGH_WATER`]), and is polled again after the stream
+/// has written (so a client that catches up is fed without another wake-up); never
+/// once the session is closing. `feed_first` alternates which side goes first, so a
+/// flooding client cannot starve its own deliveries, nor a busy feed its reads.
+async fn next_input<B: Behaviour>(
+    ws: &mut WsStream<Transport>,
+    behaviour: &mut B,
+    feeding: bool,
+    feed_first: bool,
+) -> Input {
     std::future::poll_fn(|cx| {
-        if feeding && ws.buffered() < HIGH_WATER && behaviour.poll_feed(cx).is_ready() {
+        fn fed<B: Behaviour>(ws: &WsStream<Transport>, b: &mut B, cx: &mut std::task::Context<'_>) -> bool {
+            b.poll_feed(cx, ws.buffered() >= HIGH_WATER).is_ready()
+        }
+        if feeding && feed_first && fed(ws, behaviour, cx) {
             return Poll::Ready(Input::Fed);
         }
         match ws.poll_recv(cx) {
             Poll::Ready(m) => Poll::Ready(Input::Received(m)),
-            Poll::Pending if feeding && ws.buffered() < HIGH_WATER && behaviour.poll_feed(cx).is_ready() => {
-                Poll::Ready(Input::Fed)
-            }
+            Poll::Pending if feeding && fed(ws, behaviour, cx) => Poll::Ready(Input::Fed),
             Poll::Pending => Poll::Pending,
         }
     })
@@ -206,6 +213,7 @@ pub async fn run<B: Behaviour>(
 ) {
     let mut run = Run { session, ending: None, closing: false };
     let mut commands_open = true;
+    let mut feed_first = false;
     // Only polled once closing, and re-armed then; the initial value is moot.
     let close_deadline = tokio::time::sleep(cfg.close_timeout);
     tokio::pin!(close_deadline);
@@ -239,9 +247,13 @@ pub async fn run<B: Behaviour>(
             // Under `--record strict`, events the store could not take yet hold the
             // reads back until it can.
             _ = run.session.settle(), if run.session.has_pending() => {}
-            input = next_input(&mut ws, &mut behaviour, !run.closing), if !run.session.has_pending() => match input {
-                Input::Fed => run.phase(&mut ws, &mut behaviour, |b, out| b.on_feed(out)),
+            input = next_input(&mut ws, &mut behaviour, !run.closing, feed_first), if !run.session.has_pending() => match input {
+                Input::Fed => {
+                    feed_first = false;
+                    run.phase(&mut ws, &mut behaviour, |b, out| b.on_feed(out));
+                }
                 Input::Received(msg) => {
+                    feed_first = true;
                     if cfg.idle_timeout.is_some() {
                         last_activity = Instant::now();
                     }

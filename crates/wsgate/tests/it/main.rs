@@ -19,6 +19,7 @@ mod interop_servers;
 mod mock;
 mod outbound;
 mod proxy;
+mod relay;
 mod routes;
 mod shutdown;
 mod third_party;

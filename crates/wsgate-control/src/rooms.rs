@@ -1,0 +1,178 @@
+//! The relay's rooms on the control plane:
+//! - `GET /api/rooms` → every room with its member count, last offset and deliveries;
+//! - `GET /api/rooms/{room}` → one room with its members (session ids, route,
+//!   protocol, queue depth);
+//! - `POST /api/rooms/{room}/publish` with `{"text"}`, `{"json"}` or `{"base64"}` →
+//!   published from the server: raw members get a text (or binary) frame, envelope
+//!   members an `event` with the JSON as its `data`.
+//!
+//! Room names usually start with `/` (the request path): in the URL they are
+//! percent-encoded, `/chat/lobby` → `%2Fchat%2Flobby`.
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use wsgate_core::SessionId;
+use wsgate_relay::Payload;
+
+use crate::ControlPlane;
+use crate::body::JsonBody;
+use crate::commands::InvalidCommand;
+use crate::error::{ApiError, ErrorBody};
+
+/// A room, as listed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Room {
+    pub room: String,
+    /// Members now.
+    pub members: usize,
+    /// The last publication's offset (1 for the first; 0 before any).
+    pub offset: u64,
+    /// Messages queued for its members since it was made.
+    pub deliveries: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoomList {
+    pub rooms: Vec<Room>,
+}
+
+/// A member of a room.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoomMember {
+    /// The member's session (`/api/sessions/{id}`; the envelope's connection id).
+    pub session_id: SessionId,
+    pub route: String,
+    /// `raw` or `envelope`.
+    pub protocol: String,
+    /// Messages waiting in its queue.
+    pub queued: usize,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoomDetail {
+    #[serde(flatten)]
+    pub room: Room,
+    pub member_list: Vec<RoomMember>,
+}
+
+/// What a publication did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PublishResult {
+    pub room: String,
+    /// Its offset in the room; null when the room has no members (and so no offsets).
+    pub offset: Option<u64>,
+    /// Members it was queued for.
+    pub delivered: usize,
+}
+
+/// A message to publish: exactly one of `text`, `json` and `base64`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"json": {"price": 42}}))]
+pub struct PublishRequest {
+    /// Sent as a text frame (an envelope's `data` string).
+    pub text: Option<String>,
+    /// Any JSON value: a text frame of its JSON to raw members, the envelope's `data` as is.
+    #[schema(value_type = Object)]
+    pub json: Option<serde_json::Value>,
+    /// Standard padded base64: a binary frame (an envelope's `base64`).
+    pub base64: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RoomPath {
+    /// The room's name, percent-encoded (`%2Fchat%2Flobby` for `/chat/lobby`).
+    pub room: String,
+}
+
+fn hub(cp: &ControlPlane) -> Option<&std::sync::Arc<wsgate_relay::Hub>> {
+    cp.inner.cfg.relay.as_ref()
+}
+
+fn room(r: wsgate_relay::hub::RoomSummary) -> Room {
+    Room { room: r.room.to_string(), members: r.members, offset: r.offset, deliveries: r.deliveries }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/rooms",
+    tag = "relay",
+    summary = "The relay's rooms",
+    responses((status = 200, description = "Every room with members, by name", body = RoomList)),
+)]
+pub async fn list(State(cp): State<ControlPlane>) -> Json<RoomList> {
+    let rooms = hub(&cp).map(|h| h.rooms().into_iter().map(room).collect()).unwrap_or_default();
+    Json(RoomList { rooms })
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}",
+    tag = "relay",
+    summary = "One room and its members",
+    params(RoomPath),
+    responses(
+        (status = 200, description = "The room", body = RoomDetail),
+        (status = 404, description = "No room by that name (a room exists while it has members)", body = ErrorBody),
+    ),
+)]
+pub async fn get(
+    State(cp): State<ControlPlane>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<RoomDetail>, ApiError> {
+    let name = name?.0;
+    let d = hub(&cp).and_then(|h| h.room(&name)).ok_or(ApiError::RoomNotFound(name))?;
+    let member_list = d
+        .member_list
+        .into_iter()
+        .map(|m| RoomMember {
+            session_id: m.session_id,
+            route: m.route.to_string(),
+            protocol: m.protocol.as_str().into(),
+            queued: m.queued,
+        })
+        .collect();
+    Ok(Json(RoomDetail { room: room(d.summary), member_list }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/publish",
+    tag = "relay",
+    summary = "Publish to a room from the server",
+    description = "Queued for every member at once (each member's own queue and overflow policy apply). \
+                   A room without members takes nothing: `offset` is null and `delivered` 0.",
+    params(RoomPath),
+    request_body(content = PublishRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Published", body = PublishResult),
+        (status = 400, description = "Not exactly one of text, json and base64, or bad base64", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
+    ),
+)]
+pub async fn publish(
+    State(cp): State<ControlPlane>,
+    name: Result<Path<String>, PathRejection>,
+    body: JsonBody,
+) -> Result<Json<PublishResult>, ApiError> {
+    let name = name?.0;
+    let PublishRequest { text, json, base64 } = body.parse()?;
+    let payload = match (text, json, base64) {
+        (Some(t), None, None) => Payload::Text(Bytes::from(t)),
+        (None, Some(j), None) => Payload::Json(Bytes::from(serde_json::to_vec(&j)?)),
+        (None, None, Some(b)) => {
+            Payload::Binary(base64::engine::general_purpose::STANDARD.decode(b).map_err(InvalidCommand::Base64)?.into())
+        }
+        _ => return Err(ApiError::PublishChoice),
+    };
+    let p = hub(&cp)
+        .map(|h| h.publish(&name, &payload, None, None, None))
+        .unwrap_or(wsgate_relay::Published { offset: None, delivered: 0 });
+    Ok(Json(PublishResult { room: name, offset: p.offset, delivered: p.delivered }))
+}
