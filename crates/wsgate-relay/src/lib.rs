@@ -7,11 +7,13 @@
 //! - [`mailbox`]: each member's bounded queue and its [`Overflow`] policy;
 //! - [`member`]: the behaviour of one connection (raw or envelope, heartbeats, rate
 //!   limit, slow-consumer handling);
+//! - [`auth`]: JWTs at the upgrade (HS256, RS256, ES256; `rooms` claim);
 //! - [`envelope`]: the envelope protocol's frames (`docs/relay-protocol.md`),
 //!   WarpSocket's shape included;
 //! - [`rooms`]: room patterns (a token's `rooms` claim); [`rate`]: the token bucket;
 //!   [`stats`]: per-route counters read by the control plane.
 
+pub mod auth;
 pub mod envelope;
 pub mod hub;
 pub mod mailbox;
@@ -112,6 +114,8 @@ pub struct RelayConfig {
     pub close_timeout: Duration,
     pub idle_timeout: Option<Duration>,
     pub deflate: Option<wsgate_protocol::deflate::DeflatePolicy>,
+    /// Tokens required at the upgrade (`None`: anyone may connect).
+    pub auth: Option<Arc<auth::Verifier>>,
 }
 
 /// The relay handler of one route: the shared endpoint with a [`member::Member`]
@@ -120,6 +124,7 @@ pub struct Relay {
     settings: Arc<RelaySettings>,
     hub: Arc<Hub>,
     state: Arc<hub::RouteState>,
+    auth: Option<Arc<auth::Verifier>>,
     endpoint: Endpoint,
 }
 
@@ -150,7 +155,7 @@ impl Relay {
             idle_timeout: cfg.idle_timeout,
         };
         let endpoint = Endpoint { cfg: endpoint_cfg, bus, registry, shutdown, tracker };
-        Arc::new(Self { settings: Arc::new(cfg.settings), hub, state, endpoint })
+        Arc::new(Self { settings: Arc::new(cfg.settings), hub, state, auth: cfg.auth, endpoint })
     }
 }
 
@@ -168,6 +173,13 @@ impl Handler for Relay {
             None => None,
         };
         let path = req.uri().path().to_owned();
+        let allowed = match self.authorize(&mut req, &path) {
+            Ok(rooms) => rooms,
+            Err(e) => {
+                self.state.stats.refused.fetch_add(1, Relaxed);
+                return plain(e.status(), &format!("wsgate relay: {e}"));
+            }
+        };
         let (hub, settings, stats) = (self.hub.clone(), self.settings.clone(), self.state.stats.clone());
         self.endpoint.answer(&mut req, conn.peer, (conn.permit, slot), move |info| {
             stats.connected.fetch_add(1, Relaxed);
@@ -179,7 +191,44 @@ impl Handler for Relay {
                 mailbox: mailbox::Mailbox::new(settings.mailbox),
                 stats,
             });
-            member::Member::new(hub, entry, settings, &path, None)
+            member::Member::new(hub, entry, settings, &path, allowed)
         })
+    }
+}
+
+impl Relay {
+    /// Checks the request's token (when the route requires one) and takes it out of
+    /// the URL the session records; the rooms it allows (`None`: every room).
+    fn authorize<B>(
+        &self,
+        req: &mut hyper::Request<B>,
+        path: &str,
+    ) -> Result<Option<rooms::RoomPatterns>, auth::AuthError> {
+        let Some(verifier) = &self.auth else { return Ok(None) };
+        let token = auth::token_of(req.headers(), req.uri().query());
+        let allowed = verifier.verify(token.as_deref())?;
+        // A raw client's only room is its path: a token that does not allow it is
+        // refused now rather than connected to nothing.
+        if let Some(r) = &allowed
+            && self.settings.protocol == Protocol::Raw
+            && !r.allows(path)
+        {
+            return Err(auth::AuthError::RoomNotAllowed(path.to_owned()));
+        }
+        if let Some(q) = req.uri().query() {
+            let rest = auth::without_token(q);
+            let pq = match rest {
+                Some(rest) => format!("{path}?{rest}"),
+                None => path.to_owned(),
+            };
+            if let Ok(pq) = pq.parse::<http::uri::PathAndQuery>() {
+                let mut parts = req.uri().clone().into_parts();
+                parts.path_and_query = Some(pq);
+                if let Ok(uri) = http::Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+        Ok(allowed)
     }
 }

@@ -163,7 +163,8 @@ impl Member {
                 let p = self.publish(&room, &data, timestamp);
                 ack(out, &id, AckInfo { room: Some(&room), offset: p.offset, delivered: Some(p.delivered) });
             }
-            // WarpSocket's event without a room: to every room the client is in.
+            // WarpSocket's event without a room: to every room the client is in (each
+            // one joined under the token's rules).
             ClientFrame::Publish { id, room: None, data, timestamp, .. } => {
                 let mut delivered = 0;
                 for room in &self.rooms {
@@ -201,7 +202,10 @@ impl Member {
 impl Behaviour for Member {
     fn on_open(&mut self, out: &mut Outbox<'_>) {
         let room = self.path_room.clone();
-        if self.settings.protocol == Protocol::Raw || self.settings.join_path_room {
+        // An envelope client whose token does not allow its path's room starts in
+        // no room (a raw one was refused at the upgrade).
+        let path_allowed = self.allowed(&room).is_ok();
+        if self.settings.protocol == Protocol::Raw || (self.settings.join_path_room && path_allowed) {
             self.join(&room);
         }
         if self.settings.protocol == Protocol::Envelope {

@@ -378,6 +378,12 @@ pub struct RelayArgs {
     /// Malformed envelope frames answered before the connection is closed (1008).
     #[arg(long, env = "WSGATE_MAX_BAD_FRAMES", value_name = "N")]
     pub max_bad_frames: Option<String>,
+    /// Clients must present a JWT signed with this HS256 secret (Bearer or ?token=).
+    #[arg(long, env = "WSGATE_JWT_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Clients must present a JWT verified by this RSA or EC public key (PEM file).
+    #[arg(long, env = "WSGATE_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<String>,
     /// Connections one client address may hold (0 = no limit; beyond: HTTP 429).
     #[arg(long, env = "WSGATE_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<String>,

@@ -72,6 +72,8 @@ keys! {
     "relay.rate_burst", "rate-burst", "wsgate relay: messages a connection may send at once before the rate applies (0: the rate).";
     "relay.max_bad_frames", "max-bad-frames", "wsgate relay: malformed envelope frames answered with an error frame before the connection is closed with 1008.";
     "relay.max_connections_per_ip", "max-connections-per-ip", "wsgate relay: connections one client address may hold (0 = no limit); beyond it HTTP 429.";
+    "relay.jwt_secret", "jwt-secret", "wsgate relay: clients must present a JWT (Authorization: Bearer, or ?token=) signed with this HS256 secret; a rooms claim limits their rooms.";
+    "relay.jwt_public_key", "jwt-public-key", "wsgate relay: clients must present a JWT that verifies with this RSA (RS256) or EC P-256 (ES256) public key, PEM.";
     "store.enabled", "no-store", "Record every session's lifecycle and messages in the store (the flag --no-store turns it off).";
     "store.url", "store", "Where history is kept: sqlite://PATH (created on first run), postgres://USER@HOST/DB, or memory://.";
     "store.record", "record", "When the store falls behind: drop (traffic never waits; drops are counted and shown on the session) or strict (traffic waits; every message is stored).";

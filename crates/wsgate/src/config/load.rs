@@ -30,6 +30,8 @@ const TEXT_KEYS: &[&str] = &[
     "store.url",
     "store.redact_headers",
     "store.instance",
+    "relay.jwt_secret",
+    "relay.jwt_public_key",
 ];
 
 /// Keys that take a list (a repeatable flag, or a comma-separated variable).

@@ -22,6 +22,15 @@ impl Config {
         }
         c.proxy.upstream = c.proxy.upstream.map(without_password);
         c.proxy.resolver_url = c.proxy.resolver_url.map(without_password);
+        let hide = |s: &mut Option<String>| {
+            if s.as_deref().is_some_and(|t| !t.is_empty()) {
+                *s = Some(REDACTED.into());
+            }
+        };
+        hide(&mut c.relay.jwt_secret);
+        for r in c.routes.iter_mut().filter_map(|r| r.relay.as_mut()) {
+            hide(&mut r.jwt_secret);
+        }
         for p in c.routes.iter_mut().filter_map(|r| r.proxy.as_mut()) {
             p.upstream = p.upstream.take().map(without_password);
             p.resolver_url = p.resolver_url.take().map(without_password);
@@ -44,10 +53,11 @@ mod tests {
     #[test]
     fn secrets_are_replaced_and_the_rest_kept() {
         let mut c = Config { admin_token: Some("s3cret-token".into()), ..Config::default() };
+        c.relay.jwt_secret = Some("jwt-shh".into());
         c.store.url = "postgres://app:hunter2@db/wsgate".into();
         c.proxy.upstream = Some(Url::parse("wss://bot:pw@api.example/ws").unwrap_or_else(|e| panic!("{e}")));
         let shown = serde_json::to_string(&c.redacted()).unwrap_or_default();
-        for secret in ["s3cret-token", "hunter2", ":pw@"] {
+        for secret in ["s3cret-token", "hunter2", ":pw@", "jwt-shh"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("postgres://app:***@db/wsgate"), "{shown}");

@@ -38,6 +38,14 @@ pub struct RelaySection {
     pub max_connections_per_ip: usize,
     /// Subprotocols accepted (the first one a client offers that is listed).
     pub subprotocols: Vec<String>,
+    /// HS256: clients must present a JWT signed with this secret (`Authorization:
+    /// Bearer`, or `?token=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// RS256 or ES256: clients must present a JWT that verifies with this public key
+    /// (PEM file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
     /// Browser origins allowed on `wsgate relay` (others get 403); routes have their own `origins`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origins: Option<Vec<String>>,
@@ -60,6 +68,8 @@ impl Default for RelaySection {
             max_bad_frames: d.max_bad_frames,
             max_connections_per_ip: 0,
             subprotocols: Vec::new(),
+            jwt_secret: None,
+            jwt_public_key: None,
             origins: None,
         }
     }
@@ -91,7 +101,28 @@ impl RelaySection {
         if self.max_bad_frames == 0 {
             return Err(("max_bad_frames", positive.into(), "e.g. 10"));
         }
-        Ok(())
+        if self.jwt_secret.is_some() && self.jwt_public_key.is_some() {
+            return Err((
+                "jwt_public_key",
+                "both jwt_secret and jwt_public_key are set".into(),
+                "keep one: a secret for HS256, or a public key file for RS256/ES256",
+            ));
+        }
+        self.verifier().map(|_| ())
+    }
+
+    /// The token check the section asks for (reads the key file).
+    pub fn verifier(&self) -> Result<Option<wsgate_relay::auth::Verifier>, (&'static str, String, &'static str)> {
+        use wsgate_relay::auth::Verifier;
+        match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(s), _) => Verifier::hs256(s.as_bytes())
+                .map(Some)
+                .map_err(|e| ("jwt_secret", e.to_string(), "a non-empty shared secret")),
+            (None, Some(p)) => Verifier::public_key_file(p)
+                .map(Some)
+                .map_err(|e| ("jwt_public_key", e.to_string(), "a PEM file holding an RSA or EC (P-256) public key")),
+            (None, None) => Ok(None),
+        }
     }
 
     /// The relay's own settings.

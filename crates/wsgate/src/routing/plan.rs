@@ -106,7 +106,10 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         let name: Arc<str> = r.name.as_str().into();
         let handler = match (&r.proxy, &r.mock) {
             _ if r.relay.is_some() => {
-                Handler::Relay(Box::new(relay_config(cfg, r.relay.as_ref().unwrap_or(&cfg.relay), &name, &limits)))
+                let section = r.relay.as_ref().unwrap_or(&cfg.relay);
+                let relay = relay_config(cfg, section, &name, &limits)
+                    .map_err(|(field, msg, fix)| route_error(file.as_ref(), i, &format!("relay.{field}"), msg, fix))?;
+                Handler::Relay(Box::new(relay))
             }
             (Some(p), _) => {
                 Handler::Proxy(Box::new(proxy_config(cfg, p, &name, &limits).map_err(|(field, msg)| {
@@ -152,7 +155,10 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         let p = proxy_config(cfg, &cfg.proxy, "default", &top).map_err(|(f, m)| invalid(f, m))?;
         plans.push(catch_all("default", Handler::Proxy(Box::new(p))));
     } else if mode == Mode::Relay {
-        plans.push(catch_all("relay", Handler::Relay(Box::new(relay_config(cfg, &cfg.relay, "relay", &top)))));
+        let relay = relay_config(cfg, &cfg.relay, "relay", &top).map_err(|(field, msg, fix)| {
+            crate::config::load_invalid(fig, &format!("relay.{field}"), msg, Some(fix.into()))
+        })?;
+        plans.push(catch_all("relay", Handler::Relay(Box::new(relay))));
     } else if mode == Mode::Mock || (mode == Mode::Serve && cfg.mock.echo) {
         plans.push(catch_all("mock", Handler::Mock(mock_config(cfg, &cfg.mock, "mock", &top))));
     }
@@ -193,8 +199,15 @@ fn proxy_config(
     Ok(pc)
 }
 
-fn relay_config(cfg: &Config, r: &RelaySection, route: &str, limits: &Limits) -> RelayConfig {
-    RelayConfig {
+/// A relay route's config, with its token check (a key file it cannot use is
+/// `(field, message, fix)`).
+fn relay_config(
+    cfg: &Config,
+    r: &RelaySection,
+    route: &str,
+    limits: &Limits,
+) -> Result<RelayConfig, (&'static str, String, &'static str)> {
+    Ok(RelayConfig {
         route: route.into(),
         settings: r.settings(),
         subprotocols: r.subprotocols.clone(),
@@ -202,7 +215,8 @@ fn relay_config(cfg: &Config, r: &RelaySection, route: &str, limits: &Limits) ->
         close_timeout: Duration::from_secs(5),
         idle_timeout: limits.idle_timeout,
         deflate: cfg.deflate.policy(),
-    }
+        auth: r.verifier()?.map(std::sync::Arc::new),
+    })
 }
 
 fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> MockConfig {

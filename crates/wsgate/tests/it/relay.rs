@@ -575,3 +575,89 @@ setTimeout(() => process.exit(2), 20000);
     assert!(py_out.contains("node got python got start"), "python saw: {py_out}");
     assert!(node_out.contains("python got start"), "node saw: {node_out}");
 }
+
+fn jwt(claims: Value, key: &jsonwebtoken::EncodingKey, alg: jsonwebtoken::Algorithm) -> String {
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, key).unwrap()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// The status an upgrade to `url` (with an optional bearer token) is refused with.
+async fn refused(url: &str, bearer: Option<&str>) -> u16 {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = bearer {
+        req.headers_mut().insert("Authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    match within(::tokio_tungstenite::connect_async(req)).await {
+        Err(::tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        other => panic!("{url}: expected a refusal, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn jwt_hs256_valid_expired_not_yet_valid_wrong_signature_and_rooms() {
+    let gw = relay(&["--jwt-secret", "relay-secret", "--protocol", "envelope"]).await;
+    let key = jsonwebtoken::EncodingKey::from_secret(b"relay-secret");
+    let hs = |claims: Value| jwt(claims, &key, jsonwebtoken::Algorithm::HS256);
+    let now = unix_now();
+    assert_eq!(refused(&gw.ws("/chat/a"), None).await, 401);
+    assert_eq!(refused(&gw.ws("/chat/a"), Some(&hs(json!({"exp": now - 3600})))).await, 401);
+    assert_eq!(refused(&gw.ws("/chat/a"), Some(&hs(json!({"nbf": now + 3600})))).await, 401);
+    let forged = jwt(json!({}), &jsonwebtoken::EncodingKey::from_secret(b"guess"), jsonwebtoken::Algorithm::HS256);
+    assert_eq!(refused(&gw.ws("/chat/a"), Some(&forged)).await, 401);
+
+    // A valid token in the query: accepted, and the recorded path does not keep it.
+    let token = hs(json!({"sub": "u1", "exp": now + 600, "rooms": ["/chat/*"]}));
+    let mut ws = tt(&gw.ws(&format!("/chat/a?x=1&token={token}"))).await;
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["rooms"], json!(["/chat/a"]), "{welcome}");
+    let sessions = gw.wait_sessions(|s| s.iter().any(|s| s["state"] == "CONNECTED")).await;
+    let path = sessions.iter().find(|s| s["state"] == "CONNECTED").unwrap()["path"].clone();
+    assert_eq!(path, "/chat/a?x=1", "the token must not be recorded");
+    // The rooms claim: /chat/* yes, /admin no (an error frame, not a disconnect).
+    send_json(&mut ws, json!({"type": "join", "room": "/chat/b", "id": 1})).await;
+    assert_eq!(next_json(&mut ws).await["type"], "ack");
+    send_json(&mut ws, json!({"type": "join", "room": "/admin", "id": 2})).await;
+    let e = next_json(&mut ws).await;
+    assert_eq!((e["code"].as_str(), e["id"].as_i64()), (Some("forbidden"), Some(2)));
+    send_json(&mut ws, json!({"type": "publish", "room": "/admin", "data": 1, "id": 3})).await;
+    assert_eq!(next_json(&mut ws).await["code"], "forbidden");
+    let m = metrics(&gw).await;
+    assert_eq!(metric(&m, r#"wsgate_relay_refused_total{route="relay"}"#), Some(4.0), "{m}");
+}
+
+#[tokio::test]
+async fn jwt_es256_from_a_public_key_file_and_a_raw_room_outside_the_claim_is_403() {
+    let dir = TempDir::new();
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let public = dir.0.join("jwt.pub.pem");
+    std::fs::write(&public, pair.public_key_pem()).unwrap();
+    let gw = relay(&["--no-store", "--jwt-public-key", public.to_str().unwrap()]).await;
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let token = jwt(json!({"rooms": ["/feed"]}), &key, jsonwebtoken::Algorithm::ES256);
+    let mut req = gw.ws("/feed").into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let mut ws = within(::tokio_tungstenite::connect_async(req)).await.unwrap().0;
+    ws.send(TMsg::text("signed in")).await.unwrap();
+    assert_eq!(next(&mut ws).await, TMsg::text("signed in"));
+    assert_eq!(refused(&gw.ws("/other"), Some(&token)).await, 403);
+    let hs = jwt(json!({}), &jsonwebtoken::EncodingKey::from_secret(b"x"), jsonwebtoken::Algorithm::HS256);
+    assert_eq!(refused(&gw.ws("/feed"), Some(&hs)).await, 401);
+}
+
+#[tokio::test]
+async fn a_bad_key_file_is_a_config_error_naming_the_field() {
+    let dir = TempDir::new();
+    let junk = dir.0.join("junk.pem");
+    std::fs::write(&junk, "not a key").unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["relay", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--no-store"])
+        .args(["--jwt-public-key", junk.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("relay.jwt_public_key") && err.contains("neither an RSA nor an EC"), "{err}");
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# The relay hub (`wsgate relay`, raw protocol: room = request path) in one run, with
+# `wsgate bench fanout` (1 publisher, SUBS subscribers in one room, every delivery
+# checked byte for byte, losses and duplicates exact):
+#   - 1 publisher -> 1 000 subscribers, 64 B, as fast as they go: deliveries/s with none
+#     lost and the relay's CPU per delivery (utime+stime from /proc/PID/stat around the
+#     run, connects and closes included, over the subscribers' deliveries), for
+#       node      a 20-line Node `ws` broadcast relay (bench/node-relay/relay.js)
+#       no-store  wsgate relay --no-store
+#       rec       wsgate relay recording into SQLite (the default)
+#     targets: no-store >= 5x node deliveries/s, or, where the subscribers' CPU is the
+#              limit, <= 1.5 us relay CPU per delivery (both printed; either passes);
+#              rec >= 0.8x no-store deliveries/s
+#   - publish -> subscriber latency at 100 publishes/s to 1 000 subscribers, no-store
+#     and rec: p99 over every delivery                        target <= 10 ms
+#   - 15 000 idle relay connections (rec): relay RSS per connection  target <= 4 KiB
+# The measured relay runs alone on one core (taskset), the bench client on the other.
+# Rounds alternate node, no-store, rec, so drift on a noisy machine hits all three.
+# Usage: bench/relay.sh   (MSGS published per throughput run, default 5000; ROUNDS,
+#                          default 2; LAT_DUR seconds per latency run, default 5;
+#                          SUBS, default 1000; HOLD idle connections, default 15000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+MSGS=${MSGS:-5000}
+ROUNDS=${ROUNDS:-2}
+LAT_DUR=${LAT_DUR:-5}
+SUBS=${SUBS:-1000}
+HOLD=${HOLD:-15000}
+cargo build --release --quiet -p wsgate
+W=target/release/wsgate
+[ -f bench/node-relay/node_modules/ws/package.json ] \
+  || (cd bench/node-relay && npm ci --no-audit --no-fund --loglevel=error)
+# SUBS (and HOLD) connections on both sides: the relay and the bench client.
+ulimit -n "$(ulimit -Hn)"
+TCK=$(getconf CLK_TCK)
+
+# cpu_ticks PID: utime + stime, in clock ticks (fields 14 and 15 of /proc/PID/stat,
+# counted after the command name, which may hold spaces).
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+control_of() { sed -n 's/.*control=\([^ ]*\).*/\1/p' "$OUT/$1.out" | head -1; }
+metric() { curl -s "http://$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+
+"${ALONE[@]}" node bench/node-relay/relay.js 0 > "$OUT/node.out" 2> "$OUT/node.err" & PIDS+=($!)
+NODE_PID=$!
+NODE=$(wait_for "$OUT/node.out" "listening on" | awk '{print $4}')
+NOSTORE=$(start_gateway nostore relay --no-store); NOSTORE_PID=$(cat "$OUT/nostore.pid"); PIDS+=("$NOSTORE_PID")
+REC=$(start_gateway rec relay --store "sqlite://$OUT/rec.db"); REC_PID=$(cat "$OUT/rec.pid"); PIDS+=("$REC_PID")
+
+# fanout NAME ADDR PID ARGS...: one `wsgate bench fanout` run into $OUT/NAME.json, with
+# the relay's CPU ticks over it in $OUT/NAME.cpu. A run with errors, losses or
+# duplicates is kept (and reported), not fatal: every figure is printed first.
+fanout() {
+  local name=$1 addr=$2 pid=$3; shift 3
+  local t0; t0=$(cpu_ticks "$pid")
+  "${LOAD[@]}" "$W" bench fanout "ws://$addr/room" --subscribers "$SUBS" -s 64 --json --no-progress "$@" \
+    > "$OUT/$name.json" 2> "$OUT/$name.err" || true
+  echo $(( $(cpu_ticks "$pid") - t0 )) > "$OUT/$name.cpu"
+  [ -s "$OUT/$name.json" ] || { echo "$name: bench fanout printed nothing: $(cat "$OUT/$name.err")" >&2; exit 1; }
+}
+
+echo "relay cpu: ${ALONE[*]:-shared}; bench client cpu: ${LOAD[*]:-shared}; $SUBS subscribers, 64 B," \
+  "$MSGS messages per throughput run, $ROUNDS rounds" >&2
+for i in $(seq "$ROUNDS"); do
+  fanout "node-$i" "$NODE" "$NODE_PID" -n "$MSGS"
+  fanout "nostore-$i" "$NOSTORE" "$NOSTORE_PID" -n "$MSGS"
+  fanout "rec-$i" "$REC" "$REC_PID" -n "$MSGS"
+done
+fanout lat-nostore "$NOSTORE" "$NOSTORE_PID" -n $((100 * LAT_DUR)) --rate 100
+fanout lat-rec "$REC" "$REC_PID" -n $((100 * LAT_DUR)) --rate 100
+REC_ROWS=$(metric "$(control_of rec)" wsgate_store_rows_total)
+REC_DROPS=$(metric "$(control_of rec)" 'wsgate_observer_dropped_total{observer="store"}')
+for p in "$NODE_PID" "$NOSTORE_PID" "$REC_PID"; do kill "$p"; wait "$p" 2>/dev/null || true; done
+
+# Idle memory: a fresh recording relay, its RSS before and with HOLD idle connections
+# in one room, read once the relay counts them all (its connected-clients gauge).
+HOLDR=$(start_gateway hold relay --store "sqlite://$OUT/hold.db" --max-connections $((HOLD + 100)))
+HOLD_RELAY=$(cat "$OUT/hold.pid"); PIDS+=("$HOLD_RELAY")
+base=$(rss_kib "$HOLD_RELAY")
+"${LOAD[@]}" "$W" bench hold "ws://$HOLDR/idle" -c "$HOLD" --duration 0 --json --no-progress \
+  --ready-file "$OUT/ready" > "$OUT/hold.json" 2> "$OUT/hold.err" & HOLD_PID=$!; PIDS+=($HOLD_PID)
+deadline=$((SECONDS + 120))
+until [ -s "$OUT/ready" ] && [ "$(metric "$(control_of hold)" websocket_connected_clients)" = "$HOLD" ]; do
+  if [ $SECONDS -ge $deadline ] || ! kill -0 "$HOLD_PID" 2>/dev/null; then break; fi
+  sleep 0.2
+done
+held=$(metric "$(control_of hold)" websocket_connected_clients)
+peak=$(rss_kib "$HOLD_RELAY")
+kill -INT "$HOLD_PID"; wait "$HOLD_PID" 2>/dev/null || true
+
+python3 - "$OUT" "$ROUNDS" "$TCK" "$base" "$peak" "${held:-0}" "$HOLD" "${REC_ROWS:-0}" "${REC_DROPS:-0}" <<'PY'
+import json, sys
+out, rounds, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+base, peak, held, hold = int(sys.argv[4]), int(sys.argv[5]), int(float(sys.argv[6])), int(sys.argv[7])
+rec_rows, rec_drops = float(sys.argv[8]), float(sys.argv[9])
+load = lambda n: json.load(open(f"{out}/{n}.json"))
+cpu = lambda n: int(open(f"{out}/{n}.cpu").read()) / tck
+
+def bad(d):
+    """Why a run does not count: lost, duplicated or wrong deliveries, or none."""
+    why = [f"{d[k]} {k}" for k in ("lost", "duplicates", "errors", "disconnects") if d[k]]
+    if d["messages_received"] == 0:
+        why.append("no deliveries")
+    return ", ".join(why + d["error_samples"][:2])
+
+ok = True
+def verdict(passed):
+    global ok
+    ok &= passed
+    return "PASS" if passed else "FAIL"
+
+names = {"node": "node ws relay", "nostore": "wsgate --no-store", "rec": "wsgate (recording)"}
+total = {}
+print(f"== 1 publisher -> {load('node-1')['connections']} subscribers, 64 B, as fast as they go "
+      "(deliveries/s over first publish -> last delivery; relay CPU over the whole run / deliveries)")
+for i in range(1, rounds + 1):
+    cells = []
+    for k in names:
+        d = load(f"{k}-{i}")
+        rate, us = d["msgs_per_sec"], cpu(f"{k}-{i}") * 1e6 / max(d["messages_received"], 1)
+        t = total.setdefault(k, {"deliveries": 0, "elapsed": 0.0, "cpu": 0.0, "bad": []})
+        t["deliveries"] += d["messages_received"]; t["elapsed"] += d["elapsed_s"]; t["cpu"] += cpu(f"{k}-{i}")
+        if bad(d):
+            t["bad"].append(f"round {i}: {bad(d)}")
+        cells.append(f"{k} {rate:,.0f}/s {us:.2f} us" + (" (!)" if bad(d) else ""))
+    print(f"round {i}: " + "; ".join(cells))
+rate, us = {}, {}
+for k, t in total.items():
+    rate[k] = t["deliveries"] / t["elapsed"] if t["elapsed"] else 0.0
+    us[k] = t["cpu"] * 1e6 / max(t["deliveries"], 1)
+    print(f"{names[k]:20} {rate[k]:>11,.0f} deliveries/s  relay CPU {us[k]:5.2f} us/delivery"
+          f"  {'none lost' if not t['bad'] else 'NOT CLEAN: ' + '; '.join(t['bad'])}")
+clean = lambda *ks: all(not total[k]["bad"] for k in ks)
+r = rate["nostore"] / rate["node"] if rate["node"] else 0.0
+print(f"no-store/node = {r:.2f}x (target >= 5x)  {'PASS' if r >= 5 else 'FAIL'};  "
+      f"no-store relay CPU {us['nostore']:.2f} us/delivery (target <= 1.5 us, "
+      f"node {us['node']:.2f} us)  {'PASS' if us['nostore'] <= 1.5 else 'FAIL'}"
+      f"  ->  {verdict((r >= 5 or us['nostore'] <= 1.5) and clean('nostore'))}")
+r = rate["rec"] / rate["nostore"] if rate["nostore"] else 0.0
+print(f"recording/no-store = {r:.2f}x (target >= 0.8x)  {verdict(r >= 0.8 and clean('rec'))}"
+      f"  (recorder: {rec_rows:,.0f} rows written, {rec_drops:,.0f} messages dropped)")
+
+print("== publish -> subscriber latency at 100 publishes/s (p99 over every delivery; max = the slowest "
+      "delivery of the run, an upper bound on publish -> last subscriber)")
+for k in ("nostore", "rec"):
+    d = load(f"lat-{k}")
+    l = d["latency_us"]
+    p99 = l["p99"] / 1000
+    print(f"{names[k]:20} {d['messages_sent']} publishes x {d['connected']} subscribers at {d['msgs_per_sec']:,.0f}"
+          f" deliveries/s: p50 {l['p50']/1000:.2f} ms, p99 {p99:.2f} ms, p99.9 {l['p999']/1000:.2f} ms, "
+          f"max {l['max']/1000:.2f} ms (target p99 <= 10 ms)"
+          f"{'  NOT CLEAN: ' + bad(d) if bad(d) else ''}  {verdict(p99 <= 10 and not bad(d))}")
+
+print(f"== {hold} idle relay connections (recording relay)")
+per = (peak - base) / max(held, 1)
+print(f"{held} connected (the relay's websocket_connected_clients), RSS {base:,} KiB -> {peak:,} KiB: "
+      f"{per:.2f} KiB/connection (target <= 4 KiB)  {verdict(per <= 4 and held == hold)}")
+sys.exit(0 if ok else 1)
+PY
