@@ -37,6 +37,7 @@ pub mod health;
 pub mod history;
 pub mod index;
 pub mod live;
+pub mod master;
 pub mod metrics;
 pub mod openapi;
 pub mod reload;

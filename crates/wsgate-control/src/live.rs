@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use wsgate_core::{Direction, MessageEvent, ObserverQueue, SessionEvent, SessionId, SessionInfo};
 use wsgate_protocol::{Message, OpCode};
 
-use crate::event_json;
+use crate::{event_json, master};
 
 /// Most events taken from the bus queue per wake-up.
 pub const OBSERVER_BATCH: usize = 256;
@@ -76,6 +76,9 @@ pub struct TapFilter {
 pub enum Filter {
     Live(LiveFilter),
     Tap(TapFilter),
+    /// A websocket-multiplex master connection on `/` ([`crate::master`]): every
+    /// proxy session, in its shapes.
+    Master,
 }
 
 struct Subscriber {
@@ -158,8 +161,19 @@ impl LiveHub {
         self.lock().clone()
     }
 
-    /// Delivers one event to every matching subscriber.
-    fn dispatch(&self, subs: &[Arc<Subscriber>], ev: &SessionEvent, taps: &mut TapAssembler) {
+    /// Hands `msg` to every master connection (a notification of the control plane's
+    /// own, such as `connection-closed-by-master`), under the same bound as events.
+    pub(crate) fn broadcast_master(&self, msg: Bytes) {
+        for sub in self.snapshot().iter().filter(|s| matches!(s.filter, Filter::Master)) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Message::Text(msg.clone())) {
+                self.dropped.inc();
+            }
+        }
+    }
+
+    /// Delivers one event to every matching subscriber. `step` is what the event
+    /// means for master connections, decided by the observer's [`master::Tracker`].
+    fn dispatch(&self, subs: &[Arc<Subscriber>], ev: &SessionEvent, taps: &mut TapAssembler, step: master::Step) {
         if let SessionEvent::Lifecycle { info, transition } = ev
             && transition.state.is_final()
         {
@@ -167,15 +181,37 @@ impl LiveHub {
         }
         let info = ev.info();
         // Each computed at most once per event, however many subscribers share it.
-        let mut json: Option<Bytes> = None;
+        let mut json: Option<Option<Bytes>> = None;
         let mut tapped: Option<Option<Message>> = None;
+        let mut mastered: Option<Vec<Bytes>> = None;
         for sub in subs {
             let out = match &sub.filter {
                 Filter::Live(f) => {
                     if !f.matches(info) {
                         continue;
                     }
-                    Message::Text(json.get_or_insert_with(|| event_json::event(ev, self.payload_cap)).clone())
+                    match json.get_or_insert_with(|| event_json::event(ev, self.payload_cap)) {
+                        Some(b) => Message::Text(b.clone()),
+                        None => continue,
+                    }
+                }
+                Filter::Master => {
+                    let out = mastered.get_or_insert_with(|| {
+                        // The whole message this frame completes, shared with the taps.
+                        let whole = match ev {
+                            SessionEvent::Message(m) if !m.injected => {
+                                tapped.get_or_insert_with(|| taps.push(m)).as_ref()
+                            }
+                            _ => None,
+                        };
+                        master::render(ev, step, whole)
+                    });
+                    for b in out.iter() {
+                        if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Message::Text(b.clone())) {
+                            self.dropped.inc();
+                        }
+                    }
+                    continue;
                 }
                 Filter::Tap(t) => {
                     let SessionEvent::Message(m) = ev else { continue };
@@ -257,17 +293,23 @@ fn whole(opcode: OpCode, payload: Bytes) -> Message {
 /// The observer task: drains the `live` queue in batches until shutdown.
 pub(crate) async fn run_observer(hub: Arc<LiveHub>, mut queue: ObserverQueue, shutdown: CancellationToken) {
     let mut taps = TapAssembler::new(hub.dropped.clone());
+    let mut master = master::Tracker::default();
     queue
         .drain_batches(OBSERVER_BATCH, shutdown.cancelled(), |batch| {
             let subs = hub.snapshot();
             if subs.is_empty() {
                 // Nobody to deliver to; half-assembled tap messages are useless now.
+                // The master tracker still follows lifecycles, so a root connection
+                // opened later hears how the sessions it was shown end.
                 taps.partial.clear();
-                batch.clear();
+                for ev in batch.drain(..) {
+                    master.step(&ev);
+                }
                 return;
             }
             for ev in batch.drain(..) {
-                hub.dispatch(&subs, &ev, &mut taps);
+                let step = master.step(&ev);
+                hub.dispatch(&subs, &ev, &mut taps, step);
             }
         })
         .await;

@@ -237,7 +237,7 @@ fn assert_inject(cmd: Command, want_to: Target, want: &[u8], want_binary: bool) 
 
 fn assert_close(cmd: Command, want_code: u16, want_reason: &str) {
     match cmd {
-        Command::Close { code, reason } => assert_eq!((code, reason.as_str()), (want_code, want_reason)),
+        Command::Close { code, reason, .. } => assert_eq!((code, reason.as_str()), (want_code, want_reason)),
         other => panic!("expected a close, got {other:?}"),
     }
 }
