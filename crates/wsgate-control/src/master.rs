@@ -34,7 +34,7 @@
 //!
 //! Only proxy sessions are reported and addressed: the multiplexer is a proxy.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -45,7 +45,7 @@ use http::header;
 use serde::{Deserialize, Serialize};
 use wsgate_core::{
     Command, Direction, ErrorKind, Initiator, QueueOutcome, ReasonKind, Registry, SessionEvent, SessionId, SessionInfo,
-    SessionKind, SessionSnapshot, State as SessionState, Transition,
+    SessionKind, State as SessionState, Transition,
 };
 use wsgate_protocol::{CloseCode, Message};
 
@@ -78,15 +78,14 @@ pub(crate) fn root(cp: ControlPlane, req: Request) -> Response {
     {
         return ApiError::Unauthorized.into_response();
     }
-    // Subscribed before the snapshot: nothing emitted after the status can be missed.
     let sub = cp.inner.hub.subscribe(Filter::Master);
     let registry = cp.inner.registry.clone();
     let hub = cp.inner.hub.clone();
     let shutdown = cp.inner.shutdown.clone();
-    let answer = upgrade(&cp, req, LIVE_WS_CONFIG, move |mut ws| async move {
-        if ws.feed(&Message::Text(status(&registry.live()))).is_err() {
-            return;
-        }
+    // The status is the first thing the live observer queues for this subscriber,
+    // taken in order with the events ([`Tracker::status`]).
+    let answer = upgrade(&cp, req, LIVE_WS_CONFIG, move |ws| async move {
+        sub.open();
         pump(ws, sub, shutdown, |msg| {
             let (registry, hub) = (registry.clone(), hub.clone());
             async move {
@@ -159,25 +158,49 @@ async fn command(registry: &Registry, hub: &LiveHub, text: &[u8]) {
     }
 }
 
-/// What the master has been told of each live proxy session: kept by the live
-/// observer from the lifecycle events it sees (whether or not a root connection is
-/// open, so one opened later still hears how earlier sessions end).
+/// What the master knows of each live proxy session: kept by the live observer from
+/// the lifecycle events it sees, whether or not a root connection is open, so the
+/// status a new connection starts with ([`Tracker::status`]) is exactly what the
+/// events it receives afterwards change. Entries leave on the session's final
+/// transition: this holds at most the live proxy sessions.
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
-    /// Sessions announced with `client-connected`; `true` once their upstream is
-    /// connected. Entries leave on the session's final transition, so this holds at
-    /// most the live proxy sessions.
-    announced: HashMap<SessionId, bool>,
+    /// By id: UUIDv7, so in the order the clients arrived.
+    sessions: BTreeMap<SessionId, Known>,
+}
+
+#[derive(Debug)]
+struct Known {
+    path: String,
+    /// Announced with `client-connected` (to connections that were open then).
+    announced: bool,
+    /// The upstream is being dialled (CONNECTING) or connected.
+    dialling: bool,
+    upstream: bool,
 }
 
 /// The connection events one lifecycle step means, decided by [`Tracker::step`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Step {
+    session: Option<SessionId>,
     client_connected: bool,
     upstream_connected: bool,
     upstream_error: bool,
     upstream_disconnected: bool,
-    client_disconnected: bool,
+    /// `Some(true)`: every connection hears it; `Some(false)`: only connections whose
+    /// status listed the session before it was announced.
+    client_disconnected: Option<bool>,
+}
+
+/// Who a rendered master message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    All,
+    /// `client-connected`: not for a connection whose status already listed the session.
+    NotListed(SessionId),
+    /// The end of a session a connection's status listed but that was never announced
+    /// (its upstream refused it, or its client left before the answer).
+    OnlyListed(SessionId),
 }
 
 impl Tracker {
@@ -187,43 +210,77 @@ impl Tracker {
             return Step::default();
         }
         let d = &transition.detail;
-        let mut s = Step::default();
+        let mut s = Step { session: Some(info.id), ..Step::default() };
+        let known = || Known { path: info.path_only().to_owned(), announced: false, dialling: false, upstream: false };
         match transition.state {
-            SessionState::Requested => {}
+            SessionState::Requested => {
+                self.sessions.insert(info.id, known());
+            }
             SessionState::Connecting => {
-                if d.accepted_early == Some(true) {
-                    self.announced.insert(info.id, false);
+                let k = self.sessions.entry(info.id).or_insert_with(known);
+                k.dialling = true;
+                if d.accepted_early == Some(true) && !k.announced {
+                    k.announced = true;
                     s.client_connected = true;
                 }
             }
-            SessionState::Connected => match self.announced.insert(info.id, true) {
-                Some(_) => s.upstream_connected = true,
-                None => s.client_connected = true,
-            },
+            SessionState::Connected => {
+                let k = self.sessions.entry(info.id).or_insert_with(known);
+                (k.dialling, k.upstream) = (true, true);
+                if k.announced {
+                    s.upstream_connected = true;
+                } else {
+                    k.announced = true;
+                    s.client_connected = true;
+                }
+            }
             SessionState::Failed => {
                 s.upstream_error = true;
-                s.client_disconnected = self.announced.remove(&info.id).is_some();
+                s.client_disconnected = self.sessions.remove(&info.id).map(|k| k.announced);
             }
             SessionState::Disconnected => {
-                if let Some(upstream) = self.announced.remove(&info.id) {
-                    s.upstream_disconnected = upstream && d.initiator == Some(Initiator::Upstream);
-                    s.client_disconnected = true;
+                if let Some(k) = self.sessions.remove(&info.id) {
+                    s.upstream_disconnected = k.announced && k.upstream && d.initiator == Some(Initiator::Upstream);
+                    s.client_disconnected = Some(k.announced);
                 }
             }
         }
         s
     }
 
+    /// The first message of a master connection, and the sessions it lists that have
+    /// not been announced yet (that connection must not hear `client-connected` for
+    /// them later). Like websocket-multiplex, which registers both legs the moment a
+    /// client arrives, every live proxy session is listed as both a client and an
+    /// upstream, each path once.
+    pub(crate) fn status(&self) -> (Bytes, HashSet<SessionId>) {
+        let mut clients: Vec<&str> = Vec::new();
+        let mut upstreams: Vec<&str> = Vec::new();
+        let mut unannounced = HashSet::new();
+        for (id, k) in &self.sessions {
+            if !clients.contains(&k.path.as_str()) {
+                clients.push(&k.path);
+            }
+            if !upstreams.contains(&k.path.as_str()) {
+                upstreams.push(&k.path);
+            }
+            if !k.announced {
+                unannounced.insert(*id);
+            }
+        }
+        (to_bytes(&MasterEvent::Status { clients, upstreams }), unannounced)
+    }
+
     /// How many sessions are tracked.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.announced.len()
+        self.sessions.len()
     }
 }
 
 /// One bus event as master messages (often none). `whole` is the whole data message
 /// a message event completes, if any.
-pub(crate) fn render(ev: &SessionEvent, step: Step, whole: Option<&Message>) -> Vec<Bytes> {
+pub(crate) fn render(ev: &SessionEvent, step: Step, whole: Option<&Message>) -> Vec<(Bytes, Audience)> {
     let mut out = Vec::new();
     match ev {
         SessionEvent::Lifecycle { info, transition } => lifecycle(info, transition, step, &mut out),
@@ -238,14 +295,17 @@ pub(crate) fn render(ev: &SessionEvent, step: Step, whole: Option<&Message>) -> 
             }
             if let Some(msg) = whole {
                 let body = MessageBody::of(msg);
-                out.push(to_bytes(&MasterEvent::Message(MessageEvent {
-                    direction: Some(direction),
-                    connection_id: m.info.path_only(),
-                    message: &body.text,
-                    binary: body.binary.then_some(true),
-                    base64: body.base64,
-                    ..Default::default()
-                })));
+                out.push((
+                    to_bytes(&MasterEvent::Message(MessageEvent {
+                        direction: Some(direction),
+                        connection_id: m.info.path_only(),
+                        message: &body.text,
+                        binary: body.binary.then_some(true),
+                        base64: body.base64,
+                        ..Default::default()
+                    })),
+                    Audience::All,
+                ));
             }
         }
         SessionEvent::Queue(q) => {
@@ -262,25 +322,29 @@ pub(crate) fn render(ev: &SessionEvent, step: Step, whole: Option<&Message>) -> 
                 QueueOutcome::Sent => (Some("client-to-upstream-dequeued"), None, Some(iso(q.at)), None),
                 QueueOutcome::Dropped(kind) => (None, Some("message-discarded"), None, Some(discard_reason(kind))),
             };
-            out.push(to_bytes(&MasterEvent::Message(MessageEvent {
-                direction,
-                event,
-                connection_id: q.info.path_only(),
-                message: &body.text,
-                binary: body.binary.then_some(true),
-                base64: body.base64,
-                queued_at: Some(iso(q.queued_at)),
-                sent_at,
-                reason,
-            })));
+            out.push((
+                to_bytes(&MasterEvent::Message(MessageEvent {
+                    direction,
+                    event,
+                    connection_id: q.info.path_only(),
+                    message: &body.text,
+                    binary: body.binary.then_some(true),
+                    base64: body.base64,
+                    queued_at: Some(iso(q.queued_at)),
+                    sent_at,
+                    reason,
+                })),
+                Audience::All,
+            ));
         }
         SessionEvent::Error { .. } => {}
     }
     out
 }
 
-fn lifecycle(info: &SessionInfo, t: &Transition, s: Step, out: &mut Vec<Bytes>) {
+fn lifecycle(info: &SessionInfo, t: &Transition, s: Step, out: &mut Vec<(Bytes, Audience)>) {
     let path = info.path_only();
+    let all = |b: Bytes| (b, Audience::All);
     let d = &t.detail;
     if s.client_connected {
         let headers: serde_json::Map<String, serde_json::Value> =
@@ -294,24 +358,25 @@ fn lifecycle(info: &SessionInfo, t: &Transition, s: Step, out: &mut Vec<Bytes>) 
                 m
             });
         let ip = info.client_addr.map(|a| a.ip().to_string());
-        out.push(to_bytes(&MasterEvent::Connection(ConnectionEvent {
+        let ev = to_bytes(&MasterEvent::Connection(ConnectionEvent {
             event: "client-connected",
             connection_id: path,
             ip: ip.as_deref(),
             headers: Some(headers),
             ..Default::default()
-        })));
+        }));
+        out.push((ev, Audience::NotListed(info.id)));
     }
     if s.upstream_connected {
-        out.push(to_bytes(&MasterEvent::Connection(ConnectionEvent {
+        out.push(all(to_bytes(&MasterEvent::Connection(ConnectionEvent {
             event: "upstream-connected",
             connection_id: path,
             ..Default::default()
-        })));
+        }))));
     }
     if s.upstream_error {
         let target = d.upstream.as_deref().unwrap_or_default();
-        out.push(to_bytes(&MasterEvent::Error {
+        out.push(all(to_bytes(&MasterEvent::Error {
             event: "upstream-error",
             connection_id: path,
             message: d.reason.as_deref().unwrap_or_default(),
@@ -319,32 +384,34 @@ fn lifecycle(info: &SessionInfo, t: &Transition, s: Step, out: &mut Vec<Bytes>) 
             target,
             path,
             time: iso(t.at),
-        }));
+        })));
     }
     if s.upstream_disconnected {
-        out.push(to_bytes(&MasterEvent::Connection(ConnectionEvent {
+        out.push(all(to_bytes(&MasterEvent::Connection(ConnectionEvent {
             event: "upstream-disconnected",
             connection_id: path,
             code: d.close_code,
             reason: Some(d.close_reason.as_deref().unwrap_or("No reason provided")),
             was_clean: d.close_code.map(|c| c == CloseCode::NORMAL || c == CloseCode::GOING_AWAY),
             ..Default::default()
-        })));
+        }))));
     }
-    if s.client_disconnected {
-        // A failed accept-early session: its client was closed with 1014 (what the
-        // proxy sends when the upstream cannot be reached after the client was in).
+    if let Some(announced) = s.client_disconnected {
+        // A failed session: an accept-early client was closed with 1014 (what the
+        // proxy sends when the upstream cannot be reached after the client was in);
+        // any other was refused its upgrade with an HTTP status.
         let (code, reason) = match t.state {
             SessionState::Failed => (Some(CloseCode::BAD_GATEWAY), d.reason.as_deref()),
             _ => (d.close_code, d.close_reason.as_deref()),
         };
-        out.push(to_bytes(&MasterEvent::Connection(ConnectionEvent {
+        let ev = to_bytes(&MasterEvent::Connection(ConnectionEvent {
             event: "client-disconnected",
             connection_id: path,
             code,
             reason: Some(reason.unwrap_or_default()),
             ..Default::default()
-        })));
+        }));
+        out.push((ev, if announced { Audience::All } else { Audience::OnlyListed(info.id) }));
     }
 }
 
@@ -397,26 +464,6 @@ impl MessageBody {
             Message::Close(_) => Self { text: String::new(), binary: false, base64: None },
         }
     }
-}
-
-/// The first message of a master connection: the paths of live proxy sessions whose
-/// client is connected, and of those whose upstream is.
-pub fn status(sessions: &[SessionSnapshot]) -> Bytes {
-    let mut clients: Vec<&str> = Vec::new();
-    let mut upstreams: Vec<&str> = Vec::new();
-    for s in sessions.iter().filter(|s| s.info.kind == SessionKind::Proxy) {
-        let path = s.info.path_only();
-        let early = s.lifecycle.iter().any(|t| t.detail.accepted_early == Some(true));
-        let connected = s.state == SessionState::Connected;
-        // websocket-multiplex keys its maps by path: each path once.
-        if (connected || (early && s.state == SessionState::Connecting)) && !clients.contains(&path) {
-            clients.push(path);
-        }
-        if connected && !upstreams.contains(&path) {
-            upstreams.push(path);
-        }
-    }
-    to_bytes(&MasterEvent::Status { clients, upstreams })
 }
 
 #[derive(Serialize)]
@@ -516,12 +563,19 @@ mod tests {
     fn default_mode_lifecycle() {
         let mut t = Tracker::default();
         let i = info(SessionKind::Proxy);
+        let ev = lc(&i, SessionState::Requested, TransitionDetail::default());
+        t.step(&ev);
         let ev = lc(&i, SessionState::Connecting, TransitionDetail::default());
-        assert_eq!(t.step(&ev), Step::default());
+        assert!(!t.step(&ev).client_connected);
+        // Listed in a status before it is announced: both lists, and remembered.
+        let (status, unannounced) = t.status();
+        assert_eq!(json(&status), serde_json::json!({"type":"status","clients":["/cp1"],"upstreams":["/cp1"]}));
+        assert!(unannounced.contains(&i.id));
         let ev = lc(&i, SessionState::Connected, TransitionDetail::default());
         let out = render(&ev, t.step(&ev), None);
         assert_eq!(out.len(), 1);
-        let v = json(&out[0]);
+        assert_eq!(out[0].1, Audience::NotListed(i.id));
+        let v = json(&out[0].0);
         assert_eq!(
             (&v["type"], &v["event"], &v["connectionId"], &v["ip"]),
             (&"connection".into(), &"client-connected".into(), &"/cp1".into(), &"127.0.0.1".into())
@@ -534,7 +588,7 @@ mod tests {
             ..Default::default()
         };
         let ev = lc(&i, SessionState::Disconnected, detail);
-        let out: Vec<_> = render(&ev, t.step(&ev), None).iter().map(json).collect();
+        let out: Vec<_> = render(&ev, t.step(&ev), None).iter().map(|(b, _)| json(b)).collect();
         assert_eq!(out.len(), 2);
         assert_eq!((&out[0]["event"], &out[0]["code"]), (&"upstream-disconnected".into(), &4001.into()));
         assert_eq!((&out[1]["event"], &out[1]["reason"]), (&"client-disconnected".into(), &"bye".into()));
@@ -552,7 +606,7 @@ mod tests {
             ..Default::default()
         };
         let ev = lc(&i, SessionState::Failed, detail);
-        let out: Vec<_> = render(&ev, t.step(&ev), None).iter().map(json).collect();
+        let out: Vec<_> = render(&ev, t.step(&ev), None).iter().map(|(b, _)| json(b)).collect();
         assert_eq!(out.len(), 1);
         assert_eq!((&out[0]["type"], &out[0]["code"]), (&"error".into(), &"ECONNREFUSED".into()));
         assert_eq!(out[0]["target"], "ws://127.0.0.1:9/cp1");
