@@ -236,7 +236,7 @@ impl Control {
                 biased;
                 _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),
                 cmd = self.commands.recv(), if self.open => match cmd {
-                    Some(Command::Close { code, reason }) => return Err(Stop::Close { code, reason }),
+                    Some(Command::Close { code, reason, .. }) => return Err(Stop::Close { code, reason }),
                     // Held for the connection (or dropped, counted, when too many wait):
                     // either way it takes no more than `PENDING_SENDS` messages.
                     Some(Command::Inject { to: Target::Upstream, payload, binary, ack }) => {
@@ -453,7 +453,7 @@ impl Outbound {
                         }
                     }
                     Some(Command::Inject { to: Target::Client, ack, .. }) => no_client_side(session, ack),
-                    Some(Command::Close { code, reason }) => {
+                    Some(Command::Close { code, reason, .. }) => {
                         start_close(&mut ws, session, code, &reason, Initiator::Admin, &mut ending);
                         close_deadline.as_mut().reset(Instant::now() + close_timeout);
                     }

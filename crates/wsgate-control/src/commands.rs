@@ -145,7 +145,7 @@ async fn settle(reply: InjectReply, deadline: Instant) -> Result<(), InjectError
 /// A validated close command: default 1000 and an empty reason.
 pub fn close_command(code: Option<u16>, reason: Option<String>) -> Result<Command, InvalidCommand> {
     let (code, reason) = close_parts(code, reason)?;
-    Ok(Command::Close { code, reason })
+    Ok(Command::Close { code, reason, kind: None })
 }
 
 /// A close's code and reason, validated (default 1000 and an empty reason).
@@ -309,7 +309,7 @@ pub async fn execute(registry: &Registry, text: &[u8]) -> Ack {
             Ack::ok(sent, plan.sessions.len() - sent, id)
         }
         (Action::Close { code, reason }, true) => {
-            let command = Command::Close { code, reason };
+            let command = Command::Close { code, reason, kind: None };
             match plan.sessions.first().map(|s| registry.command(*s, command)) {
                 Some(Ok(())) => Ack::ok(1, 0, id),
                 Some(Err(e)) => Ack::err(e, id),
@@ -320,7 +320,7 @@ pub async fn execute(registry: &Registry, text: &[u8]) -> Ack {
             let sent = plan
                 .sessions
                 .iter()
-                .filter(|s| registry.command(**s, Command::Close { code, reason: reason.clone() }).is_ok())
+                .filter(|s| registry.command(**s, Command::Close { code, reason: reason.clone(), kind: None }).is_ok())
                 .count();
             Ack::ok(sent, plan.sessions.len() - sent, id)
         }

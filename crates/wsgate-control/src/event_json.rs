@@ -73,9 +73,11 @@ pub fn status(sessions: &[SessionSnapshot]) -> Bytes {
     to_bytes(&LiveEvent::Status { sessions })
 }
 
-/// One bus event as the live stream shows it, payload cut to `payload_cap` bytes.
-pub fn event(ev: &SessionEvent, payload_cap: usize) -> Bytes {
-    match ev {
+/// One bus event as the live stream shows it, payload cut to `payload_cap` bytes;
+/// `None` for events it does not show (a queued message's fate: the message itself
+/// was shown when the client sent it, and a drop has its own error event).
+pub fn event(ev: &SessionEvent, payload_cap: usize) -> Option<Bytes> {
+    Some(match ev {
         SessionEvent::Lifecycle { info, transition } => to_bytes(&LiveEvent::Lifecycle {
             session: info.id,
             kind: info.kind,
@@ -87,7 +89,8 @@ pub fn event(ev: &SessionEvent, payload_cap: usize) -> Bytes {
         SessionEvent::Error { info, kind, message } => {
             to_bytes(&LiveEvent::Error { session: info.id, kind: kind.as_str(), message })
         }
-    }
+        SessionEvent::Queue(_) => return None,
+    })
 }
 
 fn message(m: &MessageEvent, payload_cap: usize) -> Bytes {

@@ -2,10 +2,13 @@
 //! user who opens the control address in a browser, or curls it, learns where the
 //! API, its description, the live stream and the metrics are instead of meeting a
 //! bare 404. Open like the probes: it lists paths, nothing more.
+//!
+//! A WebSocket upgrade on `/` is not the page but websocket-multiplex's master
+//! connection ([`crate::master`]), which needs the admin token when one is set.
 
 use axum::Json;
+use axum::extract::{Request, State};
 use axum::response::{Html, IntoResponse, Response};
-use http::HeaderMap;
 use http::header::ACCEPT;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -40,21 +43,33 @@ const LINKS: &[Link] = &[
 
 const NO_DASHBOARD: &str = "not in this version: the control plane serves the API listed here";
 
-/// `GET /`: JSON, or a small HTML page for a browser (`Accept: text/html`).
+/// `GET /`: JSON, or a small HTML page for a browser (`Accept: text/html`); a
+/// WebSocket upgrade is the master connection.
 #[utoipa::path(
     get,
     path = "/",
     tag = "meta",
-    summary = "What this control plane serves",
-    description = "Always open, even with an admin token: it lists paths and the version, nothing else.",
+    summary = "What this control plane serves; or the websocket-multiplex master connection",
+    description = "Without an upgrade: always open, even with an admin token; it lists paths and the \
+                   version, nothing else. With a WebSocket upgrade: websocket-multiplex's master-control \
+                   connection (a `status` message, then `connection`, `message` and `error` events; takes \
+                   its `inject` and `close` commands), which needs the admin token when one is set. See \
+                   docs/migrating-from-websocket-multiplex.md.",
     security(()),
-    responses((status = 200, description = "Where the API, live stream and metrics are", content(
-        (Index = "application/json"),
-        (String = "text/html"),
-    ))),
+    responses(
+        (status = 200, description = "Where the API, live stream and metrics are", content(
+            (Index = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 101, description = "Upgraded to the master-control WebSocket"),
+        (status = 400, description = "A WebSocket upgrade without Sec-WebSocket-Key", body = crate::error::ErrorBody),
+    ),
 )]
-pub async fn index(headers: HeaderMap) -> Response {
-    let wants_html = headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+pub async fn index(State(cp): State<crate::ControlPlane>, req: Request) -> Response {
+    if crate::master::wants_upgrade(&req) {
+        return crate::master::root(cp, req);
+    }
+    let wants_html = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
     if wants_html {
         return Html(page()).into_response();
     }

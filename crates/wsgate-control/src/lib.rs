@@ -19,6 +19,8 @@
 //!   master-control shapes ([`live`], [`commands`]);
 //! - `WS /client/{path}`, `WS /upstream/{path}` — websocket-multiplex's raw per-path
 //!   taps ([`taps`]);
+//! - `WS /` — websocket-multiplex's master connection ([`master`]; a plain `GET /` is
+//!   the index);
 //! - `GET /api/openapi.json` — the OpenAPI 3.1 description of all of the above,
 //!   generated from the handlers ([`openapi`]; the route table is [`routes`]).
 //!
@@ -37,6 +39,7 @@ pub mod health;
 pub mod history;
 pub mod index;
 pub mod live;
+pub mod master;
 pub mod metrics;
 pub mod openapi;
 pub mod relay_metrics;

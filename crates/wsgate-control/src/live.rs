@@ -8,8 +8,8 @@
 //! observer, or traffic. While nobody is subscribed the observer switches message
 //! events off at the bus (`wants_messages`), so the hot path does not even clone them.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use wsgate_core::{Direction, MessageEvent, ObserverQueue, SessionEvent, SessionId, SessionInfo};
 use wsgate_protocol::{Message, OpCode};
 
-use crate::event_json;
+use crate::{event_json, master};
 
 /// Most events taken from the bus queue per wake-up.
 pub const OBSERVER_BATCH: usize = 256;
@@ -51,17 +51,20 @@ impl LiveFilter {
 /// `/upstream/..`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TapSide {
-    /// Frames the clients send (`client_to_upstream`, and `client_to_gateway` for
-    /// sessions the gateway terminates); frames written into the tap go to clients.
+    /// Frames sent to the clients (`upstream_to_client`, and `gateway_to_client` for
+    /// sessions the gateway terminates); frames written into the tap go to clients
+    /// too. A side's tap is that side's wire: what websocket-multiplex's test suite
+    /// asserts (`/upstream/p` hears what the client sends, `/client/p` what the
+    /// upstream sends).
     Client,
-    /// Frames the upstream (or the gateway) sends towards clients; frames written into
-    /// the tap go to upstreams.
+    /// Frames sent to the upstreams (`client_to_upstream`, `client_to_gateway`);
+    /// frames written into the tap go to upstreams.
     Upstream,
 }
 
 impl TapSide {
     fn sees(self, direction: Direction) -> bool {
-        direction.is_inbound() == (self == Self::Client)
+        direction.is_inbound() == (self == Self::Upstream)
     }
 }
 
@@ -76,12 +79,20 @@ pub struct TapFilter {
 pub enum Filter {
     Live(LiveFilter),
     Tap(TapFilter),
+    /// A websocket-multiplex master connection on `/` ([`crate::master`]): every
+    /// proxy session, in its shapes.
+    Master,
 }
 
 struct Subscriber {
     id: u64,
     filter: Filter,
     tx: mpsc::Sender<Message>,
+    /// A master connection is greeted with its status once its socket is open
+    /// ([`Subscription::open`]): the status then says what is true when the
+    /// connection starts, as websocket-multiplex's does. Until then it is skipped by
+    /// events, which that status will include.
+    open: AtomicBool,
 }
 
 /// The registry of subscribers, shared by the observer task and the connections.
@@ -94,6 +105,9 @@ pub(crate) struct LiveHub {
     queue_capacity: usize,
     payload_cap: usize,
     dropped: Counter,
+    /// Wakes the observer when a master connection subscribes: its status is queued
+    /// by the observer, in order with events, even while no event flows.
+    greet: tokio::sync::Notify,
 }
 
 /// A subscriber's end: its queue, and its place in the hub until dropped.
@@ -101,6 +115,16 @@ pub(crate) struct Subscription {
     hub: Arc<LiveHub>,
     id: u64,
     pub(crate) rx: mpsc::Receiver<Message>,
+}
+
+impl Subscription {
+    /// The subscriber's socket is open: a master connection gets its status now.
+    pub(crate) fn open(&self) {
+        if let Some(s) = self.hub.snapshot().iter().find(|s| s.id == self.id) {
+            s.open.store(true, Ordering::Relaxed);
+        }
+        self.hub.greet.notify_one();
+    }
 }
 
 impl Drop for Subscription {
@@ -123,6 +147,7 @@ impl LiveHub {
             queue_capacity: queue_capacity.max(1),
             payload_cap,
             dropped,
+            greet: tokio::sync::Notify::new(),
         }
     }
 
@@ -138,7 +163,8 @@ impl LiveHub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut subs = self.lock();
         let mut next: Vec<_> = subs.iter().cloned().collect();
-        next.push(Arc::new(Subscriber { id, filter, tx }));
+        let open = AtomicBool::new(!matches!(filter, Filter::Master));
+        next.push(Arc::new(Subscriber { id, filter, tx, open }));
         *subs = Arc::from(next);
         self.wants_messages.store(true, Ordering::Relaxed);
         drop(subs);
@@ -158,8 +184,43 @@ impl LiveHub {
         self.lock().clone()
     }
 
-    /// Delivers one event to every matching subscriber.
-    fn dispatch(&self, subs: &[Arc<Subscriber>], ev: &SessionEvent, taps: &mut TapAssembler) {
+    /// Hands `msg` to every master connection (a notification of the control plane's
+    /// own, such as `connection-closed-by-master`), under the same bound as events.
+    pub(crate) fn broadcast_master(&self, msg: Bytes) {
+        for sub in self.snapshot().iter().filter(|s| matches!(s.filter, Filter::Master)) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Message::Text(msg.clone())) {
+                self.dropped.inc();
+            }
+        }
+    }
+
+    /// Queues the status for master connections that have not had it, and forgets
+    /// those that left. `greeted` (observer-owned) maps each greeted connection to the
+    /// sessions its status listed before they were announced.
+    fn greet(&self, subs: &[Arc<Subscriber>], tracker: &master::Tracker, greeted: &mut Greeted) {
+        greeted.retain(|id, _| subs.iter().any(|s| s.id == *id));
+        for sub in subs.iter().filter(|s| matches!(s.filter, Filter::Master)) {
+            if greeted.contains_key(&sub.id) || !sub.open.load(Ordering::Relaxed) {
+                continue;
+            }
+            let (status, listed) = tracker.status();
+            if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Message::Text(status)) {
+                self.dropped.inc();
+            }
+            greeted.insert(sub.id, listed);
+        }
+    }
+
+    /// Delivers one event to every matching subscriber. `step` is what the event
+    /// means for master connections, decided by the observer's [`master::Tracker`].
+    fn dispatch(
+        &self,
+        subs: &[Arc<Subscriber>],
+        ev: &SessionEvent,
+        taps: &mut TapAssembler,
+        step: master::Step,
+        greeted: &mut Greeted,
+    ) {
         if let SessionEvent::Lifecycle { info, transition } = ev
             && transition.state.is_final()
         {
@@ -167,15 +228,51 @@ impl LiveHub {
         }
         let info = ev.info();
         // Each computed at most once per event, however many subscribers share it.
-        let mut json: Option<Bytes> = None;
+        let mut json: Option<Option<Bytes>> = None;
         let mut tapped: Option<Option<Message>> = None;
+        let mut mastered: Option<Vec<(Bytes, master::Audience)>> = None;
         for sub in subs {
             let out = match &sub.filter {
                 Filter::Live(f) => {
                     if !f.matches(info) {
                         continue;
                     }
-                    Message::Text(json.get_or_insert_with(|| event_json::event(ev, self.payload_cap)).clone())
+                    match json.get_or_insert_with(|| event_json::event(ev, self.payload_cap)) {
+                        Some(b) => Message::Text(b.clone()),
+                        None => continue,
+                    }
+                }
+                Filter::Master => {
+                    let out = mastered.get_or_insert_with(|| {
+                        // The whole message this frame completes, shared with the taps.
+                        let whole = match ev {
+                            SessionEvent::Message(m) if !m.injected => {
+                                tapped.get_or_insert_with(|| taps.push(m)).as_ref()
+                            }
+                            _ => None,
+                        };
+                        master::render(ev, step, whole)
+                    });
+                    let mut listed = greeted.get_mut(&sub.id);
+                    for (b, audience) in out.iter() {
+                        let to_this = match audience {
+                            master::Audience::All => true,
+                            master::Audience::NotListed(id) => !listed.as_mut().is_some_and(|l| l.contains(id)),
+                            master::Audience::OnlyListed(id) => listed.as_mut().is_some_and(|l| l.contains(id)),
+                        };
+                        if let master::Audience::NotListed(id) | master::Audience::OnlyListed(id) = audience
+                            && let Some(l) = listed.as_mut()
+                        {
+                            l.remove(id);
+                        }
+                        if !to_this {
+                            continue;
+                        }
+                        if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Message::Text(b.clone())) {
+                            self.dropped.inc();
+                        }
+                    }
+                    continue;
                 }
                 Filter::Tap(t) => {
                     let SessionEvent::Message(m) = ev else { continue };
@@ -255,22 +352,56 @@ fn whole(opcode: OpCode, payload: Bytes) -> Message {
 }
 
 /// The observer task: drains the `live` queue in batches until shutdown.
+/// Master connections greeted with their status, each with the sessions it listed
+/// that were not announced yet.
+type Greeted = HashMap<u64, HashSet<SessionId>>;
+
+/// The observer task: drains the `live` queue in batches until shutdown, and greets
+/// each new master connection with its status, in order with the events.
 pub(crate) async fn run_observer(hub: Arc<LiveHub>, mut queue: ObserverQueue, shutdown: CancellationToken) {
     let mut taps = TapAssembler::new(hub.dropped.clone());
-    queue
-        .drain_batches(OBSERVER_BATCH, shutdown.cancelled(), |batch| {
-            let subs = hub.snapshot();
-            if subs.is_empty() {
-                // Nobody to deliver to; half-assembled tap messages are useless now.
-                taps.partial.clear();
-                batch.clear();
-                return;
+    // Follows every proxy session's lifecycle whether or not anyone watches, so a
+    // master connection opened later starts from the truth.
+    let mut master = master::Tracker::default();
+    let mut greeted = Greeted::new();
+    let mut batch = Vec::with_capacity(OBSERVER_BATCH);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = hub.greet.notified() => {}
+            n = queue.rx.recv_many(&mut batch, OBSERVER_BATCH) => {
+                if n == 0 {
+                    return; // the bus is gone
+                }
             }
+        }
+        // A greeting must reflect what is already queued: take it too.
+        while batch.len() < OBSERVER_BATCH {
+            let Ok(ev) = queue.rx.try_recv() else { break };
+            batch.push(ev);
+        }
+        let subs = hub.snapshot();
+        if subs.is_empty() {
+            // Nobody to deliver to; half-assembled tap messages are useless now.
+            taps.partial.clear();
             for ev in batch.drain(..) {
-                hub.dispatch(&subs, &ev, &mut taps);
+                master.step(&ev);
             }
-        })
-        .await;
+            continue;
+        }
+        // Master connections not greeted yet get these events through their status.
+        let ready: Vec<_> = subs
+            .iter()
+            .filter(|s| !matches!(s.filter, Filter::Master) || greeted.contains_key(&s.id))
+            .cloned()
+            .collect();
+        for ev in batch.drain(..) {
+            let step = master.step(&ev);
+            hub.dispatch(&ready, &ev, &mut taps, step, &mut greeted);
+        }
+        hub.greet(&subs, &master, &mut greeted);
+    }
 }
 
 #[cfg(test)]
@@ -293,10 +424,10 @@ mod tests {
 
     #[test]
     fn tap_sides() {
-        assert!(TapSide::Client.sees(Direction::ClientToUpstream));
-        assert!(TapSide::Client.sees(Direction::ClientToGateway));
-        assert!(!TapSide::Client.sees(Direction::UpstreamToClient));
-        assert!(TapSide::Upstream.sees(Direction::UpstreamToClient));
-        assert!(TapSide::Upstream.sees(Direction::GatewayToClient));
+        assert!(TapSide::Upstream.sees(Direction::ClientToUpstream));
+        assert!(TapSide::Upstream.sees(Direction::ClientToGateway));
+        assert!(!TapSide::Upstream.sees(Direction::UpstreamToClient));
+        assert!(TapSide::Client.sees(Direction::UpstreamToClient));
+        assert!(TapSide::Client.sees(Direction::GatewayToClient));
     }
 }

@@ -197,6 +197,8 @@ impl Metrics {
             },
             // Counted on the bus (`EventBus::traffic`); the observer does not ask for them.
             SessionEvent::Message(_) => {}
+            // Drops are counted from their error events.
+            SessionEvent::Queue(_) => {}
             SessionEvent::Error { kind, .. } => {
                 if kind.is_queue_drop() {
                     self.queue_dropped.get_or_create(&ReasonLabels { reason: kind.as_str() }).inc();

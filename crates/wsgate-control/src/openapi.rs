@@ -67,6 +67,14 @@ pub async fn spec(Extension(SpecJson(json)): Extension<SpecJson>) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response()
 }
 
+/// The master connection on `/` needs the token though the page there is open: its
+/// GET documents the 401 an upgrade without the token gets.
+pub(crate) fn root_upgrade_needs_token(doc: &mut OpenApi) {
+    if let Some(op) = doc.paths.paths.get_mut("/").and_then(|item| item.get.as_mut()) {
+        op.responses.responses.insert("401".to_owned(), RefOr::Ref(Ref::from_response_name(UNAUTHORIZED_RESPONSE)));
+    }
+}
+
 /// Marks every operation of `doc` as needing the admin token, with its 401 answer.
 pub(crate) fn require_token(doc: &mut OpenApi) {
     for item in doc.paths.paths.values_mut() {

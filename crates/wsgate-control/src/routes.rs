@@ -57,6 +57,9 @@ fn guarded() -> OpenApiRouter<ControlPlane> {
 /// the document describing them, for this configuration.
 pub(crate) fn table(cfg: &ControlConfig) -> (Router<ControlPlane>, OpenApi) {
     let (open, mut doc) = open().split_for_parts();
+    if cfg.admin_token.is_some() {
+        openapi::root_upgrade_needs_token(&mut doc);
+    }
     let (mut guarded, mut guarded_doc) = guarded().split_for_parts();
     if let Some(token) = &cfg.admin_token {
         // route_layer, not layer: unknown paths stay a plain 404 rather than revealing
@@ -187,7 +190,8 @@ mod tests {
                 op.request_body(&spec).unwrap_or_else(|e| panic!("{what}: request body: {e}"));
                 let responses = op.responses(&spec);
                 assert!(!responses.is_empty(), "{what}: no responses");
-                let open = ["/", "/healthz", "/readyz"].contains(&path.as_str());
+                let open = ["/healthz", "/readyz"].contains(&path.as_str());
+                // `/` is open, but its WebSocket (the master connection) is not.
                 assert_eq!(responses.contains_key("401"), guarded && !open, "{what}: 401 documented iff guarded");
                 for (status, response) in &responses {
                     for (media, content) in &response.content {

@@ -1,11 +1,14 @@
 //! websocket-multiplex's raw per-path taps, so its users can point their tools at
 //! wsgate unchanged.
 //!
-//! - `WS /client/{path}` receives every data message the clients of live sessions on
-//!   `/{path}` send (`client_to_upstream`, or `client_to_gateway` for sessions the
-//!   gateway terminates); a message written into it is injected to those clients.
-//! - `WS /upstream/{path}` receives every data message the upstreams send towards
-//!   those clients; a message written into it is injected to the upstreams.
+//! - `WS /client/{path}` receives every data message sent to the clients of live
+//!   sessions on `/{path}` (`upstream_to_client`, or `gateway_to_client` for sessions
+//!   the gateway terminates); a message written into it is injected to those clients.
+//! - `WS /upstream/{path}` receives every data message those clients send towards
+//!   their upstreams; a message written into it is injected to the upstreams.
+//!
+//! Each tap is one side's wire, as websocket-multiplex defines them (its test suite
+//! asserts that `/upstream/p` hears what the client on `p` sends).
 //!
 //! Messages are raw: opcode (text or binary) and payload exactly as on the wire, no
 //! JSON wrapper, never cut. Fragmented messages are delivered whole.
@@ -25,7 +28,7 @@ use crate::ws::{pump, upgrade};
 
 /// `WS /client/{path}`.
 #[utoipa::path(get, path = "/client/{*path}", tag = "taps", summary = "Client-side tap of a path (WebSocket)",
-    description = "Every data message the clients on `/{path}` send (raw, no JSON wrapper); a message \
+    description = "Every data message sent to the clients on `/{path}` (raw, no JSON wrapper); a message \
                    written into it is injected to those clients. `path` may contain slashes.",
     params(("path" = String, Path, description = "The session path without its leading slash")),
     responses(TapResponses))]
@@ -59,7 +62,7 @@ pub async fn client_root_slash(State(cp): State<ControlPlane>, req: Request) -> 
 
 /// `WS /upstream/{path}`.
 #[utoipa::path(get, path = "/upstream/{*path}", tag = "taps", summary = "Upstream-side tap of a path (WebSocket)",
-    description = "Every data message the upstreams send towards the clients on `/{path}` (raw); a \
+    description = "Every data message the clients on `/{path}` send towards their upstreams (raw); a \
                    message written into it is injected to those upstreams. `path` may contain slashes.",
     params(("path" = String, Path, description = "The session path without its leading slash")),
     responses(TapResponses))]

@@ -237,7 +237,7 @@ fn assert_inject(cmd: Command, want_to: Target, want: &[u8], want_binary: bool) 
 
 fn assert_close(cmd: Command, want_code: u16, want_reason: &str) {
     match cmd {
-        Command::Close { code, reason } => assert_eq!((code, reason.as_str()), (want_code, want_reason)),
+        Command::Close { code, reason, .. } => assert_eq!((code, reason.as_str()), (want_code, want_reason)),
         other => panic!("expected a close, got {other:?}"),
     }
 }
@@ -627,21 +627,22 @@ async fn taps_both_ways() {
     let mut client_tap = gw.ws("/client/chat", HeaderMap::new()).await.expect("client tap");
     let mut upstream_tap = gw.ws("/upstream/chat", HeaderMap::new()).await.expect("upstream tap");
 
-    // Raw frames, opcode preserved, from the right side only.
-    elsewhere.frame(Direction::ClientToUpstream, &Frame::text("not on /chat"), false);
-    s.frame(Direction::ClientToUpstream, &Frame::text("from-client"), false);
-    s.frame(Direction::UpstreamToClient, &Frame::binary(vec![1u8, 2, 3]), false);
-    assert_eq!(client_tap.recv().await, Message::Text(Bytes::from_static(b"from-client")));
+    // Raw frames, opcode preserved, from the right side only: as in
+    // websocket-multiplex, a side's tap carries what is sent to that side.
+    elsewhere.frame(Direction::UpstreamToClient, &Frame::text("not on /chat"), false);
+    s.frame(Direction::UpstreamToClient, &Frame::text("to-client"), false);
+    s.frame(Direction::ClientToUpstream, &Frame::binary(vec![1u8, 2, 3]), false);
+    assert_eq!(client_tap.recv().await, Message::Text(Bytes::from_static(b"to-client")));
     assert_eq!(upstream_tap.recv().await, Message::Binary(Bytes::from_static(&[1, 2, 3])));
 
     // Control frames are not tapped; fragments arrive as one message.
-    s.frame(Direction::ClientToUpstream, &Frame::ping("p"), false);
-    s.frame(Direction::ClientToUpstream, &Frame::text("hel").with_fin(false), false);
-    s.frame(Direction::ClientToUpstream, &Frame::new(OpCode::Continuation, "lo"), false);
+    s.frame(Direction::UpstreamToClient, &Frame::ping("p"), false);
+    s.frame(Direction::UpstreamToClient, &Frame::text("hel").with_fin(false), false);
+    s.frame(Direction::UpstreamToClient, &Frame::new(OpCode::Continuation, "lo"), false);
     assert_eq!(client_tap.recv().await, Message::Text(Bytes::from_static(b"hello")));
     // Payloads are not cut on taps.
     let big = "y".repeat(10_000);
-    s.frame(Direction::UpstreamToClient, &Frame::text(big.clone()), false);
+    s.frame(Direction::ClientToUpstream, &Frame::text(big.clone()), false);
     assert_eq!(upstream_tap.recv().await, Message::Text(Bytes::from(big)));
 
     // Written into a tap: injected to that side of every session on the path.
@@ -653,7 +654,7 @@ async fn taps_both_ways() {
     // A tap on `/`.
     let (mut root, _rrx) = gw.open(SessionKind::Proxy, "default", "/");
     let mut root_tap = gw.ws("/client", HeaderMap::new()).await.expect("root tap");
-    root.frame(Direction::ClientToUpstream, &Frame::text("at root"), false);
+    root.frame(Direction::UpstreamToClient, &Frame::text("at root"), false);
     assert_eq!(root_tap.recv().await, Message::Text(Bytes::from_static(b"at root")));
 }
 

@@ -182,7 +182,13 @@ impl EventBus {
     /// Delivers a message event to the observers that want message events.
     #[inline]
     pub fn emit_message(&self, event: MessageEvent, pending: &mut Pending) {
-        let event = SessionEvent::Message(event);
+        self.emit_payload(SessionEvent::Message(event), pending);
+    }
+
+    /// Delivers an event that carries a payload (a message, a queued message's fate)
+    /// to the observers that want message events, under the message events' policy.
+    #[inline]
+    pub fn emit_payload(&self, event: SessionEvent, pending: &mut Pending) {
         for (i, slot) in self.slots.iter().enumerate() {
             if slot.wants_messages.load(Ordering::Relaxed) {
                 self.offer(i, slot, &event, pending, true);

@@ -8,6 +8,7 @@
 
 use wsgate_protocol::CloseCode;
 
+use crate::kinds::ReasonKind;
 use crate::session::{Initiator, SessionHandle, State, TransitionDetail};
 
 /// The close code, reason and initiator a session ended with.
@@ -16,27 +17,35 @@ pub struct Ending {
     pub code: u16,
     pub reason: Option<String>,
     pub initiator: Initiator,
+    /// Why, when the gateway had a reason of its own (`replaced`): the final
+    /// transition's `reason_kind`.
+    pub kind: Option<ReasonKind>,
 }
 
 impl Ending {
     pub fn new(code: u16, reason: Option<String>, initiator: Initiator) -> Self {
-        Self { code, reason, initiator }
+        Self { code, reason, initiator, kind: None }
     }
 
     /// A close started by us (or an operator) with this code and reason.
     pub fn closed(code: u16, reason: &str, initiator: Initiator) -> Self {
-        Self { code, reason: Some(reason.to_owned()), initiator }
+        Self { code, reason: Some(reason.to_owned()), initiator, kind: None }
     }
 
     /// `initiator` went away without a close frame (1006, which is never sent).
     pub fn dropped(initiator: Initiator) -> Self {
-        Self { code: CloseCode::ABNORMAL, reason: Some("connection dropped without a close frame".into()), initiator }
+        Self {
+            code: CloseCode::ABNORMAL,
+            reason: Some("connection dropped without a close frame".into()),
+            initiator,
+            kind: None,
+        }
     }
 
     /// The session stopped with nobody having closed it (e.g. the close handshake
     /// timed out before either side said anything): 1006 by the gateway.
     pub fn unexplained() -> Self {
-        Self { code: CloseCode::ABNORMAL, reason: None, initiator: Initiator::Gateway }
+        Self { code: CloseCode::ABNORMAL, reason: None, initiator: Initiator::Gateway, kind: None }
     }
 
     /// The final transition's detail.
@@ -45,6 +54,7 @@ impl Ending {
             close_code: Some(self.code),
             close_reason: self.reason,
             initiator: Some(self.initiator),
+            reason_kind: self.kind,
             ..Default::default()
         }
     }

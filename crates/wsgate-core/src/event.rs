@@ -74,6 +74,33 @@ pub struct MessageEvent {
     pub at: DateTime<Utc>,
 }
 
+/// What became of a client message held in the accept-early queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOutcome {
+    /// Sent to the upstream once it was connected.
+    Sent,
+    /// Dropped; the kind says why (`QueueTimeout`, `QueueOverflow`). The matching
+    /// `SessionEvent::Error` is emitted too: that one is what metrics and the store
+    /// count, this one carries the message for observers that show it.
+    Dropped(ErrorKind),
+}
+
+/// A queued client message leaving the accept-early queue. The message itself was
+/// already reported as a [`MessageEvent`] when the client sent it; this says when it
+/// went on (or that it never did). Emitted, like message events, only while some
+/// observer wants message events.
+#[derive(Debug, Clone)]
+pub struct QueueEvent {
+    pub info: Arc<SessionInfo>,
+    pub outcome: QueueOutcome,
+    /// `Text` or `Binary`: queued messages are whole.
+    pub opcode: OpCode,
+    pub payload: Bytes,
+    pub queued_at: DateTime<Utc>,
+    /// When it was sent or dropped.
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub enum SessionEvent {
     Lifecycle {
@@ -88,6 +115,8 @@ pub enum SessionEvent {
         kind: ErrorKind,
         message: String,
     },
+    /// A queued message sent or dropped (accept-early).
+    Queue(QueueEvent),
 }
 
 impl SessionEvent {
@@ -95,6 +124,7 @@ impl SessionEvent {
         match self {
             Self::Lifecycle { info, .. } | Self::Error { info, .. } => info,
             Self::Message(m) => &m.info,
+            Self::Queue(q) => &q.info,
         }
     }
 }

@@ -43,7 +43,8 @@ macro_rules! wire_enum {
 }
 
 wire_enum! {
-    /// Why a session (or one attempt of it) failed: a transition's `reason_kind`.
+    /// Why a session (or one attempt of it) failed, or ended for a reason of the
+    /// gateway's own (`replaced`): a transition's `reason_kind`.
     ReasonKind {
         /// The upstream URL could not be used.
         InvalidUrl => "invalid_url",
@@ -68,6 +69,9 @@ wire_enum! {
         /// An established connection went away without a close frame (outbound,
         /// on the CONNECTING step of the next attempt).
         ConnectionLost => "connection_lost",
+        /// A newer client connected on the same path and this session was closed to
+        /// make way for it (`--replace-same-path`, on a DISCONNECTED step).
+        Replaced => "replaced",
     }
 }
 

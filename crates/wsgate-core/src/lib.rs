@@ -22,7 +22,7 @@ pub mod session;
 pub use bus::{EventBus, EventBusBuilder, ObserverQueue, Overflow, Pending};
 pub use command::{COMMAND_QUEUE, HIGH_WATER, InjectAck, InjectRefused, InjectReply};
 pub use ending::Ending;
-pub use event::{Direction, MessageEvent, SessionEvent};
+pub use event::{Direction, MessageEvent, QueueEvent, QueueOutcome, SessionEvent};
 pub use id::SessionId;
 pub use kinds::{ErrorKind, ReasonKind};
 pub use path_filter::path_matches;

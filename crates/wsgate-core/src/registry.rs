@@ -42,8 +42,9 @@ pub enum Command {
     /// Send a text (`binary == false`) or binary message to one side; the session
     /// answers `ack` (sent, or why not: see [`crate::InjectRefused`]).
     Inject { to: Target, payload: Bytes, binary: bool, ack: crate::command::InjectAck },
-    /// Close both sides with this code and reason.
-    Close { code: u16, reason: String },
+    /// Close both sides with this code and reason. `kind` says why when the gateway
+    /// itself closes (a replaced session); an operator's close has none.
+    Close { code: u16, reason: String, kind: Option<crate::ReasonKind> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

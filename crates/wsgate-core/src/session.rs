@@ -193,6 +193,10 @@ pub struct TransitionDetail {
     /// Which attempt this is, for outbound sessions that reconnect (from 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// On CONNECTING: the client is answered (101) at once, before the upstream
+    /// (`--accept-early`); its messages wait in the accept-early queue meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_early: Option<bool>,
 }
 
 /// Messages and bytes each way.
@@ -383,6 +387,23 @@ impl SessionHandle {
             },
             &mut self.pending,
         );
+    }
+
+    /// Reports what became of a message the accept-early queue held (see
+    /// [`crate::QueueEvent`]); nothing is built while no observer wants messages.
+    pub fn queued(&mut self, outcome: crate::QueueOutcome, frame: &Frame, queued_at: DateTime<Utc>) {
+        if !self.bus.wants_messages() {
+            return;
+        }
+        let event = crate::QueueEvent {
+            info: self.info.clone(),
+            outcome,
+            opcode: frame.opcode,
+            payload: frame.payload.clone(),
+            queued_at,
+            at: Utc::now(),
+        };
+        self.bus.emit_payload(SessionEvent::Queue(event), &mut self.pending);
     }
 
     /// Reports a non-fatal error or a notable event (queued messages dropped, a

@@ -46,6 +46,11 @@ pub struct ProxyConfig {
     pub strip_prefix: Option<String>,
     /// Accept the client before the upstream answers, queueing its messages.
     pub accept_early: bool,
+    /// When a client is accepted on a path that already has live proxy sessions,
+    /// close the older ones (1000, lifecycle `reason_kind: replaced`): a device that
+    /// vanished without closing must not keep its path (websocket-multiplex's later
+    /// behaviour). Off by default: wsgate lets several clients share a path.
+    pub replace_same_path: bool,
     pub queue: QueueConfig,
     /// Request headers forwarded in addition to the default allowlist.
     pub forward_headers: Vec<HeaderName>,
@@ -83,6 +88,7 @@ impl ProxyConfig {
             resolver: None,
             strip_prefix: None,
             accept_early: false,
+            replace_same_path: false,
             queue: QueueConfig::default(),
             forward_headers: Vec::new(),
             max_message_size: 16 << 20,

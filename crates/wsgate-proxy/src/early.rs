@@ -8,9 +8,10 @@
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wsgate_core::{Direction, SessionHandle};
+use wsgate_core::{Direction, ErrorKind, QueueOutcome, SessionHandle};
 use wsgate_protocol::{CloseCode, CloseFrame, ConnectError, Connected, Frame, OpCode, ProtocolError};
 
 use crate::config::QueueConfig;
@@ -19,7 +20,9 @@ use crate::pump::Side;
 /// Client messages waiting for the upstream.
 #[derive(Debug)]
 pub struct EarlyQueue {
-    frames: VecDeque<(Instant, Frame)>,
+    /// Each message with when it was queued: the monotonic instant its timeout runs
+    /// from, and the wall-clock time observers are told (`queuedAt`).
+    frames: VecDeque<(Instant, DateTime<Utc>, Frame)>,
     bytes: usize,
     pub(crate) cfg: QueueConfig,
 }
@@ -29,25 +32,27 @@ impl EarlyQueue {
         Self { frames: VecDeque::new(), bytes: 0, cfg }
     }
 
-    /// Whether the frame was queued (false: over the count or byte bound).
-    fn push(&mut self, frame: Frame) -> bool {
+    /// Queues the frame, or hands it back when it is over the count or byte bound.
+    fn push(&mut self, frame: Frame) -> Result<(), Frame> {
         if self.frames.len() >= self.cfg.max_messages || self.bytes + frame.payload.len() > self.cfg.max_bytes {
-            return false;
+            return Err(frame);
         }
         self.bytes += frame.payload.len();
-        self.frames.push_back((Instant::now(), frame));
-        true
+        self.frames.push_back((Instant::now(), Utc::now(), frame));
+        Ok(())
     }
 
-    /// Drops what has waited longer than the timeout; returns how many.
-    fn expire(&mut self, now: Instant) -> usize {
+    /// Drops what has waited longer than the timeout, handing each to `dropped`
+    /// with when it was queued; returns how many.
+    fn expire(&mut self, now: Instant, mut dropped: impl FnMut(DateTime<Utc>, Frame)) -> usize {
         let mut n = 0;
-        while let Some((t, _)) = self.frames.front() {
+        while let Some((t, _, _)) = self.frames.front() {
             if now.duration_since(*t) < self.cfg.timeout {
                 break;
             }
-            if let Some((_, f)) = self.frames.pop_front() {
+            if let Some((_, at, f)) = self.frames.pop_front() {
                 self.bytes -= f.payload.len();
+                dropped(at, f);
             }
             n += 1;
         }
@@ -55,13 +60,13 @@ impl EarlyQueue {
     }
 
     fn next_expiry(&self) -> Option<Instant> {
-        self.frames.front().map(|(t, _)| *t + self.cfg.timeout)
+        self.frames.front().map(|(t, _, _)| *t + self.cfg.timeout)
     }
 
-    /// Queued frames in arrival order.
-    pub fn drain(&mut self) -> impl Iterator<Item = Frame> + '_ {
+    /// Queued frames in arrival order, each with when it was queued.
+    pub fn drain(&mut self) -> impl Iterator<Item = (DateTime<Utc>, Frame)> + '_ {
         self.bytes = 0;
-        self.frames.drain(..).map(|(_, f)| f)
+        self.frames.drain(..).map(|(_, at, f)| (at, f))
     }
 
     pub fn len(&self) -> usize {
@@ -107,9 +112,10 @@ where
             },
             _ = shutdown.cancelled() => return EarlyOutcome::Shutdown,
             _ = sleep_until_opt(expiry) => {
-                for _ in 0..queue.expire(Instant::now()) {
-                    session.error(wsgate_core::ErrorKind::QueueTimeout, "queued message dropped: upstream not ready within the queue timeout".into());
-                }
+                queue.expire(Instant::now(), |queued_at, frame| {
+                    session.error(ErrorKind::QueueTimeout, "queued message dropped: upstream not ready within the queue timeout".into());
+                    session.queued(QueueOutcome::Dropped(ErrorKind::QueueTimeout), &frame, queued_at);
+                });
             }
             frame = poll_fn(|cx| client.poll_next_frame(cx)) => match frame {
                 Err(e) => return EarlyOutcome::ClientBroke(e),
@@ -137,8 +143,9 @@ where
                             Ok(None) => continue,
                             Err(e) => return EarlyOutcome::ClientBroke(e),
                         };
-                        if !queue.push(whole) {
-                            session.error(wsgate_core::ErrorKind::QueueOverflow, "queued message dropped: the accept-early queue is full".into());
+                        if let Err(frame) = queue.push(whole) {
+                            session.error(ErrorKind::QueueOverflow, "queued message dropped: the accept-early queue is full".into());
+                            session.queued(QueueOutcome::Dropped(ErrorKind::QueueOverflow), &frame, Utc::now());
                         }
                     }
                 },
@@ -191,12 +198,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn queue_bounds_and_expiry() {
         let mut q = EarlyQueue::new(QueueConfig { max_messages: 2, max_bytes: 10, timeout: Duration::from_secs(1) });
-        assert!(q.push(Frame::text("12345")));
-        assert!(!q.push(Frame::text("123456")));
-        assert!(q.push(Frame::text("1")));
-        assert!(!q.push(Frame::text("")));
+        assert!(q.push(Frame::text("12345")).is_ok());
+        assert!(q.push(Frame::text("123456")).is_err());
+        assert!(q.push(Frame::text("1")).is_ok());
+        assert!(q.push(Frame::text("")).is_err());
         tokio::time::advance(Duration::from_millis(1500)).await;
-        assert_eq!(q.expire(Instant::now()), 2);
+        let mut dropped = Vec::new();
+        assert_eq!(q.expire(Instant::now(), |_, f| dropped.push(f.payload)), 2);
+        assert_eq!(dropped, ["12345", "1"]);
         assert!(q.is_empty());
     }
 

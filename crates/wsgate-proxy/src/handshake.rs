@@ -7,7 +7,10 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use wsgate_core::{Ending, ErrorKind, Initiator, ReasonKind, SessionHandle, SessionKind, State, TransitionDetail};
+use wsgate_core::{
+    Command, Ending, ErrorKind, Initiator, QueueOutcome, ReasonKind, SessionHandle, SessionKind, State,
+    TransitionDetail,
+};
 use wsgate_protocol::{CloseCode, ConnectError, ConnectRequest, Connected, Frame};
 use wsgate_session::{PendingUpgrade, Upgrade, upgrade};
 
@@ -90,8 +93,16 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         session.error(ErrorKind::ResolverFallback, format!("{why}; using the static upstream"));
     }
     let upstream_url = resolved.url.to_string();
-    session
-        .transition(State::Connecting, TransitionDetail { upstream: Some(upstream_url.clone()), ..Default::default() });
+    session.transition(
+        State::Connecting,
+        TransitionDetail {
+            upstream: Some(upstream_url.clone()),
+            // Said here, where the choice is made, so observers (the master
+            // connection) know the client is answered before the upstream.
+            accepted_early: cfg.accept_early.then_some(true),
+            ..Default::default()
+        },
+    );
 
     let offered = up.offered().to_vec();
     // The client side's permessage-deflate is ours to accept; the upstream side's is
@@ -114,6 +125,7 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         proxy.tracker.spawn(async move {
             let _permit = permit;
             let Some(client) = take_client(pending, &p, client_deflate.map(|d| (d, level))).await else { return };
+            replace_older(&p, &session);
             run_early(p, session, commands, client, connect, upstream_url).await;
         });
         return response;
@@ -144,6 +156,7 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
     proxy.tracker.spawn(async move {
         let _permit = permit;
         let Some(client) = take_client(pending, &p, client_deflate.map(|d| (d, level))).await else { return };
+        replace_older(&p, &session);
         session.transition(
             State::Connected,
             TransitionDetail {
@@ -162,6 +175,35 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
         Pump::new(client, upstream, &mut session, commands, pump_config(&p), p.shutdown.clone()).run().await;
     });
     response
+}
+
+/// The close reason a replaced session's client and upstream are sent.
+pub const REPLACED_REASON: &str = "replaced by a new client on the same path";
+
+/// `replace_same_path`: once this session's client is accepted, older live proxy
+/// sessions on its path (query ignored) are closed with 1000. Only older ones (ids
+/// are time-ordered UUIDv7), so of two clients racing on a path the newer one stays
+/// whichever finishes its handshake first. Called when the client is accepted —
+/// after the upstream accepted it too, unless accept-early — so a newcomer the
+/// upstream refuses never evicts the connected client.
+fn replace_older(p: &Proxy, session: &SessionHandle) {
+    if !p.cfg.replace_same_path {
+        return;
+    }
+    let me = session.id();
+    for id in p.registry.live_on_path(session.info().path_only()) {
+        if id >= me || p.registry.live_kind(id) != Some(SessionKind::Proxy) {
+            continue;
+        }
+        let close = Command::Close {
+            code: CloseCode::NORMAL,
+            reason: REPLACED_REASON.into(),
+            kind: Some(ReasonKind::Replaced),
+        };
+        if let Err(e) = p.registry.command(id, close) {
+            tracing::debug!(session = %id, error = %e, "replaced session not told to close");
+        }
+    }
 }
 
 fn pump_config(p: &Proxy) -> PumpConfig {
@@ -236,8 +278,9 @@ async fn run_early(
         p.cfg.max_message_size,
         connected.deflate.map(|d| (d, level)),
     );
-    for frame in queue.drain() {
+    for (queued_at, frame) in queue.drain() {
         upstream.queue_frame(&frame);
+        session.queued(QueueOutcome::Sent, &frame, queued_at);
     }
     Pump::new(client, upstream, &mut session, commands, pump_config(&p), p.shutdown.clone()).run().await;
 }

@@ -519,8 +519,16 @@ impl<'a> Pump<'a> {
                     Poll::Ready(Some(Command::Inject { to, payload, binary, ack })) => {
                         self.inject(to, payload, binary, ack)
                     }
-                    Poll::Ready(Some(Command::Close { code, reason })) => {
-                        self.gateway_close(code, &reason, Initiator::Admin)
+                    Poll::Ready(Some(Command::Close { code, reason, kind })) => {
+                        // The gateway's own reason (a replaced session) is the gateway's
+                        // doing; any other close command is an operator's.
+                        let initiator = if kind.is_some() { Initiator::Gateway } else { Initiator::Admin };
+                        let first = self.ending.is_none();
+                        self.gateway_close(code, &reason, initiator);
+                        // Only when this close is what ends the session.
+                        if let (true, Some(ending)) = (first, &mut self.ending) {
+                            ending.kind = kind;
+                        }
                     }
                     Poll::Ready(None) => self.commands_closed = true,
                     Poll::Pending => break,

@@ -75,7 +75,7 @@ impl Run<'_> {
             Command::Inject { to: Target::Upstream, ack, .. } => {
                 ack.send(Err(InjectRefused::NoSuchSide { to: Target::Upstream, why: NO_UPSTREAM }));
             }
-            Command::Close { code, reason } => {
+            Command::Close { code, reason, .. } => {
                 if !self.closing {
                     self.start_close(ws, code, &reason, Initiator::Admin);
                 }

@@ -134,6 +134,9 @@ impl Collector {
         match event {
             SessionEvent::Lifecycle { info, transition } => self.lifecycle(&info, transition),
             SessionEvent::Message(m) => self.message(m),
+            // The message was recorded when the client sent it, and a drop comes with
+            // its own error event: nothing new to store.
+            SessionEvent::Queue(_) => {}
             SessionEvent::Error { info, kind, message } => {
                 let open = self.open_entry(&info);
                 open.event_seq += 1;

@@ -294,6 +294,9 @@ pub struct ProxyOnly {
     /// Accept clients at once and queue their messages until the upstream is connected.
     #[arg(long, env = "WSGATE_ACCEPT_EARLY")]
     pub accept_early: bool,
+    /// A client accepted on a path closes the older live sessions on that path.
+    #[arg(long, env = "WSGATE_REPLACE_SAME_PATH")]
+    pub replace_same_path: bool,
     /// Accept-early queue bound in messages.
     #[arg(long, env = "WSGATE_QUEUE_MAX_MESSAGES", value_name = "N")]
     pub queue_max_messages: Option<String>,

@@ -9,6 +9,7 @@ use crate::config::{KEYS, Sources};
 /// Boolean switches: their value is whether the flag is set, not a raw string.
 const FLAGS: &[&str] = &[
     "proxy.accept_early",
+    "proxy.replace_same_path",
     "proxy.expose_errors",
     "mock.echo",
     "deflate.enabled",

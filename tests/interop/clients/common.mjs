@@ -13,7 +13,7 @@ export const TOTAL_MS = 45_000; // the whole run (the Rust test allows a little 
 
 export function args() {
   const [mode, url, name, protocol] = process.argv.slice(2);
-  if (mode !== 'echo' && mode !== 'live') throw new Error(`usage: echo|live URL NAME [PROTOCOL], got ${mode}`);
+  if (!['echo', 'live', 'master'].includes(mode)) throw new Error(`usage: echo|live|master URL NAME [PROTOCOL], got ${mode}`);
   return { mode, url, name, protocol: protocol ?? '' };
 }
 

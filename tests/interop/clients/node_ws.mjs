@@ -28,9 +28,14 @@ runMain(async () => {
     if (m.error) throw m.error;
     return m;
   };
-  if (mode === 'live') {
+  if (mode === 'live' || mode === 'master') {
     const m = await next('the first message');
     report.first = describe(m.data, m.isBinary);
+    // master: the first `message` event after the status (connection events skipped).
+    while (mode === 'master' && !report.event) {
+      const e = await next('a message event');
+      if (!e.isBinary && JSON.parse(e.data.toString('utf8')).type === 'message') report.event = describe(e.data, false);
+    }
   } else {
     ws.send(TEXT);
     let m = await next('the text echo');

@@ -37,8 +37,13 @@ async def run(mode, url, name, protocol):
         close_timeout=STEP,
     ) as ws:
         report["subprotocol"] = ws.subprotocol or ""
-        if mode == "live":
+        if mode in ("live", "master"):
             report["first"] = describe(await asyncio.wait_for(ws.recv(), STEP))
+            # master: the first `message` event after the status (others skipped).
+            while mode == "master" and "event" not in report:
+                e = await asyncio.wait_for(ws.recv(), STEP)
+                if isinstance(e, str) and json.loads(e).get("type") == "message":
+                    report["event"] = describe(e)
         else:
             report["text"] = describe(await echo(ws, TEXT))
             report["binary"] = describe(await echo(ws, bytes(range(256))))

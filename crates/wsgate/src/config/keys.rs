@@ -51,6 +51,7 @@ keys! {
     "proxy.resolver_timeout", "resolver-timeout", "Timeout of one resolver request.";
     "proxy.resolver_retries", "resolver-retries", "Resolver retries after a failure, before falling back.";
     "proxy.accept_early", "accept-early", "Accept the client at once and queue its messages until the upstream is connected.";
+    "proxy.replace_same_path", "replace-same-path", "A client accepted on a path closes the older live sessions on it (1000, reason_kind replaced).";
     "proxy.queue_max_messages", "queue-max-messages", "Accept-early queue bound, in messages.";
     "proxy.queue_max_bytes", "queue-max-bytes", "Accept-early queue bound, in bytes.";
     "proxy.queue_timeout", "queue-timeout", "Accept-early: queued messages older than this are dropped, each with an event.";

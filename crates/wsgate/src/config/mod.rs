@@ -223,6 +223,8 @@ pub struct ProxySection {
     pub resolver_retries: u32,
     /// Accept clients before the upstream answers, queueing their messages.
     pub accept_early: bool,
+    /// A client accepted on a path closes the older live sessions on that path.
+    pub replace_same_path: bool,
     pub queue_max_messages: usize,
     pub queue_max_bytes: usize,
     /// Queued messages older than this are dropped (with an event).
@@ -291,6 +293,7 @@ impl Default for ProxySection {
             resolver_timeout: Duration::from_secs(2),
             resolver_retries: 2,
             accept_early: false,
+            replace_same_path: false,
             queue_max_messages: 1000,
             queue_max_bytes: 8 << 20,
             queue_timeout: Duration::from_secs(30),

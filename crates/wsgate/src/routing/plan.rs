@@ -185,6 +185,7 @@ fn proxy_config(
     });
     pc.strip_prefix = p.strip_prefix.clone();
     pc.accept_early = p.accept_early;
+    pc.replace_same_path = p.replace_same_path;
     pc.queue =
         QueueConfig { max_messages: p.queue_max_messages, max_bytes: p.queue_max_bytes, timeout: p.queue_timeout };
     pc.forward_headers =

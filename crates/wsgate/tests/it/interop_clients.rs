@@ -69,6 +69,9 @@ enum Mode {
     Echo,
     /// Against `/api/live`: the first message (a status snapshot), close 4001.
     Live,
+    /// Against the control root (websocket-multiplex's master connection): the status,
+    /// then the first `message` event, close 4001.
+    Master,
 }
 
 impl Mode {
@@ -76,6 +79,7 @@ impl Mode {
         match self {
             Self::Echo => "echo",
             Self::Live => "live",
+            Self::Master => "master",
         }
     }
 }
@@ -232,8 +236,15 @@ async fn tungstenite_scenario(mode: Mode, url: &str, protocol: Option<&str>) -> 
         }
     }
 
-    if mode == Mode::Live {
+    if mode == Mode::Live || mode == Mode::Master {
         report["first"] = describe(&next(&mut ws, "the first message").await);
+        while mode == Mode::Master && report.get("event").is_none() {
+            if let Tm::Text(t) = next(&mut ws, "a message event").await
+                && serde_json::from_str::<Value>(t.as_str()).is_ok_and(|v| v["type"] == "message")
+            {
+                report["event"] = json!({"kind": "text", "value": t.as_str()});
+            }
+        }
     } else {
         step("sending text", ws.send(Tm::text(TEXT))).await.unwrap();
         report["text"] = describe(&next(&mut ws, "the text echo").await);
@@ -443,6 +454,68 @@ async fn live_cell(client: Client) {
     assert_eq!(first["type"], "status", "{name}: the first message: {first}");
     assert!(first["sessions"].is_array(), "{name}: the status snapshot lists sessions: {first}");
     assert_close_answered(client, &report);
+}
+
+/// The master-connection cell: a client connects to `ws://CONTROL/` (websocket-multiplex's
+/// master connection), reads the status and then a `message` event of a real proxied
+/// session, and closes.
+async fn master_cell(client: Client) {
+    let up = Upstream::echo().await;
+    let gw = Gateway::proxy(&["--upstream", &up.url()]).await;
+    let name = client.name();
+    let path = format!("/interop/{name}/station");
+    let mut station = ws_connect(&gw.ws(&path)).await;
+    gw.wait_sessions(|s| s.iter().any(|x| x["path"] == path.as_str() && x["state"] == "CONNECTED")).await;
+    let url = format!("ws://{}/", gw.control);
+    let mut run = tokio::spawn(async move { client.run(Mode::Master, &url, None).await });
+    // The station talks until the client has seen a message event: the client program
+    // gives no other sign of having read its status.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let report = within(async {
+        loop {
+            tokio::select! {
+                r = &mut run => return r.unwrap(),
+                _ = tick.tick() => {
+                    station.send(wsgate_protocol::Message::text("tick")).await.unwrap();
+                    let _echo = recv(&mut station).await;
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(report["first"]["kind"], "text", "{name}: the first message: {report}");
+    let first: Value = serde_json::from_str(report["first"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(first, json!({"type":"status","clients":[path],"upstreams":[path]}), "{name}: {report}");
+    let event: Value = serde_json::from_str(report["event"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(event["type"], "message", "{name}: {report}");
+    assert_eq!(event["connectionId"], path.as_str(), "{name}: {report}");
+    assert_eq!(event["message"], "tick", "{name}: {report}");
+    assert!(
+        matches!(event["direction"].as_str(), Some("client-to-upstream" | "upstream-to-client")),
+        "{name}: {report}"
+    );
+    assert_close_answered(client, &report);
+}
+
+/// The master connection (`ws://CONTROL/`) with the clients websocket-multiplex's users
+/// script it with: `master_root::<client>`.
+mod master_root {
+    use super::*;
+
+    #[tokio::test]
+    async fn node_ws() {
+        master_cell(Client::NodeWs).await;
+    }
+
+    #[tokio::test]
+    async fn py_websockets() {
+        master_cell(Client::PyWebsockets).await;
+    }
+
+    #[tokio::test]
+    async fn tokio_tungstenite() {
+        master_cell(Client::TokioTungstenite).await;
+    }
 }
 
 /// One module per client, one test per target: `interop_clients::<client>::<target>`.

@@ -16,6 +16,7 @@ mod hostile;
 mod instances;
 mod interop_clients;
 mod interop_servers;
+mod master;
 mod mock;
 mod outbound;
 mod proxy;
