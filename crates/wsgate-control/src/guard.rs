@@ -106,7 +106,13 @@ impl AllowedHost {
             return Err(HostNameError::NotBare(text.into()));
         }
         match Host::parse(t) {
-            Ok(Host::Domain(d)) if !d.is_empty() => Ok(Self(normalise(&d).to_owned())),
+            // Only what a browser's `Host` can carry ([`parse_host`]), so a listed name
+            // can always match.
+            Ok(Host::Domain(d))
+                if !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) =>
+            {
+                Ok(Self(normalise(&d).to_owned()))
+            }
             // An address is always accepted; listing one is harmless.
             Ok(h @ (Host::Ipv4(_) | Host::Ipv6(_))) => Ok(Self(h.to_string())),
             _ => Err(HostNameError::Malformed(text.into())),
@@ -425,6 +431,7 @@ mod tests {
         assert!(matches!(AllowedHost::parse("host:80"), Err(HostNameError::NotBare(_))));
         assert!(matches!(AllowedHost::parse("http://host"), Err(HostNameError::NotBare(_))));
         assert!(AllowedHost::parse("a b").is_err());
+        assert!(AllowedHost::parse("a!b").is_err());
     }
 
     #[test]
