@@ -12,11 +12,20 @@
 //! - with an admin token configured, nothing but the health probes and the `/` index
 //!   (paths only, no data) answers without it;
 //! - every live command gets an ack: `{"type":"ack","ok":..}` with `sessions` when ok
-//!   and `error` when not, the command's `id` echoed.
+//!   and `error` when not, the command's `id` echoed;
+//! - the browser guard (`guard`): `Host` and `Origin` parsing never panics, and its
+//!   decisions are consistent — the router answers what `BrowserGuard::decide` says
+//!   (400, 421, 403, or on to the route); listing an origin or host only ever turns a
+//!   refusal into a pass; the decision ignores ASCII case; a page on the control plane's
+//!   own origin (`http://<Host>`) passes wherever its Host does; the health probes never
+//!   get 421; a configured origin or host that parses is then matched by what a
+//!   browser would send for it.
 //!
 //! Input: `L` + a live command (`L{"type":"close","connectionId":"/chat"}`), or `H`
 //! (the plane without a token) or `G` (with the admin token `s3cret`) + an HTTP/1.1
-//! request as sent: request line, header lines, blank line, body. The two live
+//! request as sent: request line, header lines, blank line, body; or `O` + a `Host`
+//! value, `\n`, an `Origin` value, `\n`, a configured origin or host name
+//! (`O[::1]:8081\nhttp://[::1]:8081\nhttp://localhost:5173`). The two live
 //! sessions are `0190c3a0-0000-7000-8000-000000000001` and `…0002`.
 #![no_main]
 
@@ -30,6 +39,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+use wsgate_control::guard::{self, AllowedHost, AllowedOrigin, BrowserGuard, Verdict};
 use wsgate_control::{ControlConfig, ControlPlane, commands, register_observers};
 use wsgate_core::{Command, EventBus, Registry, SessionHandle, SessionId, SessionInfo, SessionKind};
 
@@ -93,6 +103,7 @@ fuzz_target!(|data: &[u8]| {
     let w = world();
     match data.split_first() {
         Some((b'L', command)) => live(w, command),
+        Some((b'O', input)) => w.rt.block_on(browser(w, input)),
         Some((&mode, request)) => w.rt.block_on(http(w, mode == b'G', request)),
         None => {}
     }
@@ -176,5 +187,82 @@ async fn http(w: &World, guarded: bool, raw: &[u8]) {
     }
     if guarded && !probe && (status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS) {
         assert!(authed, "{status} on a guarded route without the token");
+    }
+}
+
+fn headers(host: Option<&[u8]>, origin: Option<&[u8]>) -> Option<http::HeaderMap> {
+    let mut h = http::HeaderMap::new();
+    if let Some(v) = host {
+        h.insert(header::HOST, HeaderValue::from_bytes(v).ok()?);
+    }
+    if let Some(v) = origin {
+        h.insert(header::ORIGIN, HeaderValue::from_bytes(v).ok()?);
+    }
+    Some(h)
+}
+
+async fn browser(w: &World, input: &[u8]) {
+    let mut parts = input.splitn(3, |&b| b == b'\n');
+    let host = parts.next().unwrap_or_default();
+    let origin = parts.next().filter(|o| !o.is_empty());
+    let configured = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let Some(hm) = headers(Some(host), origin) else { return };
+
+    // The router answers what the guard decides (`w.open` lists nothing).
+    let plain = BrowserGuard::default();
+    let verdict = plain.decide("/api/sessions", &hm);
+    let mut req = Request::builder().uri("/api/sessions");
+    for (k, v) in &hm {
+        req = req.header(k, v);
+    }
+    let Ok(req) = req.body(Full::new(Bytes::new())) else { return };
+    let status = w.open.clone().oneshot(req).await.expect("the router is infallible").status();
+    let expected = match verdict {
+        Verdict::Pass => StatusCode::OK,
+        Verdict::BadHost => StatusCode::BAD_REQUEST,
+        Verdict::HostNotAllowed => StatusCode::MISDIRECTED_REQUEST,
+        Verdict::OriginNotAllowed => StatusCode::FORBIDDEN,
+    };
+    assert_eq!(status, expected, "{verdict:?}");
+
+    // Probes skip the Host check, and only that.
+    let probe = plain.decide("/healthz", &hm);
+    assert_ne!(probe, Verdict::HostNotAllowed);
+    if verdict != Verdict::HostNotAllowed {
+        assert_eq!(probe, verdict);
+    }
+
+    // ASCII case does not matter.
+    let upper = headers(Some(&host.to_ascii_uppercase()), origin.map(|o| o.to_ascii_uppercase()).as_deref());
+    if let Some(upper) = upper {
+        assert_eq!(plain.decide("/api/sessions", &upper), verdict, "upper-cased");
+    }
+
+    // Its own origin passes wherever its Host does.
+    if let Some(own) = headers(Some(host), Some(format!("http://{}", String::from_utf8_lossy(host)).as_bytes())) {
+        let host_only = plain.decide("/api/sessions", &headers(Some(host), None).unwrap_or_default());
+        if host_only == Verdict::Pass {
+            assert_eq!(plain.decide("/api/sessions", &own), Verdict::Pass, "own origin");
+        }
+    }
+
+    // Listing only ever lets more in; what is listed is what a browser sends.
+    let origins: Vec<_> = AllowedOrigin::parse(&configured).into_iter().collect();
+    let hosts: Vec<_> = AllowedHost::parse(&configured).into_iter().collect();
+    let listed = BrowserGuard::new(&origins, &hosts);
+    if verdict == Verdict::Pass {
+        assert_eq!(listed.decide("/api/sessions", &hm), Verdict::Pass, "listing refused what passed");
+    }
+    for o in &origins {
+        let sent = o.serialization();
+        assert!(listed.listed(sent.as_bytes()), "{sent}");
+        let hm = headers(Some(b"127.0.0.1:1"), Some(sent.as_bytes())).expect("a valid header");
+        assert_eq!(listed.decide("/api/live", &hm), Verdict::Pass, "listed origin {sent}");
+        assert!(guard::parse_origin(sent.as_bytes()).is_some());
+    }
+    for h in &hosts {
+        let sent = format!("{}:8081", h.as_str());
+        let hm = headers(Some(sent.as_bytes()), None).expect("a valid header");
+        assert_eq!(listed.decide("/api/live", &hm), Verdict::Pass, "listed host {sent}");
     }
 }

@@ -87,6 +87,22 @@ pub enum ApiError {
     RoomNotFound(String),
     #[error("give exactly one of \"text\", \"json\" and \"base64\"")]
     PublishChoice,
+    #[error("invalid Host header {0:?}: expected host[:port]")]
+    BadHost(String),
+    #[error(
+        "Host {0:?} is not a name of this control plane (DNS rebinding guard): IP addresses, localhost and \
+         listed names are. If clients reach it by this name (a reverse proxy in front), list it with \
+         --control-host NAME (WSGATE_CONTROL_HOST, or control_hosts: in the config file)"
+    )]
+    HostNotAllowed(String),
+    #[error(
+        "a page on origin {0:?} may not use the control plane (cross-site request guard). To let a dashboard \
+         on that origin in, list it with --control-origin ORIGIN (WSGATE_CONTROL_ORIGIN, or control_origins: \
+         in the config file)"
+    )]
+    OriginNotAllowed(String),
+    #[error(transparent)]
+    Ticket(#[from] crate::ticket::TicketError),
 }
 
 impl From<PathRejection> for ApiError {
@@ -118,7 +134,11 @@ impl ApiError {
             | Self::Json(_)
             | Self::Invalid(_)
             | Self::BadConnection(_) => StatusCode::BAD_REQUEST,
-            Self::PrivateTarget { .. } => StatusCode::FORBIDDEN,
+            Self::PrivateTarget { .. } | Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::BadHost(_) => StatusCode::BAD_REQUEST,
+            Self::HostNotAllowed(_) => StatusCode::MISDIRECTED_REQUEST,
+            Self::Ticket(crate::ticket::TicketError::Full) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Ticket(crate::ticket::TicketError::Random(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ConnectionNotFound(_) => StatusCode::NOT_FOUND,
             Self::ConnectionEnded(_) => StatusCode::CONFLICT,
             Self::OutboundDisabled => StatusCode::NOT_IMPLEMENTED,
@@ -173,7 +193,9 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => {
                 res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Command(CommandError::Busy) | Self::Refused(InjectRefused::Busy { .. }) => {
+            Self::Command(CommandError::Busy)
+            | Self::Refused(InjectRefused::Busy { .. })
+            | Self::Ticket(crate::ticket::TicketError::Full) => {
                 res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.

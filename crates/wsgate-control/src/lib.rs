@@ -24,8 +24,13 @@
 //! - `GET /api/openapi.json` — the OpenAPI 3.1 description of all of the above,
 //!   generated from the handlers ([`openapi`]; the route table is [`routes`]).
 //!
-//! With an admin token configured, everything but the two health probes and the `/`
-//! index needs it ([`auth`]). Every request body goes through [`body::buffer`] (1 MiB,
+//! - `POST /api/live/ticket` — a single-use ticket for one WebSocket upgrade
+//!   ([`ticket`]), so browsers need not put the admin token in a URL.
+//!
+//! Every request first passes the browser guard ([`guard`]: `Host` against DNS
+//! rebinding, `Origin` against cross-site requests and WebSocket hijacking) and, for
+//! origins listed with `--control-origin`, CORS. With an admin token configured,
+//! everything but the two health probes and the `/` index needs it ([`auth`]). Every request body goes through [`body::buffer`] (1 MiB,
 //! 24 MiB for a message to send; 10 s).
 
 pub mod api;
@@ -35,6 +40,7 @@ pub mod commands;
 pub mod connections;
 pub mod error;
 pub mod event_json;
+pub mod guard;
 pub mod health;
 pub mod history;
 pub mod index;
@@ -47,6 +53,7 @@ pub mod reload;
 pub mod rooms;
 pub mod routes;
 pub mod taps;
+pub mod ticket;
 pub mod ws;
 
 use std::sync::Arc;
@@ -102,6 +109,12 @@ pub struct ControlConfig {
     /// The relay hub: `/api/rooms` and the relay metrics; without it the rooms API
     /// answers with no rooms.
     pub relay: Option<Arc<wsgate_relay::Hub>>,
+    /// Origins whose pages may use the control plane (`--control-origin`): they pass
+    /// the origin check and get CORS answers. Its own origin needs no listing.
+    pub origins: Vec<guard::AllowedOrigin>,
+    /// Names `Host` may carry besides IP literals and `localhost` (`--control-host`),
+    /// e.g. the name of a reverse proxy in front.
+    pub hosts: Vec<guard::AllowedHost>,
 }
 
 impl Default for ControlConfig {
@@ -114,6 +127,8 @@ impl Default for ControlConfig {
             recorder: None,
             outbound: None,
             relay: None,
+            origins: Vec::new(),
+            hosts: Vec::new(),
         }
     }
 }
@@ -127,6 +142,8 @@ impl std::fmt::Debug for ControlConfig {
             .field("live_queue", &self.live_queue)
             .field("store", &self.store)
             .field("outbound", &self.outbound)
+            .field("origins", &self.origins)
+            .field("hosts", &self.hosts)
             .finish()
     }
 }
@@ -169,6 +186,8 @@ pub(crate) struct Inner {
     pub(crate) tracker: TaskTracker,
     /// The gateway's route table, set once it exists ([`ControlPlane::set_routes`]).
     pub(crate) routes: std::sync::OnceLock<Arc<dyn reload::Reload>>,
+    /// Outstanding live tickets (`POST /api/live/ticket`).
+    pub(crate) tickets: Arc<ticket::Tickets>,
 }
 
 /// The running control plane. Cheap to clone.
@@ -218,6 +237,7 @@ impl ControlPlane {
                 shutdown,
                 tracker: tracker.clone(),
                 routes: std::sync::OnceLock::new(),
+                tickets: Arc::default(),
             }),
         }
     }
@@ -234,21 +254,28 @@ impl ControlPlane {
     /// The whole HTTP app, separate from binding so tests and the binary serve it the
     /// same way.
     pub fn router(&self) -> Router {
-        let (routes, doc) = routes::table(&self.inner.cfg);
+        let (routes, doc) = routes::table(&self.inner.cfg, &self.inner.tickets);
         // Serialized once: the document only changes with the configuration.
         let json = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-        routes
+        let mut app = routes
             .layer(Extension(openapi::SpecJson(json)))
             .fallback(error::no_route)
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(DefaultBodyLimit::max(MAX_MESSAGE_BODY_BYTES))
-            .layer(axum::middleware::from_fn_with_state(self.clone(), body::buffer))
-            .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(self.clone(), body::buffer));
+        let guard = guard::BrowserGuard::new(&self.inner.cfg.origins, &self.inner.cfg.hosts);
+        // Outside the body and auth layers: a listed origin's preflight carries no
+        // token and is answered here; everything else passes the guard first, which is
+        // outermost so that every route — and any added later — is behind it.
+        if let Some(cors) = guard::cors(&guard) {
+            app = app.layer(cors);
+        }
+        app.layer(axum::middleware::from_fn_with_state(guard, guard::check)).with_state(self.clone())
     }
 
     /// The OpenAPI 3.1 document `GET /api/openapi.json` serves for this configuration.
     pub fn openapi(&self) -> utoipa::openapi::OpenApi {
-        routes::table(&self.inner.cfg).1
+        routes::table(&self.inner.cfg, &self.inner.tickets).1
     }
 }
 

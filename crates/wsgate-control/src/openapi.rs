@@ -47,7 +47,13 @@ Request bodies are limited to 1 MiB (413, answered before the body is read when 
 unknown fields in them are rejected with 400. Unknown query parameters are ignored.
 
 With an admin token configured, every operation but the health probes needs \
-`Authorization: Bearer <token>` or `?token=<token>`, and this document says so.";
+`Authorization: Bearer <token>` or `?token=<token>`, and this document says so; a WebSocket \
+upgrade may carry `?ticket=<ticket>` from `POST /api/live/ticket` instead, which keeps the \
+token out of URLs.
+Browsers are kept out unless invited: a request whose `Host` is not an IP address, \
+`localhost` or a name listed with `--control-host` is answered 421, and one whose `Origin` \
+is neither the control plane's own nor listed with `--control-origin` is answered 403 \
+(see docs/security.md).";
 
 /// The serialized document, handed to [`spec`] as a request extension.
 #[derive(Clone, Debug)]
@@ -100,7 +106,7 @@ pub(crate) fn require_token(doc: &mut OpenApi) {
         QUERY_TOKEN_SCHEME.to_owned(),
         RefOr::T(SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
             "token",
-            "The admin token, for clients that cannot set headers (browsers' WebSockets)",
+            "The admin token, for clients that cannot set headers; browsers should prefer a ticket (`POST /api/live/ticket`, passed as `?ticket=`) so the token stays out of URLs",
         )))),
     );
     components.responses.insert(

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use crate::{
     ControlConfig, ControlPlane, api, auth, connections, health, history, index, metrics, openapi, reload, rooms, taps,
-    ws,
+    ticket, ws,
 };
 
 /// Routes open even with an admin token: probes and the index hold no secret.
@@ -45,6 +45,7 @@ fn guarded() -> OpenApiRouter<ControlPlane> {
         .routes(routes!(rooms::get))
         .routes(routes!(rooms::publish))
         .routes(routes!(ws::live))
+        .routes(routes!(ticket::issue))
         .routes(routes!(taps::client))
         .routes(routes!(taps::client_root))
         .routes(routes!(taps::client_root_slash))
@@ -55,7 +56,7 @@ fn guarded() -> OpenApiRouter<ControlPlane> {
 
 /// The routes (fallbacks and body handling are added by [`ControlPlane::router`]) and
 /// the document describing them, for this configuration.
-pub(crate) fn table(cfg: &ControlConfig) -> (Router<ControlPlane>, OpenApi) {
+pub(crate) fn table(cfg: &ControlConfig, tickets: &std::sync::Arc<ticket::Tickets>) -> (Router<ControlPlane>, OpenApi) {
     let (open, mut doc) = open().split_for_parts();
     if cfg.admin_token.is_some() {
         openapi::root_upgrade_needs_token(&mut doc);
@@ -64,8 +65,8 @@ pub(crate) fn table(cfg: &ControlConfig) -> (Router<ControlPlane>, OpenApi) {
     if let Some(token) = &cfg.admin_token {
         // route_layer, not layer: unknown paths stay a plain 404 rather than revealing
         // which ones exist through a 401.
-        guarded = guarded
-            .route_layer(axum::middleware::from_fn_with_state(auth::AdminToken::new(token), auth::require_token));
+        let auth = auth::Auth { token: auth::AdminToken::new(token), tickets: tickets.clone() };
+        guarded = guarded.route_layer(axum::middleware::from_fn_with_state(auth, auth::require_token));
         openapi::require_token(&mut guarded_doc);
     }
     doc.merge(guarded_doc);
@@ -226,6 +227,77 @@ mod tests {
             serde_json::Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
             _ => {}
         }
+    }
+
+    /// The browser guard is one layer over the whole router: every path it serves
+    /// (and any unknown one) refuses a foreign `Host` and a foreign `Origin`, before
+    /// authentication; preflights are answered for listed origins only.
+    #[tokio::test]
+    async fn the_browser_guard_covers_every_route() {
+        use crate::guard::{AllowedHost, AllowedOrigin, HOST_EXEMPT};
+        let cfg = ControlConfig {
+            admin_token: Some("t".into()),
+            origins: vec![AllowedOrigin::parse("http://localhost:5173").expect("origin")],
+            hosts: vec![AllowedHost::parse("wsgate.example").expect("host")],
+            ..Default::default()
+        };
+        let router = control_plane(cfg).router();
+        let send = |path: String, method: Method, headers: Vec<(&'static str, &'static str)>| {
+            let router = router.clone();
+            async move {
+                let mut req = Request::builder().method(method).uri(path);
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                router.oneshot(req.body(Body::empty()).expect("request")).await.expect("infallible")
+            }
+        };
+        let mut paths: Vec<String> = served_paths(&router).iter().map(|p| concrete(p)).collect();
+        paths.push("/no/such/route".into());
+        for path in paths {
+            let host = send(path.clone(), Method::GET, vec![("host", "evil.example:8081")]).await;
+            // The probes answer whatever the Host (`/readyz`: 503, this plane is not ready).
+            let exempt = HOST_EXEMPT.contains(&path.as_str());
+            assert_eq!(host.status() != StatusCode::MISDIRECTED_REQUEST, exempt, "{path} with a foreign Host");
+            let upgrade = vec![("host", "127.0.0.1:1"), ("origin", "https://evil.example"), ("upgrade", "websocket")];
+            assert_eq!(send(path.clone(), Method::GET, upgrade).await.status(), StatusCode::FORBIDDEN, "{path}");
+            let named = send(path.clone(), Method::GET, vec![("host", "wsgate.example")]).await;
+            assert!(![StatusCode::MISDIRECTED_REQUEST, StatusCode::FORBIDDEN].contains(&named.status()), "{path}");
+        }
+        let preflight = |origin: &'static str| {
+            send(
+                "/api/sessions".into(),
+                Method::OPTIONS,
+                vec![
+                    ("host", "127.0.0.1:1"),
+                    ("origin", origin),
+                    ("access-control-request-method", "POST"),
+                    ("access-control-request-headers", "authorization, content-type"),
+                ],
+            )
+        };
+        let listed = preflight("http://localhost:5173").await;
+        assert!(listed.status().is_success(), "{:?}", listed.status());
+        let h = listed.headers();
+        assert_eq!(h.get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"http://localhost:5173"[..]));
+        let allowed = h.get("access-control-allow-headers").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
+        assert!(h.get_all("vary").iter().any(|v| v.to_str().unwrap_or_default().contains("origin")), "{h:?}");
+        let other = preflight("http://localhost:5174").await;
+        assert_eq!(other.status(), StatusCode::FORBIDDEN);
+        assert!(other.headers().get("access-control-allow-origin").is_none());
+        // An actual request from the listed origin gets its CORS answer too.
+        let get = send(
+            "/api/sessions".into(),
+            Method::GET,
+            vec![("host", "127.0.0.1:1"), ("origin", "http://localhost:5173"), ("authorization", "Bearer t")],
+        )
+        .await;
+        assert_eq!(get.status(), StatusCode::OK);
+        assert_eq!(
+            get.headers().get("access-control-allow-origin").map(|v| v.as_bytes()),
+            Some(&b"http://localhost:5173"[..])
+        );
     }
 
     /// A body that stops arriving half way is answered 408 after `BODY_TIMEOUT`, on

@@ -67,6 +67,8 @@ where
         return Err(UpgradeError::NotUpgrade.into());
     }
     let key = validate_upgrade(req.method(), req.headers())?;
+    // The URI may carry `?token=` or `?ticket=`: only its redacted form is logged.
+    tracing::debug!(uri = %crate::auth::redacted(req.uri()), "control-plane WebSocket upgrade");
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shutdown = cp.inner.shutdown.clone();
     cp.inner.tracker.spawn(async move {

@@ -185,6 +185,12 @@ pub struct ServeArgs {
     /// Bearer token for the control plane (required beyond loopback).
     #[arg(long, env = "WSGATE_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Origin (scheme://host[:port]) whose pages may use the control plane (repeatable).
+    #[arg(long, env = "WSGATE_CONTROL_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
+    pub control_origin: Vec<String>,
+    /// Host name the control plane answers to besides IP addresses and localhost (repeatable).
+    #[arg(long, env = "WSGATE_CONTROL_HOST", value_name = "NAME", value_delimiter = ',')]
+    pub control_host: Vec<String>,
     /// PEM certificate chain: serve wss://.
     #[arg(long, env = "WSGATE_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<String>,

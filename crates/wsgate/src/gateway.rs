@@ -160,6 +160,8 @@ impl Gateway {
         // leave the name held.
         let outbound_tls = wsgate_protocol::tls::client_config(cfg.outbound.ca.as_deref())
             .context("outbound.ca (--outbound-ca): cannot build the TLS client configuration")?;
+        // Checked by validation already; parsed again here into the control plane's types.
+        let (origins, hosts) = cfg.control_guard(&figment::Figment::new())?;
         let listener = TcpListener::bind(cfg.control)
             .await
             .with_context(|| format!("cannot bind the control plane on {}", cfg.control))?;
@@ -202,6 +204,8 @@ impl Gateway {
                 store: store.clone(),
                 recorder: store.as_ref().map(|_| stats.clone()),
                 outbound: Some(outbound),
+                origins,
+                hosts,
             },
             registry.clone(),
             bus.clone(),

@@ -1,30 +1,9 @@
 // The interop scenario (README.md) with Chromium's own `WebSocket`: playwright-core
-// starts the Debian chromium headless with a fresh profile, and the scenario runs
-// inside about:blank through page.evaluate, so every frame is the browser's.
+// starts the Debian chromium headless with a fresh profile (chromium_page.mjs), and the
+// scenario runs inside a page through page.evaluate, so every frame is the browser's.
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
-import { STEP_MS, TEXT, args, require, runMain } from './common.mjs';
-
-const { chromium } = require('playwright-core');
-
-const CHROMIUM = process.env.WSGATE_TEST_CHROMIUM ?? '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  // Local Network Access: Chromium refuses a socket from a page it counts as public
-  // (about:blank's opaque origin) to 127.0.0.1 with ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS
-  // unless the user granted a permission, and a grant cannot name an opaque origin.
-  // That is browser policy about the page, not about the server under test.
-  '--disable-features=LocalNetworkAccessChecks',
-];
+import { STEP_MS, TEXT, args, runMain } from './common.mjs';
+import { withPage } from './chromium_page.mjs';
 
 // Runs in the page: it may only use what a web page has, and gets its inputs as one
 // serialisable argument.
@@ -77,24 +56,9 @@ async function scenario({ mode, url, name, protocol, text, stepMs }) {
 
 runMain(async () => {
   const a = args();
-  // A fresh profile per run (launchPersistentContext is playwright's way to pass one;
-  // it refuses --user-data-dir in args), removed afterwards.
-  const profile = await mkdtemp(join(tmpdir(), 'wsgate-chromium-'));
-  let context;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: FLAGS,
-      timeout: STEP_MS,
-    });
-    const page = context.pages()[0] ?? (await context.newPage());
-    // The browser says why a WebSocket failed only on its console.
-    page.on('console', (m) => process.stderr.write(`chromium console: ${m.text()}\n`));
-    await page.goto('about:blank');
-    return await page.evaluate(scenario, { ...a, text: TEXT, stepMs: STEP_MS });
-  } finally {
-    await context?.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true });
-  }
+  // The control plane refuses WebSockets from pages on other origins (docs/security.md),
+  // so `/api/live` is opened from a page it serves itself, as its own dashboard would be.
+  // The echo cells keep about:blank: a proxied or mock server checks no origin.
+  const page = a.mode === 'live' ? new URL('/healthz', a.url.replace(/^ws/, 'http')).href : 'about:blank';
+  return await withPage(page, (p) => p.evaluate(scenario, { ...a, text: TEXT, stepMs: STEP_MS }));
 });

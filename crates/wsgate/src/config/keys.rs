@@ -30,7 +30,9 @@ macro_rules! keys {
 keys! {
     "listen", "listen", "Address clients connect to (host:port; port 0 picks a free one).";
     "control", "control", "Address of the control plane: API, live stream and /metrics. Beyond loopback it needs admin_token.";
-    "admin_token", "admin-token", "Bearer token required by the control plane (Authorization: Bearer, or ?token= for browsers).";
+    "admin_token", "admin-token", "Bearer token required by the control plane (Authorization: Bearer; browsers open WebSockets with a ticket from POST /api/live/ticket, or ?token=).";
+    "control_origins", "control-origin", "Origin (scheme://host[:port]) whose web pages may use the control plane: its WebSockets and, with CORS, its API (repeatable). Its own origin needs no listing.";
+    "control_hosts", "control-host", "Host name the control plane answers to besides IP addresses and localhost, e.g. behind a reverse proxy (repeatable; DNS rebinding guard).";
     "log_level", "log-level", "Log filter: error, warn, info, debug, trace, or a tracing directive (RUST_LOG also works).";
     "log_format", "log-format", "Log format: text or json.";
     "tls_cert", "tls-cert", "PEM certificate chain: serve wss:// on listen.";

@@ -17,6 +17,8 @@ use super::keys::{self, KEYS};
 /// Values that stay strings even when they look like numbers or booleans.
 const TEXT_KEYS: &[&str] = &[
     "admin_token",
+    "control_origins",
+    "control_hosts",
     "log_level",
     "tls_cert",
     "tls_key",
@@ -35,7 +37,8 @@ const TEXT_KEYS: &[&str] = &[
 ];
 
 /// Keys that take a list (a repeatable flag, or a comma-separated variable).
-const LIST_KEYS: &[&str] = &["proxy.forward_headers", "mock.subprotocols", "store.redact_headers"];
+const LIST_KEYS: &[&str] =
+    &["proxy.forward_headers", "mock.subprotocols", "store.redact_headers", "control_origins", "control_hosts"];
 
 /// Longest duration any setting takes. Durations become deadlines (`now + d`), and
 /// adding one the clock cannot represent (~300 billion years, which humantime parses)
@@ -244,6 +247,7 @@ impl Config {
                 Some("set --admin-token (or WSGATE_ADMIN_TOKEN), or bind --control to 127.0.0.1".into()),
             ));
         }
+        self.control_guard(fig)?;
         if let Err(e) = crate::logging::parse_level(&self.log_level) {
             return Err(invalid(fig, "log_level", e.to_string(), None));
         }
@@ -279,6 +283,26 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The parsed `control_origins` and `control_hosts`, each checked by the control
+    /// plane's own parser.
+    pub fn control_guard(
+        &self,
+        fig: &Figment,
+    ) -> Result<(Vec<wsgate_control::guard::AllowedOrigin>, Vec<wsgate_control::guard::AllowedHost>), ConfigError> {
+        use wsgate_control::guard::{AllowedHost, AllowedOrigin};
+        let origins = self
+            .control_origins
+            .iter()
+            .map(|o| AllowedOrigin::parse(o).map_err(|e| invalid(fig, "control_origins", e.to_string(), None)))
+            .collect::<Result<_, _>>()?;
+        let hosts = self
+            .control_hosts
+            .iter()
+            .map(|h| AllowedHost::parse(h).map_err(|e| invalid(fig, "control_hosts", e.to_string(), None)))
+            .collect::<Result<_, _>>()?;
+        Ok((origins, hosts))
     }
 
     /// The parsed store URL (the error names the field and where it came from).
@@ -411,6 +435,24 @@ mod tests {
                 Err(ConfigError::Invalid { field, message, .. }) => {
                     assert!(yaml.contains(field.rsplit('.').next().unwrap_or_default()), "{field}");
                     assert!(message.contains("100 years"), "{message}");
+                }
+                other => panic!("{yaml:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn control_origins_and_hosts_are_checked() {
+        assert!(check("control_origins: [http://localhost:5173]\ncontrol_hosts: [wsgate.example]\n").is_ok());
+        for (yaml, field, says) in [
+            ("control_origins: [localhost:5173]\n", "control_origins", "only http:// and https://"),
+            ("control_origins: [http://a.example/app]\n", "control_origins", "use http://a.example"),
+            ("control_hosts: [wsgate.example:443]\n", "control_hosts", "no scheme, port or path"),
+        ] {
+            match check(yaml) {
+                Err(ConfigError::Invalid { field: f, message, .. }) => {
+                    assert_eq!(f, field, "{yaml}");
+                    assert!(message.contains(says), "{message}");
                 }
                 other => panic!("{yaml:?} gave {other:?}"),
             }

@@ -41,6 +41,10 @@ pub struct Config {
     pub control: SocketAddr,
     /// Bearer token for the control plane; required when `control` is not loopback.
     pub admin_token: Option<String>,
+    /// Origins whose pages may use the control plane (its own needs no listing).
+    pub control_origins: Vec<String>,
+    /// Names `Host` may carry besides IP addresses and `localhost`.
+    pub control_hosts: Vec<String>,
     pub log_level: String,
     pub log_format: LogFormat,
     /// PEM certificate chain for wss:// on `listen`.
@@ -250,6 +254,8 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             control: "127.0.0.1:8081".parse().expect("literal address"),
             admin_token: None,
+            control_origins: Vec::new(),
+            control_hosts: Vec::new(),
             log_level: "info".into(),
             log_format: LogFormat::Text,
             tls_cert: None,

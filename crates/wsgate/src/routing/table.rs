@@ -164,6 +164,8 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     check("listen", old.listen != new.listen);
     check("control", old.control != new.control);
     check("admin_token", old.admin_token != new.admin_token);
+    check("control_origins", old.control_origins != new.control_origins);
+    check("control_hosts", old.control_hosts != new.control_hosts);
     check("tls_cert", old.tls_cert != new.tls_cert || old.tls_key != new.tls_key);
     check("store", old.store.url != new.store.url || old.store.enabled != new.store.enabled);
     check("limits.max_connections", old.limits.max_connections != new.limits.max_connections);

@@ -102,12 +102,13 @@ fn operations(doc: &Value) -> Vec<Op> {
             if !["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
                 continue;
             }
-            let tags = op["tags"].as_array().cloned().unwrap_or_default();
             ops.push(Op {
                 method: method.to_ascii_uppercase(),
                 path: path.clone(),
                 takes_body: op.get("requestBody").is_some(),
-                websocket: tags.iter().any(|t| t == "live" || t == "taps"),
+                // A WebSocket route documents its 101 (`POST /api/live/ticket` shares the
+                // `live` tag but is plain HTTP).
+                websocket: op["responses"].get("101").is_some(),
             });
         }
     }

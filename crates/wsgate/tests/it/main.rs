@@ -7,6 +7,7 @@ mod support;
 
 mod api_hostile;
 mod bounds;
+mod browser_guard;
 mod cli;
 mod connect;
 mod control;

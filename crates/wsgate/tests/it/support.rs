@@ -230,8 +230,9 @@ impl Gateway {
         cmd.args(args)
             .current_dir(&dir.0)
             .kill_on_drop(true)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "wsgate=debug,info")
+            // After the default, so a test can ask for more (or less).
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .stdin(Stdio::null());
@@ -446,7 +447,12 @@ impl<'a> RawRequest<'a> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         within(async {
             let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let mut head = format!("{} {} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n", self.method, self.target);
+            let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
+            // The address connected to, unless the test gives its own Host.
+            if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+                head.push_str(&format!("host: {addr}\r\n"));
+            }
+            head.push_str("connection: close\r\n");
             for (k, v) in &self.headers {
                 head.push_str(&format!("{k}: {v}\r\n"));
             }
