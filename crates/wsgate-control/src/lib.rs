@@ -273,6 +273,12 @@ impl ControlPlane {
         app.layer(axum::middleware::from_fn_with_state(guard, guard::check)).with_state(self.clone())
     }
 
+    /// `GET /metrics` alone, open, for a listener of its own (`metrics_listen`:
+    /// websocket-relay's `metrics.port`, which Prometheus scrapes without a token).
+    pub fn metrics_router(&self) -> Router {
+        Router::new().route("/metrics", axum::routing::get(metrics::scrape)).with_state(self.clone())
+    }
+
     /// The OpenAPI 3.1 document `GET /api/openapi.json` serves for this configuration.
     pub fn openapi(&self) -> utoipa::openapi::OpenApi {
         routes::table(&self.inner.cfg, &self.inner.tickets).1

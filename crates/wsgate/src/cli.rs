@@ -182,6 +182,9 @@ pub struct ServeArgs {
     /// Control plane address (API, live stream, /metrics).
     #[arg(long, env = "WSGATE_CONTROL", value_name = "ADDR")]
     pub control: Option<String>,
+    /// Also serve GET /metrics alone (no token) on this address.
+    #[arg(long, env = "WSGATE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Bearer token for the control plane (required beyond loopback).
     #[arg(long, env = "WSGATE_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -356,6 +359,10 @@ pub struct MockArgs {
 pub struct RelayArgs {
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// websocket-relay's config file, read as is: server.port (all interfaces),
+    /// tls.enabled/cert_file/key_file, metrics.enabled/port (/metrics alone on that port).
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<std::path::PathBuf>,
     /// raw (every message unchanged to the room named by the path) or envelope (JSON
     /// join/leave/publish/send, acks, errors; WarpSocket's shape).
     #[arg(long, env = "WSGATE_PROTOCOL", value_name = "PROTOCOL")]

@@ -166,6 +166,14 @@ impl Gateway {
             .await
             .with_context(|| format!("cannot bind the control plane on {}", cfg.control))?;
         let control_addr = listener.local_addr()?;
+        let metrics_listener = match cfg.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot bind the metrics listener (metrics_listen) on {addr}"))?,
+            ),
+            None => None,
+        };
         let (store, lease) = open_store(cfg).await?.unzip();
         let mut builder = EventBus::builder();
         let observers_q = wsgate_control::register_observers(&mut builder);
@@ -214,6 +222,9 @@ impl Gateway {
             &observers,
         );
         let task = tokio::spawn(wsgate_control::serve(listener, control.router(), control_stop.clone()));
+        if let Some(l) = metrics_listener {
+            tokio::spawn(wsgate_control::serve(l, control.metrics_router(), control_stop.clone()));
+        }
         let history = match (store, store_q, lease) {
             (Some(store), Some(queue), Some(lease)) => {
                 let stop = CancellationToken::new();

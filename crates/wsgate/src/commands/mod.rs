@@ -62,8 +62,16 @@ pub fn configure<T>(
     file: Option<std::path::PathBuf>,
     plan: impl FnOnce(&Config, &figment::Figment) -> Result<T, ConfigError>,
 ) -> Result<(Config, T), ExitCode> {
-    let sources = crate::sources::collect(m, file);
-    let (cfg, fig) = load(&sources).map_err(|e| usage_error(&e))?;
+    configure_with(&crate::sources::collect(m, file), plan)
+}
+
+/// [`configure`] from sources already collected (a command that adds its own, such as
+/// websocket-relay's config file).
+pub fn configure_with<T>(
+    sources: &crate::config::Sources,
+    plan: impl FnOnce(&Config, &figment::Figment) -> Result<T, ConfigError>,
+) -> Result<(Config, T), ExitCode> {
+    let (cfg, fig) = load(sources).map_err(|e| usage_error(&e))?;
     // Every serving command hosts the control plane and so outbound connections: a
     // CA file they cannot use is a config error now, not a surprise at start.
     if let Some(ca) = cfg.outbound.ca.as_deref() {

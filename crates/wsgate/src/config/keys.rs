@@ -30,6 +30,7 @@ macro_rules! keys {
 keys! {
     "listen", "listen", "Address clients connect to (host:port; port 0 picks a free one).";
     "control", "control", "Address of the control plane: API, live stream and /metrics. Beyond loopback it needs admin_token.";
+    "metrics_listen", "metrics-listen", "Also serve GET /metrics alone, with no token, on this address (what websocket-relay's metrics.port did).";
     "admin_token", "admin-token", "Bearer token required by the control plane (Authorization: Bearer; browsers open WebSockets with a ticket from POST /api/live/ticket, or ?token=).";
     "control_origins", "control-origin", "Origin (scheme://host[:port]) whose web pages may use the control plane: its WebSockets and, with CORS, its API (repeatable). Its own origin needs no listing.";
     "control_hosts", "control-host", "Host name the control plane answers to besides IP addresses and localhost, e.g. behind a reverse proxy (repeatable; DNS rebinding guard).";

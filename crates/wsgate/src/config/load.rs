@@ -53,6 +53,8 @@ pub struct Sources {
     pub file: Option<PathBuf>,
     /// websocket-multiplex's names: `(variable, value)`.
     pub compat_env: Vec<(String, String)>,
+    /// Values from websocket-relay's config file (`wsgate relay --config-file`).
+    pub compat_file: Vec<super::websocket_relay::CompatValue>,
     /// `(config path, source description, raw values)` from `WSGATE_*` variables.
     pub env: Vec<(&'static str, String, Vec<String>)>,
     /// `(config path, source description, raw values)` from flags.
@@ -162,6 +164,9 @@ pub fn load_yaml(text: &str, sources: &Sources) -> Result<(Config, Figment), Con
 /// Everything above the file: websocket-multiplex variables, `WSGATE_*`, flags; then
 /// the typed extraction.
 fn layer(mut fig: Figment, sources: &Sources) -> Result<(Config, Figment), ConfigError> {
+    for (name, path, value) in &sources.compat_file {
+        fig = fig.merge(Single { name: name.clone(), path, value: value.clone() });
+    }
     for (name, value) in &sources.compat_env {
         if let Some((path, value)) = compat(name, value) {
             fig = fig.merge(Single { name: format!("environment variable {name} (websocket-multiplex)"), path, value });

@@ -10,6 +10,7 @@ pub mod locate;
 mod redact;
 mod relay;
 mod routes;
+pub mod websocket_relay;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Dashboard, API, live stream and metrics.
     pub control: SocketAddr,
+    /// Also serve `GET /metrics` alone, with no token, on this address
+    /// (websocket-relay's `metrics.port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Bearer token for the control plane; required when `control` is not loopback.
     pub admin_token: Option<String>,
     /// Origins whose pages may use the control plane (its own needs no listing).
@@ -253,6 +258,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             control: "127.0.0.1:8081".parse().expect("literal address"),
+            metrics_listen: None,
             admin_token: None,
             control_origins: Vec::new(),
             control_hosts: Vec::new(),

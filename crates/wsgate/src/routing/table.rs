@@ -163,6 +163,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     };
     check("listen", old.listen != new.listen);
     check("control", old.control != new.control);
+    check("metrics_listen", old.metrics_listen != new.metrics_listen);
     check("admin_token", old.admin_token != new.admin_token);
     check("control_origins", old.control_origins != new.control_origins);
     check("control_hosts", old.control_hosts != new.control_hosts);

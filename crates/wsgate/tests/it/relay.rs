@@ -661,3 +661,49 @@ async fn a_bad_key_file_is_a_config_error_naming_the_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("relay.jwt_public_key") && err.contains("neither an RSA nor an EC"), "{err}");
 }
+
+/// A port free a moment ago (the Go relay's config file names fixed ports).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn websocket_relays_config_file_is_read_as_is() {
+    let dir = TempDir::new();
+    let (port, metrics_port) = (free_port(), free_port());
+    let file = dir.0.join("config.yaml");
+    std::fs::write(
+        &file,
+        format!("server:\n  port: {port}\ntls:\n  enabled: false\nmetrics:\n  enabled: true\n  port: {metrics_port}\n"),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(bin())
+        .args(["relay", "--config-file", file.to_str().unwrap(), "--control", "127.0.0.1:0", "--no-store"])
+        .current_dir(&dir.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let ready = within(lines.next_line()).await.unwrap().unwrap_or_default();
+    assert!(ready.contains(&format!("listen=0.0.0.0:{port}")), "{ready}");
+    // Every message to every client on `/`, sender included, as the Go relay does.
+    let url = format!("ws://127.0.0.1:{port}/");
+    let mut a = tt(&url).await;
+    let mut b = tt(&url).await;
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    eventually(|| async {
+        let m = client().get(&metrics_url).send().await.ok()?.text().await.ok()?;
+        (metric(&m, "websocket_connected_clients ")? == 2.0).then_some(())
+    })
+    .await;
+    a.send(TMsg::text("to all")).await.unwrap();
+    assert_eq!(next(&mut a).await, TMsg::text("to all"));
+    assert_eq!(next(&mut b).await, TMsg::text("to all"));
+    // The metrics port serves /metrics only.
+    let r = client().get(format!("http://127.0.0.1:{metrics_port}/api/sessions")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let m = client().get(&metrics_url).send().await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&m, "websocket_messages_total "), Some(1.0), "{m}");
+}
