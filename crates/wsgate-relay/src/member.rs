@@ -303,3 +303,103 @@ impl Drop for Member {
         stats.disconnections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+    use wsgate_core::{EventBus, Registry, SessionHandle, SessionId, SessionInfo, SessionKind, State};
+    use wsgate_protocol::{CloseFrame, Role, Transport, WsConfig, WsStream};
+    use wsgate_session::ServerConfig;
+
+    use super::*;
+    use crate::mailbox::Mailbox;
+    use crate::{Heartbeat, RelaySettings};
+
+    /// A relay member served over a real loopback connection, on paused time: the
+    /// session's task (returning its final state) and the client's end.
+    async fn member(settings: RelaySettings) -> (tokio::task::JoinHandle<State>, WsStream<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let info = SessionInfo {
+            id: SessionId::new(),
+            kind: SessionKind::Relay,
+            route: "r".into(),
+            path: "/hb".into(),
+            client_addr: None,
+            headers: Vec::new(),
+            opened_at: chrono::Utc::now(),
+        };
+        let hub = Hub::new();
+        let settings = Arc::new(settings);
+        let entry = hub.register(HubMember {
+            session: info.id,
+            route: "r".into(),
+            protocol: settings.protocol,
+            mailbox: Mailbox::new(settings.mailbox),
+            stats: hub.route(&"r".into()).stats.clone(),
+        });
+        let behaviour = Member::new(hub, entry, settings, "/hb", None);
+        let (mut session, commands) = SessionHandle::open(info, EventBus::empty(), Arc::new(Registry::new(4)), 4);
+        let ws = WsStream::new(Transport::Plain(ours), Role::Server, WsConfig::default(), Bytes::new());
+        let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: None };
+        let task = tokio::spawn(async move {
+            wsgate_session::run(ws, &mut session, commands, behaviour, cfg, CancellationToken::new()).await;
+            session.state()
+        });
+        (task, WsStream::new(peer, Role::Client, WsConfig::default(), Bytes::new()))
+    }
+
+    fn heartbeat(interval_secs: u64, misses: u32) -> RelaySettings {
+        let interval = Duration::from_secs(interval_secs);
+        RelaySettings { heartbeat: Some(Heartbeat { interval, misses }), ..RelaySettings::default() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_leaves_pings_unanswered_is_closed_after_the_misses() {
+        let (task, mut client) = member(heartbeat(30, 2)).await;
+        let start = tokio::time::Instant::now();
+        // The client does not read (so it answers nothing) until the gateway gives up.
+        let state = task.await.unwrap();
+        assert_eq!(state, State::Disconnected);
+        // Two pings (30 s, 60 s) unanswered, closed at the third tick (90 s), then the
+        // close handshake's own deadline (5 s) since this client never replies.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(90) && took < Duration::from_secs(100), "{took:?}");
+        let mut pings = 0;
+        let close = loop {
+            match client.recv().await {
+                Ok(Message::Ping(_)) => pings += 1,
+                Ok(Message::Close(c)) => break c,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(pings, 2);
+        let CloseFrame { code, reason } = close.unwrap_or_else(|| CloseFrame::new(0, ""));
+        assert_eq!((code, reason.as_str()), (CloseCode::GOING_AWAY, "heartbeat timeout: no pong to 2 pings"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_answers_stays() {
+        let (task, mut client) = member(heartbeat(30, 2)).await;
+        // Reading answers each ping (the stream's auto-pong); ten minutes of them.
+        let reader = tokio::spawn(async move {
+            let mut pings = 0;
+            while pings < 20 {
+                match client.recv().await {
+                    Ok(Message::Ping(_)) => pings += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+            client
+        });
+        let mut client = reader.await.unwrap();
+        assert!(!task.is_finished());
+        client.send(Message::Close(Some(CloseFrame::new(1000, "")))).await.unwrap();
+        assert_eq!(task.await.unwrap(), State::Disconnected);
+    }
+}
