@@ -370,6 +370,15 @@ pub struct RelayArgs {
     /// Senders do not get their own messages back.
     #[arg(long, env = "WSGATE_NO_ECHO_SENDER")]
     pub no_echo_sender: bool,
+    /// Envelope clients start in no room (they join by command).
+    #[arg(long, env = "WSGATE_NO_JOIN_PATH_ROOM")]
+    pub no_join_path_room: bool,
+    /// A subprotocol to accept (repeatable).
+    #[arg(long, env = "WSGATE_RELAY_SUBPROTOCOL", value_name = "NAME", value_delimiter = ',')]
+    pub relay_subprotocol: Vec<String>,
+    /// A browser origin allowed (repeatable); other origins get 403.
+    #[arg(long, env = "WSGATE_RELAY_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
+    pub relay_origin: Vec<String>,
     /// Messages waiting for one member before --overflow applies.
     #[arg(long, env = "WSGATE_MEMBER_QUEUE_MESSAGES", value_name = "N")]
     pub member_queue_messages: Option<String>,

@@ -18,7 +18,7 @@ const FLAGS: &[&str] = &[
 ];
 
 /// Switches that turn a setting off (`--no-store` sets `store.enabled: false`).
-const NEGATED: &[&str] = &["store.enabled", "relay.echo_sender"];
+const NEGATED: &[&str] = &["store.enabled", "relay.echo_sender", "relay.join_path_room"];
 
 /// Collects the sources for a serving command from its (sub)command matches.
 pub fn collect(m: &ArgMatches, file: Option<std::path::PathBuf>) -> Sources {

@@ -67,6 +67,9 @@ keys! {
     "mock.subprotocols", "subprotocol", "wsgate mock: a subprotocol to accept (repeatable).";
     "relay.protocol", "protocol", "wsgate relay: raw (every message unchanged to the room named by the path) or envelope (JSON join/leave/publish/send; WarpSocket's shape).";
     "relay.echo_sender", "no-echo-sender", "wsgate relay: a sender gets its own messages back, as the Go websocket-relay does (--no-echo-sender turns it off).";
+    "relay.join_path_room", "no-join-path-room", "wsgate relay: envelope clients start in the room named by their path, as raw ones always do (--no-join-path-room: in no room until they join).";
+    "relay.subprotocols", "relay-subprotocol", "wsgate relay: a subprotocol to accept (repeatable).";
+    "relay.origins", "relay-origin", "wsgate relay: a browser origin allowed (repeatable; scheme://host[:port] or \"*\"); other origins get 403. Unset: every origin.";
     "relay.queue_max_messages", "member-queue-messages", "wsgate relay: messages waiting for one member before the overflow policy applies.";
     "relay.queue_max_bytes", "member-queue-bytes", "wsgate relay: bytes waiting for one member before the overflow policy applies.";
     "relay.overflow", "overflow", "wsgate relay: a full member queue drops the oldest message (drop_oldest), the newest (drop_newest), or closes the member with 1013 (disconnect).";

@@ -34,11 +34,20 @@ const TEXT_KEYS: &[&str] = &[
     "store.instance",
     "relay.jwt_secret",
     "relay.jwt_public_key",
+    "relay.subprotocols",
+    "relay.origins",
 ];
 
 /// Keys that take a list (a repeatable flag, or a comma-separated variable).
-const LIST_KEYS: &[&str] =
-    &["proxy.forward_headers", "mock.subprotocols", "store.redact_headers", "control_origins", "control_hosts"];
+const LIST_KEYS: &[&str] = &[
+    "proxy.forward_headers",
+    "mock.subprotocols",
+    "relay.subprotocols",
+    "relay.origins",
+    "store.redact_headers",
+    "control_origins",
+    "control_hosts",
+];
 
 /// Longest duration any setting takes. Durations become deadlines (`now + d`), and
 /// adding one the clock cannot represent (~300 billion years, which humantime parses)
