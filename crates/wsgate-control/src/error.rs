@@ -85,8 +85,10 @@ pub enum ApiError {
     ReloadRefused(String),
     #[error("no room {0:?} (a room exists while it has members)")]
     RoomNotFound(String),
-    #[error("give exactly one of \"text\", \"json\" and \"base64\"")]
+    #[error("give exactly one of \"text\", \"json\" and \"base64\", and nothing else")]
     PublishChoice,
+    #[error("\"{0}\" must be a string")]
+    PublishType(&'static str),
     #[error("invalid Host header {0:?}: expected host[:port]")]
     BadHost(String),
     #[error(
@@ -144,7 +146,7 @@ impl ApiError {
             Self::OutboundDisabled => StatusCode::NOT_IMPLEMENTED,
             Self::NoRoutes => StatusCode::CONFLICT,
             Self::RoomNotFound(_) => StatusCode::NOT_FOUND,
-            Self::PublishChoice => StatusCode::BAD_REQUEST,
+            Self::PublishChoice | Self::PublishType(_) => StatusCode::BAD_REQUEST,
             Self::ReloadRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

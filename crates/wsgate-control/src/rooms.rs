@@ -70,18 +70,66 @@ pub struct PublishResult {
     pub delivered: usize,
 }
 
-/// A message to publish: exactly one of `text`, `json` and `base64`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// A message to publish: exactly one of `text`, `json` and `base64`. Unknown fields
+/// are rejected.
+///
+/// Documentation only: bodies are read as a JSON object and checked field by field
+/// (`payload`), so `{"json": null}` publishes JSON null rather than counting as absent.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum PublishRequest {
+    Text(PublishText),
+    Json(PublishJson),
+    Binary(PublishBinary),
+}
+
+/// A text publication.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"text": "hello room"}))]
+pub struct PublishText {
+    /// Sent as a text frame (an envelope's `data` string).
+    pub text: String,
+}
+
+/// A JSON publication.
+#[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"json": {"price": 42}}))]
-pub struct PublishRequest {
-    /// Sent as a text frame (an envelope's `data` string).
-    pub text: Option<String>,
+pub struct PublishJson {
     /// Any JSON value: a text frame of its JSON to raw members, the envelope's `data` as is.
-    #[schema(value_type = Object)]
-    pub json: Option<serde_json::Value>,
-    /// Standard padded base64: a binary frame (an envelope's `base64`).
-    pub base64: Option<String>,
+    pub json: serde_json::Value,
+}
+
+/// A binary publication.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"base64": "AAEC/w=="}))]
+pub struct PublishBinary {
+    /// Standard, padded base64 (RFC 4648 §4): a binary frame (an envelope's `base64`).
+    #[schema(
+        content_encoding = "base64",
+        pattern = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"
+    )]
+    pub base64: String,
+}
+
+/// The payload of a publish body: exactly one known field, of its type.
+fn payload(body: serde_json::Map<String, serde_json::Value>) -> Result<Payload, ApiError> {
+    use serde_json::Value;
+    if body.len() != 1 {
+        return Err(ApiError::PublishChoice);
+    }
+    let Some((key, value)) = body.into_iter().next() else { return Err(ApiError::PublishChoice) };
+    match (key.as_str(), value) {
+        ("text", Value::String(t)) => Ok(Payload::Text(Bytes::from(t))),
+        ("json", v) => Ok(Payload::Json(Bytes::from(serde_json::to_vec(&v)?))),
+        ("base64", Value::String(b)) => Ok(Payload::Binary(
+            base64::engine::general_purpose::STANDARD.decode(b).map_err(InvalidCommand::Base64)?.into(),
+        )),
+        ("text" | "base64", _) => Err(ApiError::PublishType(if key == "text" { "text" } else { "base64" })),
+        _ => Err(ApiError::PublishChoice),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -162,15 +210,7 @@ pub async fn publish(
     body: JsonBody,
 ) -> Result<Json<PublishResult>, ApiError> {
     let name = name?.0;
-    let PublishRequest { text, json, base64 } = body.parse()?;
-    let payload = match (text, json, base64) {
-        (Some(t), None, None) => Payload::Text(Bytes::from(t)),
-        (None, Some(j), None) => Payload::Json(Bytes::from(serde_json::to_vec(&j)?)),
-        (None, None, Some(b)) => {
-            Payload::Binary(base64::engine::general_purpose::STANDARD.decode(b).map_err(InvalidCommand::Base64)?.into())
-        }
-        _ => return Err(ApiError::PublishChoice),
-    };
+    let payload = payload(body.parse()?)?;
     let p = hub(&cp)
         .map(|h| h.publish(&name, &payload, None, None, None))
         .unwrap_or(wsgate_relay::Published { offset: None, delivered: 0 });
