@@ -381,6 +381,8 @@ enum Target {
     Mock,
     /// `wsgate serve` with a proxy route and a mock route on one listener.
     Serve,
+    /// `wsgate relay` (raw): alone in its room, a client gets its own messages back.
+    Relay,
 }
 
 /// One echo cell: the scenario offering [`PROTOCOL`], then offering none, each checked
@@ -393,6 +395,9 @@ async fn echo_cell(client: Client, target: Target) {
     let (gw, routes) = match target {
         Target::Proxy => (Gateway::proxy(&["--upstream", &up.url()]).await, vec![("", "default")]),
         Target::Mock => (Gateway::mock(&["--echo", "--subprotocol", PROTOCOL]).await, vec![("", "mock")]),
+        Target::Relay => {
+            (Gateway::spawn("relay", &["--relay-subprotocol", PROTOCOL], &[]).await, vec![("", "relay")])
+        }
         Target::Serve => {
             let file = config.0.join("wsgate.yaml");
             let yaml = format!(
@@ -537,6 +542,11 @@ macro_rules! cells {
             #[tokio::test]
             async fn serve() {
                 echo_cell($client, Target::Serve).await;
+            }
+
+            #[tokio::test]
+            async fn relay() {
+                echo_cell($client, Target::Relay).await;
             }
 
             #[tokio::test]
