@@ -211,8 +211,10 @@ pub async fn publish(
 ) -> Result<Json<PublishResult>, ApiError> {
     let name = name?.0;
     let payload = payload(body.parse()?)?;
-    let p = hub(&cp)
-        .map(|h| h.publish(&name, &payload, None, None, None))
-        .unwrap_or(wsgate_relay::Published { offset: None, delivered: 0 });
+    let p = hub(&cp).map(|h| h.publish(&name, &payload, None, None, None)).unwrap_or(wsgate_relay::Published {
+        offset: None,
+        delivered: 0,
+        congested: false,
+    });
     Ok(Json(PublishResult { room: name, offset: p.offset, delivered: p.delivered }))
 }

@@ -91,6 +91,10 @@ pub struct Published {
     pub offset: Option<u64>,
     /// Members it was queued for.
     pub delivered: usize,
+    /// Some member's queue is at least half full: the publisher should let members
+    /// drain ([`wsgate_session::Outbox::yield_to_others`]) before it publishes more.
+    #[serde(skip)]
+    pub congested: bool,
 }
 
 /// Per relay route: its counters and its clients per IP address, kept across reloads.
@@ -260,11 +264,11 @@ impl Hub {
         skip: Option<SessionId>,
         timestamp: Option<i64>,
     ) -> Published {
-        let Some(r) = self.find(room) else { return Published { offset: None, delivered: 0 } };
+        let Some(r) = self.find(room) else { return Published { offset: None, delivered: 0, congested: false } };
         let published = Clock::now();
         let mut st = lock(&r.state);
         if st.dead {
-            return Published { offset: None, delivered: 0 };
+            return Published { offset: None, delivered: 0, congested: false };
         }
         st.offset += 1;
         let offset = st.offset;
@@ -281,7 +285,7 @@ impl Hub {
         drop(st);
         r.deliveries.fetch_add(tally.delivered as u64, Relaxed);
         tally.flush();
-        Published { offset: Some(offset), delivered: tally.delivered }
+        Published { offset: Some(offset), delivered: tally.delivered, congested: tally.congested }
     }
 
     /// Sends to each connection in `to` that is connected (unicast, or a group);
@@ -373,11 +377,13 @@ impl Encoded {
 #[derive(Default)]
 struct Tally {
     delivered: usize,
+    congested: bool,
     run: Option<(Arc<RouteStats>, [u64; 4])>,
 }
 
 impl Tally {
-    fn count(&mut self, m: &Member, pushed: Pushed) {
+    fn count(&mut self, m: &Member, (pushed, filling): (Pushed, bool)) {
+        self.congested |= filling;
         if !matches!(&self.run, Some((s, _)) if Arc::ptr_eq(s, &m.stats)) {
             self.flush();
             self.run = Some((m.stats.clone(), [0; 4]));
@@ -441,12 +447,15 @@ mod tests {
         hub.join(&a, "/one");
         hub.join(&b, "/two");
         let text = Payload::Text(Bytes::from_static(b"hi"));
-        assert_eq!(hub.publish("/one", &text, None, None, None), Published { offset: Some(1), delivered: 1 });
+        assert_eq!(hub.publish("/one", &text, None, None, None).offset, Some(1));
         assert_eq!(hub.publish("/one", &text, None, None, None).offset, Some(2));
         assert_eq!(hub.publish("/two", &text, None, None, None).offset, Some(1));
         assert_eq!(taken(&a).len(), 2);
         assert_eq!(taken(&b), vec![Message::Text(Bytes::from_static(b"hi"))]);
-        assert_eq!(hub.publish("/none", &text, None, None, None), Published { offset: None, delivered: 0 });
+        assert_eq!(
+            hub.publish("/none", &text, None, None, None),
+            Published { offset: None, delivered: 0, congested: false }
+        );
     }
 
     #[test]

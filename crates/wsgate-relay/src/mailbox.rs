@@ -123,19 +123,20 @@ impl Mailbox {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Delivers one message, applying the overflow policy at the bound.
-    pub fn push(&self, d: Delivery) -> Pushed {
+    /// Delivers one message, applying the overflow policy at the bound. Also says
+    /// whether the queue is now at least half full (its member is falling behind).
+    pub fn push(&self, d: Delivery) -> (Pushed, bool) {
         let len = d.len();
-        let outcome = {
+        let (outcome, filling) = {
             let mut q = self.lock();
             if q.closed || q.overflowed {
-                return Pushed::Gone;
+                return (Pushed::Gone, false);
             }
             let full = |q: &Queue| {
                 q.items.len() >= self.limits.max_messages
                     || (q.bytes + len > self.limits.max_bytes && !q.items.is_empty())
             };
-            if !full(&q) {
+            let outcome = if !full(&q) {
                 q.bytes += len;
                 q.items.push_back(d);
                 Pushed::Queued
@@ -164,10 +165,13 @@ impl Mailbox {
                         Pushed::DroppedOldest(n)
                     }
                 }
-            }
+            };
+            let filling =
+                q.items.len() * 2 >= self.limits.max_messages || q.bytes.saturating_mul(2) >= self.limits.max_bytes;
+            (outcome, filling)
         };
         self.waker.wake();
-        outcome
+        (outcome, filling)
     }
 
     /// Ready when something waits: drops to report or an overflow, and deliveries
@@ -241,9 +245,9 @@ mod tests {
     #[test]
     fn drop_oldest_keeps_the_latest() {
         let m = mailbox(Overflow::DropOldest);
-        assert_eq!(m.push(d("a")), Pushed::Queued);
-        assert_eq!(m.push(d("b")), Pushed::Queued);
-        assert_eq!(m.push(d("c")), Pushed::DroppedOldest(1));
+        assert_eq!(m.push(d("a")).0, Pushed::Queued);
+        assert_eq!(m.push(d("b")).0, Pushed::Queued);
+        assert_eq!(m.push(d("c")).0, Pushed::DroppedOldest(1));
         let mut t = Taken::default();
         m.take(10, &mut t);
         assert_eq!((texts(&t), t.dropped, t.overflowed), (vec!["b".into(), "c".into()], 1, false));
@@ -254,7 +258,7 @@ mod tests {
         let m = mailbox(Overflow::DropNewest);
         m.push(d("a"));
         m.push(d("b"));
-        assert_eq!(m.push(d("c")), Pushed::DroppedNewest);
+        assert_eq!(m.push(d("c")).0, Pushed::DroppedNewest);
         let mut t = Taken::default();
         m.take(10, &mut t);
         assert_eq!((texts(&t), t.dropped), (vec!["a".into(), "b".into()], 1));
@@ -265,8 +269,8 @@ mod tests {
         let m = mailbox(Overflow::Disconnect);
         m.push(d("a"));
         m.push(d("b"));
-        assert_eq!(m.push(d("c")), Pushed::Overflowed);
-        assert_eq!(m.push(d("d")), Pushed::Gone);
+        assert_eq!(m.push(d("c")).0, Pushed::Overflowed);
+        assert_eq!(m.push(d("d")).0, Pushed::Gone);
         let mut t = Taken::default();
         m.take(10, &mut t);
         assert!(t.deliveries.is_empty() && t.overflowed);
@@ -275,12 +279,12 @@ mod tests {
     #[test]
     fn the_byte_bound_counts_but_one_message_always_fits() {
         let m = Mailbox::new(MailboxLimits { max_messages: 100, max_bytes: 3, overflow: Overflow::DropNewest });
-        assert_eq!(m.push(d("abcdef")), Pushed::Queued);
-        assert_eq!(m.push(d("g")), Pushed::DroppedNewest);
+        assert_eq!(m.push(d("abcdef")).0, Pushed::Queued);
+        assert_eq!(m.push(d("g")).0, Pushed::DroppedNewest);
         let mut t = Taken::default();
         m.take(1, &mut t);
-        assert_eq!(m.push(d("ab")), Pushed::Queued);
-        assert_eq!(m.push(d("c")), Pushed::Queued);
-        assert_eq!(m.push(d("d")), Pushed::DroppedNewest);
+        assert_eq!(m.push(d("ab")).0, Pushed::Queued);
+        assert_eq!(m.push(d("c")).0, Pushed::Queued);
+        assert_eq!(m.push(d("d")).0, Pushed::DroppedNewest);
     }
 }

@@ -96,11 +96,25 @@ impl Member {
         out.send(Message::Text(b));
     }
 
-    /// Publishes to `room`, skipping the sender unless it gets its own messages.
-    fn publish(&self, room: &str, payload: &Payload, timestamp: Option<i64>) -> crate::hub::Published {
+    /// Publishes to `room`, skipping the sender unless it gets its own messages. When
+    /// some member's queue is filling, this client's session lets the members' tasks
+    /// run before it reads more: a fast publisher is slowed to what its room takes
+    /// rather than losing messages to the overflow policy. A member that does not read
+    /// at all is left to that policy.
+    fn publish(
+        &self,
+        room: &str,
+        payload: &Payload,
+        timestamp: Option<i64>,
+        out: &mut Outbox<'_>,
+    ) -> crate::hub::Published {
         let me = self.entry.session;
         let skip = (!self.settings.echo_sender).then_some(me);
-        self.hub.publish(room, payload, Some(me), skip, timestamp)
+        let p = self.hub.publish(room, payload, Some(me), skip, timestamp);
+        if p.congested {
+            out.yield_to_others();
+        }
+        p
     }
 
     fn envelope(&mut self, msg: Message, out: &mut Outbox<'_>) {
@@ -160,15 +174,15 @@ impl Member {
                 if let Err(e) = self.allowed(&room) {
                     return self.refuse(id.as_ref(), &e, out);
                 }
-                let p = self.publish(&room, &data, timestamp);
+                let p = self.publish(&room, &data, timestamp, out);
                 ack(out, &id, AckInfo { room: Some(&room), offset: p.offset, delivered: Some(p.delivered) });
             }
             // WarpSocket's event without a room: to every room the client is in (each
             // one joined under the token's rules).
             ClientFrame::Publish { id, room: None, data, timestamp, .. } => {
                 let mut delivered = 0;
-                for room in &self.rooms {
-                    delivered += self.publish(room, &data, timestamp).delivered;
+                for room in self.rooms.clone() {
+                    delivered += self.publish(&room, &data, timestamp, out).delivered;
                 }
                 ack(out, &id, AckInfo { delivered: Some(delivered), ..AckInfo::default() });
             }
@@ -232,7 +246,7 @@ impl Behaviour for Member {
                     _ => return,
                 };
                 let room = self.path_room.clone();
-                self.publish(&room, &payload, None);
+                self.publish(&room, &payload, None, out);
             }
         }
     }

@@ -59,6 +59,8 @@ pub struct Outbox<'a> {
     pub(crate) session: &'a mut SessionHandle,
     pub(crate) at: DateTime<Utc>,
     pub(crate) close: Option<(u16, String)>,
+    /// Set by [`Outbox::yield_to_others`].
+    pub(crate) yield_now: bool,
 }
 
 impl std::fmt::Debug for Outbox<'_> {
@@ -106,6 +108,14 @@ impl Outbox<'_> {
     /// Reports a problem on this session (an `error` event in its history).
     pub fn error(&mut self, kind: wsgate_core::ErrorKind, message: impl Into<String>) {
         self.session.error(kind, message.into());
+    }
+
+    /// Ends this burst and lets other tasks run before this session reads more: for a
+    /// producer whose consumers are falling behind (a relay publisher whose members'
+    /// queues are filling), so they drain before it adds more, instead of losing
+    /// messages to their overflow policy. Only this session waits; no one else does.
+    pub fn yield_to_others(&mut self) {
+        self.yield_now = true;
     }
 
     /// Closes the session with this code and reason (initiator: gateway).

@@ -45,6 +45,8 @@ struct Run<'s> {
     session: &'s mut SessionHandle,
     ending: Option<Ending>,
     closing: bool,
+    /// A behaviour asked to let other tasks run before the next read.
+    yield_now: bool,
 }
 
 impl Run<'_> {
@@ -91,8 +93,9 @@ impl Run<'_> {
         f: impl FnOnce(&mut B, &mut Outbox<'_>),
     ) {
         let at = self.session.frame_time();
-        let mut out = Outbox { ws, session: self.session, at, close: None };
+        let mut out = Outbox { ws, session: self.session, at, close: None, yield_now: false };
         f(b, &mut out);
+        self.yield_now |= out.yield_now;
         if let Some((code, reason)) = out.close.take()
             && !self.closing
         {
@@ -113,14 +116,15 @@ impl Run<'_> {
                 record(self.session, Direction::ClientToGateway, &m, false, at);
                 match m {
                     m @ (Message::Text(_) | Message::Binary(_)) if !self.closing => {
-                        let mut out = Outbox { ws, session: self.session, at, close: None };
+                        let mut out = Outbox { ws, session: self.session, at, close: None, yield_now: false };
                         behaviour.on_message(m, &mut out);
+                        self.yield_now |= out.yield_now;
                         if let Some((code, reason)) = out.close.take() {
                             self.start_close(ws, code, &reason, Initiator::Gateway);
                         }
                     }
                     Message::Pong(_) if !self.closing => {
-                        let mut out = Outbox { ws, session: self.session, at, close: None };
+                        let mut out = Outbox { ws, session: self.session, at, close: None, yield_now: false };
                         behaviour.on_pong(&mut out);
                         if let Some((code, reason)) = out.close.take() {
                             self.start_close(ws, code, &reason, Initiator::Gateway);
@@ -211,7 +215,7 @@ pub async fn run<B: Behaviour>(
     cfg: ServerConfig,
     shutdown: CancellationToken,
 ) {
-    let mut run = Run { session, ending: None, closing: false };
+    let mut run = Run { session, ending: None, closing: false, yield_now: false };
     let mut commands_open = true;
     let mut feed_first = false;
     // Only polled once closing, and re-armed then; the initial value is moot.
@@ -269,7 +273,7 @@ pub async fn run<B: Behaviour>(
                             break;
                         }
                         budget -= 1;
-                        if run.session.has_pending() || budget == 0 {
+                        if run.session.has_pending() || budget == 0 || run.yield_now {
                             break;
                         }
                         next = ws.recv().now_or_never();
@@ -282,6 +286,9 @@ pub async fn run<B: Behaviour>(
         }
         if run.closing && !was_closing {
             close_deadline.as_mut().reset(Instant::now() + cfg.close_timeout);
+        }
+        if std::mem::take(&mut run.yield_now) {
+            tokio::task::yield_now().await;
         }
     }
     let ending = run.ending.take().unwrap_or_else(Ending::unexplained);

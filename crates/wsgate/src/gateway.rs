@@ -321,7 +321,7 @@ pub async fn run_routes(cfg: &Config, name: &str, detail: &str, routes: Routes) 
     let Routes { plans, tls, sources, mode } = routes;
     let serve_listener = mode != Mode::Serve || !plans.is_empty() || sources.file.is_some();
     let listener = if serve_listener {
-        Some(TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?)
+        Some(bind_clients(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?)
     } else {
         None
     };
@@ -350,6 +350,20 @@ pub async fn run_routes(cfg: &Config, name: &str, detail: &str, routes: Routes) 
         let _ = a.await;
     }
     Ok(())
+}
+
+/// Pending connections the client listener queues before it accepts them. tokio's
+/// `bind` asks for 128, which a relay's thousand subscribers connecting at once
+/// overflow (SYNs dropped, clients retrying after a second); the kernel caps it at
+/// `net.core.somaxconn` anyway.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the client listener with [`LISTEN_BACKLOG`] (address reuse as tokio's `bind`).
+fn bind_clients(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// What [`run_routes`] serves: the planned routes, the listener's TLS, and where the

@@ -395,9 +395,7 @@ async fn echo_cell(client: Client, target: Target) {
     let (gw, routes) = match target {
         Target::Proxy => (Gateway::proxy(&["--upstream", &up.url()]).await, vec![("", "default")]),
         Target::Mock => (Gateway::mock(&["--echo", "--subprotocol", PROTOCOL]).await, vec![("", "mock")]),
-        Target::Relay => {
-            (Gateway::spawn("relay", &["--relay-subprotocol", PROTOCOL], &[]).await, vec![("", "relay")])
-        }
+        Target::Relay => (Gateway::spawn("relay", &["--relay-subprotocol", PROTOCOL], &[]).await, vec![("", "relay")]),
         Target::Serve => {
             let file = config.0.join("wsgate.yaml");
             let yaml = format!(
