@@ -41,7 +41,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -219,7 +218,7 @@ struct Why {
 /// The session's inputs besides the connection: commands, shutdown, and the messages
 /// waiting for a connection.
 struct Control {
-    commands: mpsc::Receiver<Command>,
+    commands: wsgate_core::Commands,
     /// False once every sender is gone (never while the session is registered).
     open: bool,
     shutdown: CancellationToken,
@@ -302,7 +301,7 @@ impl Outbound {
     pub async fn run(
         mut self,
         mut session: SessionHandle,
-        commands: mpsc::Receiver<Command>,
+        commands: wsgate_core::Commands,
         shutdown: CancellationToken,
     ) {
         let mut ctl = Control { commands, open: true, shutdown, pending: VecDeque::new() };

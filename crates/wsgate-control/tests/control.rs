@@ -93,7 +93,7 @@ impl Gateway {
         route: &str,
         path: &str,
         commands: usize,
-    ) -> (SessionHandle, mpsc::Receiver<Command>) {
+    ) -> (SessionHandle, wsgate_core::Commands) {
         let info = SessionInfo {
             id: SessionId::new(),
             kind,

@@ -7,13 +7,45 @@
 //! refused because the session has no such side (409). Without the answer an inject
 //! into a stalled peer could only be buffered without bound or dropped in silence.
 
-use tokio::sync::oneshot;
+use std::task::{Context, Poll};
 
-use crate::registry::Target;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::registry::{Command, Target};
 
 /// Capacity of every session's command queue (inject/close from the control plane);
 /// a full queue refuses with [`crate::CommandError::Busy`] (HTTP 503).
 pub const COMMAND_QUEUE: usize = 64;
+
+/// The sending end of a session's command queue (held by the registry).
+pub type CommandSender = mpsc::Sender<Box<Command>>;
+
+/// The receiving end of a session's command queue, owned by its task.
+///
+/// Commands travel boxed. A channel allocates its first block of slots with the
+/// session, and every live session has one: a boxed slot is 8 bytes where a `Command`
+/// is 56, so an idle session's queue costs a few hundred bytes rather than 2 KiB (the
+/// relay holds tens of thousands of idle sessions). A command is rare; its box is not.
+#[derive(Debug)]
+pub struct Commands(mpsc::Receiver<Box<Command>>);
+
+impl Commands {
+    /// A queue of `capacity` commands.
+    pub fn channel(capacity: usize) -> (CommandSender, Self) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (tx, Self(rx))
+    }
+
+    /// The next command; `None` once every sender is gone. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Command> {
+        self.0.recv().await.map(|c| *c)
+    }
+
+    /// Poll form of [`Commands::recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        self.0.poll_recv(cx).map(|c| c.map(|c| *c))
+    }
+}
 
 /// Output queued for one peer at or above which a session adds nothing more to it on
 /// its own initiative: an inject (or an outbound send) is refused

@@ -20,7 +20,7 @@ pub mod registry;
 pub mod session;
 
 pub use bus::{EventBus, EventBusBuilder, ObserverQueue, Overflow, Pending};
-pub use command::{COMMAND_QUEUE, HIGH_WATER, InjectAck, InjectRefused, InjectReply};
+pub use command::{COMMAND_QUEUE, CommandSender, Commands, HIGH_WATER, InjectAck, InjectRefused, InjectReply};
 pub use ending::Ending;
 pub use event::{Direction, MessageEvent, QueueEvent, QueueOutcome, SessionEvent};
 pub use id::SessionId;

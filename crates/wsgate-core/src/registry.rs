@@ -59,7 +59,7 @@ pub enum CommandError {
 
 struct Entry {
     info: Arc<SessionInfo>,
-    commands: mpsc::Sender<Command>,
+    commands: crate::CommandSender,
     counters: Arc<Counters>,
     transitions: Mutex<KeptLifecycle>,
 }
@@ -119,7 +119,7 @@ impl Registry {
     pub(crate) fn insert(
         &self,
         info: Arc<SessionInfo>,
-        commands: mpsc::Sender<Command>,
+        commands: crate::CommandSender,
         counters: Arc<Counters>,
         first: Transition,
     ) {
@@ -195,7 +195,7 @@ impl Registry {
     /// Hands a command to a live session without waiting.
     pub fn command(&self, id: SessionId, cmd: Command) -> Result<(), CommandError> {
         let tx = self.live.get(&id).map(|e| e.commands.clone()).ok_or(CommandError::NotFound)?;
-        tx.try_send(cmd).map_err(|e| match e {
+        tx.try_send(Box::new(cmd)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => CommandError::Busy,
             mpsc::error::TrySendError::Closed(_) => CommandError::NotFound,
         })

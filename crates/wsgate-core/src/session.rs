@@ -7,14 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use wsgate_protocol::{Frame, OpCode};
 
 use crate::bus::{EventBus, Pending};
 use crate::event::{Direction, MessageEvent, SessionEvent};
 use crate::id::SessionId;
 use crate::kinds::{ErrorKind, ReasonKind};
-use crate::registry::{Command, Registry};
+use crate::registry::Registry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -251,9 +250,9 @@ impl SessionHandle {
         bus: Arc<EventBus>,
         registry: Arc<Registry>,
         command_capacity: usize,
-    ) -> (Self, mpsc::Receiver<Command>) {
+    ) -> (Self, crate::Commands) {
         let info = Arc::new(info);
-        let (tx, rx) = mpsc::channel(command_capacity);
+        let (tx, rx) = crate::Commands::channel(command_capacity);
         let counters = Arc::new(Counters::default());
         let first = Transition { state: State::Requested, at: Utc::now(), detail: TransitionDetail::default() };
         registry.insert(info.clone(), tx, counters.clone(), first.clone());

@@ -228,7 +228,7 @@ async fn take_client(
 async fn run_early(
     p: Arc<Proxy>,
     mut session: SessionHandle,
-    commands: tokio::sync::mpsc::Receiver<wsgate_core::Command>,
+    commands: wsgate_core::Commands,
     mut client: Side,
     connect: ConnectRequest,
     upstream_url: String,

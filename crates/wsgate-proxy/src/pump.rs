@@ -29,7 +29,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use wsgate_core::{Command, Direction, Ending, ErrorKind, Initiator, InjectAck, InjectRefused, SessionHandle, Target};
@@ -258,7 +257,7 @@ pub struct Pump<'a> {
     client: Side,
     upstream: Side,
     session: &'a mut SessionHandle,
-    commands: mpsc::Receiver<Command>,
+    commands: wsgate_core::Commands,
     cfg: PumpConfig,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     shutting_down: bool,
@@ -277,7 +276,7 @@ impl<'a> Pump<'a> {
         client: Side,
         upstream: Side,
         session: &'a mut SessionHandle,
-        commands: mpsc::Receiver<Command>,
+        commands: wsgate_core::Commands,
         cfg: PumpConfig,
         shutdown: CancellationToken,
     ) -> Self {

@@ -15,7 +15,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wsgate_core::{Command, Direction, Ending, ErrorKind, Initiator, InjectRefused, SessionHandle, Target};
@@ -210,7 +209,7 @@ async fn until(at: Option<Instant>) {
 pub async fn run<B: Behaviour>(
     mut ws: WsStream<Transport>,
     session: &mut SessionHandle,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: wsgate_core::Commands,
     mut behaviour: B,
     cfg: ServerConfig,
     shutdown: CancellationToken,

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, header};
 use http_body_util::Full;
-use tokio::sync::mpsc;
 use wsgate_core::{
-    COMMAND_QUEUE, Command, EventBus, Registry, SessionHandle, SessionId, SessionInfo, SessionKind, State,
-    TransitionDetail,
+    COMMAND_QUEUE, EventBus, Registry, SessionHandle, SessionId, SessionInfo, SessionKind, State, TransitionDetail,
 };
 use wsgate_listener::Body;
 use wsgate_protocol::Transport;
@@ -135,7 +133,7 @@ pub fn open(
     info: SessionInfo,
     bus: &Arc<EventBus>,
     registry: &Arc<Registry>,
-) -> (SessionHandle, mpsc::Receiver<Command>) {
+) -> (SessionHandle, wsgate_core::Commands) {
     SessionHandle::open(info, bus.clone(), registry.clone(), COMMAND_QUEUE)
 }
 
