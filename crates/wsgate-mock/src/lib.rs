@@ -8,7 +8,6 @@
 mod echo;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
@@ -16,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsgate_core::{EventBus, Registry, SessionKind};
 use wsgate_listener::{Body, Conn, Handler, ListenerConfig};
-use wsgate_session::{Endpoint, EndpointConfig};
+use wsgate_session::{Endpoint, EndpointConfig, Served};
 
 pub use echo::Echo;
 /// Capacity of each mock session's command queue (inject/close): the one every
@@ -31,18 +30,10 @@ pub enum MockMode {
 
 #[derive(Debug, Clone)]
 pub struct MockConfig {
-    pub route: Arc<str>,
+    /// The route's sessions: subprotocols, deflate, limits, timeouts.
+    pub served: Served,
     pub mode: MockMode,
-    /// Subprotocols the mock accepts: the first one the client offers that is listed.
-    pub subprotocols: Vec<String>,
-    pub max_message_size: usize,
-    pub close_timeout: Duration,
     pub listener: ListenerConfig,
-    /// Accept permessage-deflate offers with this policy (`None`: never).
-    pub deflate: Option<wsgate_protocol::deflate::DeflatePolicy>,
-    /// Close a session with 1001 "idle timeout" after this long without a message
-    /// from its client (`None`: never).
-    pub idle_timeout: Option<Duration>,
 }
 
 /// The mock handler: the shared server-session endpoint with the mode's behaviour.
@@ -66,16 +57,7 @@ impl Mock {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Self> {
-        let endpoint_cfg = EndpointConfig {
-            name: "wsgate mock",
-            kind: SessionKind::Mock,
-            route: cfg.route,
-            subprotocols: cfg.subprotocols,
-            deflate: cfg.deflate,
-            max_message_size: cfg.max_message_size,
-            close_timeout: cfg.close_timeout,
-            idle_timeout: cfg.idle_timeout,
-        };
+        let endpoint_cfg = EndpointConfig { name: "wsgate mock", kind: SessionKind::Mock, served: cfg.served };
         let endpoint = Endpoint { cfg: endpoint_cfg, bus, registry, shutdown, tracker };
         Arc::new(Self { mode: cfg.mode, listener: cfg.listener, endpoint })
     }

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsgate_core::{EventBus, Registry, SessionKind};
 use wsgate_listener::{Body, Conn, Handler, plain};
-use wsgate_session::{Endpoint, EndpointConfig};
+use wsgate_session::{Endpoint, EndpointConfig, Served};
 
 pub use envelope::Payload;
 pub use hub::{Hub, Published};
@@ -107,13 +107,9 @@ impl Default for RelaySettings {
 /// A relay route's config.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    pub route: Arc<str>,
+    /// The route's sessions: subprotocols, deflate, limits, timeouts.
+    pub served: Served,
     pub settings: RelaySettings,
-    pub subprotocols: Vec<String>,
-    pub max_message_size: usize,
-    pub close_timeout: Duration,
-    pub idle_timeout: Option<Duration>,
-    pub deflate: Option<wsgate_protocol::deflate::DeflatePolicy>,
     /// Tokens required at the upgrade (`None`: anyone may connect).
     pub auth: Option<Arc<auth::Verifier>>,
 }
@@ -143,17 +139,8 @@ impl Relay {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Self> {
-        let state = hub.route(&cfg.route);
-        let endpoint_cfg = EndpointConfig {
-            name: "wsgate relay",
-            kind: SessionKind::Relay,
-            route: cfg.route,
-            subprotocols: cfg.subprotocols,
-            deflate: cfg.deflate,
-            max_message_size: cfg.max_message_size,
-            close_timeout: cfg.close_timeout,
-            idle_timeout: cfg.idle_timeout,
-        };
+        let state = hub.route(&cfg.served.route);
+        let endpoint_cfg = EndpointConfig { name: "wsgate relay", kind: SessionKind::Relay, served: cfg.served };
         let endpoint = Endpoint { cfg: endpoint_cfg, bus, registry, shutdown, tracker };
         Arc::new(Self { settings: Arc::new(cfg.settings), hub, state, auth: cfg.auth, endpoint })
     }

@@ -18,12 +18,10 @@ use crate::behaviour::Behaviour;
 use crate::server::{self, ServerConfig};
 use crate::upgrade::{self, Upgrade};
 
-/// How an endpoint negotiates and serves its sessions.
+/// How a route's sessions are negotiated and served, whatever answers them (a
+/// mock's, a relay's): the part of a handler's config every serving handler has.
 #[derive(Debug, Clone)]
-pub struct EndpointConfig {
-    /// Names the role in refusals (`wsgate mock: not a WebSocket upgrade …`).
-    pub name: &'static str,
-    pub kind: SessionKind,
+pub struct Served {
     pub route: Arc<str>,
     /// Subprotocols accepted: the first one the client offers that is listed.
     pub subprotocols: Vec<String>,
@@ -32,6 +30,15 @@ pub struct EndpointConfig {
     pub max_message_size: usize,
     pub close_timeout: Duration,
     pub idle_timeout: Option<Duration>,
+}
+
+/// How an endpoint negotiates and serves its sessions.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Names the role in refusals (`wsgate mock: not a WebSocket upgrade …`).
+    pub name: &'static str,
+    pub kind: SessionKind,
+    pub served: Served,
 }
 
 /// What a serving handler holds to answer upgrades: its config and where its sessions
@@ -71,10 +78,10 @@ impl Endpoint {
             Ok(u) => u,
             Err(e) => return not_an_upgrade(self.cfg.name, &e),
         };
-        let cfg = &self.cfg;
+        let cfg = &self.cfg.served;
         let chosen = up.choose_subprotocol(&cfg.subprotocols);
         let deflate = up.accept_deflate(cfg.deflate.as_ref());
-        let info = up.session_info(cfg.kind, cfg.route.clone(), peer, Vec::new());
+        let info = up.session_info(self.cfg.kind, cfg.route.clone(), peer, Vec::new());
         let (mut session, commands) = upgrade::open(info, &self.bus, &self.registry);
         let (response, pending) = up.accept(chosen.as_deref(), deflate.as_ref());
         let level = cfg.deflate.map_or(6, |d| d.level);

@@ -24,7 +24,7 @@ pub mod server;
 pub mod upgrade;
 
 pub use behaviour::{Behaviour, Outbox};
-pub use endpoint::{Endpoint, EndpointConfig};
+pub use endpoint::{Endpoint, EndpointConfig, Served};
 pub use server::{ServerConfig, run};
 pub use upgrade::{PendingUpgrade, Upgrade, connected};
 /// Bounds what a peer that is not reading can make the gateway hold: at this much

@@ -13,10 +13,14 @@ use wsgate_listener::{ListenerConfig, PathPattern};
 use wsgate_mock::{MockConfig, MockMode};
 use wsgate_proxy::{ProxyConfig, QueueConfig, ResolverConfig};
 use wsgate_relay::RelayConfig;
+use wsgate_session::Served;
 
 use crate::config::{
     Config, ConfigError, MockSection, ProxySection, RelaySection, RouteKind, route_error, routes_file,
 };
+
+/// How long a served session's close handshake may take once started.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which command is planning: what its top-level section adds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +204,18 @@ fn proxy_config(
     Ok(pc)
 }
 
+/// What every served route (mock, relay) shares: its sessions' negotiation and limits.
+fn served(cfg: &Config, route: &str, subprotocols: &[String], limits: &Limits) -> Served {
+    Served {
+        route: route.into(),
+        subprotocols: subprotocols.to_vec(),
+        deflate: cfg.deflate.policy(),
+        max_message_size: limits.max_message_size,
+        close_timeout: CLOSE_TIMEOUT,
+        idle_timeout: limits.idle_timeout,
+    }
+}
+
 /// A relay route's config, with its token check (a key file it cannot use is
 /// `(field, message, fix)`).
 fn relay_config(
@@ -209,26 +225,16 @@ fn relay_config(
     limits: &Limits,
 ) -> Result<RelayConfig, (&'static str, String, &'static str)> {
     Ok(RelayConfig {
-        route: route.into(),
+        served: served(cfg, route, &r.subprotocols, limits),
         settings: r.settings(),
-        subprotocols: r.subprotocols.clone(),
-        max_message_size: limits.max_message_size,
-        close_timeout: Duration::from_secs(5),
-        idle_timeout: limits.idle_timeout,
-        deflate: cfg.deflate.policy(),
         auth: r.verifier()?.map(std::sync::Arc::new),
     })
 }
 
 fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> MockConfig {
     MockConfig {
-        route: route.into(),
+        served: served(cfg, route, &m.subprotocols, limits),
         mode: MockMode::Echo,
-        subprotocols: m.subprotocols.clone(),
-        max_message_size: limits.max_message_size,
-        close_timeout: Duration::from_secs(5),
-        deflate: cfg.deflate.policy(),
-        idle_timeout: limits.idle_timeout,
         // Unused behind a router: the gateway's one listener accepts for every route.
         listener: ListenerConfig {
             tls: None,

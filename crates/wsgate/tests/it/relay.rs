@@ -677,17 +677,8 @@ async fn websocket_relays_config_file_is_read_as_is() {
         format!("server:\n  port: {port}\ntls:\n  enabled: false\nmetrics:\n  enabled: true\n  port: {metrics_port}\n"),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(bin())
-        .args(["relay", "--config-file", file.to_str().unwrap(), "--control", "127.0.0.1:0", "--no-store"])
-        .current_dir(&dir.0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
-    let ready = within(lines.next_line()).await.unwrap().unwrap_or_default();
-    assert!(ready.contains(&format!("listen=0.0.0.0:{port}")), "{ready}");
+    let gw = relay(&["--config-file", file.to_str().unwrap(), "--no-store"]).await;
+    assert_eq!(gw.listen.to_string(), format!("0.0.0.0:{port}"));
     // Every message to every client on `/`, sender included, as the Go relay does.
     let url = format!("ws://127.0.0.1:{port}/");
     let mut a = tt(&url).await;

@@ -220,7 +220,10 @@ impl Gateway {
         let stderr = dir.0.join("stderr.log");
         let mut cmd = Command::new(bin());
         cmd.arg(sub);
-        if !args.contains(&"--listen") && !env.iter().any(|(k, _)| *k == "PORT") {
+        // The listen address comes from `--listen`, websocket-multiplex's PORT, or
+        // websocket-relay's config file (`--config-file`) when a test gives one.
+        let listen_given = args.iter().any(|a| matches!(*a, "--listen" | "--config-file"));
+        if !listen_given && !env.iter().any(|(k, _)| *k == "PORT") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         if !args.contains(&"--control") {

@@ -120,16 +120,8 @@ async fn relay_serves_wss_from_websocket_relays_config_file() {
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(bin())
-        .args(["relay", "--config-file", file.to_str().unwrap(), "--control", "127.0.0.1:0", "--no-store"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
-    let ready = within(lines.next_line()).await.unwrap().unwrap_or_default();
-    assert!(ready.contains(&format!("listen=0.0.0.0:{port}")), "{ready}");
+    let gw = Gateway::spawn("relay", &["--config-file", file.to_str().unwrap(), "--no-store"], &[]).await;
+    assert_eq!(gw.listen.to_string(), format!("0.0.0.0:{port}"));
     let connect = || {
         let mut req = ConnectRequest::new(format!("wss://127.0.0.1:{port}/").parse().unwrap());
         req.tls = Some(wsgate_protocol::tls::client_config(Some(pki.path("ca.pem").as_ref())).unwrap());
@@ -138,13 +130,7 @@ async fn relay_serves_wss_from_websocket_relays_config_file() {
     let mut a = connect().await;
     let mut b = connect().await;
     // Both are members once the API lists them connected.
-    let control = ready.split_whitespace().find_map(|w| w.strip_prefix("control=")).unwrap().to_owned();
-    eventually(|| async {
-        let v = http_json(&format!("http://{control}/api/sessions")).await;
-        let n = v["sessions"].as_array()?.iter().filter(|s| s["state"] == "CONNECTED").count();
-        (n == 2).then_some(())
-    })
-    .await;
+    gw.wait_sessions(|s| s.iter().filter(|s| s["state"] == "CONNECTED").count() == 2).await;
     a.send(Message::text("over wss")).await.unwrap();
     assert_eq!(text(&recv(&mut b).await), "over wss");
     assert_eq!(text(&recv(&mut a).await), "over wss");
