@@ -196,14 +196,6 @@ async fn next_input<B: Behaviour>(
     .await
 }
 
-/// Sleeps until `at`, or forever.
-async fn until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Serves one session (already CONNECTED) until it ends, then records its final
 /// state ([`Ending::finish`]).
 pub async fn run<B: Behaviour>(
@@ -217,31 +209,59 @@ pub async fn run<B: Behaviour>(
     let mut run = Run { session, ending: None, closing: false, yield_now: false };
     let mut commands_open = true;
     let mut feed_first = false;
-    // Only polled once closing, and re-armed then; the initial value is moot.
-    let close_deadline = tokio::time::sleep(cfg.close_timeout);
-    tokio::pin!(close_deadline);
+    // One timer for whatever is due next — the close handshake's deadline while
+    // closing, else the idle timeout or the behaviour's tick, whichever is sooner —
+    // re-armed only when that changes: an idle session holds one timer, not three.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
+    let mut close_at = Instant::now();
     let mut last_activity = Instant::now();
-    let idle = tokio::time::sleep(cfg.idle_timeout.unwrap_or(Duration::MAX / 4));
-    tokio::pin!(idle);
+    // When to look at the idle timeout next: moved on lazily, when it comes, rather
+    // than the timer being reset for every message.
+    let mut idle_due = cfg.idle_timeout.map(|d| last_activity + d);
     run.phase(&mut ws, &mut behaviour, |b, out| b.on_open(out));
     loop {
         let was_closing = run.closing;
         let tick = behaviour.next_tick();
+        let due = if run.closing {
+            Some(close_at)
+        } else {
+            match (idle_due, tick) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        if due != armed {
+            if let Some(t) = due {
+                timer.as_mut().reset(t);
+            }
+            armed = due;
+        }
         tokio::select! {
             _ = shutdown.cancelled(), if !run.closing => {
                 run.start_close(&mut ws, CloseCode::GOING_AWAY, "gateway shutting down", Initiator::Gateway);
             }
-            _ = &mut close_deadline, if run.closing => break,
-            _ = &mut idle, if !run.closing && cfg.idle_timeout.is_some() => {
-                let due = last_activity + cfg.idle_timeout.unwrap_or_default();
-                if Instant::now() >= due {
-                    run.start_close(&mut ws, CloseCode::GOING_AWAY, "idle timeout", Initiator::Gateway);
-                } else {
-                    idle.as_mut().reset(due);
+            _ = &mut timer, if armed.is_some() => {
+                // Fired: re-armed from scratch on the next turn.
+                armed = None;
+                let now = Instant::now();
+                if run.closing {
+                    if now >= close_at {
+                        break;
+                    }
+                } else if let Some(idle) = cfg.idle_timeout
+                    && idle_due.is_some_and(|t| now >= t)
+                {
+                    let due = last_activity + idle;
+                    if now >= due {
+                        run.start_close(&mut ws, CloseCode::GOING_AWAY, "idle timeout", Initiator::Gateway);
+                    } else {
+                        idle_due = Some(due);
+                    }
+                } else if tick.is_some_and(|t| now >= t) {
+                    run.phase(&mut ws, &mut behaviour, |b, out| b.on_tick(out));
                 }
-            }
-            _ = until(tick), if !run.closing && tick.is_some() => {
-                run.phase(&mut ws, &mut behaviour, |b, out| b.on_tick(out));
             }
             cmd = commands.recv(), if commands_open => match cmd {
                 Some(cmd) => run.command(&mut ws, cmd),
@@ -284,7 +304,7 @@ pub async fn run<B: Behaviour>(
             },
         }
         if run.closing && !was_closing {
-            close_deadline.as_mut().reset(Instant::now() + cfg.close_timeout);
+            close_at = Instant::now() + cfg.close_timeout;
         }
         if std::mem::take(&mut run.yield_now) {
             tokio::task::yield_now().await;
