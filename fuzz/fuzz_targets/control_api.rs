@@ -35,7 +35,6 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -113,7 +112,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// Takes a session's commands as its task would: every inject is sent.
-async fn answer(mut rx: mpsc::Receiver<Command>) {
+async fn answer(mut rx: wsgate_core::Commands) {
     while let Some(cmd) = rx.recv().await {
         if let Command::Inject { ack, .. } = cmd {
             ack.send(Ok(()));

@@ -40,16 +40,6 @@ impl Payload {
             Self::Binary(b) => Message::Binary(b.clone()),
         }
     }
-
-    pub fn len(&self) -> usize {
-        match self {
-            Self::Text(b) | Self::Json(b) | Self::Binary(b) => b.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A command's `id`, kept as the client wrote it (string or number) to be echoed in

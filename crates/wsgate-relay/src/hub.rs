@@ -85,7 +85,7 @@ pub struct RoomDetail {
 }
 
 /// What one publication did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
     /// Its offset in the room (`None`: the room had no members, so it does not exist).
     pub offset: Option<u64>,
@@ -93,7 +93,6 @@ pub struct Published {
     pub delivered: usize,
     /// Some member's queue is at least half full: the publisher should let members
     /// drain ([`wsgate_session::Outbox::yield_to_others`]) before it publishes more.
-    #[serde(skip)]
     pub congested: bool,
 }
 
@@ -301,11 +300,6 @@ impl Hub {
         }
         tally.flush();
         tally.delivered
-    }
-
-    /// Whether a connection with this id is a relay member now.
-    pub fn is_member(&self, id: SessionId) -> bool {
-        self.members.contains_key(&id)
     }
 
     /// Every room, by name.

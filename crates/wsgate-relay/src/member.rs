@@ -181,8 +181,8 @@ impl Member {
             // one joined under the token's rules).
             ClientFrame::Publish { id, room: None, data, timestamp, .. } => {
                 let mut delivered = 0;
-                for room in self.rooms.clone() {
-                    delivered += self.publish(&room, &data, timestamp, out).delivered;
+                for room in &self.rooms {
+                    delivered += self.publish(room, &data, timestamp, out).delivered;
                 }
                 ack(out, &id, AckInfo { delivered: Some(delivered), ..AckInfo::default() });
             }
