@@ -15,8 +15,9 @@
 #              limit, <= 1.5 us relay CPU per delivery (both printed; either passes);
 #              rec >= 0.8x no-store deliveries/s
 #   - publish -> subscriber latency at 100 publishes/s to 1 000 subscribers, no-store
-#     and rec, default queues: p99 over every delivery (bench fanout's latency_us; its
-#     max, printed too, bounds publish -> last subscriber)        target p99 <= 10 ms
+#     and rec, default queues: per publication, publish -> its last subscriber (bench
+#     fanout's last_delivery_us), and every delivery's latency beside it
+#                                                                   target p99 <= 10 ms
 #   - 15 000 idle relay connections (rec): relay VmRSS growth per connection, read once
 #     the relay's websocket_connected_clients gauge counts them all  target <= 4 KiB
 # The measured relay runs alone on one core (taskset), the bench client on the other.
@@ -176,20 +177,20 @@ print(f"(shown, not a target) wsgate --no-store with its default member queue (1
       f"{d['messages_sent']} messages as fast as they go: {d['msgs_per_sec']:,.0f} deliveries/s, "
       f"{d['lost']:,} of {d['expected']:,} lost (relay dropped {dropped:,.0f})")
 
-print("== publish -> subscriber latency at 100 publishes/s, default member queues (p99 over every delivery; "
-      "max = the slowest delivery of the run, an upper bound on publish -> last subscriber). Other load on the "
-      "machine only adds latency: the target is held to the best round")
+print("== publish -> last subscriber at 100 publishes/s, default member queues (per publication, its slowest "
+      "delivery; every delivery's p99 beside it). Other load on the machine only adds latency: the target is held "
+      "to the best round")
 for k in ("nostore", "rec"):
     runs = [load(f"lat-{k}-{i}") for i in range(1, rounds + 1)]
     for i, d in enumerate(runs, 1):
-        l = d["latency_us"]
+        l, a = d["last_delivery_us"], d["latency_us"]
         print(f"round {i}: {names[k]:20} {d['messages_sent']} publishes x {d['connected']} subscribers, "
-              f"{d['msgs_per_sec']:,.0f} deliveries/s: p50 {l['p50']/1000:.2f} ms, p99 {l['p99']/1000:.2f} ms, "
-              f"p99.9 {l['p999']/1000:.2f} ms, max {l['max']/1000:.2f} ms, relay CPU "
+              f"{d['msgs_per_sec']:,.0f} deliveries/s: last subscriber p50 {l['p50']/1000:.2f} ms, "
+              f"p99 {l['p99']/1000:.2f} ms, max {l['max']/1000:.2f} ms (every delivery p99 {a['p99']/1000:.2f} ms), relay CPU "
               f"{cpu(f'lat-{k}-{i}') * 1e6 / max(d['messages_received'], 1):.2f} us/delivery"
               f"{'  NOT CLEAN: ' + bad(d) if bad(d) else ''}")
-    best = min(d["latency_us"]["p99"] for d in runs) / 1000
-    print(f"{names[k]}: best p99 {best:.2f} ms (target <= 10 ms)  {verdict(best <= 10 and not any(bad(d) for d in runs))}")
+    best = min(d["last_delivery_us"]["p99"] for d in runs) / 1000
+    print(f"{names[k]}: best publish -> last subscriber p99 {best:.2f} ms (target <= 10 ms)  {verdict(best <= 10 and not any(bad(d) for d in runs))}")
 
 print(f"== {hold} idle relay connections (recording relay)")
 per = (peak - base) / max(held, 1)

@@ -16,6 +16,7 @@
 //! socket would stall everyone).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -45,6 +46,9 @@ const PUBLISH_BURST: u64 = 32;
 const PUBLISHER: u64 = 0;
 /// Most messages a run may publish (seqs are tracked in a bitset per subscriber).
 const MAX_MESSAGES: u64 = 1 << 32;
+/// Most publications whose slowest delivery is tracked (8 bytes each); longer runs
+/// report only the per-delivery latency.
+const MAX_LAST_TRACKED: u64 = 1 << 22;
 /// Most memory all subscribers' bitsets may take together.
 const MAX_SEEN_BYTES: u64 = 2 << 30;
 
@@ -57,6 +61,9 @@ struct Shared {
     subscribers: usize,
     synced: Tally,
     sync_seen: Notify,
+    /// Per publication, its slowest delivery so far in µs, plus one (0: none yet):
+    /// publish → last subscriber.
+    last: Box<[AtomicU64]>,
 }
 
 /// What one subscriber measured.
@@ -144,6 +151,11 @@ pub(crate) async fn run(a: FanoutArgs, shutdown: CancellationToken) -> Result<Su
         subscribers: subs.len(),
         synced: Tally::default(),
         sync_seen: Notify::new(),
+        last: if a.messages <= MAX_LAST_TRACKED {
+            (0..a.messages).map(|_| AtomicU64::new(0)).collect()
+        } else {
+            Box::default()
+        },
     });
     summary.expected = Some(a.messages * subs.len() as u64);
     summary.target_rate = rate;
@@ -249,6 +261,13 @@ pub(crate) async fn run(a: FanoutArgs, shutdown: CancellationToken) -> Result<Su
         summary.lost = missing;
     }
     summary.latency_us = LatencyStats::from_histogram(&latency);
+    if !shared.last.is_empty() {
+        let mut last = latency_histogram(1);
+        for slowest in shared.last.iter().map(|v| v.load(Ordering::Relaxed)).filter(|v| *v > 0) {
+            record(&mut last, slowest - 1);
+        }
+        summary.last_delivery_us = Some(LatencyStats::from_histogram(&last));
+    }
     let elapsed = match (published.first, last_delivery) {
         (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
         _ => 0.0,
@@ -476,7 +495,11 @@ async fn subscribe(index: usize, mut ws: Ws, shared: &Shared, progress: &Slot, s
         out.received += 1;
         out.bytes += payload.len() as u64;
         let now_ns = now.saturating_duration_since(shared.epoch).as_nanos() as u64;
-        record(&mut out.latency, now_ns.saturating_sub(ts) / 1_000);
+        let us = now_ns.saturating_sub(ts) / 1_000;
+        record(&mut out.latency, us);
+        if let Some(slowest) = shared.last.get(seq as usize) {
+            slowest.fetch_max(us + 1, Ordering::Relaxed);
+        }
         out.last_delivery = Some(now);
         progress.set(out.received);
     }

@@ -137,6 +137,10 @@ pub struct Summary {
     pub target_rate: Option<f64>,
     /// Round-trip (echo) or publish-to-delivery (fan-out) latency.
     pub latency_us: LatencyStats,
+    /// Fan-out: per publication, publish → its last subscriber (the slowest of its
+    /// deliveries); absent for echo and for runs too long to track.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_delivery_us: Option<LatencyStats>,
     /// Handshake time of the connections that opened (TCP + TLS + upgrade).
     pub connect_latency_us: LatencyStats,
     /// Local source addresses the connections were spread over, if any.
@@ -173,6 +177,7 @@ impl Summary {
             mib_per_sec: 0.0,
             target_rate: None,
             latency_us: LatencyStats::default(),
+            last_delivery_us: None,
             connect_latency_us: LatencyStats::default(),
             source_ips: None,
             interrupted: false,
@@ -296,6 +301,9 @@ pub fn render_summary(s: &Summary, json: bool) -> String {
             row("throughput", throughput);
             let label = if s.kind == BenchKind::Fanout { "delivery µs" } else { "round trip µs" };
             row(label, latency_line(&s.latency_us));
+            if let Some(last) = &s.last_delivery_us {
+                row("last delivery µs", latency_line(last));
+            }
         }
     }
     row("handshake µs", latency_line(&s.connect_latency_us));

@@ -91,6 +91,10 @@ async fn fanout_delivers_every_message_to_every_subscriber() {
         assert_eq!(s.messages_received, 4000, "{args:?}: {:?}", s.error_samples);
         assert_eq!((s.lost, s.duplicates, s.errors), (0, 0, 0), "{args:?}: {:?}", s.error_samples);
         assert_eq!(s.latency_us.count, 4000);
+        // One slowest delivery per publication, never faster than the typical one.
+        let last = s.last_delivery_us.clone().unwrap_or_default();
+        assert_eq!(last.count, 200, "{args:?}");
+        assert!(last.max == s.latency_us.max && last.p50 >= s.latency_us.p50, "{last:?} vs {:?}", s.latency_us);
         assert!(s.msgs_per_sec > 0.0);
     }
 }
