@@ -16,48 +16,18 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use wsgate_core::SessionId;
 use wsgate_relay::Payload;
+use wsgate_relay::hub::{RoomDetail, RoomSummary};
 
 use crate::ControlPlane;
 use crate::body::JsonBody;
 use crate::commands::InvalidCommand;
 use crate::error::{ApiError, ErrorBody};
 
-/// A room, as listed.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Room {
-    pub room: String,
-    /// Members now.
-    pub members: usize,
-    /// The last publication's offset (1 for the first; 0 before any).
-    pub offset: u64,
-    /// Messages queued for its members since it was made.
-    pub deliveries: u64,
-}
-
+/// Every room, by name.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RoomList {
-    pub rooms: Vec<Room>,
-}
-
-/// A member of a room.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RoomMember {
-    /// The member's session (`/api/sessions/{id}`; the envelope's connection id).
-    pub session_id: SessionId,
-    pub route: String,
-    /// `raw` or `envelope`.
-    pub protocol: String,
-    /// Messages waiting in its queue.
-    pub queued: usize,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RoomDetail {
-    #[serde(flatten)]
-    pub room: Room,
-    pub member_list: Vec<RoomMember>,
+    pub rooms: Vec<RoomSummary>,
 }
 
 /// What a publication did.
@@ -142,10 +112,6 @@ fn hub(cp: &ControlPlane) -> Option<&std::sync::Arc<wsgate_relay::Hub>> {
     cp.inner.cfg.relay.as_ref()
 }
 
-fn room(r: wsgate_relay::hub::RoomSummary) -> Room {
-    Room { room: r.room.to_string(), members: r.members, offset: r.offset, deliveries: r.deliveries }
-}
-
 #[utoipa::path(
     get,
     path = "/api/rooms",
@@ -154,7 +120,7 @@ fn room(r: wsgate_relay::hub::RoomSummary) -> Room {
     responses((status = 200, description = "Every room with members, by name", body = RoomList)),
 )]
 pub async fn list(State(cp): State<ControlPlane>) -> Json<RoomList> {
-    let rooms = hub(&cp).map(|h| h.rooms().into_iter().map(room).collect()).unwrap_or_default();
+    let rooms = hub(&cp).map(|h| h.rooms()).unwrap_or_default();
     Json(RoomList { rooms })
 }
 
@@ -174,18 +140,7 @@ pub async fn get(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RoomDetail>, ApiError> {
     let name = name?.0;
-    let d = hub(&cp).and_then(|h| h.room(&name)).ok_or(ApiError::RoomNotFound(name))?;
-    let member_list = d
-        .member_list
-        .into_iter()
-        .map(|m| RoomMember {
-            session_id: m.session_id,
-            route: m.route.to_string(),
-            protocol: m.protocol.as_str().into(),
-            queued: m.queued,
-        })
-        .collect();
-    Ok(Json(RoomDetail { room: room(d.summary), member_list }))
+    hub(&cp).and_then(|h| h.room(&name)).map(Json).ok_or(ApiError::RoomNotFound(name))
 }
 
 #[utoipa::path(

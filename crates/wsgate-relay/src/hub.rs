@@ -60,24 +60,34 @@ struct Room {
 
 /// A room as `GET /api/rooms` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Room))]
 pub struct RoomSummary {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub room: Arc<str>,
+    /// Members now.
     pub members: usize,
+    /// The last publication's offset (1 for the first; 0 before any).
     pub offset: u64,
+    /// Messages queued for its members since it was made.
     pub deliveries: u64,
 }
 
 /// One member of a room as `GET /api/rooms/{room}` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RoomMember))]
 pub struct MemberSummary {
+    /// The member's session (`/api/sessions/{id}`; the envelope's connection id).
     pub session_id: SessionId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub route: Arc<str>,
     pub protocol: Protocol,
     /// Messages waiting in its queue.
     pub queued: usize,
 }
 
+/// A room with its members, as `GET /api/rooms/{room}` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoomDetail {
     #[serde(flatten)]
     pub summary: RoomSummary,

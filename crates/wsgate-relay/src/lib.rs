@@ -39,6 +39,7 @@ pub use mailbox::{MailboxLimits, Overflow};
 
 /// What a route's clients speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// Every message, unchanged, to everyone in the room named by the request path.
