@@ -174,7 +174,13 @@ pub fn parse(text: &[u8]) -> Result<ClientFrame, Refused> {
     let wire: Wire<'_> =
         serde_json::from_slice(text).map_err(|e| Refused { id: None, error: EnvelopeError::NotJson(e.to_string()) })?;
     let id = match wire.id {
-        Some(raw) if matches!(raw.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) => {
+        Some(raw) if raw.get().starts_with('"') => Some(Id(raw.get().to_owned())),
+        // A number, echoed as written: only one a JSON parser can read back (not
+        // `1E20000`, which overflows a double and which serde_json, for one, refuses).
+        Some(raw)
+            if matches!(raw.get().as_bytes().first(), Some(b'-' | b'0'..=b'9'))
+                && raw.get().parse::<serde_json::Number>().is_ok() =>
+        {
             Some(Id(raw.get().to_owned()))
         }
         Some(_) => {
@@ -416,6 +422,8 @@ mod tests {
         assert_eq!(code(br#"{"type":"send","to":"nobody","data":1}"#), Some(("bad_field", None)));
         assert_eq!(code(br#"{"type":"join","room":""}"#), Some(("bad_field", None)));
         assert_eq!(code(br#"{"type":"join","room":"a","id":{}}"#), Some(("bad_field", None)));
+        // Found by the relay_envelope fuzz target: valid JSON, but no double holds it.
+        assert_eq!(code(br#"{"type":"dance","id":1700000E20000}"#), Some(("bad_field", None)));
     }
 
     #[test]
