@@ -89,7 +89,7 @@ pub fn event(ev: &SessionEvent, payload_cap: usize) -> Option<Bytes> {
         SessionEvent::Error { info, kind, message } => {
             to_bytes(&LiveEvent::Error { session: info.id, kind: kind.as_str(), message })
         }
-        SessionEvent::Queue(_) => return None,
+        SessionEvent::Queue(_) | SessionEvent::Logged(_) | SessionEvent::Delivered(_) => return None,
     })
 }
 

@@ -226,7 +226,12 @@ impl LiveHub {
         {
             taps.forget(info.id);
         }
-        let info = ev.info();
+        // Shared logs and delivery runs go to the recorder only; this observer gets
+        // each delivery as a message.
+        let Some(info) = ev.info() else { return };
+        if matches!(ev, SessionEvent::Delivered(_)) {
+            return;
+        }
         // Each computed at most once per event, however many subscribers share it.
         let mut json: Option<Option<Bytes>> = None;
         let mut tapped: Option<Option<Message>> = None;

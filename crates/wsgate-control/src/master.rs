@@ -337,7 +337,7 @@ pub(crate) fn render(ev: &SessionEvent, step: Step, whole: Option<&Message>) -> 
                 Audience::All,
             ));
         }
-        SessionEvent::Error { .. } => {}
+        SessionEvent::Error { .. } | SessionEvent::Logged(_) | SessionEvent::Delivered(_) => {}
     }
     out
 }

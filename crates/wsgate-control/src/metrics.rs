@@ -198,7 +198,7 @@ impl Metrics {
             // Counted on the bus (`EventBus::traffic`); the observer does not ask for them.
             SessionEvent::Message(_) => {}
             // Drops are counted from their error events.
-            SessionEvent::Queue(_) => {}
+            SessionEvent::Queue(_) | SessionEvent::Logged(_) | SessionEvent::Delivered(_) => {}
             SessionEvent::Error { kind, .. } => {
                 if kind.is_queue_drop() {
                     self.queue_dropped.get_or_create(&ReasonLabels { reason: kind.as_str() }).inc();

@@ -166,7 +166,13 @@ pub async fn publish(
 ) -> Result<Json<PublishResult>, ApiError> {
     let name = name?.0;
     let payload = payload(body.parse()?)?;
-    let p = hub(&cp).map(|h| h.publish(&name, &payload, None, None, None)).unwrap_or(wsgate_relay::Published {
+    // Kept once in the room's log for its members' histories, like a member's
+    // publication (with no session to wait in under `--record strict`: dropped and
+    // counted if the recorder's queue is full).
+    let bus = cp.inner.bus.clone();
+    let mut keep = |e| bus.emit_shared(wsgate_core::SessionEvent::Logged(e), None);
+    let keep: Option<&mut dyn FnMut(wsgate_core::LogEntry)> = if bus.wants_runs() { Some(&mut keep) } else { None };
+    let p = hub(&cp).map(|h| h.publish(&name, &payload, None, None, None, keep)).unwrap_or(wsgate_relay::Published {
         offset: None,
         delivered: 0,
         congested: false,

@@ -44,6 +44,10 @@ struct Slot {
     /// Whether the observer currently wants message events (the live stream does not
     /// while nobody is watching).
     wants_messages: Arc<AtomicBool>,
+    /// It keeps shared logs ([`crate::SharedLog`]): it takes a session's deliveries
+    /// from them as runs ([`SessionEvent::Delivered`]) and each log entry once
+    /// ([`SessionEvent::Logged`]), never a message event per delivery.
+    takes_runs: bool,
 }
 
 /// Fans events out to observers.
@@ -113,6 +117,16 @@ impl EventBusBuilder {
 
     /// Adds an observer with its own overflow policy.
     pub fn observer_with(&mut self, name: &'static str, capacity: usize, overflow: Overflow) -> ObserverQueue {
+        self.add(name, capacity, overflow, false)
+    }
+
+    /// Adds an observer that keeps shared logs (the recorder): deliveries from a
+    /// [`crate::SharedLog`] reach it as runs and log entries, not one by one.
+    pub fn log_keeper(&mut self, name: &'static str, capacity: usize, overflow: Overflow) -> ObserverQueue {
+        self.add(name, capacity, overflow, true)
+    }
+
+    fn add(&mut self, name: &'static str, capacity: usize, overflow: Overflow, takes_runs: bool) -> ObserverQueue {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let wants_messages = Arc::new(AtomicBool::new(true));
         self.slots.push(Slot {
@@ -121,6 +135,7 @@ impl EventBusBuilder {
             overflow,
             dropped: AtomicU64::new(0),
             wants_messages: wants_messages.clone(),
+            takes_runs,
         });
         ObserverQueue { rx, wants_messages }
     }
@@ -177,6 +192,46 @@ impl EventBus {
     #[inline]
     pub fn wants_messages(&self) -> bool {
         self.slots.iter().any(|s| s.wants_messages.load(Ordering::Relaxed))
+    }
+
+    /// Whether an observer that shows deliveries one by one wants message events now.
+    #[inline]
+    pub fn wants_deliveries(&self) -> bool {
+        self.slots.iter().any(|s| !s.takes_runs && s.wants_messages.load(Ordering::Relaxed))
+    }
+
+    /// Whether a shared-log keeper wants message events now.
+    #[inline]
+    pub fn wants_runs(&self) -> bool {
+        self.slots.iter().any(|s| s.takes_runs && s.wants_messages.load(Ordering::Relaxed))
+    }
+
+    /// Delivers one delivery from a shared log, as a message event, to the observers
+    /// that show deliveries one by one (not the log keepers, which get runs).
+    #[inline]
+    pub fn emit_delivery(&self, event: MessageEvent, pending: &mut Pending) {
+        let event = SessionEvent::Message(event);
+        for (i, slot) in self.slots.iter().enumerate() {
+            if !slot.takes_runs && slot.wants_messages.load(Ordering::Relaxed) {
+                self.offer(i, slot, &event, pending, true);
+            }
+        }
+    }
+
+    /// Delivers a shared-log event ([`SessionEvent::Logged`], [`SessionEvent::Delivered`])
+    /// to the log keepers, under the message events' policy; parked in `pending` where
+    /// the policy waits, dropped and counted where there is no session to park in.
+    pub fn emit_shared(&self, event: SessionEvent, pending: Option<&mut Pending>) {
+        let mut scratch = Pending::default();
+        let pending = pending.unwrap_or(&mut scratch);
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.takes_runs && slot.wants_messages.load(Ordering::Relaxed) {
+                self.offer(i, slot, &event, pending, true);
+            }
+        }
+        for (slot, _) in scratch.queue.drain(..) {
+            self.slots[slot].dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Delivers a message event to the observers that want message events.

@@ -101,6 +101,51 @@ pub struct QueueEvent {
     pub at: DateTime<Utc>,
 }
 
+/// A log of messages stored once and referred to by every session that received
+/// them: a relay room's publications, so one publication to 1 000 members is one
+/// stored message, not 1 000. One log per rendering of a room (raw and envelope
+/// members receive different bytes for the same publication); a room emptied and
+/// made again starts a new log, its offsets from 1 again — hence an id of its own.
+#[derive(Debug)]
+pub struct SharedLog {
+    /// UUIDv7: unique across rooms, restarts and gateways sharing a store.
+    pub id: uuid::Uuid,
+    /// What it is the log of (the room's name), for people reading the store.
+    pub name: Arc<str>,
+}
+
+impl SharedLog {
+    pub fn new(name: Arc<str>) -> Arc<Self> {
+        Arc::new(Self { id: uuid::Uuid::now_v7(), name })
+    }
+}
+
+/// One message appended to a [`SharedLog`] (a publication), carried once.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub log: Arc<SharedLog>,
+    /// Its place in the log, from 1 (the room's offset).
+    pub offset: u64,
+    pub opcode: OpCode,
+    pub payload: Bytes,
+    pub at: DateTime<Utc>,
+}
+
+/// Messages a session received from a [`SharedLog`], as a run: its frames
+/// `first_seq ..first_seq + count` were the log's entries `first_offset ..` in order,
+/// each sent `gateway_to_client`. A session's deliveries are recorded as runs (a
+/// gap, another log or another frame between them starts a new one) instead of a
+/// message event each; observers that show messages one by one (the live stream)
+/// get those as [`MessageEvent`]s as well.
+#[derive(Debug, Clone)]
+pub struct DeliveryRun {
+    pub info: Arc<SessionInfo>,
+    pub first_seq: u64,
+    pub count: u64,
+    pub log: Arc<SharedLog>,
+    pub first_offset: u64,
+}
+
 #[derive(Debug, Clone)]
 pub enum SessionEvent {
     Lifecycle {
@@ -117,14 +162,23 @@ pub enum SessionEvent {
     },
     /// A queued message sent or dropped (accept-early).
     Queue(QueueEvent),
+    /// A message appended to a shared log (for the observers that keep shared logs:
+    /// the recorder). Not about one session: `info` of the session that published
+    /// it, if one did.
+    Logged(LogEntry),
+    /// A session's run of deliveries from a shared log.
+    Delivered(DeliveryRun),
 }
 
 impl SessionEvent {
-    pub fn info(&self) -> &Arc<SessionInfo> {
+    /// The session it is about; `None` for a shared log's entry, which is about a room.
+    pub fn info(&self) -> Option<&Arc<SessionInfo>> {
         match self {
-            Self::Lifecycle { info, .. } | Self::Error { info, .. } => info,
-            Self::Message(m) => &m.info,
-            Self::Queue(q) => &q.info,
+            Self::Lifecycle { info, .. } | Self::Error { info, .. } => Some(info),
+            Self::Message(m) => Some(&m.info),
+            Self::Queue(q) => Some(&q.info),
+            Self::Delivered(r) => Some(&r.info),
+            Self::Logged(_) => None,
         }
     }
 }

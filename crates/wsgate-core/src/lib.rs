@@ -22,11 +22,12 @@ pub mod session;
 pub use bus::{EventBus, EventBusBuilder, ObserverQueue, Overflow, Pending};
 pub use command::{COMMAND_QUEUE, CommandSender, Commands, HIGH_WATER, InjectAck, InjectRefused, InjectReply};
 pub use ending::Ending;
-pub use event::{Direction, MessageEvent, QueueEvent, QueueOutcome, SessionEvent};
+pub use event::{DeliveryRun, Direction, LogEntry, MessageEvent, QueueEvent, QueueOutcome, SessionEvent, SharedLog};
 pub use id::SessionId;
 pub use kinds::{ErrorKind, ReasonKind};
 pub use path_filter::path_matches;
 pub use registry::{Command, CommandError, Registry, SessionSnapshot, Target};
 pub use session::{
-    CloseInfo, Initiator, SessionHandle, SessionInfo, SessionKind, State, Totals, Transition, TransitionDetail,
+    CloseInfo, Initiator, RUN_FLUSH, SessionHandle, SessionInfo, SessionKind, State, Totals, Transition,
+    TransitionDetail,
 };

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use wsgate_protocol::{Frame, OpCode};
 
 use crate::bus::{EventBus, Pending};
-use crate::event::{Direction, MessageEvent, SessionEvent};
+use crate::event::{DeliveryRun, Direction, MessageEvent, SessionEvent, SharedLog};
 use crate::id::SessionId;
 use crate::kinds::{ErrorKind, ReasonKind};
 use crate::registry::Registry;
@@ -240,6 +240,23 @@ pub struct SessionHandle {
     seq: u64,
     /// Events a waiting observer could not take yet (see [`crate::bus::Overflow`]).
     pending: Pending,
+    /// Deliveries from a shared log not yet handed to the log keepers (boxed: most
+    /// sessions never have one, and every open session holds this handle).
+    run: Option<Box<OpenRun>>,
+}
+
+/// How long a run of deliveries may stay open before it is handed to the recorder,
+/// so a live session's history is this far behind at most (the recorder's own batch
+/// interval comes on top).
+pub const RUN_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A run of deliveries being extended ([`crate::DeliveryRun`]).
+struct OpenRun {
+    log: Arc<SharedLog>,
+    first_seq: u64,
+    first_offset: u64,
+    count: u64,
+    due: std::time::Instant,
 }
 
 impl SessionHandle {
@@ -258,7 +275,7 @@ impl SessionHandle {
         registry.insert(info.clone(), tx, counters.clone(), first.clone());
         let mut pending = Pending::default();
         bus.emit_or_park(SessionEvent::Lifecycle { info: info.clone(), transition: first }, &mut pending);
-        (Self { info, bus, registry, counters, state: State::Requested, seq: 0, pending }, rx)
+        (Self { info, bus, registry, counters, state: State::Requested, seq: 0, pending, run: None }, rx)
     }
 
     pub fn id(&self) -> SessionId {
@@ -279,6 +296,10 @@ impl SessionHandle {
     pub fn transition(&mut self, state: State, mut detail: TransitionDetail) {
         if !self.state.can_become(state) {
             return;
+        }
+        if state.is_final() {
+            // The history must hold every delivery before the end that counts them.
+            self.flush_run();
         }
         self.state = state;
         log_transition(&self.info, state, &detail);
@@ -388,6 +409,83 @@ impl SessionHandle {
         );
     }
 
+    /// Records a message sent to the client that is entry `offset` of a shared `log`
+    /// (a relay room's publication): counted like any frame, shown one by one to
+    /// observers that show messages, and kept by the recorder as part of a run that
+    /// refers to the log instead of a copy per session.
+    #[inline]
+    pub fn delivered(&mut self, log: &Arc<SharedLog>, offset: u64, opcode: OpCode, payload: &Bytes, at: DateTime<Utc>) {
+        self.seq += 1;
+        let len = payload.len() as u64;
+        let bump = |a: &AtomicU64, by: u64| a.store(a.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+        bump(&self.counters.messages_out, 1);
+        bump(&self.counters.bytes_out, len);
+        self.bus.count_frame(Direction::GatewayToClient, len);
+        if !self.bus.wants_messages() {
+            return;
+        }
+        if self.bus.wants_deliveries() {
+            let event = MessageEvent {
+                info: self.info.clone(),
+                seq: self.seq,
+                direction: Direction::GatewayToClient,
+                opcode,
+                fin: true,
+                payload: payload.clone(),
+                injected: false,
+                at,
+            };
+            self.bus.emit_delivery(event, &mut self.pending);
+        }
+        if !self.bus.wants_runs() {
+            return;
+        }
+        if let Some(r) = &mut self.run
+            && Arc::ptr_eq(&r.log, log)
+            && r.first_seq + r.count == self.seq
+            && r.first_offset + r.count == offset
+        {
+            r.count += 1;
+            return;
+        }
+        self.flush_run();
+        let due = std::time::Instant::now() + RUN_FLUSH;
+        self.run =
+            Some(Box::new(OpenRun { log: log.clone(), first_seq: self.seq, first_offset: offset, count: 1, due }));
+    }
+
+    /// Whether an observer keeps shared logs now: if not, a publisher need not build
+    /// their entries.
+    #[inline]
+    pub fn keeps_logs(&self) -> bool {
+        self.bus.wants_runs()
+    }
+
+    /// Hands an entry of a shared log (a publication this session made) to the log
+    /// keepers; under `--record strict` it waits with this session's other events.
+    pub fn logged(&mut self, entry: crate::LogEntry) {
+        self.bus.emit_shared(SessionEvent::Logged(entry), Some(&mut self.pending));
+    }
+
+    /// When the open run of deliveries is due to be handed on ([`SessionHandle::flush_run`]).
+    #[inline]
+    pub fn run_due(&self) -> Option<std::time::Instant> {
+        self.run.as_ref().map(|r| r.due)
+    }
+
+    /// Hands the open run of deliveries to the log keepers.
+    pub fn flush_run(&mut self) {
+        let Some(r) = self.run.take() else { return };
+        let run = DeliveryRun {
+            info: self.info.clone(),
+            first_seq: r.first_seq,
+            count: r.count,
+            log: r.log,
+            first_offset: r.first_offset,
+        };
+        self.bus.emit_shared(SessionEvent::Delivered(run), Some(&mut self.pending));
+    }
+
     /// Reports what became of a message the accept-early queue held (see
     /// [`crate::QueueEvent`]); nothing is built while no observer wants messages.
     pub fn queued(&mut self, outcome: crate::QueueOutcome, frame: &Frame, queued_at: DateTime<Utc>) {
@@ -446,6 +544,7 @@ impl Drop for SessionHandle {
                 },
             );
         }
+        self.flush_run();
         self.registry.finish(self.info.id);
         self.pending.hand_off(&self.bus);
     }

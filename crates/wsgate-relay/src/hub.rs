@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
-use wsgate_core::SessionId;
+use wsgate_core::{LogEntry, SessionId, SharedLog};
+use wsgate_protocol::{Message, OpCode};
 
 use crate::Protocol;
 use crate::envelope::{self, Payload};
@@ -46,6 +47,9 @@ pub struct Member {
 struct RoomState {
     /// The last publication's offset (the first is 1).
     offset: u64,
+    /// The room's log per protocol (raw and envelope members receive different
+    /// bytes), made when the first publication in that protocol is.
+    logs: [Option<Arc<SharedLog>>; 2],
     members: Vec<Arc<Member>>,
     index: HashMap<SessionId, usize>,
     /// Removed from its shard once empty: a join that raced with the removal retries.
@@ -264,7 +268,9 @@ impl Hub {
     }
 
     /// Publishes to every member of `room` but `skip` (the sender, when it does not
-    /// get its own messages back).
+    /// get its own messages back). With `keep`, each rendering of the publication
+    /// (raw, envelope) is handed to it once as an entry of the room's log: what the
+    /// recorder stores for every member's history.
     pub fn publish(
         &self,
         room: &str,
@@ -272,6 +278,7 @@ impl Hub {
         from: Option<SessionId>,
         skip: Option<SessionId>,
         timestamp: Option<i64>,
+        keep: Option<&mut dyn FnMut(LogEntry)>,
     ) -> Published {
         let Some(r) = self.find(room) else { return Published { offset: None, delivered: 0, congested: false } };
         let published = Clock::now();
@@ -283,17 +290,33 @@ impl Hub {
         let offset = st.offset;
         let mut encoded = Encoded::default();
         let mut tally = Tally::default();
-        for m in &st.members {
+        let RoomState { members, logs, .. } = &mut *st;
+        for m in members.iter() {
             if Some(m.session) == skip {
                 continue;
             }
-            let msg =
-                encoded.get(m.protocol, || envelope::publication(&r.name, offset, from, payload, timestamp), payload);
-            tally.count(m, m.mailbox.push(Delivery { msg, published }));
+            let (msg, log) = encoded.get(
+                m.protocol,
+                || envelope::publication(&r.name, offset, from, payload, timestamp),
+                payload,
+                || logs[m.protocol as usize].get_or_insert_with(|| SharedLog::new(r.name.clone())).clone(),
+            );
+            tally.count(m, m.mailbox.push(Delivery { msg, published, logged: Some((log, offset)) }));
         }
         drop(st);
         r.deliveries.fetch_add(tally.delivered as u64, Relaxed);
         tally.flush();
+        if let Some(keep) = keep {
+            let at = chrono::Utc::now();
+            for (msg, log) in [encoded.raw, encoded.envelope].into_iter().flatten() {
+                let (opcode, payload) = match msg {
+                    Message::Binary(b) => (OpCode::Binary, b),
+                    Message::Text(b) => (OpCode::Text, b),
+                    _ => continue,
+                };
+                keep(LogEntry { log, offset, opcode, payload, at });
+            }
+        }
         Published { offset: Some(offset), delivered: tally.delivered, congested: tally.congested }
     }
 
@@ -305,8 +328,8 @@ impl Hub {
         let mut tally = Tally::default();
         for id in to {
             let Some(m) = self.members.get(id).map(|m| m.clone()) else { continue };
-            let msg = encoded.get(m.protocol, || envelope::direct(from, payload, timestamp), payload);
-            tally.count(&m, m.mailbox.push(Delivery { msg, published }));
+            let msg = encoded.get_unlogged(m.protocol, || envelope::direct(from, payload, timestamp), payload);
+            tally.count(&m, m.mailbox.push(Delivery { msg, published, logged: None }));
         }
         tally.flush();
         tally.delivered
@@ -353,26 +376,42 @@ fn summary(r: &Room, st: &RoomState) -> RoomSummary {
     }
 }
 
-/// A message encoded at most once per protocol.
-#[derive(Default)]
-struct Encoded {
-    raw: Option<wsgate_protocol::Message>,
-    envelope: Option<wsgate_protocol::Message>,
+/// A message encoded at most once per protocol, with the log it goes in (`T`: the
+/// room's log for a publication, nothing for a direct send).
+struct Encoded<T = Arc<SharedLog>> {
+    raw: Option<(Message, T)>,
+    envelope: Option<(Message, T)>,
 }
 
-impl Encoded {
+impl<T> Default for Encoded<T> {
+    fn default() -> Self {
+        Self { raw: None, envelope: None }
+    }
+}
+
+impl<T: Clone> Encoded<T> {
     fn get(
         &mut self,
         protocol: Protocol,
         envelope: impl FnOnce() -> bytes::Bytes,
         payload: &Payload,
-    ) -> wsgate_protocol::Message {
+        log: impl FnOnce() -> T,
+    ) -> (Message, T) {
         match protocol {
-            Protocol::Raw => self.raw.get_or_insert_with(|| payload.raw()).clone(),
-            Protocol::Envelope => {
-                self.envelope.get_or_insert_with(|| wsgate_protocol::Message::Text(envelope())).clone()
-            }
+            Protocol::Raw => self.raw.get_or_insert_with(|| (payload.raw(), log())).clone(),
+            Protocol::Envelope => self.envelope.get_or_insert_with(|| (Message::Text(envelope()), log())).clone(),
         }
+    }
+}
+
+impl Encoded<()> {
+    fn get_unlogged(
+        &mut self,
+        protocol: Protocol,
+        envelope: impl FnOnce() -> bytes::Bytes,
+        payload: &Payload,
+    ) -> Message {
+        self.get(protocol, envelope, payload, || ()).0
     }
 }
 
@@ -420,8 +459,8 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
+    use Message;
     use bytes::Bytes;
-    use wsgate_protocol::Message;
 
     use super::*;
     use crate::Overflow;
@@ -451,13 +490,13 @@ mod tests {
         hub.join(&a, "/one");
         hub.join(&b, "/two");
         let text = Payload::Text(Bytes::from_static(b"hi"));
-        assert_eq!(hub.publish("/one", &text, None, None, None).offset, Some(1));
-        assert_eq!(hub.publish("/one", &text, None, None, None).offset, Some(2));
-        assert_eq!(hub.publish("/two", &text, None, None, None).offset, Some(1));
+        assert_eq!(hub.publish("/one", &text, None, None, None, None).offset, Some(1));
+        assert_eq!(hub.publish("/one", &text, None, None, None, None).offset, Some(2));
+        assert_eq!(hub.publish("/two", &text, None, None, None, None).offset, Some(1));
         assert_eq!(taken(&a).len(), 2);
         assert_eq!(taken(&b), vec![Message::Text(Bytes::from_static(b"hi"))]);
         assert_eq!(
-            hub.publish("/none", &text, None, None, None),
+            hub.publish("/none", &text, None, None, None, None),
             Published { offset: None, delivered: 0, congested: false }
         );
     }
@@ -502,7 +541,7 @@ mod tests {
         hub.join(&a, "/r");
         hub.join(&b, "/r");
         let p = Payload::Text(Bytes::from_static(b"x"));
-        assert_eq!(hub.publish("/r", &p, Some(a.session), Some(a.session), None).delivered, 1);
+        assert_eq!(hub.publish("/r", &p, Some(a.session), Some(a.session), None, None).delivered, 1);
         assert!(taken(&a).is_empty());
         assert_eq!(taken(&b).len(), 1);
         assert_eq!(hub.send(&[b.session, SessionId::new()], &p, Some(a.session), None), 1);

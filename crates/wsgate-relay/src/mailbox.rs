@@ -11,7 +11,10 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+
 use futures_util::task::AtomicWaker;
+use wsgate_core::SharedLog;
 use wsgate_protocol::Message;
 
 use crate::stats::Clock;
@@ -50,11 +53,14 @@ pub struct MailboxLimits {
 }
 
 /// One delivery: the message as this member's protocol shows it (a shared `Bytes`),
-/// and when it was published (for the fan-out latency).
+/// when it was published (for the fan-out latency), and for a room's publication
+/// the room's log and offset, which the member's history refers to instead of
+/// keeping a copy.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub msg: Message,
     pub published: Clock,
+    pub logged: Option<(Arc<SharedLog>, u64)>,
 }
 
 impl Delivery {
@@ -225,7 +231,7 @@ mod tests {
     use super::*;
 
     fn d(s: &'static str) -> Delivery {
-        Delivery { msg: Message::Text(Bytes::from_static(s.as_bytes())), published: Clock::now() }
+        Delivery { msg: Message::Text(Bytes::from_static(s.as_bytes())), published: Clock::now(), logged: None }
     }
 
     fn texts(t: &Taken) -> Vec<String> {

@@ -110,7 +110,13 @@ impl Member {
     ) -> crate::hub::Published {
         let me = self.entry.session;
         let skip = (!self.settings.echo_sender).then_some(me);
-        let p = self.hub.publish(room, payload, Some(me), skip, timestamp);
+        // The recorder keeps the publication once, in the room's log; every member's
+        // history refers to it.
+        let p = if out.keeps_logs() {
+            self.hub.publish(room, payload, Some(me), skip, timestamp, Some(&mut |e| out.log(e)))
+        } else {
+            self.hub.publish(room, payload, Some(me), skip, timestamp, None)
+        };
         if p.congested {
             out.yield_to_others();
         }
@@ -263,7 +269,11 @@ impl Behaviour for Member {
         let now = Clock::now();
         for d in taken.deliveries.drain(..) {
             self.entry.stats.fanout.observe(now.saturating_duration_since(d.published));
-            if !out.send(d.msg) {
+            let sent = match &d.logged {
+                Some((log, offset)) => out.send_logged(d.msg, log, *offset),
+                None => out.send(d.msg),
+            };
+            if !sent {
                 break;
             }
         }

@@ -13,8 +13,10 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use tokio::time::Instant;
-use wsgate_core::{Direction, SessionHandle, SessionInfo};
+
+use wsgate_core::{Direction, LogEntry, SessionHandle, SessionInfo, SharedLog};
 use wsgate_protocol::{CloseFrame, Message, OpCode, Transport, WsStream};
 
 /// A served session's behaviour. Only [`Behaviour::on_message`] is required.
@@ -97,12 +99,32 @@ impl Outbox<'_> {
         self.ws.feed(&Message::Ping(payload)).is_ok()
     }
 
-    /// Queues a message to the client without recording it: for output recorded once
-    /// elsewhere (a relay's publication, stored once per room rather than once per
-    /// member).
+    /// Queues a message to the client that is entry `offset` of a shared log (a relay
+    /// room's publication): recorded as a reference to the log, which holds it once
+    /// for every member, rather than as a copy per session.
     #[inline]
-    pub fn send_unrecorded(&mut self, msg: &Message) -> bool {
-        self.ws.feed(msg).is_ok()
+    pub fn send_logged(&mut self, msg: Message, log: &Arc<SharedLog>, offset: u64) -> bool {
+        if self.ws.feed(&msg).is_err() {
+            return false;
+        }
+        let (opcode, payload) = match &msg {
+            Message::Text(b) => (OpCode::Text, b),
+            Message::Binary(b) => (OpCode::Binary, b),
+            _ => return true,
+        };
+        self.session.delivered(log, offset, opcode, payload, self.at);
+        true
+    }
+
+    /// Whether shared-log entries are kept now ([`Outbox::log`] would be used).
+    pub fn keeps_logs(&self) -> bool {
+        self.session.keeps_logs()
+    }
+
+    /// Hands an entry of a shared log (a publication this session made) to the
+    /// recorder.
+    pub fn log(&mut self, entry: LogEntry) {
+        self.session.logged(entry);
     }
 
     /// Reports a problem on this session (an `error` event in its history).

@@ -224,14 +224,9 @@ pub async fn run<B: Behaviour>(
     loop {
         let was_closing = run.closing;
         let tick = behaviour.next_tick();
-        let due = if run.closing {
-            Some(close_at)
-        } else {
-            match (idle_due, tick) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        };
+        // A run of deliveries the recorder has not had yet goes to it this soon.
+        let run_due = run.session.run_due().map(Instant::from_std);
+        let due = if run.closing { Some(close_at) } else { [idle_due, tick, run_due].into_iter().flatten().min() };
         if due != armed {
             if let Some(t) = due {
                 timer.as_mut().reset(t);
@@ -261,6 +256,9 @@ pub async fn run<B: Behaviour>(
                     }
                 } else if tick.is_some_and(|t| now >= t) {
                     run.phase(&mut ws, &mut behaviour, |b, out| b.on_tick(out));
+                }
+                if run_due.is_some_and(|t| now >= t) {
+                    run.session.flush_run();
                 }
             }
             cmd = commands.recv(), if commands_open => match cmd {

@@ -16,6 +16,7 @@ pub mod model;
 pub mod postgres;
 pub mod recorder;
 pub mod retention;
+mod shared;
 pub mod sqlite;
 pub mod transcript;
 mod url;
@@ -27,7 +28,7 @@ use wsgate_core::SessionId;
 
 pub use error::StoreError;
 pub use lease::{Claimed, Lease, LeaseHolder};
-pub use model::{Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow};
+pub use model::{Batch, EventKind, EventRow, LogEntryRow, MessageRow, Prune, Pruned, RunRow, SessionQuery, SessionRow};
 pub use url::StoreUrl;
 
 /// Where history is kept. Writes come from one recorder at a time and arrive as

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use wsgate_core::{Initiator, SessionId, State};
 
 use crate::lease::{Claimed, Lease, LeaseHolder};
-use crate::model::{EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow};
-use crate::{Batch, ORPHAN_REASON, Store, StoreError};
+use crate::model::{EventKind, EventRow, LogEntryRow, MessageRow, Prune, Pruned, RunRow, SessionQuery, SessionRow};
+use crate::{Batch, ORPHAN_REASON, Store, StoreError, shared};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -17,6 +17,9 @@ struct Inner {
     /// Keyed by insertion order, like the SQL backends' message ids.
     messages: BTreeMap<u64, MessageRow>,
     next_message: u64,
+    /// Shared logs' entries by (log, offset).
+    log_entries: BTreeMap<(uuid::Uuid, u64), LogEntryRow>,
+    runs: BTreeMap<(SessionId, u64), RunRow>,
     /// By instance name.
     leases: BTreeMap<String, LeaseHolder>,
 }
@@ -88,6 +91,12 @@ impl Store for MemoryStore {
             let id = g.next_message;
             g.messages.insert(id, m);
         }
+        for e in batch.log_entries {
+            g.log_entries.entry((e.log, e.offset)).or_insert(e);
+        }
+        for r in batch.runs {
+            g.runs.insert((r.session_id, r.first_seq), r);
+        }
         Ok(())
     }
 
@@ -110,7 +119,14 @@ impl Store for MemoryStore {
         let mut v: Vec<_> = g.messages.values().filter(|m| m.session_id == id && m.seq > after_seq).cloned().collect();
         v.sort_by_key(|m| m.seq);
         v.truncate(limit);
-        Ok(v)
+        let runs = g.runs.range((id, 0)..=(id, u64::MAX)).map(|(_, r)| r.clone()).collect();
+        let mut delivered = Vec::new();
+        for run in shared::clip(runs, after_seq, limit) {
+            let (first, last) = shared::offsets(&run);
+            let entries = g.log_entries.range((run.log, first)..=(run.log, last)).map(|(_, e)| e.clone());
+            delivered.extend(shared::expand(&run, entries));
+        }
+        Ok(shared::merge(v, delivered, limit))
     }
 
     async fn claim(&self, lease: &Lease) -> Result<Claimed, StoreError> {
@@ -166,13 +182,32 @@ impl Store for MemoryStore {
                 let before = g.messages.len();
                 g.messages.retain(|_, m| m.session_id != *id);
                 out.messages += (before - g.messages.len()) as u64;
+                g.runs.retain(|(s, _), _| s != id);
             }
             out.sessions = old.len() as u64;
+            // Entries go once old and no kept run refers to them.
+            let g = &mut *g;
+            let before = g.log_entries.len();
+            let runs = &g.runs;
+            g.log_entries.retain(|(log, offset), e| {
+                e.at >= cutoff
+                    || runs
+                        .values()
+                        .any(|r| r.log == *log && (r.first_offset..r.first_offset + r.count).contains(offset))
+            });
+            out.messages += (before - g.log_entries.len()) as u64;
         }
         if let Some(keep) = p.keep_messages {
             let excess = (g.messages.len() as u64).saturating_sub(keep).min(p.chunk as u64);
             for _ in 0..excess {
                 g.messages.pop_first();
+            }
+            out.messages += excess;
+            let excess = (g.log_entries.len() as u64).saturating_sub(keep).min(p.chunk as u64);
+            let mut oldest: Vec<_> = g.log_entries.values().map(|e| (e.at, e.log, e.offset)).collect();
+            oldest.sort();
+            for (_, log, offset) in oldest.into_iter().take(excess as usize) {
+                g.log_entries.remove(&(log, offset));
             }
             out.messages += excess;
         }

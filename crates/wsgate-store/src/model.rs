@@ -97,17 +97,55 @@ pub struct MessageRow {
     pub payload: Bytes,
 }
 
+/// An entry of a shared log (a relay room's publication), stored once however many
+/// sessions received it; their histories refer to it through [`RunRow`]s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntryRow {
+    /// The log ([`wsgate_core::SharedLog::id`]).
+    pub log: uuid::Uuid,
+    /// Its place in the log, from 1.
+    pub offset: u64,
+    pub opcode: u8,
+    /// The payload's full size, even when `payload` was cut at the cap.
+    pub size: u64,
+    pub at: DateTime<Utc>,
+    pub truncated: bool,
+    pub payload: Bytes,
+}
+
+/// A run of a session's deliveries from a shared log: its messages `first_seq ..
+/// first_seq + count` are the log's entries `first_offset ..`, sent
+/// `gateway_to_client`. Reads turn it back into [`MessageRow`]s
+/// ([`crate::shared::expand`]), so a relay session's log reads like any other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub session_id: SessionId,
+    pub first_seq: u64,
+    pub count: u64,
+    pub log: uuid::Uuid,
+    pub first_offset: u64,
+}
+
+impl RunRow {
+    /// The seq after its last message.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.count
+    }
+}
+
 /// What the recorder hands the store in one transaction.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub sessions: Vec<SessionRow>,
     pub events: Vec<EventRow>,
     pub messages: Vec<MessageRow>,
+    pub log_entries: Vec<LogEntryRow>,
+    pub runs: Vec<RunRow>,
 }
 
 impl Batch {
     pub fn rows(&self) -> usize {
-        self.sessions.len() + self.events.len() + self.messages.len()
+        self.sessions.len() + self.events.len() + self.messages.len() + self.log_entries.len() + self.runs.len()
     }
     pub fn is_empty(&self) -> bool {
         self.rows() == 0

@@ -17,12 +17,16 @@ use wsgate_core::{Direction, Initiator, SessionId, SessionKind, State};
 use crate::lease::{Claimed, Lease, LeaseHolder};
 use crate::memory::orphan_detail;
 use crate::model::{
-    Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
+    Batch, EventKind, EventRow, LogEntryRow, MessageRow, Prune, Pruned, RunRow, SessionQuery, SessionRow, from_micros,
+    to_micros,
 };
-use crate::{ORPHAN_REASON, Store, StoreError};
+use crate::{ORPHAN_REASON, Store, StoreError, shared};
 
-const MIGRATIONS: &[&str] =
-    &[include_str!("postgres/0001_init.sql"), include_str!("postgres/0002_instance_leases.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("postgres/0001_init.sql"),
+    include_str!("postgres/0002_instance_leases.sql"),
+    include_str!("postgres/0003_shared_logs.sql"),
+];
 
 /// Any constant works; it only has to be the same in every wsgate.
 const MIGRATION_LOCK: i64 = 0x7773_6761_7465;
@@ -231,8 +235,97 @@ async fn write_batch(client: &mut Client, b: &Batch) -> Result<(), StoreError> {
         }
         writer.finish().await?;
     }
+    if !b.log_entries.is_empty() {
+        // DO NOTHING: an entry is the same whoever recorded it first.
+        let st = tx
+            .prepare(
+                "INSERT INTO log_entries (log, \"offset\", opcode, size, at, truncated, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (log, \"offset\") DO NOTHING",
+            )
+            .await?;
+        for e in &b.log_entries {
+            let row: [&(dyn ToSql + Sync); 7] = [
+                &e.log,
+                &(e.offset as i64),
+                &i16::from(e.opcode),
+                &(e.size as i64),
+                &to_micros(e.at),
+                &e.truncated,
+                &&e.payload[..],
+            ];
+            tx.execute(&st, &row).await?;
+        }
+    }
+    if !b.runs.is_empty() {
+        let st = tx
+            .prepare(
+                "INSERT INTO delivery_runs (session_id, first_seq, count, log, first_offset) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (session_id, first_seq) DO UPDATE SET count = excluded.count",
+            )
+            .await?;
+        for r in &b.runs {
+            let row: [&(dyn ToSql + Sync); 5] =
+                [&r.session_id.as_uuid(), &(r.first_seq as i64), &(r.count as i64), &r.log, &(r.first_offset as i64)];
+            tx.execute(&st, &row).await?;
+        }
+    }
     tx.commit().await?;
     Ok(())
+}
+
+/// `id`'s runs of deliveries that a page after `after_seq` of `limit` messages
+/// needs, filled from their logs.
+async fn delivered(
+    client: &Client,
+    id: SessionId,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<MessageRow>, StoreError> {
+    let runs = client
+        .query(
+            "SELECT first_seq, count, log, first_offset FROM delivery_runs
+             WHERE session_id = $1 AND first_seq + count - 1 > $2 ORDER BY first_seq LIMIT $3",
+            &[&id.as_uuid(), &after_seq, &(limit as i64)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RunRow {
+                session_id: id,
+                first_seq: r.try_get::<_, i64>(0)? as u64,
+                count: r.try_get::<_, i64>(1)? as u64,
+                log: r.try_get(2)?,
+                first_offset: r.try_get::<_, i64>(3)? as u64,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut out = Vec::new();
+    for run in shared::clip(runs, after_seq as u64, limit) {
+        let (first, last) = shared::offsets(&run);
+        let entries = client
+            .query(
+                "SELECT \"offset\", opcode, size, at, truncated, payload FROM log_entries
+                 WHERE log = $1 AND \"offset\" BETWEEN $2 AND $3",
+                &[&run.log, &(first as i64), &(last as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let payload: Vec<u8> = r.try_get(5)?;
+                Ok(LogEntryRow {
+                    log: run.log,
+                    offset: r.try_get::<_, i64>(0)? as u64,
+                    opcode: r.try_get::<_, i16>(1)? as u8,
+                    size: r.try_get::<_, i64>(2)? as u64,
+                    at: from_micros(r.try_get(3)?),
+                    truncated: r.try_get(4)?,
+                    payload: payload.into(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.extend(shared::expand(&run, entries));
+    }
+    Ok(out)
 }
 
 /// Closes the sessions `ids` as the restart rule does (see [`Store::close_expired`]).
@@ -423,14 +516,36 @@ async fn prune(client: &mut Client, p: Prune) -> Result<Pruned, StoreError> {
                 .map(|r| r.get(0))
                 .collect();
             tx.execute("DELETE FROM events WHERE session_id = ANY($1)", &[&ids]).await?;
+            tx.execute("DELETE FROM delivery_runs WHERE session_id = ANY($1)", &[&ids]).await?;
             out.sessions = tx.execute("DELETE FROM sessions WHERE id = ANY($1)", &[&ids]).await?;
         }
+        // A shared log's entries go once they are old and no kept session's run
+        // refers to them.
+        out.messages += tx
+            .execute(
+                "DELETE FROM log_entries WHERE (log, \"offset\") IN (
+                    SELECT e.log, e.\"offset\" FROM log_entries e WHERE e.at < $1 AND NOT EXISTS (
+                        SELECT 1 FROM delivery_runs d WHERE d.log = e.log
+                            AND d.first_offset <= e.\"offset\" AND e.\"offset\" < d.first_offset + d.count)
+                    LIMIT $2)",
+                &[&cutoff, &chunk],
+            )
+            .await?;
     }
     if let Some(keep) = p.keep_messages {
         out.messages += tx
             .execute(
                 "DELETE FROM messages WHERE id IN (
                     SELECT id FROM messages WHERE id <= (SELECT max(id) FROM messages) - $1 ORDER BY id LIMIT $2)",
+                &[&(keep as i64), &chunk],
+            )
+            .await?;
+        // Shared logs are held to the same count, oldest first.
+        out.messages += tx
+            .execute(
+                "DELETE FROM log_entries WHERE (log, \"offset\") IN (
+                    SELECT log, \"offset\" FROM log_entries ORDER BY at
+                    LIMIT least($2, greatest(0, (SELECT count(*) FROM log_entries) - $1)))",
                 &[&(keep as i64), &chunk],
             )
             .await?;
@@ -566,7 +681,8 @@ impl Store for PostgresStore {
                 &[&id.as_uuid(), &i64::try_from(after_seq).unwrap_or(i64::MAX), &(limit as i64)],
             )
             .await?;
-        rows.iter()
+        let own = rows
+            .iter()
             .map(|r| {
                 let direction: &str = r.try_get(1)?;
                 let payload: Vec<u8> = r.try_get(8)?;
@@ -583,7 +699,9 @@ impl Store for PostgresStore {
                     payload: payload.into(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let delivered = delivered(&self.reader, id, i64::try_from(after_seq).unwrap_or(i64::MAX), limit).await?;
+        Ok(shared::merge(own, delivered, limit))
     }
 
     async fn claim(&self, lease: &Lease) -> Result<Claimed, StoreError> {

@@ -16,9 +16,9 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wsgate_core::{MessageEvent, ObserverQueue, SessionEvent, SessionId, SessionInfo, State, Transition};
+use wsgate_core::{LogEntry, MessageEvent, ObserverQueue, SessionEvent, SessionId, SessionInfo, State, Transition};
 
-use crate::model::{Batch, EventKind, EventRow, MessageRow, SessionRow};
+use crate::model::{Batch, EventKind, EventRow, LogEntryRow, MessageRow, RunRow, SessionRow};
 use crate::{Store, now};
 
 /// Headers never stored in clear, whatever the handler recorded.
@@ -137,6 +137,19 @@ impl Collector {
             // The message was recorded when the client sent it, and a drop comes with
             // its own error event: nothing new to store.
             SessionEvent::Queue(_) => {}
+            SessionEvent::Logged(e) => self.log_entry(e),
+            SessionEvent::Delivered(r) => {
+                let open = self.open_entry(&r.info);
+                open.recorded += r.count;
+                open.last_seq = r.first_seq + r.count - 1;
+                self.batch.runs.push(RunRow {
+                    session_id: r.info.id,
+                    first_seq: r.first_seq,
+                    count: r.count,
+                    log: r.log.id,
+                    first_offset: r.first_offset,
+                });
+            }
             SessionEvent::Error { info, kind, message } => {
                 let open = self.open_entry(&info);
                 open.event_seq += 1;
@@ -200,15 +213,35 @@ impl Collector {
         }
     }
 
-    fn message(&mut self, m: MessageEvent) {
+    /// A shared log's entry: stored once, whoever received it.
+    fn log_entry(&mut self, e: LogEntry) {
+        let (size, truncated, payload) = self.capped(e.payload);
+        self.batch.log_entries.push(LogEntryRow {
+            log: e.log.id,
+            offset: e.offset,
+            opcode: e.opcode.as_u8(),
+            size,
+            at: crate::model::from_micros(crate::model::to_micros(e.at)),
+            truncated,
+            payload,
+        });
+    }
+
+    /// A payload cut at the cap: its full size, whether it was cut, what is kept.
+    fn capped(&mut self, payload: bytes::Bytes) -> (u64, bool, bytes::Bytes) {
         let cap = self.cfg.payload_cap;
+        let size = payload.len() as u64;
+        let truncated = payload.len() > cap;
+        let payload = if truncated { payload.slice(..cap) } else { payload };
+        self.bytes += payload.len();
+        (size, truncated, payload)
+    }
+
+    fn message(&mut self, m: MessageEvent) {
         let open = self.open_entry(&m.info);
         open.recorded += 1;
         open.last_seq = m.seq;
-        let size = m.payload.len() as u64;
-        let truncated = m.payload.len() > cap;
-        let payload = if truncated { m.payload.slice(..cap) } else { m.payload };
-        self.bytes += payload.len();
+        let (size, truncated, payload) = self.capped(m.payload);
         self.batch.messages.push(MessageRow {
             session_id: m.info.id,
             seq: m.seq,

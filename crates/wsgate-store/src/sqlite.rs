@@ -24,15 +24,17 @@ use wsgate_core::{Direction, Initiator, SessionId, SessionKind, State};
 use crate::lease::{Claimed, Lease, LeaseHolder};
 use crate::memory::orphan_detail;
 use crate::model::{
-    Batch, EventKind, EventRow, MessageRow, Prune, Pruned, SessionQuery, SessionRow, from_micros, to_micros,
+    Batch, EventKind, EventRow, LogEntryRow, MessageRow, Prune, Pruned, RunRow, SessionQuery, SessionRow, from_micros,
+    to_micros,
 };
-use crate::{ORPHAN_REASON, Store, StoreError};
+use crate::{ORPHAN_REASON, Store, StoreError, shared};
 
 /// Schema migrations, in order; `PRAGMA user_version` says how many have run.
 const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0001_init.sql"),
     include_str!("sqlite/0002_message_spans.sql"),
     include_str!("sqlite/0003_instance_leases.sql"),
+    include_str!("sqlite/0004_shared_logs.sql"),
 ];
 
 /// How long a connection waits for another (maybe another process's) to let go of
@@ -404,6 +406,91 @@ fn insert_messages(tx: &rusqlite::Transaction, sids: &mut Sids, messages: &[Mess
     Ok(())
 }
 
+/// A batch's shared-log entries and delivery runs (`sqlite/0004_shared_logs.sql`).
+fn insert_shared(tx: &rusqlite::Transaction, sids: &mut Sids, b: &Batch) -> Result<(), StoreError> {
+    if !b.log_entries.is_empty() {
+        // OR IGNORE: an entry is the same whoever recorded it first.
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO log_entries (log, \"offset\", opcode, size, at, truncated, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for e in &b.log_entries {
+            st.execute(params![
+                e.log.as_bytes(),
+                e.offset as i64,
+                e.opcode,
+                e.size as i64,
+                to_micros(e.at),
+                e.truncated,
+                &e.payload[..]
+            ])?;
+        }
+    }
+    if !b.runs.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO delivery_runs (sid, first_seq, count, log, first_offset) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for r in &b.runs {
+            let Some(sid) = sids.get(tx, r.session_id)? else {
+                tracing::warn!(session = %r.session_id, "deliveries for an unknown session not stored");
+                continue;
+            };
+            st.execute(params![sid, r.first_seq as i64, r.count as i64, r.log.as_bytes(), r.first_offset as i64])?;
+        }
+    }
+    Ok(())
+}
+
+/// `id`'s runs of deliveries that a page after `after_seq` of `limit` messages
+/// needs, filled from their logs.
+fn delivered(conn: &Connection, id: SessionId, after_seq: i64, limit: usize) -> Result<Vec<MessageRow>, StoreError> {
+    let runs: Vec<RunRow> = conn
+        .prepare_cached(
+            "SELECT first_seq, count, log, first_offset FROM delivery_runs
+             WHERE sid = (SELECT sid FROM sessions WHERE id = ?1) AND first_seq + count > ?2 + 1
+             ORDER BY first_seq LIMIT ?3",
+        )?
+        .query_map(params![id_bytes(id), after_seq, limit as i64], |r| {
+            Ok(RunRow {
+                session_id: id,
+                first_seq: r.get::<_, i64>(0)? as u64,
+                count: r.get::<_, i64>(1)? as u64,
+                log: uuid_from(r, 2)?,
+                first_offset: r.get::<_, i64>(3)? as u64,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    let mut st = conn.prepare_cached(
+        "SELECT \"offset\", opcode, size, at, truncated, payload FROM log_entries
+         WHERE log = ?1 AND \"offset\" BETWEEN ?2 AND ?3",
+    )?;
+    for run in shared::clip(runs, after_seq as u64, limit) {
+        let (first, last) = shared::offsets(&run);
+        let entries = st
+            .query_map(params![run.log.as_bytes(), first as i64, last as i64], |r| {
+                let payload: Vec<u8> = r.get(5)?;
+                Ok(LogEntryRow {
+                    log: run.log,
+                    offset: r.get::<_, i64>(0)? as u64,
+                    opcode: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    at: from_micros(r.get(3)?),
+                    truncated: r.get(4)?,
+                    payload: payload.into(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        out.extend(shared::expand(&run, entries));
+    }
+    Ok(out)
+}
+
+fn uuid_from(r: &Row, i: usize) -> rusqlite::Result<uuid::Uuid> {
+    let b: Vec<u8> = r.get(i)?;
+    uuid::Uuid::from_slice(&b).map_err(|_| corrupt("log id", &format!("{b:?}")))
+}
+
 fn write_batch(conn: &mut Connection, sids: &mut Sids, b: &Batch) -> Result<(), StoreError> {
     // Immediate: the batch reads the next message id before it writes, and a
     // deferred transaction could not then take the write lock if another process
@@ -479,6 +566,7 @@ fn write_batch(conn: &mut Connection, sids: &mut Sids, b: &Batch) -> Result<(), 
         }
     }
     insert_messages(&tx, sids, &b.messages)?;
+    insert_shared(&tx, sids, b)?;
     tx.commit()?;
     for id in closed {
         sids.0.remove(&id);
@@ -668,10 +756,21 @@ fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
             };
             for id in &ids {
                 tx.execute("DELETE FROM events WHERE session_id = ?1", [id])?;
+                tx.execute("DELETE FROM delivery_runs WHERE sid = (SELECT sid FROM sessions WHERE id = ?1)", [id])?;
                 tx.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
             }
             out.sessions = ids.len() as u64;
         }
+        // A shared log's entries go once they are old and no kept session's run
+        // refers to them.
+        out.messages += tx.execute(
+            "DELETE FROM log_entries WHERE (log, \"offset\") IN (
+                SELECT e.log, e.\"offset\" FROM log_entries e WHERE e.at < ?1 AND NOT EXISTS (
+                    SELECT 1 FROM delivery_runs d WHERE d.log = e.log
+                        AND d.first_offset <= e.\"offset\" AND e.\"offset\" < d.first_offset + d.count)
+                LIMIT ?2)",
+            params![cutoff, chunk],
+        )? as u64;
     }
     if let Some(keep) = p.keep_messages {
         out.messages += tx.execute(
@@ -685,6 +784,14 @@ fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
             "DELETE FROM message_spans WHERE first_id < ?1 AND last_id < ?1",
             [tx.query_row("SELECT coalesce(min(id), 9223372036854775807) FROM messages", [], |r| r.get::<_, i64>(0))?],
         )?;
+        // Shared logs are held to the same count, oldest first (a run whose entries
+        // are gone reads as a gap, as pruned messages do).
+        out.messages += tx.execute(
+            "DELETE FROM log_entries WHERE (log, \"offset\") IN (
+                SELECT log, \"offset\" FROM log_entries ORDER BY at
+                LIMIT min(?2, max(0, (SELECT count(*) FROM log_entries) - ?1)))",
+            params![keep as i64, chunk],
+        )? as u64;
     }
     tx.commit()?;
     Ok(out)
@@ -853,7 +960,8 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<Result<_, _>>()?;
-            Ok(rows)
+            let delivered = delivered(conn, id, i64::try_from(after_seq).unwrap_or(i64::MAX), limit)?;
+            Ok(shared::merge(rows, delivered, limit))
         })
         .await
     }

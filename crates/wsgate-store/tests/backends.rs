@@ -98,7 +98,7 @@ struct Recording {
 
 fn record(store: &Arc<dyn Store>, instance: &str, cap: usize) -> Recording {
     let mut b = EventBus::builder();
-    let queue = b.observer_with("store", 1024, Overflow::Wait);
+    let queue = b.log_keeper("store", 1024, Overflow::Wait);
     let bus = b.build();
     let stop = CancellationToken::new();
     let cfg = RecorderConfig {
@@ -553,6 +553,82 @@ async fn interleaved_sessions_read_back_in_order(b: Backend) {
     }
 }
 
+/// A relay room's publications stored once and read back through each member's
+/// history: runs broken by a drop and by the member's own message, pages starting
+/// inside a run, the payload cap, and retention keeping entries a kept session
+/// still refers to.
+async fn shared_log_deliveries_read_back_as_messages(b: Backend) {
+    let Some(f) = fixture(b).await else { return };
+    let rec = record(&f.store, "a", 8);
+    let log = wsgate_core::SharedLog::new("/room".into());
+    let at = chrono::Utc::now();
+    let payload = |o: u64| Bytes::from(if o == 4 { "long publication".to_owned() } else { format!("p{o}") });
+    for o in 1..=5 {
+        let e = wsgate_core::LogEntry { log: log.clone(), offset: o, opcode: OpCode::Text, payload: payload(o), at };
+        rec.bus.emit_shared(wsgate_core::SessionEvent::Logged(e), None);
+    }
+    let mut a = rec.open(info(SessionKind::Relay, "relay", "/room"));
+    let mut m = rec.open(info(SessionKind::Relay, "relay", "/room"));
+    a.frame(Direction::ClientToGateway, &Frame::text("hello"), false);
+    for o in [1, 2, 4, 5] {
+        // Offset 3 was dropped from a's queue.
+        a.delivered(&log, o, OpCode::Text, &payload(o), at);
+    }
+    for o in 1..=5 {
+        m.delivered(&log, o, OpCode::Text, &payload(o), at);
+        if o == 2 {
+            m.frame(Direction::ClientToGateway, &Frame::text("mine"), false);
+        }
+    }
+    a.transition(State::Disconnected, TransitionDetail::default());
+    let (a_id, m_id) = (a.id(), m.id());
+    drop(a);
+    m.flush_run();
+    std::mem::forget(m);
+    rec.finish().await;
+
+    let read = |id, after, limit| {
+        let store = f.store.clone();
+        async move { store.messages(id, after, limit).await.unwrap() }
+    };
+    let all = read(a_id, 0, 100).await;
+    let shown: Vec<_> =
+        all.iter().map(|m| (m.seq, m.direction, String::from_utf8_lossy(&m.payload).into_owned())).collect();
+    let out = Direction::GatewayToClient;
+    assert_eq!(
+        shown,
+        vec![
+            (1, Direction::ClientToGateway, "hello".to_owned()),
+            (2, out, "p1".into()),
+            (3, out, "p2".into()),
+            (4, out, "long pub".into()),
+            (5, out, "p5".into()),
+        ]
+    );
+    assert!(all[3].truncated && all[3].size == 16, "cut at the cap once, for every member");
+    let row = f.store.session(a_id).await.unwrap().unwrap();
+    assert_eq!((row.messages_out, row.messages_dropped), (4, 0));
+    for limit in [1, 2, 100] {
+        let (mut after, mut seqs) = (0, Vec::new());
+        loop {
+            let page = read(m_id, after, limit).await;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            seqs.extend(page.iter().map(|m| (m.seq, m.direction)));
+        }
+        assert_eq!(seqs, vec![(1, out), (2, out), (3, Direction::ClientToGateway), (4, out), (5, out), (6, out)]);
+    }
+    assert_eq!(&read(m_id, 4, 1).await[0].payload[..], b"long pub", "a page starting inside a run");
+
+    // a ended and goes; the entries m's runs refer to stay, though as old.
+    tokio::time::sleep(Duration::from_millis(5)).await; // let "now" pass the close time (a time threshold, not sync)
+    let by_age =
+        Retention { max_age: Some(Duration::ZERO), max_messages: None, every: Duration::from_secs(60), chunk: 100 };
+    by_age.pass(f.store.as_ref()).await.unwrap();
+    assert!(f.store.session(a_id).await.unwrap().is_none());
+    assert_eq!(read(m_id, 0, 100).await.len(), 6);
+}
+
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {
         mod memory { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )* }
@@ -570,7 +646,8 @@ backends!(
     an_ended_process_lease_is_gone_at_once,
     concurrent_claims_have_one_winner,
     retention_by_age_and_count,
-    interleaved_sessions_read_back_in_order
+    interleaved_sessions_read_back_in_order,
+    shared_log_deliveries_read_back_as_messages
 );
 
 #[tokio::test]
@@ -637,7 +714,7 @@ async fn sqlite_migrates_a_schema_1_history() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 /// A history from before leases (SQLite schema 2) migrates in place; a session it
@@ -666,7 +743,7 @@ async fn sqlite_migrates_a_schema_2_history_to_leases() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 /// The same for a PostgreSQL history at schema 1.
@@ -692,7 +769,7 @@ async fn postgres_migrates_a_schema_1_history_to_leases() {
     let row = store.session(id).await.unwrap().unwrap();
     assert_eq!((row.state, row.close_reason.as_deref()), (State::Disconnected, Some("gateway stopped")));
     let version: i32 = client.query_one("SELECT max(version) FROM wsgate_schema", &[]).await.unwrap().get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 /// Sustained writes: the checkpointer and the writer share the checkpoint work

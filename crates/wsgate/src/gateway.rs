@@ -182,7 +182,7 @@ impl Gateway {
                 RecordMode::Drop => Overflow::DropMessages,
                 RecordMode::Strict => Overflow::Wait,
             };
-            builder.observer_with("store", STORE_QUEUE, overflow)
+            builder.log_keeper("store", STORE_QUEUE, overflow)
         });
         let bus = builder.build();
         let stats = Arc::new(RecorderStats::default());

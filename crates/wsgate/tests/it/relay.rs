@@ -508,6 +508,64 @@ routes:
     assert!(export.contains("recorded") && export.contains("\"relay\""), "{export}");
 }
 
+/// One publication to many members is stored once: the rows the recorder writes grow
+/// with publications, not deliveries, and every member's history still shows each
+/// message it received, in order, as the API, the export and `history show` read it.
+#[tokio::test]
+async fn publications_are_stored_once_and_each_members_history_shows_them() {
+    const MEMBERS: usize = 40;
+    const PUBLICATIONS: usize = 50;
+    let gw = relay(&[]).await;
+    let mut members = Vec::new();
+    for _ in 0..MEMBERS {
+        members.push(tt(&gw.ws("/wide")).await);
+    }
+    gw.wait_sessions(|s| s.iter().filter(|s| s["state"] == "CONNECTED").count() == MEMBERS).await;
+    let rows_before = metric(&metrics(&gw).await, "wsgate_store_rows_total ").unwrap_or(0.0);
+    for i in 0..PUBLICATIONS {
+        members[0].send(TMsg::text(format!("pub {i}"))).await.unwrap();
+    }
+    for m in &mut members {
+        for i in 0..PUBLICATIONS {
+            assert_eq!(next(m).await, TMsg::text(format!("pub {i}")));
+        }
+    }
+    let sessions = gw.wait_sessions(|s| s.len() == MEMBERS).await;
+    let quiet_id = sessions.iter().find(|s| s["messages_in"] == 0).map(|s| s["id"].as_str().unwrap().to_owned());
+    let quiet_id = quiet_id.unwrap_or_else(|| panic!("{sessions:?}"));
+    let log = eventually(|| async {
+        let v = http_json(&gw.api(&format!("/api/sessions/{quiet_id}/messages?limit=1000"))).await;
+        (v["messages"].as_array()?.len() == PUBLICATIONS).then_some(v)
+    })
+    .await;
+    for (i, m) in log["messages"].as_array().unwrap().iter().enumerate() {
+        assert_eq!((m["seq"].as_u64(), m["dir"].as_str()), (Some(i as u64 + 1), Some("gateway_to_client")), "{m}");
+        assert_eq!(m["text"], format!("pub {i}"), "{m}");
+    }
+    // A page that starts inside the run.
+    let page = http_json(&gw.api(&format!("/api/sessions/{quiet_id}/messages?after_seq=10&limit=3"))).await;
+    let seqs: Vec<_> = page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [11, 12, 13], "{page}");
+    // 2 000 deliveries: the publisher's 50 messages, 50 log entries, a run per member
+    // per batch and lifecycle rows — not a row per delivery.
+    let rows = metric(&metrics(&gw).await, "wsgate_store_rows_total ").unwrap() - rows_before;
+    assert!(rows < (MEMBERS * PUBLICATIONS / 4) as f64, "{rows} rows for {} deliveries", MEMBERS * PUBLICATIONS);
+    for m in &mut members {
+        m.close(None).await.unwrap();
+    }
+    gw.wait_sessions(|s| s.iter().all(|s| s["state"] == "DISCONNECTED")).await;
+    let export = eventually(|| async {
+        let url = gw.api(&format!("/api/sessions/{quiet_id}/export"));
+        let text = client().get(url).send().await.unwrap().text().await.unwrap();
+        text.contains("pub 49").then_some(text)
+    })
+    .await;
+    let lines: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let texts: Vec<_> = lines.iter().filter_map(|l| l["text"].as_str()).filter(|t| t.starts_with("pub ")).collect();
+    assert_eq!(texts.len(), PUBLICATIONS, "{export}");
+    assert_eq!(texts[49], "pub 49");
+}
+
 #[tokio::test]
 async fn graceful_shutdown_closes_every_member_with_1001() {
     let mut gw = relay(&["--no-store"]).await;
