@@ -229,7 +229,7 @@ impl EventBus {
                 self.offer(i, slot, &event, pending, true);
             }
         }
-        for (slot, _) in scratch.queue.drain(..) {
+        for (slot, _) in scratch.drain() {
             self.slots[slot].dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -288,8 +288,14 @@ impl EventBus {
 /// Owned by the session's handle, so parking takes no lock. Bounded in practice by
 /// the handlers: they stop reading while anything is parked (see
 /// [`crate::SessionHandle::poll_settle`]), so at most one read's worth of frames waits.
+///
+/// Boxed, and made only when something is parked (`--record strict` with a full
+/// recorder): every live session holds one, and an empty one inline cost 80 bytes.
 #[derive(Default)]
-pub struct Pending {
+pub struct Pending(Option<Box<Parked>>);
+
+#[derive(Default)]
+struct Parked {
     queue: VecDeque<(usize, SessionEvent)>,
     /// Per observer: how many of its events are parked.
     held: Vec<u32>,
@@ -299,29 +305,57 @@ pub struct Pending {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("events", &self.queue.len()).finish()
+        f.debug_struct("Pending").field("events", &self.len()).finish()
     }
 }
 
 impl Pending {
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.0.as_ref().is_none_or(|p| p.queue.is_empty())
     }
 
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.queue.len())
+    }
+
+    #[inline]
     fn holds(&self, slot: usize) -> bool {
-        self.held.get(slot).is_some_and(|n| *n > 0)
+        self.0.as_ref().is_some_and(|p| p.held.get(slot).is_some_and(|n| *n > 0))
     }
 
     fn park(&mut self, slot: usize, event: SessionEvent) {
-        if self.held.len() <= slot {
-            self.held.resize(slot + 1, 0);
+        let p = self.0.get_or_insert_with(Box::default);
+        if p.held.len() <= slot {
+            p.held.resize(slot + 1, 0);
         }
-        self.held[slot] += 1;
-        self.queue.push_back((slot, event));
+        p.held[slot] += 1;
+        p.queue.push_back((slot, event));
     }
 
     /// Delivers parked events in order; `Ready` once none is left.
     pub fn poll_settle(&mut self, bus: &EventBus, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(p) = self.0.as_deref_mut() else { return Poll::Ready(()) };
+        p.poll_settle(bus, cx)
+    }
+
+    /// Hands what is still parked to a task that delivers it, for a session that ends
+    /// before it could wait (its handle is being dropped). Without a runtime (a
+    /// test or tool tearing down) the events are dropped and counted.
+    pub(crate) fn hand_off(&mut self, bus: &Arc<EventBus>) {
+        if let Some(p) = self.0.take() {
+            p.hand_off(bus);
+        }
+    }
+
+    /// Takes what is parked (events that had nowhere to wait: counted as dropped).
+    fn drain(&mut self) -> impl Iterator<Item = (usize, SessionEvent)> {
+        self.0.take().into_iter().flat_map(|p| p.queue)
+    }
+}
+
+impl Parked {
+    fn poll_settle(&mut self, bus: &EventBus, cx: &mut Context<'_>) -> Poll<()> {
         while let Some((slot, _)) = self.queue.front() {
             let slot = *slot;
             if self.senders.len() <= slot {
@@ -342,15 +376,11 @@ impl Pending {
         Poll::Ready(())
     }
 
-    /// Hands what is still parked to a task that delivers it, for a session that ends
-    /// before it could wait (its handle is being dropped). Without a runtime (a
-    /// test or tool tearing down) the events are dropped and counted.
-    pub(crate) fn hand_off(&mut self, bus: &Arc<EventBus>) {
+    fn hand_off(self, bus: &Arc<EventBus>) {
         if self.queue.is_empty() {
             return;
         }
-        let queue = std::mem::take(&mut self.queue);
-        self.held.clear();
+        let queue = self.queue;
         let bus = bus.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
@@ -424,7 +454,7 @@ mod tests {
             bus.emit_or_park(ev(), &mut pending);
         }
         // strict parked 3, lossy parked 3 (lifecycle events are kept); nothing dropped.
-        assert_eq!(pending.queue.len(), 6);
+        assert_eq!(pending.len(), 6);
         assert_eq!(bus.drops(), vec![("strict", 0), ("lossy", 0)]);
         let (mut got_strict, mut got_lossy) = (0, 0);
         while got_strict < 5 || got_lossy < 5 {

@@ -7,9 +7,11 @@
 //! refused because the session has no such side (409). Without the answer an inject
 //! into a stalled peer could only be buffered without bound or dropped in silence.
 
-use std::task::{Context, Poll};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::registry::{Command, Target};
 
@@ -17,33 +19,145 @@ use crate::registry::{Command, Target};
 /// a full queue refuses with [`crate::CommandError::Busy`] (HTTP 503).
 pub const COMMAND_QUEUE: usize = 64;
 
+/// A session's command queue: a bounded queue with one consumer, the session's task.
+///
+/// Written here rather than taken from `tokio::sync::mpsc` for its size: every live
+/// session holds one, and a channel allocates its first block of slots with it
+/// (800 bytes with boxed commands), where this is one small allocation until a
+/// command comes — and commands are rare. The relay holds tens of thousands of idle
+/// sessions.
+struct Shared {
+    capacity: usize,
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Empty (and unallocated) nearly always.
+    queue: VecDeque<Command>,
+    waker: Option<Waker>,
+    senders: usize,
+    receiver_gone: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Plain data: a panic elsewhere while holding it leaves it usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why [`CommandSender::try_send`] did not queue a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// [`COMMAND_QUEUE`] commands already wait.
+    Full,
+    /// The session's task is gone.
+    Closed,
+}
+
 /// The sending end of a session's command queue (held by the registry).
-pub type CommandSender = mpsc::Sender<Box<Command>>;
+pub struct CommandSender(Arc<Shared>);
+
+impl std::fmt::Debug for CommandSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandSender").field("capacity", &self.0.capacity).finish_non_exhaustive()
+    }
+}
+
+impl Clone for CommandSender {
+    fn clone(&self) -> Self {
+        self.0.lock().senders += 1;
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for CommandSender {
+    fn drop(&mut self) {
+        let waker = {
+            let mut st = self.0.lock();
+            st.senders -= 1;
+            if st.senders > 0 {
+                return;
+            }
+            st.waker.take()
+        };
+        // The last sender gone: the receiver's `recv` answers `None` from now on.
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl CommandSender {
+    /// Queues a command without waiting.
+    pub fn try_send(&self, cmd: Command) -> Result<(), SendError> {
+        let waker = {
+            let mut st = self.0.lock();
+            if st.receiver_gone {
+                return Err(SendError::Closed);
+            }
+            if st.queue.len() >= self.0.capacity {
+                return Err(SendError::Full);
+            }
+            st.queue.push_back(cmd);
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+}
 
 /// The receiving end of a session's command queue, owned by its task.
-///
-/// Commands travel boxed. A channel allocates its first block of slots with the
-/// session, and every live session has one: a boxed slot is 8 bytes where a `Command`
-/// is 56, so an idle session's queue costs a few hundred bytes rather than 2 KiB (the
-/// relay holds tens of thousands of idle sessions). A command is rare; its box is not.
-#[derive(Debug)]
-pub struct Commands(mpsc::Receiver<Box<Command>>);
+pub struct Commands(Arc<Shared>);
+
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commands").field("capacity", &self.0.capacity).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Commands {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.receiver_gone = true;
+        st.queue = VecDeque::new();
+    }
+}
 
 impl Commands {
     /// A queue of `capacity` commands.
     pub fn channel(capacity: usize) -> (CommandSender, Self) {
-        let (tx, rx) = mpsc::channel(capacity);
-        (tx, Self(rx))
+        let state = QueueState { senders: 1, ..QueueState::default() };
+        let shared = Arc::new(Shared { capacity: capacity.max(1), state: Mutex::new(state) });
+        (CommandSender(shared.clone()), Self(shared))
     }
 
     /// The next command; `None` once every sender is gone. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Command> {
-        self.0.recv().await.map(|c| *c)
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Poll form of [`Commands::recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
-        self.0.poll_recv(cx).map(|c| c.map(|c| *c))
+        let mut st = self.0.lock();
+        if let Some(cmd) = st.queue.pop_front() {
+            if st.queue.is_empty() {
+                // Back to holding nothing: a burst of commands is not kept for life.
+                st.queue = VecDeque::new();
+            }
+            return Poll::Ready(Some(cmd));
+        }
+        if st.senders == 0 {
+            return Poll::Ready(None);
+        }
+        match &mut st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 
@@ -102,5 +216,39 @@ impl InjectAck {
         if let Some(tx) = self.0 {
             let _ = tx.send(result);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close() -> Command {
+        Command::Close { code: 1000, reason: String::new(), kind: None }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_a_gone_task_is_closed_and_the_last_sender_ends_recv() {
+        let (tx, mut rx) = Commands::channel(2);
+        let waiter = tokio::spawn(async move {
+            let first = rx.recv().await;
+            (first, rx)
+        });
+        tx.try_send(close()).unwrap();
+        let (first, mut rx) = waiter.await.unwrap();
+        assert!(matches!(first, Some(Command::Close { code: 1000, .. })));
+        tx.try_send(close()).unwrap();
+        tx.try_send(close()).unwrap();
+        assert_eq!(tx.try_send(close()), Err(SendError::Full));
+        let other = tx.clone();
+        drop(tx);
+        assert!(rx.recv().await.is_some() && rx.recv().await.is_some());
+        let ended = tokio::spawn(async move { rx.recv().await.is_none() });
+        tokio::task::yield_now().await;
+        drop(other);
+        assert!(ended.await.unwrap(), "recv answers None once every sender is gone");
+        let (tx, rx) = Commands::channel(1);
+        drop(rx);
+        assert_eq!(tx.try_send(close()), Err(SendError::Closed));
     }
 }

@@ -17,7 +17,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use self::lifecycle::KeptLifecycle;
 pub use self::lifecycle::{LIFECYCLE_HEAD, LIFECYCLE_TAIL};
@@ -195,9 +194,9 @@ impl Registry {
     /// Hands a command to a live session without waiting.
     pub fn command(&self, id: SessionId, cmd: Command) -> Result<(), CommandError> {
         let tx = self.live.get(&id).map(|e| e.commands.clone()).ok_or(CommandError::NotFound)?;
-        tx.try_send(Box::new(cmd)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => CommandError::Busy,
-            mpsc::error::TrySendError::Closed(_) => CommandError::NotFound,
+        tx.try_send(cmd).map_err(|e| match e {
+            crate::command::SendError::Full => CommandError::Busy,
+            crate::command::SendError::Closed => CommandError::NotFound,
         })
     }
 }
@@ -275,7 +274,7 @@ mod tests {
         });
         let id = info.id;
         // The receiver is dropped: these tests send no commands.
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = crate::Commands::channel(1);
         reg.insert(info, tx, Arc::default(), step(State::Requested, 0));
         id
     }

@@ -266,6 +266,8 @@ impl Behaviour for Member {
         // A member that is not reading is only told of drops and overflow.
         let batch = if out.buffered() >= wsgate_session::HIGH_WATER { 0 } else { FEED_BATCH };
         self.entry.mailbox.take(batch, &mut taken);
+        // Fewer than asked for: the queue is empty now.
+        let caught_up = taken.deliveries.len() < batch;
         let now = Clock::now();
         for d in taken.deliveries.drain(..) {
             self.entry.stats.fanout.observe(now.saturating_duration_since(d.published));
@@ -279,6 +281,12 @@ impl Behaviour for Member {
         }
         let dropped = std::mem::take(&mut taken.dropped);
         let overflowed = std::mem::take(&mut taken.overflowed);
+        // A member that caught up gives its batch's room back (a full batch is
+        // 18 KiB, otherwise kept by every member that ever had a burst); one still
+        // behind keeps it for the next.
+        if caught_up && taken.deliveries.capacity() > 16 {
+            taken.deliveries = Vec::new();
+        }
         self.taken = taken;
         self.report_drops(dropped, out);
         if overflowed {

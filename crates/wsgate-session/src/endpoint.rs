@@ -57,6 +57,18 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// What a session task needs to start its session once the connection is switched.
+struct Start<F> {
+    make: F,
+    chosen: Option<String>,
+    deflate: Option<wsgate_protocol::deflate::DeflateParams>,
+    level: u32,
+    limits: WsConfig,
+    server_cfg: ServerConfig,
+    shutdown: CancellationToken,
+    commands: wsgate_core::Commands,
+}
+
 impl Endpoint {
     /// Answers one request: a refusal if it is not a valid upgrade, else 101 and a
     /// session task (on the tracker) running the behaviour `make` builds for it.
@@ -84,19 +96,31 @@ impl Endpoint {
         let info = up.session_info(self.cfg.kind, cfg.route.clone(), peer, Vec::new());
         let (mut session, commands) = upgrade::open(info, &self.bus, &self.registry);
         let (response, pending) = up.accept(chosen.as_deref(), deflate.as_ref());
-        let level = cfg.deflate.map_or(6, |d| d.level);
-        let limits = WsConfig { max_frame_size: cfg.max_message_size, max_message_size: cfg.max_message_size };
-        let server_cfg = ServerConfig { close_timeout: cfg.close_timeout, idle_timeout: cfg.idle_timeout };
-        let shutdown = self.shutdown.clone();
+        // What the task needs only to start the session, boxed: the task's state
+        // keeps every value it captured for its whole life, and this is freed once
+        // the session runs (160 bytes of every idle session otherwise).
+        let start = Box::new(Start {
+            make,
+            chosen,
+            deflate,
+            level: cfg.deflate.map_or(6, |d| d.level),
+            limits: WsConfig { max_frame_size: cfg.max_message_size, max_message_size: cfg.max_message_size },
+            server_cfg: ServerConfig { close_timeout: cfg.close_timeout, idle_timeout: cfg.idle_timeout },
+            shutdown: self.shutdown.clone(),
+            commands,
+        });
         self.tracker.spawn(async move {
-            let _permit = permit;
             // The client went away before the switch: dropping the handle records
             // the session DISCONNECTED.
-            let Some((io, leftover)) = pending.transport().await else { return };
+            let Some((io, leftover)) = pending.transport().await else { return drop(permit) };
+            let Start { make, chosen, deflate, level, limits, server_cfg, shutdown, commands } = *start;
             upgrade::connected(&mut session, chosen);
             let ws = WsStream::new(io, Role::Server, limits, leftover).with_deflate(deflate, level);
             let behaviour = make(session.info());
             server::run(ws, &mut session, commands, behaviour, server_cfg, shutdown).await;
+            // Held (captured, not rebound: a rebinding is a second copy in the
+            // task's state) for the session's whole life.
+            drop(permit);
         });
         response
     }

@@ -198,118 +198,126 @@ async fn next_input<B: Behaviour>(
 
 /// Serves one session (already CONNECTED) until it ends, then records its final
 /// state ([`Ending::finish`]).
-pub async fn run<B: Behaviour>(
+///
+/// A plain fn returning an `async move` block rather than an `async fn`: an async
+/// fn keeps each argument it rebinds (`mut ws`) twice in its state, as argument and
+/// as local — 470 bytes of every idle session's task here — where the block uses
+/// what it captured in place.
+#[expect(clippy::manual_async_fn, reason = "an async fn would copy its arguments (see above)")]
+pub fn run<B: Behaviour>(
     mut ws: WsStream<Transport>,
     session: &mut SessionHandle,
     mut commands: wsgate_core::Commands,
     mut behaviour: B,
     cfg: ServerConfig,
     shutdown: CancellationToken,
-) {
-    let mut run = Run { session, ending: None, closing: false, yield_now: false };
-    let mut commands_open = true;
-    let mut feed_first = false;
-    // One timer for whatever is due next — the close handshake's deadline while
-    // closing, else the idle timeout or the behaviour's tick, whichever is sooner —
-    // re-armed only when that changes: an idle session holds one timer, not three.
-    let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(timer);
-    let mut armed: Option<Instant> = None;
-    let mut close_at = Instant::now();
-    let mut last_activity = Instant::now();
-    // When to look at the idle timeout next: moved on lazily, when it comes, rather
-    // than the timer being reset for every message.
-    let mut idle_due = cfg.idle_timeout.map(|d| last_activity + d);
-    run.phase(&mut ws, &mut behaviour, |b, out| b.on_open(out));
-    loop {
-        let was_closing = run.closing;
-        let tick = behaviour.next_tick();
-        // A run of deliveries the recorder has not had yet goes to it this soon.
-        let run_due = run.session.run_due().map(Instant::from_std);
-        let due = if run.closing { Some(close_at) } else { [idle_due, tick, run_due].into_iter().flatten().min() };
-        if due != armed {
-            if let Some(t) = due {
-                timer.as_mut().reset(t);
-            }
-            armed = due;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled(), if !run.closing => {
-                run.start_close(&mut ws, CloseCode::GOING_AWAY, "gateway shutting down", Initiator::Gateway);
-            }
-            _ = &mut timer, if armed.is_some() => {
-                // Fired: re-armed from scratch on the next turn.
-                armed = None;
-                let now = Instant::now();
-                if run.closing {
-                    if now >= close_at {
-                        break;
-                    }
-                } else if let Some(idle) = cfg.idle_timeout
-                    && idle_due.is_some_and(|t| now >= t)
-                {
-                    let due = last_activity + idle;
-                    if now >= due {
-                        run.start_close(&mut ws, CloseCode::GOING_AWAY, "idle timeout", Initiator::Gateway);
-                    } else {
-                        idle_due = Some(due);
-                    }
-                } else if tick.is_some_and(|t| now >= t) {
-                    run.phase(&mut ws, &mut behaviour, |b, out| b.on_tick(out));
+) -> impl Future<Output = ()> {
+    async move {
+        let mut run = Run { session, ending: None, closing: false, yield_now: false };
+        let mut commands_open = true;
+        let mut feed_first = false;
+        // One timer for whatever is due next — the close handshake's deadline while
+        // closing, else the idle timeout or the behaviour's tick, whichever is sooner —
+        // re-armed only when that changes: an idle session holds one timer, not three.
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        let mut close_at = Instant::now();
+        let mut last_activity = Instant::now();
+        // When to look at the idle timeout next: moved on lazily, when it comes, rather
+        // than the timer being reset for every message.
+        let mut idle_due = cfg.idle_timeout.map(|d| last_activity + d);
+        run.phase(&mut ws, &mut behaviour, |b, out| b.on_open(out));
+        loop {
+            let was_closing = run.closing;
+            let tick = behaviour.next_tick();
+            // A run of deliveries the recorder has not had yet goes to it this soon.
+            let run_due = run.session.run_due().map(Instant::from_std);
+            let due = if run.closing { Some(close_at) } else { [idle_due, tick, run_due].into_iter().flatten().min() };
+            if due != armed {
+                if let Some(t) = due {
+                    timer.as_mut().reset(t);
                 }
-                if run_due.is_some_and(|t| now >= t) {
-                    run.session.flush_run();
-                }
+                armed = due;
             }
-            cmd = commands.recv(), if commands_open => match cmd {
-                Some(cmd) => run.command(&mut ws, cmd),
-                None => commands_open = false,
-            },
-            // Under `--record strict`, events the store could not take yet hold the
-            // reads back until it can.
-            _ = run.session.settle(), if run.session.has_pending() => {}
-            input = next_input(&mut ws, &mut behaviour, !run.closing, feed_first), if !run.session.has_pending() => match input {
-                Input::Fed => {
-                    feed_first = false;
-                    run.phase(&mut ws, &mut behaviour, |b, out| b.on_feed(out));
+            tokio::select! {
+                _ = shutdown.cancelled(), if !run.closing => {
+                    run.start_close(&mut ws, CloseCode::GOING_AWAY, "gateway shutting down", Initiator::Gateway);
                 }
-                Input::Received(msg) => {
-                    feed_first = true;
-                    if cfg.idle_timeout.is_some() {
-                        last_activity = Instant::now();
-                    }
-                    // Then everything already buffered, without another trip through
-                    // select!: a pipelining client's burst is answered in one wake-up.
-                    let mut next = Some(msg);
-                    let mut stop = false;
-                    // Bounded, so shutdown and commands are still seen under a flood.
-                    let mut budget = BURST;
-                    while let Some(msg) = next.take() {
-                        if run.received(msg, &mut ws, &mut behaviour).await {
-                            stop = true;
+                _ = &mut timer, if armed.is_some() => {
+                    // Fired: re-armed from scratch on the next turn.
+                    armed = None;
+                    let now = Instant::now();
+                    if run.closing {
+                        if now >= close_at {
                             break;
                         }
-                        budget -= 1;
-                        if run.session.has_pending() || budget == 0 || run.yield_now {
-                            break;
+                    } else if let Some(idle) = cfg.idle_timeout
+                        && idle_due.is_some_and(|t| now >= t)
+                    {
+                        let due = last_activity + idle;
+                        if now >= due {
+                            run.start_close(&mut ws, CloseCode::GOING_AWAY, "idle timeout", Initiator::Gateway);
+                        } else {
+                            idle_due = Some(due);
                         }
-                        next = ws.recv().now_or_never();
+                    } else if tick.is_some_and(|t| now >= t) {
+                        run.phase(&mut ws, &mut behaviour, |b, out| b.on_tick(out));
                     }
-                    if stop {
-                        break;
+                    if run_due.is_some_and(|t| now >= t) {
+                        run.session.flush_run();
                     }
                 }
-            },
+                cmd = commands.recv(), if commands_open => match cmd {
+                    Some(cmd) => run.command(&mut ws, cmd),
+                    None => commands_open = false,
+                },
+                // Under `--record strict`, events the store could not take yet hold the
+                // reads back until it can.
+                _ = run.session.settle(), if run.session.has_pending() => {}
+                input = next_input(&mut ws, &mut behaviour, !run.closing, feed_first), if !run.session.has_pending() => match input {
+                    Input::Fed => {
+                        feed_first = false;
+                        run.phase(&mut ws, &mut behaviour, |b, out| b.on_feed(out));
+                    }
+                    Input::Received(msg) => {
+                        feed_first = true;
+                        if cfg.idle_timeout.is_some() {
+                            last_activity = Instant::now();
+                        }
+                        // Then everything already buffered, without another trip through
+                        // select!: a pipelining client's burst is answered in one wake-up.
+                        let mut next = Some(msg);
+                        let mut stop = false;
+                        // Bounded, so shutdown and commands are still seen under a flood.
+                        let mut budget = BURST;
+                        while let Some(msg) = next.take() {
+                            if run.received(msg, &mut ws, &mut behaviour).await {
+                                stop = true;
+                                break;
+                            }
+                            budget -= 1;
+                            if run.session.has_pending() || budget == 0 || run.yield_now {
+                                break;
+                            }
+                            next = ws.recv().now_or_never();
+                        }
+                        if stop {
+                            break;
+                        }
+                    }
+                },
+            }
+            if run.closing && !was_closing {
+                close_at = Instant::now() + cfg.close_timeout;
+            }
+            if std::mem::take(&mut run.yield_now) {
+                tokio::task::yield_now().await;
+            }
         }
-        if run.closing && !was_closing {
-            close_at = Instant::now() + cfg.close_timeout;
-        }
-        if std::mem::take(&mut run.yield_now) {
-            tokio::task::yield_now().await;
-        }
+        let ending = run.ending.take().unwrap_or_else(Ending::unexplained);
+        ending.finish(run.session).await;
     }
-    let ending = run.ending.take().unwrap_or_else(Ending::unexplained);
-    ending.finish(run.session).await;
 }
 
 #[cfg(test)]

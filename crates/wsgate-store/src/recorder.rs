@@ -74,12 +74,16 @@ pub struct RecorderStats {
     pub write_errors: AtomicU64,
 }
 
-/// Per open session: its row as last written and where its numbering is.
+/// Per open session: what its row says beyond the facts fixed at REQUESTED (those
+/// are rebuilt from the event's `SessionInfo` when the row is written again), and
+/// where its numbering is. Kept small: the recorder holds one for every open
+/// session, and a relay holds tens of thousands of idle ones.
+#[derive(Default)]
 struct Open {
-    row: SessionRow,
+    subprotocol: Option<Box<str>>,
+    upstream: Option<Box<str>>,
     event_seq: u32,
     recorded: u64,
-    last_seq: u64,
 }
 
 struct Collector {
@@ -110,22 +114,16 @@ impl Collector {
     }
 
     fn open_entry(&mut self, info: &SessionInfo) -> &mut Open {
-        let (instance, redact) = (&self.cfg.instance, &self.cfg.redact);
-        self.open.entry(info.id).or_insert_with(|| Open {
-            row: first_row(info, instance, redact),
-            event_seq: 0,
-            recorded: 0,
-            last_seq: 0,
-        })
+        self.open.entry(info.id).or_default()
     }
 
-    fn stage_row(&mut self, id: SessionId) {
-        let Some(open) = self.open.get(&id) else { return };
-        match self.in_batch.get(&id) {
-            Some(&i) => self.batch.sessions[i] = open.row.clone(),
+    /// Puts `row` in the batch, in place of an earlier row of the same session.
+    fn stage_row(&mut self, row: SessionRow) {
+        match self.in_batch.get(&row.id) {
+            Some(&i) => self.batch.sessions[i] = row,
             None => {
-                self.in_batch.insert(id, self.batch.sessions.len());
-                self.batch.sessions.push(open.row.clone());
+                self.in_batch.insert(row.id, self.batch.sessions.len());
+                self.batch.sessions.push(row);
             }
         }
     }
@@ -141,7 +139,6 @@ impl Collector {
             SessionEvent::Delivered(r) => {
                 let open = self.open_entry(&r.info);
                 open.recorded += r.count;
-                open.last_seq = r.first_seq + r.count - 1;
                 self.batch.runs.push(RunRow {
                     session_id: r.info.id,
                     first_seq: r.first_seq,
@@ -168,17 +165,19 @@ impl Collector {
     }
 
     fn lifecycle(&mut self, info: &SessionInfo, t: Transition) {
-        let open = self.open_entry(info);
+        let mut row = first_row(info, &self.cfg.instance, &self.cfg.redact);
+        let open = self.open.entry(info.id).or_default();
         open.event_seq += 1;
         let d = &t.detail;
-        let row = &mut open.row;
+        if let Some(s) = &d.subprotocol {
+            open.subprotocol = Some(s.as_str().into());
+        }
+        if let Some(u) = &d.upstream {
+            open.upstream = Some(u.as_str().into());
+        }
         row.state = t.state;
-        if d.subprotocol.is_some() {
-            row.subprotocol = d.subprotocol.clone();
-        }
-        if d.upstream.is_some() {
-            row.upstream = d.upstream.clone();
-        }
+        row.subprotocol = open.subprotocol.as_deref().map(str::to_owned);
+        row.upstream = open.upstream.as_deref().map(str::to_owned);
         if t.state.is_final() {
             row.closed_at = Some(t.at);
             row.close_code = d.close_code;
@@ -207,7 +206,7 @@ impl Collector {
             detail: serde_json::to_value(d).unwrap_or_default(),
         };
         self.batch.events.push(event);
-        self.stage_row(info.id);
+        self.stage_row(row);
         if t.state.is_final() {
             self.open.remove(&info.id);
         }
@@ -240,7 +239,6 @@ impl Collector {
     fn message(&mut self, m: MessageEvent) {
         let open = self.open_entry(&m.info);
         open.recorded += 1;
-        open.last_seq = m.seq;
         let (size, truncated, payload) = self.capped(m.payload);
         self.batch.messages.push(MessageRow {
             session_id: m.info.id,

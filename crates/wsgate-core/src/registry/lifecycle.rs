@@ -8,7 +8,9 @@
 
 use std::collections::VecDeque;
 
-use crate::session::Transition;
+use chrono::{DateTime, Utc};
+
+use crate::session::{State, Transition, TransitionDetail};
 
 /// Steps kept from the start of a lifecycle.
 pub const LIFECYCLE_HEAD: usize = 8;
@@ -19,22 +21,52 @@ pub const LIFECYCLE_TAIL: usize = 64;
 /// fell between them.
 #[derive(Debug)]
 pub(crate) struct KeptLifecycle {
-    head: Vec<Transition>,
+    head: Vec<Step>,
     /// Never longer than `LIFECYCLE_TAIL`: full, it drops its oldest before taking
     /// one, so it never reallocates either.
-    tail: VecDeque<Transition>,
+    tail: VecDeque<Step>,
     omitted: u64,
+}
+
+/// A [`Transition`] as kept here: 24 bytes, its detail boxed only when it says
+/// something. Most steps say nothing beyond their state and time (an idle relay
+/// session's REQUESTED and CONNECTED), and every live session holds its steps: kept
+/// whole, they cost 192 bytes each.
+#[derive(Debug)]
+struct Step {
+    state: State,
+    at: DateTime<Utc>,
+    detail: Option<Box<TransitionDetail>>,
+}
+
+impl Step {
+    fn pack(t: Transition) -> Self {
+        let detail = (t.detail != TransitionDetail::default()).then(|| Box::new(t.detail));
+        Self { state: t.state, at: t.at, detail }
+    }
+
+    fn unpack(&self) -> Transition {
+        let detail = self.detail.as_deref().cloned().unwrap_or_default();
+        Transition { state: self.state, at: self.at, detail }
+    }
 }
 
 impl KeptLifecycle {
     pub(crate) fn new(first: Transition) -> Self {
-        let mut head = Vec::with_capacity(LIFECYCLE_HEAD);
-        head.push(first);
+        // Room for REQUESTED and CONNECTED, all most live sessions ever have: a head
+        // reserved whole (of steps kept as `Transition`s) cost every idle connection
+        // 1.6 KiB.
+        let mut head = Vec::with_capacity(2);
+        head.push(Step::pack(first));
         Self { head, tail: VecDeque::new(), omitted: 0 }
     }
 
     pub(crate) fn push(&mut self, t: Transition) {
+        let t = Step::pack(t);
         if self.head.len() < LIFECYCLE_HEAD {
+            if self.head.len() == self.head.capacity() {
+                self.head.reserve_exact(2);
+            }
             self.head.push(t);
             return;
         }
@@ -51,7 +83,7 @@ impl KeptLifecycle {
     /// The kept steps in order; the omitted ones, if any, were between the first
     /// `LIFECYCLE_HEAD` of these and the rest.
     pub(crate) fn steps(&self) -> Vec<Transition> {
-        self.head.iter().chain(&self.tail).cloned().collect()
+        self.head.iter().chain(&self.tail).map(Step::unpack).collect()
     }
 
     pub(crate) fn omitted(&self) -> u64 {
