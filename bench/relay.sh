@@ -18,6 +18,9 @@
 #     and rec, default queues: per publication, publish -> its last subscriber (bench
 #     fanout's last_delivery_us), and every delivery's latency beside it
 #                                                                   target p99 <= 10 ms
+#   - the same 1 -> 1 000 fan-out driven by Node `ws` clients (bench/node-relay/fanout.js),
+#     a client no one here wrote: relay CPU per delivery for all three (that client's
+#     JavaScript is the limit)                                    target <= 1.5 us
 #   - 15 000 idle relay connections (rec): relay VmRSS growth per connection, read once
 #     the relay's websocket_connected_clients gauge counts them all  target <= 4 KiB
 # The measured relay runs alone on one core (taskset), the bench client on the other.
@@ -35,6 +38,7 @@ ROUNDS=${ROUNDS:-3}
 LAT_DUR=${LAT_DUR:-5}
 SUBS=${SUBS:-1000}
 HOLD=${HOLD:-15000}
+NODEFAN_MSGS=${NODEFAN_MSGS:-1000}
 cargo build --release --quiet -p wsgate
 W=target/release/wsgate
 [ -f bench/node-relay/node_modules/ws/package.json ] \
@@ -94,6 +98,22 @@ for i in $(seq "$ROUNDS"); do
   fanout "lat-rec-$i" "$DREC" "$DREC_PID" -n $((100 * LAT_DUR)) --rate 100
 done
 fanout default-queue "$DNOSTORE" "$DNOSTORE_PID" -n "$MSGS" --settle-timeout 5
+# The same fan-out from a client no one here wrote (bench/node-relay/fanout.js, Node
+# `ws`): its subscribers' JavaScript is the limit, so the figure to compare is the
+# relay's CPU per delivery; the deliveries/s say how fast that client reads.
+nodefan() {
+  local name=$1 addr=$2 pid=$3
+  local t0; t0=$(cpu_ticks "$pid")
+  "${LOAD[@]}" node bench/node-relay/fanout.js "ws://$addr/nodefan" "$SUBS" "$NODEFAN_MSGS" 60 \
+    > "$OUT/$name.json" 2> "$OUT/$name.err" || true
+  echo $(( $(cpu_ticks "$pid") - t0 )) > "$OUT/$name.cpu"
+  [ -s "$OUT/$name.json" ] || { echo "$name: fanout.js printed nothing: $(cat "$OUT/$name.err")" >&2; exit 1; }
+}
+for i in $(seq "$ROUNDS"); do
+  nodefan "nodefan-node-$i" "$NODE" "$NODE_PID"
+  nodefan "nodefan-nostore-$i" "$NOSTORE" "$NOSTORE_PID"
+  nodefan "nodefan-rec-$i" "$REC" "$REC_PID"
+done
 REC_ROWS=$(metric "$(control_of rec)" wsgate_store_rows_total)
 REC_DROPS=$(metric "$(control_of rec)" 'wsgate_observer_dropped_total{observer="store"}')
 DROPPED=$(metric "$(control_of dnostore)" 'wsgate_relay_dropped_total{route="relay",policy="drop_oldest"}')
@@ -171,6 +191,23 @@ print(f"recording/no-store = {r:.2f}x (target >= 0.8x)  {verdict(r >= 0.8 and cl
 print(f"{'(!) ' if rec_drops else ''}recorder of the recording relay (its throughput runs): {rec_rows:,.0f} rows written "
       f"for {total['rec']['deliveries']:,} deliveries, {rec_drops:,.0f} records dropped (--record drop: history "
       f"{'incomplete' if rec_drops else 'complete'})")
+
+print(f"== the same fan-out from a client no one here wrote (Node `ws`, bench/node-relay/fanout.js: 1 publisher, "
+      f"{load('nodefan-node-1')['subscribers']} subscribers, {load('nodefan-node-1')['messages']} messages a run, every "
+      "one checked in order); its JavaScript is the limit, so compare the relays' CPU per delivery")
+fan = {}
+for k in names:
+    runs = [load(f"nodefan-{k}-{i}") for i in range(1, rounds + 1)]
+    dl = sum(d["deliveries"] for d in runs)
+    fan[k] = sum(cpu(f"nodefan-{k}-{i}") for i in range(1, rounds + 1)) * 1e6 / max(dl, 1)
+    unclean = [f"round {i}: {d['lost']} lost, {d['disordered']} out of order" for i, d in enumerate(runs, 1)
+               if d["lost"] or d["disordered"]]
+    print(f"{names[k]:20} {sum(d['per_sec'] for d in runs) / len(runs):>11,.0f} deliveries/s (client-bound)  relay CPU "
+          f"{fan[k]:5.2f} us/delivery  {'none lost' if not unclean else 'NOT CLEAN: ' + '; '.join(unclean)}")
+    ok &= not unclean
+print(f"wsgate relay CPU per delivery under the Node client: no-store {fan['nostore']:.2f} us, recording "
+      f"{fan['rec']:.2f} us, node relay {fan['node']:.2f} us (target <= 1.5 us)  "
+      f"{verdict(fan['nostore'] <= 1.5 and fan['rec'] <= 1.5)}")
 
 d = load("default-queue")
 print(f"(shown, not a target) wsgate --no-store with its default member queue (1 024 messages, drop_oldest), "
