@@ -10,7 +10,9 @@
 //!   just past its end);
 //! - a config that passes validation can run: every duration in it can be added to
 //!   `Instant::now()` (the proxy turns them into deadlines), its deflate policy is
-//!   within zlib's range, and it serialises (`config check` prints it).
+//!   within zlib's range, and it serialises (`config check` prints it);
+//! - every payload policy it loaded prints as text that parses back to itself (what
+//!   `config check` shows is what runs).
 //!
 //! Input: the config file's text (invalid UTF-8 replaced). Comment lines of the form
 //! `#@env <key> <value>`, `#@flag <key> <value>` (key: a dotted config path such as
@@ -74,6 +76,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(now.checked_add(d).is_some(), "route {} idle_timeout {d:?} cannot be a deadline", r.name);
             }
         }
+    }
+    let policies = cfg.routes.iter().filter_map(|r| r.record_payloads).chain([cfg.store.payloads]);
+    for p in policies {
+        assert_eq!(p.to_string().parse::<wsgate_core::PayloadPolicy>(), Ok(p), "payload policy {p} round-trips");
     }
     if let Some(p) = cfg.deflate.policy() {
         assert!((9..=15).contains(&p.max_window_bits) && p.level <= 9, "deflate policy {p:?} passed validation");

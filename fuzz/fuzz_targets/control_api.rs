@@ -88,6 +88,7 @@ fn world() -> &'static World {
                     client_addr: None,
                     headers: vec![],
                     opened_at: Default::default(),
+                    payloads: Default::default(),
                 };
                 let (session, rx) = SessionHandle::open(info, bus.clone(), registry.clone(), 1);
                 rt.spawn(answer(rx));

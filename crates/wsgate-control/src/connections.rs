@@ -456,6 +456,7 @@ pub async fn create(State(cp): State<ControlPlane>, body: JsonBody) -> Result<im
         client_addr: None,
         headers: plan.recorded,
         opened_at: chrono::Utc::now(),
+        payloads: Default::default(),
     };
     let (session, commands) = SessionHandle::open(info, cp.inner.bus.clone(), cp.inner.registry.clone(), COMMAND_QUEUE);
     let id = session.id();

@@ -548,6 +548,7 @@ mod tests {
             client_addr: Some("127.0.0.1:5000".parse().unwrap_or_else(|_| unreachable!())),
             headers: vec![("user-agent".into(), "t".into())],
             opened_at: Utc::now(),
+            payloads: Default::default(),
         })
     }
 

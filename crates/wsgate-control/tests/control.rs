@@ -102,6 +102,7 @@ impl Gateway {
             client_addr: None,
             headers: vec![],
             opened_at: chrono::Utc::now(),
+            payloads: Default::default(),
         };
         SessionHandle::open(info, self.bus.clone(), self.registry.clone(), commands)
     }

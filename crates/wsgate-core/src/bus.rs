@@ -414,6 +414,7 @@ mod tests {
             client_addr: None,
             headers: vec![],
             opened_at: chrono::Utc::now(),
+            payloads: Default::default(),
         });
         SessionEvent::Lifecycle {
             info,

@@ -16,6 +16,7 @@ pub mod event;
 pub mod id;
 pub mod kinds;
 pub mod path_filter;
+pub mod payloads;
 pub mod registry;
 pub mod session;
 
@@ -26,6 +27,7 @@ pub use event::{DeliveryRun, Direction, LogEntry, MessageEvent, QueueEvent, Queu
 pub use id::SessionId;
 pub use kinds::{ErrorKind, ReasonKind};
 pub use path_filter::path_matches;
+pub use payloads::{BadPayloadPolicy, PayloadPolicy};
 pub use registry::{Command, CommandError, Registry, SessionSnapshot, Target};
 pub use session::{
     CloseInfo, Initiator, RUN_FLUSH, SessionHandle, SessionInfo, SessionKind, State, Totals, Transition,

@@ -271,6 +271,7 @@ mod tests {
             client_addr: None,
             headers: Vec::new(),
             opened_at: Utc::now(),
+            payloads: Default::default(),
         });
         let id = info.id;
         // The receiver is dropped: these tests send no commands.

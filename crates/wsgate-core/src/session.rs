@@ -140,6 +140,10 @@ pub struct SessionInfo {
     /// Selected request headers, credentials already redacted.
     pub headers: Vec<(String, String)>,
     pub opened_at: DateTime<Utc>,
+    /// What history keeps of its payloads (its route's `record_payloads`).
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub payloads: crate::PayloadPolicy,
 }
 
 impl SessionInfo {

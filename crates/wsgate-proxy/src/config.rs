@@ -35,6 +35,8 @@ impl Default for QueueConfig {
 pub struct ProxyConfig {
     /// Route name recorded on every session.
     pub route: Arc<str>,
+    /// What history keeps of its sessions' payloads.
+    pub payloads: wsgate_core::PayloadPolicy,
     /// Static upstream; the fallback when a resolver is configured. At least one of
     /// `upstream` and `resolver` is set.
     pub upstream: Option<Url>,
@@ -84,6 +86,7 @@ impl ProxyConfig {
     pub fn new(upstream: Url, upstream_tls: Arc<rustls::ClientConfig>) -> Self {
         Self {
             route: "default".into(),
+            payloads: wsgate_core::PayloadPolicy::Full,
             upstream: Some(upstream),
             resolver: None,
             strip_prefix: None,

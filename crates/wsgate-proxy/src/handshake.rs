@@ -71,7 +71,8 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
     let cfg = &proxy.cfg;
     let path = up.path().to_owned();
     let recorded = headers::recorded(req.headers(), &cfg.forward_headers);
-    let info = up.session_info(SessionKind::Proxy, cfg.route.clone(), peer, recorded);
+    let mut info = up.session_info(SessionKind::Proxy, cfg.route.clone(), peer, recorded);
+    info.payloads = cfg.payloads;
     let (mut session, commands) = upgrade::open(info, &proxy.bus, &proxy.registry);
 
     let resolved = match resolve(cfg, &proxy.http, &path).await {

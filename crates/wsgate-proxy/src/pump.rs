@@ -633,6 +633,7 @@ mod tests {
             client_addr: None,
             headers: Vec::new(),
             opened_at: Utc::now(),
+            payloads: Default::default(),
         };
         let (mut session, commands) = SessionHandle::open(info, EventBus::empty(), Arc::new(Registry::new(4)), 4);
         // A close timeout far beyond the test's deadline: only failing closes the upstream.

@@ -365,6 +365,7 @@ mod tests {
             client_addr: None,
             headers: Vec::new(),
             opened_at: chrono::Utc::now(),
+            payloads: Default::default(),
         };
         let hub = Hub::new();
         let settings = Arc::new(settings);

@@ -23,6 +23,8 @@ use crate::upgrade::{self, Upgrade};
 #[derive(Debug, Clone)]
 pub struct Served {
     pub route: Arc<str>,
+    /// What history keeps of its sessions' payloads.
+    pub payloads: wsgate_core::PayloadPolicy,
     /// Subprotocols accepted: the first one the client offers that is listed.
     pub subprotocols: Vec<String>,
     /// Accept permessage-deflate offers with this policy (`None`: never).
@@ -93,7 +95,8 @@ impl Endpoint {
         let cfg = &self.cfg.served;
         let chosen = up.choose_subprotocol(&cfg.subprotocols);
         let deflate = up.accept_deflate(cfg.deflate.as_ref());
-        let info = up.session_info(self.cfg.kind, cfg.route.clone(), peer, Vec::new());
+        let mut info = up.session_info(self.cfg.kind, cfg.route.clone(), peer, Vec::new());
+        info.payloads = cfg.payloads;
         let (mut session, commands) = upgrade::open(info, &self.bus, &self.registry);
         let (response, pending) = up.accept(chosen.as_deref(), deflate.as_ref());
         // What the task needs only to start the session, boxed: the task's state

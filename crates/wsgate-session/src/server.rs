@@ -355,6 +355,7 @@ mod tests {
             client_addr: None,
             headers: Vec::new(),
             opened_at: chrono::Utc::now(),
+            payloads: Default::default(),
         };
         let registry = Arc::new(Registry::new(4));
         let (mut session, commands) = SessionHandle::open(info.clone(), EventBus::empty(), registry.clone(), 4);

@@ -90,6 +90,7 @@ impl Upgrade {
             client_addr: Some(client_addr),
             headers,
             opened_at: chrono::Utc::now(),
+            payloads: Default::default(),
         }
     }
 

@@ -239,7 +239,13 @@ impl Collector {
     fn message(&mut self, m: MessageEvent) {
         let open = self.open_entry(&m.info);
         open.recorded += 1;
-        let (size, truncated, payload) = self.capped(m.payload);
+        // The route's payload policy: a message whose payload is not kept is stored
+        // as its headers (size, opcode, time, flags), flagged truncated.
+        let (size, truncated, payload) = if m.info.payloads.keeps(m.seq) {
+            self.capped(m.payload)
+        } else {
+            (m.payload.len() as u64, !m.payload.is_empty(), bytes::Bytes::new())
+        };
         self.batch.messages.push(MessageRow {
             session_id: m.info.id,
             seq: m.seq,

@@ -85,6 +85,7 @@ fn info(kind: SessionKind, route: &str, path: &str) -> SessionInfo {
             ("user-agent".into(), "test".into()),
         ],
         opened_at: chrono::Utc::now(),
+        payloads: Default::default(),
     }
 }
 
@@ -629,6 +630,37 @@ async fn shared_log_deliveries_read_back_as_messages(b: Backend) {
     assert_eq!(read(m_id, 0, 100).await.len(), 6);
 }
 
+/// Each payload policy stores what it says: `headers` the size and flags without the
+/// payload, `sample:2` every other message whole; `full` everything up to the cap.
+async fn payload_policies_store_what_they_say(b: Backend) {
+    let Some(f) = fixture(b).await else { return };
+    let rec = record(&f.store, "a", 1024);
+    let mut ids = Vec::new();
+    for policy in ["full", "headers", "sample:2"] {
+        let mut i = info(SessionKind::Mock, "echo", "/p");
+        i.payloads = policy.parse().unwrap();
+        let mut s = rec.open(i);
+        for n in 0..4 {
+            s.frame(Direction::ClientToGateway, &Frame::text(format!("message {n}")), false);
+        }
+        s.transition(State::Disconnected, TransitionDetail::default());
+        ids.push(s.id());
+    }
+    rec.finish().await;
+    let shown = |m: &MessageRow| (m.seq, m.size, m.truncated, String::from_utf8_lossy(&m.payload).into_owned());
+    let read = |i: usize| {
+        let (store, id) = (f.store.clone(), ids[i]);
+        async move { store.messages(id, 0, 10).await.unwrap().iter().map(shown).collect::<Vec<_>>() }
+    };
+    let whole = |n: u64| (n + 1, 9, false, format!("message {n}"));
+    let headers = |n: u64| (n + 1, 9, true, String::new());
+    assert_eq!(read(0).await, [whole(0), whole(1), whole(2), whole(3)]);
+    assert_eq!(read(1).await, [headers(0), headers(1), headers(2), headers(3)]);
+    assert_eq!(read(2).await, [whole(0), headers(1), whole(2), headers(3)]);
+    let row = f.store.session(ids[1]).await.unwrap().unwrap();
+    assert_eq!((row.messages_in, row.bytes_in, row.messages_dropped), (4, 36, 0), "headers are not drops");
+}
+
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {
         mod memory { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )* }
@@ -647,7 +679,8 @@ backends!(
     concurrent_claims_have_one_winner,
     retention_by_age_and_count,
     interleaved_sessions_read_back_in_order,
-    shared_log_deliveries_read_back_as_messages
+    shared_log_deliveries_read_back_as_messages,
+    payload_policies_store_what_they_say
 );
 
 #[tokio::test]

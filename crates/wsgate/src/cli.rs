@@ -268,6 +268,9 @@ pub struct StoreArgs {
     /// Payload bytes stored per message (default 65536).
     #[arg(long, env = "WSGATE_STORE_PAYLOAD_CAP", value_name = "BYTES")]
     pub store_payload_cap: Option<String>,
+    /// What history keeps of payloads: full, headers or sample:N (default full).
+    #[arg(long, env = "WSGATE_STORE_PAYLOADS", value_name = "POLICY")]
+    pub store_payloads: Option<String>,
     /// Delete sessions that ended longer ago than this (e.g. 7d).
     #[arg(long, env = "WSGATE_RETENTION", value_name = "DURATION")]
     pub retention: Option<String>,

@@ -271,8 +271,8 @@ impl Gateway {
 
     /// Waits for SIGINT or SIGTERM (reloading the routes on SIGHUP), then runs the
     /// shutdown sequence.
-    pub async fn run_until_signal(self, deadline: Duration) -> anyhow::Result<()> {
-        wait_for_stop(&self.control).await;
+    pub async fn run_until_signal(self, deadline: Duration, signals: StopSignals) -> anyhow::Result<()> {
+        signals.wait(&self.control).await;
         tracing::info!("shutting down: closing sessions with 1001");
         self.shutdown(deadline).await
     }
@@ -325,6 +325,7 @@ pub async fn run_routes(cfg: &Config, name: &str, detail: &str, routes: Routes) 
     } else {
         None
     };
+    let signals = StopSignals::register();
     let gateway = Gateway::start(cfg).await?;
     let routing = Routing::new(plans, &gateway, sources, mode, cfg);
     let names: Vec<String> = routing.table().routes.into_iter().map(|r| r.name).collect();
@@ -345,7 +346,7 @@ pub async fn run_routes(cfg: &Config, name: &str, detail: &str, routes: Routes) 
     let routes = if mode == Mode::Serve { format!(" routes={}", names.join(",")) } else { String::new() };
     println!("wsgate {name}: {listen}control={} {detail}{routes}", gateway.control_addr);
     tracing::info!(control = %gateway.control_addr, routes = ?names, "{name} ready {listen}{detail}");
-    gateway.run_until_signal(cfg.shutdown_timeout).await?;
+    gateway.run_until_signal(cfg.shutdown_timeout, signals).await?;
     if let Some(a) = accept {
         let _ = a.await;
     }
@@ -375,17 +376,39 @@ pub struct Routes {
     pub mode: Mode,
 }
 
-/// Waits for SIGINT or SIGTERM; each SIGHUP in the meantime reloads the routes.
-async fn wait_for_stop(control: &ControlPlane) {
+/// The signals a gateway answers: SIGINT and SIGTERM stop it, each SIGHUP reloads
+/// its routes. Registered before the gateway says it is ready: until a handler is
+/// in place a signal takes its default action, and SIGHUP's ends the process — a
+/// reload sent the moment the ready line appeared killed the gateway.
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut hup) = signal(SignalKind::hangup()) {
-            let stop = wait_for_signal();
-            tokio::pin!(stop);
+    unix: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl StopSignals {
+    pub fn register() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let all = (signal(SignalKind::hangup()), signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+            let unix = match all {
+                (Ok(hup), Ok(int), Ok(term)) => Some([hup, int, term]),
+                _ => None,
+            };
+            Self { unix }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Until SIGINT or SIGTERM; each SIGHUP meanwhile reloads the routes.
+    async fn wait(self, control: &ControlPlane) {
+        #[cfg(unix)]
+        if let Some([mut hup, mut int, mut term]) = self.unix {
             loop {
                 tokio::select! {
-                    _ = &mut stop => return,
+                    _ = int.recv() => return,
+                    _ = term.recv() => return,
                     _ = hup.recv() => {
                         if control.reload().is_none() {
                             tracing::warn!("SIGHUP: this gateway has no routes to reload");
@@ -394,29 +417,7 @@ async fn wait_for_stop(control: &ControlPlane) {
                 }
             }
         }
-    }
-    let _ = control;
-    wait_for_signal().await;
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+        let _ = control;
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

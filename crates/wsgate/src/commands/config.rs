@@ -19,6 +19,7 @@ const ROUTES: &str = "
 #     proxy: { upstream: \"ws://127.0.0.1:9000\", strip_prefix: /api }   # the proxy: keys, plus strip_prefix
 #     origins: [\"https://app.example.com\"]                              # optional: other browser origins get 403
 #     limits: { max_connections: 500, max_message_size: 1048576, idle_timeout: 5m }   # optional
+#     record_payloads: headers      # optional: full, headers or sample:N (default: store.payloads)
 #   - name: echo
 #     path: /echo
 #     mock: { echo: true }          # the mock: keys

@@ -85,6 +85,7 @@ keys! {
     "store.url", "store", "Where history is kept: sqlite://PATH (created on first run), postgres://USER@HOST/DB, or memory://.";
     "store.record", "record", "When the store falls behind: drop (traffic never waits; drops are counted and shown on the session) or strict (traffic waits; every message is stored).";
     "store.payload_cap", "store-payload-cap", "Payload bytes stored per message; longer ones are cut and flagged truncated.";
+    "store.payloads", "store-payloads", "What history keeps of payloads: full (up to the cap), headers (opcode, size, time only: any rate) or sample:N (1 message in N whole); a route's record_payloads overrides it.";
     "store.retention", "retention", "Delete sessions that ended longer ago than this, e.g. 7d (0s = keep forever).";
     "store.retention_messages", "retention-messages", "Keep at most this many messages overall; the oldest go first (0 = no limit).";
     "store.redact_headers", "redact-header", "Request header redacted before it is stored (repeatable), besides Authorization, Cookie and Set-Cookie.";

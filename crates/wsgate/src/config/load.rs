@@ -30,6 +30,7 @@ const TEXT_KEYS: &[&str] = &[
     "proxy.forward_headers",
     "mock.subprotocols",
     "store.url",
+    "store.payloads",
     "store.redact_headers",
     "store.instance",
     "relay.jwt_secret",

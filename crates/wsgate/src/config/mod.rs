@@ -94,6 +94,9 @@ pub struct StoreSection {
     pub record: RecordMode,
     /// Payload bytes stored per message; longer ones are cut and flagged.
     pub payload_cap: usize,
+    /// What history keeps of payloads, unless a route says otherwise:
+    /// `full`, `headers` or `sample:N`.
+    pub payloads: wsgate_core::PayloadPolicy,
     /// Delete sessions that ended longer ago than this (0s = keep forever).
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
@@ -119,6 +122,7 @@ impl Default for StoreSection {
             url: "sqlite://wsgate.db".into(),
             record: RecordMode::Drop,
             payload_cap: 64 * 1024,
+            payloads: wsgate_core::PayloadPolicy::Full,
             retention: Duration::ZERO,
             retention_messages: 0,
             redact_headers: Vec::new(),

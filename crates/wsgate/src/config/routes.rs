@@ -37,6 +37,10 @@ pub struct RouteSection {
     /// This route's own limits; unset ones are the top-level `limits:`.
     #[serde(default)]
     pub limits: RouteLimits,
+    /// What history keeps of this route's payloads (`full`, `headers`, `sample:N`);
+    /// unset: the store's `payloads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_payloads: Option<wsgate_core::PayloadPolicy>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -78,10 +78,12 @@ impl RoutePlan {
     }
 }
 
-/// The effective limits of one route: its own, else the top-level ones.
+/// The effective limits of one route, and what its history keeps of payloads: its
+/// own, else the top-level ones.
 struct Limits {
     max_message_size: usize,
     idle_timeout: Option<Duration>,
+    payloads: wsgate_core::PayloadPolicy,
 }
 
 /// Validates `cfg` for `mode` and plans every route, in match order.
@@ -97,6 +99,7 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
     let top = Limits {
         max_message_size: cfg.limits.max_message_size,
         idle_timeout: (!cfg.limits.idle_timeout.is_zero()).then_some(cfg.limits.idle_timeout),
+        payloads: cfg.store.payloads,
     };
     let mut plans = Vec::new();
     for (i, r) in cfg.routes.iter().enumerate() {
@@ -106,6 +109,7 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
                 Some(d) => (!d.is_zero()).then_some(d),
                 None => top.idle_timeout,
             },
+            payloads: r.record_payloads.unwrap_or(top.payloads),
         };
         let name: Arc<str> = r.name.as_str().into();
         let handler = match (&r.proxy, &r.mock) {
@@ -181,6 +185,7 @@ fn proxy_config(
     let placeholder = || url::Url::parse("ws://127.0.0.1/").expect("literal URL");
     let mut pc = ProxyConfig::new(p.upstream.clone().unwrap_or_else(placeholder), upstream_tls);
     pc.route = route.into();
+    pc.payloads = limits.payloads;
     pc.upstream = p.upstream.clone();
     pc.resolver = p.resolver_url.clone().map(|url| ResolverConfig {
         url,
@@ -208,6 +213,7 @@ fn proxy_config(
 fn served(cfg: &Config, route: &str, subprotocols: &[String], limits: &Limits) -> Served {
     Served {
         route: route.into(),
+        payloads: limits.payloads,
         subprotocols: subprotocols.to_vec(),
         deflate: cfg.deflate.policy(),
         max_message_size: limits.max_message_size,

@@ -264,3 +264,62 @@ async fn history_retention_and_no_store() {
     assert!(r.text().await.unwrap().contains("--no-store"));
     assert!(!off.dir().join("wsgate.db").exists(), "no file when the store is off");
 }
+
+/// Payload policies per route: `headers` keeps every message's size and time but no
+/// payload, `sample:3` keeps the first message and every third whole, a route
+/// without its own policy takes the store's (`--store-payloads`); the live stream
+/// still shows every payload. A policy that does not parse is refused at start,
+/// naming the field.
+#[tokio::test]
+async fn payload_policies_per_route() {
+    let (_dir, file) = config_file(
+        r#"
+routes:
+  - name: timing
+    path: /timing
+    mock: { echo: true }
+    record_payloads: headers
+  - name: sampled
+    path: /sampled
+    mock: { echo: true }
+    record_payloads: sample:3
+  - name: rest
+    path: /*
+    mock: { echo: true }
+"#,
+    );
+    let gw = Gateway::spawn("serve", &["--config", &file, "--store-payloads", "full"], &[]).await;
+    let mut ids = Vec::new();
+    for path in ["/timing", "/sampled", "/rest"] {
+        let mut ws = ws_connect(&gw.ws(path)).await;
+        for i in 0..3 {
+            ws.send(Message::text(format!("{path} {i}"))).await.unwrap();
+            assert_eq!(recv(&mut ws).await, Message::text(format!("{path} {i}")));
+        }
+        ws.close(1000, "").await.unwrap();
+        let _ = within(ws.recv()).await;
+        let sessions = gw.wait_sessions(|s| s.iter().any(|x| x["path"] == path && x["state"] == "DISCONNECTED")).await;
+        let id = sessions.iter().find(|x| x["path"] == path).unwrap()["id"].as_str().unwrap().to_owned();
+        ids.push(id);
+    }
+    // 3 messages, 3 echoes, the two close frames.
+    let kept = |m: &Value| m["text"].as_str().is_some_and(|t| !t.is_empty());
+    let timing = stored(&gw, &ids[0], 8).await;
+    for m in timing.iter().filter(|m| m["type"] == "text") {
+        assert!(!kept(m) && m["truncated"] == true && m["size"] == 9, "{m}");
+    }
+    let sampled = stored(&gw, &ids[1], 8).await;
+    let whole: Vec<_> = sampled.iter().filter(|m| kept(m)).map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(whole, [1, 4], "{sampled:?}");
+    let rest = stored(&gw, &ids[2], 8).await;
+    assert_eq!(rest.iter().filter(|m| m["type"] == "text" && kept(m)).count(), 6, "{rest:?}");
+
+    let out = std::process::Command::new(bin())
+        .args(["mock", "--echo", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--no-store"])
+        .args(["--store-payloads", "some"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("store.payloads") && stderr.contains("sample:N"), "{stderr}");
+}

@@ -458,10 +458,7 @@ async fn metrics_after_a_known_workload() {
 
 #[tokio::test]
 async fn relay_routes_in_serve_refuse_foreign_origins_and_keep_history() {
-    let dir = TempDir::new();
-    let file = dir.0.join("wsgate.yaml");
-    std::fs::write(
-        &file,
+    let (_dir, file) = config_file(
         r#"
 routes:
   - name: chat
@@ -472,9 +469,8 @@ routes:
     path: /echo
     mock: { echo: true }
 "#,
-    )
-    .unwrap();
-    let gw = Gateway::spawn("serve", &["--config", file.to_str().unwrap()], &[]).await;
+    );
+    let gw = Gateway::spawn("serve", &["--config", &file], &[]).await;
     let mut req = gw.ws("/chat/a").into_client_request().unwrap();
     req.headers_mut().insert("Origin", "https://evil.example".parse().unwrap());
     match within(::tokio_tungstenite::connect_async(req)).await {

@@ -8,14 +8,6 @@ use wsgate_protocol::{ConnectError, ConnectRequest, Message};
 use crate::support::*;
 
 /// Writes `yaml` to a config file in its own directory (kept alive by the `TempDir`).
-fn config_file(yaml: &str) -> (TempDir, String) {
-    let dir = TempDir::new();
-    let path = dir.0.join("wsgate.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let shown = path.display().to_string();
-    (dir, shown)
-}
-
 async fn serve(config: &str) -> Gateway {
     Gateway::spawn("serve", &["--config", config], &[]).await
 }
@@ -221,6 +213,23 @@ async fn reload_moves_new_sessions_keeps_live_ones_and_refuses_a_broken_config()
     assert_eq!(text(&recv(&mut third).await), "ok");
     assert!(gw.logs().contains("reload refused"), "{}", gw.logs());
     assert_eq!(gw.terminate().await, 0);
+}
+
+/// A SIGHUP sent the moment the ready line appears reloads: the handlers are in place
+/// before the gateway says it is ready (a signal with no handler yet ended it).
+#[tokio::test]
+async fn a_sighup_right_after_the_ready_line_reloads() {
+    let (_dir, file) = config_file("routes:\n  - name: echo\n    path: /*\n    mock: { echo: true }\n");
+    for _ in 0..5 {
+        let mut gw = serve(&file).await;
+        std::process::Command::new("kill").args(["-HUP", &gw.pid().to_string()]).status().unwrap();
+        eventually(|| async {
+            let t: Value = http_json(&gw.api("/api/routes")).await;
+            (t["generation"] == 2).then_some(())
+        })
+        .await;
+        assert_eq!(gw.terminate().await, 0);
+    }
 }
 
 #[test]

@@ -542,3 +542,12 @@ impl RawResponse {
         assert!(message.is_some_and(|m| !m.is_empty()), "{what}: no error message: {self:?}");
     }
 }
+
+/// A config file `wsgate.yaml` holding `yaml` in a fresh directory, and its path.
+pub fn config_file(yaml: &str) -> (TempDir, String) {
+    let dir = TempDir::new();
+    let path = dir.0.join("wsgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let shown = path.display().to_string();
+    (dir, shown)
+}
