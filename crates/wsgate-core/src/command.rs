@@ -8,8 +8,11 @@
 //! into a stalled peer could only be buffered without bound or dropped in silence.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
 
 use tokio::sync::oneshot;
 
@@ -28,6 +31,12 @@ pub const COMMAND_QUEUE: usize = 64;
 /// sessions.
 struct Shared {
     capacity: usize,
+    /// Commands queued: polled without the lock, since the session's task looks at
+    /// its queue on every wake-up and it is nearly always empty.
+    queued: AtomicUsize,
+    /// Senders alive: 0 ends `recv`.
+    senders: AtomicUsize,
+    waker: AtomicWaker,
     state: Mutex<QueueState>,
 }
 
@@ -35,8 +44,6 @@ struct Shared {
 struct QueueState {
     /// Empty (and unallocated) nearly always.
     queue: VecDeque<Command>,
-    waker: Option<Waker>,
-    senders: usize,
     receiver_gone: bool,
 }
 
@@ -67,24 +74,16 @@ impl std::fmt::Debug for CommandSender {
 
 impl Clone for CommandSender {
     fn clone(&self) -> Self {
-        self.0.lock().senders += 1;
+        self.0.senders.fetch_add(1, Ordering::Relaxed);
         Self(self.0.clone())
     }
 }
 
 impl Drop for CommandSender {
     fn drop(&mut self) {
-        let waker = {
-            let mut st = self.0.lock();
-            st.senders -= 1;
-            if st.senders > 0 {
-                return;
-            }
-            st.waker.take()
-        };
         // The last sender gone: the receiver's `recv` answers `None` from now on.
-        if let Some(w) = waker {
-            w.wake();
+        if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.waker.wake();
         }
     }
 }
@@ -92,7 +91,7 @@ impl Drop for CommandSender {
 impl CommandSender {
     /// Queues a command without waiting.
     pub fn try_send(&self, cmd: Command) -> Result<(), SendError> {
-        let waker = {
+        {
             let mut st = self.0.lock();
             if st.receiver_gone {
                 return Err(SendError::Closed);
@@ -101,11 +100,9 @@ impl CommandSender {
                 return Err(SendError::Full);
             }
             st.queue.push_back(cmd);
-            st.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
+            self.0.queued.fetch_add(1, Ordering::Release);
         }
+        self.0.waker.wake();
         Ok(())
     }
 }
@@ -130,8 +127,13 @@ impl Drop for Commands {
 impl Commands {
     /// A queue of `capacity` commands.
     pub fn channel(capacity: usize) -> (CommandSender, Self) {
-        let state = QueueState { senders: 1, ..QueueState::default() };
-        let shared = Arc::new(Shared { capacity: capacity.max(1), state: Mutex::new(state) });
+        let shared = Arc::new(Shared {
+            capacity: capacity.max(1),
+            queued: AtomicUsize::new(0),
+            senders: AtomicUsize::new(1),
+            waker: AtomicWaker::new(),
+            state: Mutex::new(QueueState::default()),
+        });
         (CommandSender(shared.clone()), Self(shared))
     }
 
@@ -142,22 +144,28 @@ impl Commands {
 
     /// Poll form of [`Commands::recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
-        let mut st = self.0.lock();
-        if let Some(cmd) = st.queue.pop_front() {
-            if st.queue.is_empty() {
-                // Back to holding nothing: a burst of commands is not kept for life.
-                st.queue = VecDeque::new();
+        if self.0.queued.load(Ordering::Acquire) == 0 {
+            if self.0.senders.load(Ordering::Acquire) == 0 {
+                return Poll::Ready(None);
             }
-            return Poll::Ready(Some(cmd));
+            self.0.waker.register(cx.waker());
+            // A command (or the last sender's drop) between the check and the
+            // registration would be missed otherwise.
+            if self.0.queued.load(Ordering::Acquire) == 0 {
+                if self.0.senders.load(Ordering::Acquire) == 0 {
+                    return Poll::Ready(None);
+                }
+                return Poll::Pending;
+            }
         }
-        if st.senders == 0 {
-            return Poll::Ready(None);
+        let mut st = self.0.lock();
+        let Some(cmd) = st.queue.pop_front() else { return Poll::Pending };
+        self.0.queued.fetch_sub(1, Ordering::Release);
+        if st.queue.is_empty() {
+            // Back to holding nothing: a burst of commands is not kept for life.
+            st.queue = VecDeque::new();
         }
-        match &mut st.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            w => *w = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        Poll::Ready(Some(cmd))
     }
 }
 

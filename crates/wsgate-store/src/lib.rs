@@ -16,6 +16,7 @@ pub mod model;
 pub mod postgres;
 pub mod recorder;
 pub mod retention;
+pub mod segment;
 mod shared;
 pub mod sqlite;
 pub mod transcript;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use tokio::sync::{mpsc, oneshot};
-use wsgate_core::{Direction, Initiator, SessionId, SessionKind, State};
+use wsgate_core::{Initiator, SessionId, SessionKind, State};
 
 use crate::lease::{Claimed, Lease, LeaseHolder};
 use crate::memory::orphan_detail;
@@ -27,7 +27,7 @@ use crate::model::{
     Batch, EventKind, EventRow, LogEntryRow, MessageRow, Prune, Pruned, RunRow, SessionQuery, SessionRow, from_micros,
     to_micros,
 };
-use crate::{ORPHAN_REASON, Store, StoreError, shared};
+use crate::{ORPHAN_REASON, Store, StoreError, segment, shared};
 
 /// Schema migrations, in order; `PRAGMA user_version` says how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0002_message_spans.sql"),
     include_str!("sqlite/0003_instance_leases.sql"),
     include_str!("sqlite/0004_shared_logs.sql"),
+    include_str!("sqlite/0005_message_segments.sql"),
 ];
 
 /// How long a connection waits for another (maybe another process's) to let go of
@@ -289,121 +290,76 @@ impl Sids {
     }
 }
 
-/// Message rows per `INSERT`: one statement step per row costs more than the row
-/// itself, so the writer inserts them 64 at a time (704 parameters, well under
-/// SQLite's limit of 32 766).
-const ROWS_PER_INSERT: usize = 64;
-const MESSAGE_PARAMS: usize = 11;
-
-static INSERT_MESSAGES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_messages_sql(ROWS_PER_INSERT));
-
-fn insert_messages_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT OR ROLLBACK INTO messages (id, sid, seq, direction, opcode, fin, size, at, injected, truncated, payload) VALUES ",
-    );
-    for i in 0..rows {
-        sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?,?)" });
-    }
-    sql
-}
-
-/// One message on its way in: the row id it gets and its session's `sid`.
-struct Placed<'a> {
-    id: i64,
-    sid: i64,
-    m: &'a MessageRow,
-}
-
-/// Binds `rows` to a statement from [`insert_messages_sql`] of the same length.
-fn bind_messages(st: &mut rusqlite::CachedStatement<'_>, rows: &[Placed<'_>]) -> rusqlite::Result<()> {
-    for (i, Placed { id, sid, m }) in rows.iter().enumerate() {
-        let at = i * MESSAGE_PARAMS;
-        st.raw_bind_parameter(at + 1, id)?;
-        st.raw_bind_parameter(at + 2, sid)?;
-        st.raw_bind_parameter(at + 3, m.seq as i64)?;
-        st.raw_bind_parameter(at + 4, direction_code(m.direction))?;
-        st.raw_bind_parameter(at + 5, m.opcode)?;
-        st.raw_bind_parameter(at + 6, m.fin)?;
-        st.raw_bind_parameter(at + 7, m.size as i64)?;
-        st.raw_bind_parameter(at + 8, to_micros(m.at))?;
-        st.raw_bind_parameter(at + 9, m.injected)?;
-        st.raw_bind_parameter(at + 10, m.truncated)?;
-        st.raw_bind_parameter(at + 11, &m.payload[..])?;
-    }
-    Ok(())
-}
-
-/// How a direction is stored (`sqlite/0002_message_spans.sql`); codes are never
-/// renumbered. `IN (0, 2)` in SQL means "from the client".
-fn direction_code(d: Direction) -> i64 {
-    match d {
-        Direction::ClientToUpstream => 0,
-        Direction::UpstreamToClient => 1,
-        Direction::ClientToGateway => 2,
-        Direction::GatewayToClient => 3,
-    }
-}
-
-fn direction_from_code(code: i64) -> Option<Direction> {
-    Direction::ALL.into_iter().find(|d| direction_code(*d) == code)
-}
-
-/// The first free message id: above every message and every span (retention may
-/// have deleted the messages a span still names).
-fn next_message_id(tx: &rusqlite::Transaction) -> rusqlite::Result<i64> {
-    let messages: i64 = tx.prepare_cached("SELECT coalesce(max(id), 0) FROM messages")?.query_row([], |r| r.get(0))?;
-    let spans: Option<i64> = tx
-        .prepare_cached("SELECT last_id FROM message_spans ORDER BY first_id DESC LIMIT 1")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    Ok(messages.max(spans.unwrap_or(0)) + 1)
-}
-
-/// Inserts a batch's messages grouped by session, each session's rows a contiguous
-/// run of ids with one span naming it (`sqlite/0002_message_spans.sql`).
-fn insert_messages(tx: &rusqlite::Transaction, sids: &mut Sids, messages: &[MessageRow]) -> Result<(), StoreError> {
+/// Inserts a batch's messages as one segment per session (`segment.rs`).
+fn insert_segments(tx: &rusqlite::Transaction, sids: &mut Sids, messages: &[MessageRow]) -> Result<(), StoreError> {
     if messages.is_empty() {
         return Ok(());
     }
-    // Stable: each session's messages stay in arrival (and so seq) order, which a
-    // span's rowid range scan relies on. Grouped, a session's `sid` is looked up
-    // once per batch rather than once per message.
+    // Each session's messages together, in seq order. Seqs are unique within a
+    // session, so an unstable sort gives the same order (and is cheaper).
     let mut by_session: Vec<&MessageRow> = messages.iter().collect();
-    by_session.sort_by_key(|m| m.session_id);
-    let mut rows = Vec::with_capacity(messages.len());
+    by_session.sort_unstable_by_key(|m| (m.session_id, m.seq));
     for run in by_session.chunk_by(|a, b| a.session_id == b.session_id) {
         // The recorder always writes a session before its messages; a message with
         // no session row has nothing to belong to.
-        match sids.get(tx, run[0].session_id)? {
-            Some(sid) => rows.extend(run.iter().map(|m| Placed { id: 0, sid, m })),
-            None => {
-                tracing::warn!(session = %run[0].session_id, messages = run.len(), "messages for an unknown session not stored")
-            }
-        }
-    }
-    let first = next_message_id(tx)?;
-    for (i, r) in rows.iter_mut().enumerate() {
-        r.id = first + i as i64;
-    }
-    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-    let mut st = tx.prepare_cached(&INSERT_MESSAGES)?;
-    for chunk in &mut chunks {
-        bind_messages(&mut st, chunk)?;
-        st.raw_execute()?;
-    }
-    let mut st = tx.prepare_cached(insert_messages_sql(1).as_str())?;
-    for row in chunks.remainder() {
-        bind_messages(&mut st, std::slice::from_ref(row))?;
-        st.raw_execute()?;
-    }
-    let mut st = tx.prepare_cached(
-        "INSERT INTO message_spans (first_id, last_id, sid, first_seq, last_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for run in rows.chunk_by(|a, b| a.sid == b.sid) {
-        let (head, tail) = (&run[0], &run[run.len() - 1]);
-        st.execute(params![head.id, tail.id, head.sid, head.m.seq as i64, tail.m.seq as i64])?;
+        let Some(sid) = sids.get(tx, run[0].session_id)? else {
+            tracing::warn!(session = %run[0].session_id, messages = run.len(), "messages for an unknown session not stored");
+            continue;
+        };
+        put_segment(tx, None, sid, &segment::encode(run.iter().copied()))?;
     }
     Ok(())
+}
+
+/// Writes a segment of session `sid`: a new row (`id` `None`), or row `id` again.
+fn put_segment(tx: &rusqlite::Transaction, id: Option<i64>, sid: i64, s: &segment::Segment) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO message_segments (id, sid, first_seq, last_seq, frames, msgs_in, msgs_out, bytes_in,
+            bytes_out, last_at, idx, payloads) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        id,
+        sid,
+        s.first_seq as i64,
+        s.last_seq as i64,
+        s.frames as i64,
+        s.msgs_in as i64,
+        s.msgs_out as i64,
+        s.bytes_in as i64,
+        s.bytes_out as i64,
+        s.last_at,
+        s.index,
+        s.payloads
+    ])?;
+    Ok(())
+}
+
+/// `id`'s messages stored as segments: those above `after_seq`, at most `limit`.
+fn segment_messages(
+    conn: &Connection,
+    id: SessionId,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<MessageRow>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT first_seq, idx, payloads FROM message_segments
+         WHERE sid = (SELECT sid FROM sessions WHERE id = ?1) AND last_seq > ?2 ORDER BY first_seq LIMIT ?3",
+    )?;
+    let mut rows = st.query(params![id_bytes(id), after_seq, limit as i64])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        if out.len() >= limit {
+            break;
+        }
+        let first: i64 = r.get(0)?;
+        let idx: Vec<u8> = r.get(1)?;
+        let payloads: Vec<u8> = r.get(2)?;
+        let left = limit - out.len();
+        let frames = segment::decode(id, first as u64, &idx, payloads.into(), after_seq as u64, left)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        out.extend(frames);
+    }
+    Ok(out)
 }
 
 /// A batch's shared-log entries and delivery runs (`sqlite/0004_shared_logs.sql`).
@@ -565,7 +521,7 @@ fn write_batch(conn: &mut Connection, sids: &mut Sids, b: &Batch) -> Result<(), 
             ])?;
         }
     }
-    insert_messages(&tx, sids, &b.messages)?;
+    insert_segments(&tx, sids, &b.messages)?;
     insert_shared(&tx, sids, b)?;
     tx.commit()?;
     for id in closed {
@@ -589,6 +545,15 @@ fn close_sessions(tx: &rusqlite::Transaction, ids: &[Vec<u8>]) -> Result<u64, St
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
+        // Frames written as segments count from their totals.
+        let (seg_last, smi, smo, sbi, sbo): (Option<i64>, i64, i64, i64, i64) = tx.query_row(
+            "SELECT max(last_at), coalesce(sum(msgs_in), 0), coalesce(sum(msgs_out), 0),
+                    coalesce(sum(bytes_in), 0), coalesce(sum(bytes_out), 0)
+             FROM message_segments WHERE sid = (SELECT sid FROM sessions WHERE id = ?1)",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        let (last_msg, mi, mo, bi, bo) = (last_msg.max(seg_last), mi + smi, mo + smo, bi + sbi, bo + sbo);
         let (last_seq, last_event): (Option<i64>, Option<i64>) =
             tx.query_row("SELECT max(seq), max(at) FROM events WHERE session_id = ?1", [id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -716,6 +681,41 @@ fn close_expired_in(
     close_sessions(tx, &ids)
 }
 
+/// Retention by count over segments: drops the oldest frames until at most `keep`
+/// are left overall (counting the frames still stored as rows), at most `budget` of
+/// them; a segment partly past the line is cut, not dropped whole. How many went.
+fn prune_segments(tx: &rusqlite::Transaction, seg_frames: u64, keep: u64, budget: u64) -> Result<u64, StoreError> {
+    let rows: u64 = tx.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))? as u64;
+    let mut excess = (rows + seg_frames).saturating_sub(keep).min(budget);
+    let mut gone = 0;
+    while excess > 0 {
+        let oldest = tx
+            .prepare_cached(
+                "SELECT id, sid, first_seq, frames, idx, payloads FROM message_segments ORDER BY id LIMIT 1",
+            )?
+            .query_row([], |r| {
+                let (id, sid, first) = (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?);
+                Ok((id, sid, first, r.get::<_, i64>(3)? as u64, r.get(4)?, r.get(5)?))
+            })
+            .optional()?;
+        let Some((id, sid, first_seq, frames, idx, payloads)) = oldest else { break };
+        let (idx, payloads): (Vec<u8>, Vec<u8>) = (idx, payloads);
+        if frames <= excess {
+            tx.prepare_cached("DELETE FROM message_segments WHERE id = ?1")?.execute([id])?;
+            (excess, gone) = (excess - frames, gone + frames);
+            continue;
+        }
+        // The rows' session does not matter here: they are encoded again at once.
+        let all = segment::decode(SessionId::default(), first_seq as u64, &idx, payloads.into(), 0, usize::MAX)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Written again under its own id: it stays the oldest.
+        put_segment(tx, Some(id), sid, &segment::encode(&all[excess as usize..]))?;
+        gone += excess;
+        excess = 0;
+    }
+    Ok(gone)
+}
+
 fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
     // Immediate: it reads before it deletes (see the module doc).
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -746,11 +746,32 @@ fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
                 }
             }
         }
+        // Then segments, whole, until a chunk's worth of frames.
+        'segments: while out.messages < p.chunk as u64 {
+            let segs: Vec<(i64, i64)> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT g.id, g.frames FROM sessions s JOIN message_segments g ON g.sid = s.sid
+                     WHERE s.closed_at < ?1 LIMIT 256",
+                )?;
+                st.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+            };
+            if segs.is_empty() {
+                break;
+            }
+            for (id, frames) in segs {
+                tx.prepare_cached("DELETE FROM message_segments WHERE id = ?1")?.execute([id])?;
+                out.messages += frames as u64;
+                if out.messages >= p.chunk as u64 {
+                    break 'segments;
+                }
+            }
+        }
         if out.messages < p.chunk as u64 {
             let ids: Vec<Vec<u8>> = {
                 let mut st = tx.prepare(
                     "SELECT id FROM sessions s WHERE closed_at < ?1
-                        AND NOT EXISTS (SELECT 1 FROM message_spans sp WHERE sp.sid = s.sid) LIMIT ?2",
+                        AND NOT EXISTS (SELECT 1 FROM message_spans sp WHERE sp.sid = s.sid)
+                        AND NOT EXISTS (SELECT 1 FROM message_segments g WHERE g.sid = s.sid) LIMIT ?2",
                 )?;
                 st.query_map(params![cutoff, chunk], |r| r.get(0))?.collect::<Result<_, _>>()?
             };
@@ -773,11 +794,18 @@ fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
         )? as u64;
     }
     if let Some(keep) = p.keep_messages {
-        out.messages += tx.execute(
+        // Frames stored as rows (before schema 5) are older than any segment: they
+        // go first. Both count toward `keep`.
+        let seg_frames: i64 =
+            tx.query_row("SELECT coalesce(sum(frames), 0) FROM message_segments", [], |r| r.get(0))?;
+        let legacy = tx.execute(
             "DELETE FROM messages WHERE id IN (
-                SELECT id FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?1 ORDER BY id LIMIT ?2)",
-            params![keep as i64, chunk],
+                SELECT id FROM messages ORDER BY id
+                LIMIT min(?2, max(0, (SELECT count(*) FROM messages) + ?3 - ?1)))",
+            params![keep as i64, chunk, seg_frames],
         )? as u64;
+        out.messages += legacy;
+        out.messages += prune_segments(&tx, seg_frames as u64, keep, p.chunk as u64 - legacy.min(p.chunk as u64))?;
         // Spans are in id order and do not overlap: those wholly below the oldest
         // message left name nothing now.
         tx.execute(
@@ -948,7 +976,9 @@ impl Store for SqliteStore {
                     Ok(MessageRow {
                         session_id: id,
                         seq: r.get::<_, i64>(0)? as u64,
-                        direction: direction_from_code(direction)
+                        direction: u8::try_from(direction)
+                            .ok()
+                            .and_then(segment::direction_from_code)
                             .ok_or_else(|| corrupt("direction", &direction.to_string()))?,
                         opcode: r.get(2)?,
                         fin: r.get(3)?,
@@ -960,8 +990,12 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<Result<_, _>>()?;
-            let delivered = delivered(conn, id, i64::try_from(after_seq).unwrap_or(i64::MAX), limit)?;
-            Ok(shared::merge(rows, delivered, limit))
+            let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+            // Frames written before schema 5 (rows), then segments, then deliveries
+            // from shared logs: each in seq order, merged by seq.
+            let own = shared::merge(rows, segment_messages(conn, id, after, limit)?, limit);
+            let delivered = delivered(conn, id, after, limit)?;
+            Ok(shared::merge(own, delivered, limit))
         })
         .await
     }

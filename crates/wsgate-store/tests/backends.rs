@@ -744,10 +744,20 @@ async fn sqlite_migrates_a_schema_1_history() {
         .await
         .unwrap();
     assert_eq!(seqs(store.messages(id, 18, 100).await.unwrap()), vec![19, 20, 21, 22, 23, 24, 25]);
+    // Retention by count spans both layouts: the old rows go first (40 + 5 stored,
+    // keep 10), then the segment is cut rather than dropped whole (keep 3).
+    let keep = |n| Retention { max_age: None, max_messages: Some(n), every: Duration::from_secs(60), chunk: 100 };
+    assert_eq!(keep(10).pass(store.as_ref()).await.unwrap(), (0, 35));
+    assert_eq!(seqs(store.messages(id, 0, 100).await.unwrap()), vec![19, 20, 21, 22, 23, 24, 25]);
+    assert_eq!(keep(3).pass(store.as_ref()).await.unwrap(), (0, 7));
+    let left = store.messages(id, 0, 100).await.unwrap();
+    assert_eq!(seqs(left.clone()), vec![23, 24, 25]);
+    let want = message_row(id, 23);
+    assert_eq!(MessageRow { at: want.at, ..left[0].clone() }, want, "a cut segment keeps its frames whole");
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }
 
 /// A history from before leases (SQLite schema 2) migrates in place; a session it
@@ -776,7 +786,7 @@ async fn sqlite_migrates_a_schema_2_history_to_leases() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }
 
 /// The same for a PostgreSQL history at schema 1.
