@@ -1,6 +1,8 @@
 //! Measures how many message rows per second a store backend commits, through the
 //! same `Store::write` batches the recorder sends (4 096 rows per transaction,
-//! payloads of 64–256 bytes, 100 sessions interleaved).
+//! payloads of 64–256 bytes, 100 sessions interleaved, or one session with `SESSIONS=1`),
+//! then how long the API's reads take on the first session: its first page and a
+//! page from its middle (100 messages each).
 //!
 //! Usage: cargo run --release -p wsgate-store --example store_bench -- STORE_URL [ROWS]
 
@@ -19,7 +21,8 @@ async fn main() {
     let rows: usize = args.next().map(|n| n.parse().expect("ROWS")).unwrap_or(1_000_000);
     let store = wsgate_store::open(&url).await.expect("open store");
     let now = wsgate_store::now();
-    let sessions: Vec<SessionRow> = (0..100)
+    let n_sessions: usize = std::env::var("SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(100).max(1);
+    let sessions: Vec<SessionRow> = (0..n_sessions)
         .map(|i| SessionRow {
             id: SessionId::new(),
             instance: "bench".into(),
@@ -82,8 +85,19 @@ async fn main() {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "store {}: {rows} message rows in {secs:.2} s = {:.0} rows/s (batches of {BATCH}, payloads 64-256 B)",
+        "store {}: {rows} message rows in {secs:.2} s = {:.0} rows/s (batches of {BATCH}, payloads 64-256 B, \
+         {n_sessions} sessions)",
         url,
         rows as f64 / secs
     );
+    let frames = seq[0];
+    let mut took = Vec::new();
+    for after in [0, frames / 2] {
+        let t = Instant::now();
+        let page = store.messages(ids[0], after, 100).await.expect("read a page");
+        took.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(page.first().map(|m| m.seq), Some(after + 1), "the page starts where asked");
+    }
+    let (first, middle) = (took[0], took[1]);
+    println!("reads of a {frames}-frame session: first page {first:.2} ms, a page from its middle {middle:.2} ms");
 }
