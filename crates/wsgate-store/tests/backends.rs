@@ -877,3 +877,17 @@ async fn sqlite_two_stores_share_one_file() {
         assert_eq!(b.messages(*id, 0, 1000).await.unwrap().len(), 200);
     }
 }
+
+/// A batch whose frames of one session are out of order (which the recorder never
+/// sends) is stored in order rather than refused or stored as a damaged segment.
+#[tokio::test]
+async fn sqlite_orders_a_batch_that_comes_out_of_order() {
+    let Some(f) = fixture(Backend::Sqlite).await else { return };
+    let s = session_row("a", "/o");
+    let id = s.id;
+    f.store.write(Batch { sessions: vec![s], ..Default::default() }).await.unwrap();
+    let messages = [3, 1, 2, 2].into_iter().map(|seq| message_row(id, seq)).collect();
+    f.store.write(Batch { messages, ..Default::default() }).await.unwrap();
+    let seqs: Vec<_> = f.store.messages(id, 0, 10).await.unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}
