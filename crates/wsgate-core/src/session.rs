@@ -385,8 +385,18 @@ impl SessionHandle {
         injected: bool,
         at: DateTime<Utc>,
     ) {
+        self.count(direction, payload.len() as u64);
+        if !self.bus.wants_messages() {
+            return;
+        }
+        let event = self.message_event(direction, opcode, fin, payload, injected, at);
+        self.bus.emit_message(event, &mut self.pending);
+    }
+
+    /// Numbers the next frame and counts it, in the session's totals and the bus's.
+    #[inline]
+    fn count(&mut self, direction: Direction, len: u64) {
         self.seq += 1;
-        let len = payload.len() as u64;
         // The owning task is the only writer, so a plain load + store is enough (no
         // locked read-modify-write on the hot path); readers just see a recent value.
         let bump = |a: &AtomicU64, by: u64| a.store(a.load(Ordering::Relaxed) + by, Ordering::Relaxed);
@@ -398,22 +408,29 @@ impl SessionHandle {
             bump(&self.counters.bytes_out, len);
         }
         self.bus.count_frame(direction, len);
-        if !self.bus.wants_messages() {
-            return;
+    }
+
+    /// The event for the frame just counted.
+    #[inline]
+    fn message_event(
+        &self,
+        direction: Direction,
+        opcode: OpCode,
+        fin: bool,
+        payload: &Bytes,
+        injected: bool,
+        at: DateTime<Utc>,
+    ) -> MessageEvent {
+        MessageEvent {
+            info: self.info.clone(),
+            seq: self.seq,
+            direction,
+            opcode,
+            fin,
+            payload: payload.clone(),
+            injected,
+            at,
         }
-        self.bus.emit_message(
-            MessageEvent {
-                info: self.info.clone(),
-                seq: self.seq,
-                direction,
-                opcode,
-                fin,
-                payload: payload.clone(),
-                injected,
-                at,
-            },
-            &mut self.pending,
-        );
     }
 
     /// Records a message sent to the client that is entry `offset` of a shared `log`
@@ -422,26 +439,12 @@ impl SessionHandle {
     /// refers to the log instead of a copy per session.
     #[inline]
     pub fn delivered(&mut self, log: &Arc<SharedLog>, offset: u64, opcode: OpCode, payload: &Bytes, at: DateTime<Utc>) {
-        self.seq += 1;
-        let len = payload.len() as u64;
-        let bump = |a: &AtomicU64, by: u64| a.store(a.load(Ordering::Relaxed) + by, Ordering::Relaxed);
-        bump(&self.counters.messages_out, 1);
-        bump(&self.counters.bytes_out, len);
-        self.bus.count_frame(Direction::GatewayToClient, len);
+        self.count(Direction::GatewayToClient, payload.len() as u64);
         if !self.bus.wants_messages() {
             return;
         }
         if self.bus.wants_deliveries() {
-            let event = MessageEvent {
-                info: self.info.clone(),
-                seq: self.seq,
-                direction: Direction::GatewayToClient,
-                opcode,
-                fin: true,
-                payload: payload.clone(),
-                injected: false,
-                at,
-            };
+            let event = self.message_event(Direction::GatewayToClient, opcode, true, payload, false, at);
             self.bus.emit_delivery(event, &mut self.pending);
         }
         if !self.bus.wants_runs() {
