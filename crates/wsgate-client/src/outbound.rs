@@ -50,7 +50,7 @@ use wsgate_core::{
 };
 use wsgate_protocol::tls::ClientConfig;
 use wsgate_protocol::{
-    CloseCode, CloseFrame, ConnectError, ConnectRequest, Connected, Message, OpCode, Role, WsConfig, WsError, WsStream,
+    CloseCode, CloseFrame, ConnectError, ConnectRequest, Connected, Message, Role, WsConfig, WsError, WsStream,
 };
 
 use crate::backoff::{Backoff, BackoffPolicy};
@@ -562,13 +562,7 @@ fn start_close(
 }
 
 fn record(session: &mut SessionHandle, direction: Direction, m: &Message, injected: bool, at: DateTime<Utc>) {
-    let (opcode, payload) = match m {
-        Message::Text(b) => (OpCode::Text, b.clone()),
-        Message::Binary(b) => (OpCode::Binary, b.clone()),
-        Message::Ping(b) => (OpCode::Ping, b.clone()),
-        Message::Pong(b) => (OpCode::Pong, b.clone()),
-        Message::Close(c) => (OpCode::Close, c.as_ref().map(CloseFrame::encode).unwrap_or_default()),
-    };
+    let (opcode, payload) = m.to_parts();
     session.frame_parts(direction, opcode, true, &payload, injected, at);
 }
 

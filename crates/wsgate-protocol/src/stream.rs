@@ -49,6 +49,18 @@ impl Message {
     pub fn text(s: impl Into<String>) -> Self {
         Self::Text(Bytes::from(s.into()))
     }
+
+    /// Its frame's opcode and payload, as sent (a close frame's code and reason
+    /// encoded): what a session records of it.
+    pub fn to_parts(&self) -> (OpCode, Bytes) {
+        match self {
+            Self::Text(b) => (OpCode::Text, b.clone()),
+            Self::Binary(b) => (OpCode::Binary, b.clone()),
+            Self::Ping(b) => (OpCode::Ping, b.clone()),
+            Self::Pong(b) => (OpCode::Pong, b.clone()),
+            Self::Close(c) => (OpCode::Close, c.as_ref().map(CloseFrame::encode).unwrap_or_default()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
 use wsgate_core::{LogEntry, SessionId, SharedLog};
-use wsgate_protocol::{Message, OpCode};
+use wsgate_protocol::Message;
 
 use crate::Protocol;
 use crate::envelope::{self, Payload};
@@ -309,11 +309,7 @@ impl Hub {
         if let Some(keep) = keep {
             let at = chrono::Utc::now();
             for (msg, log) in [encoded.raw, encoded.envelope].into_iter().flatten() {
-                let (opcode, payload) = match msg {
-                    Message::Binary(b) => (OpCode::Binary, b),
-                    Message::Text(b) => (OpCode::Text, b),
-                    _ => continue,
-                };
+                let (opcode, payload) = msg.to_parts();
                 keep(LogEntry { log, offset, opcode, payload, at });
             }
         }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use wsgate_core::{Direction, LogEntry, SessionHandle, SessionInfo, SharedLog};
-use wsgate_protocol::{CloseFrame, Message, OpCode, Transport, WsStream};
+use wsgate_protocol::{Message, Transport, WsStream};
 
 /// A served session's behaviour. Only [`Behaviour::on_message`] is required.
 pub trait Behaviour: Send + 'static {
@@ -107,12 +107,8 @@ impl Outbox<'_> {
         if self.ws.feed(&msg).is_err() {
             return false;
         }
-        let (opcode, payload) = match &msg {
-            Message::Text(b) => (OpCode::Text, b),
-            Message::Binary(b) => (OpCode::Binary, b),
-            _ => return true,
-        };
-        self.session.delivered(log, offset, opcode, payload, self.at);
+        let (opcode, payload) = msg.to_parts();
+        self.session.delivered(log, offset, opcode, &payload, self.at);
         true
     }
 
@@ -155,12 +151,6 @@ pub(crate) fn record(
     injected: bool,
     at: DateTime<Utc>,
 ) {
-    let (opcode, payload) = match m {
-        Message::Text(b) => (OpCode::Text, b.clone()),
-        Message::Binary(b) => (OpCode::Binary, b.clone()),
-        Message::Ping(b) => (OpCode::Ping, b.clone()),
-        Message::Pong(b) => (OpCode::Pong, b.clone()),
-        Message::Close(c) => (OpCode::Close, c.as_ref().map(CloseFrame::encode).unwrap_or_else(Bytes::new)),
-    };
+    let (opcode, payload) = m.to_parts();
     session.frame_parts(direction, opcode, true, &payload, injected, at);
 }

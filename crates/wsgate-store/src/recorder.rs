@@ -166,7 +166,7 @@ impl Collector {
 
     fn lifecycle(&mut self, info: &SessionInfo, t: Transition) {
         let mut row = first_row(info, &self.cfg.instance, &self.cfg.redact);
-        let open = self.open.entry(info.id).or_default();
+        let open = self.open_entry(info);
         open.event_seq += 1;
         let d = &t.detail;
         if let Some(s) = &d.subprotocol {
