@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
-use tokio_util::sync::PollSender;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::{PollSemaphore, PollSender};
 
 use crate::event::{Direction, MessageEvent, SessionEvent};
 
@@ -48,6 +48,49 @@ struct Slot {
     /// from them as runs ([`SessionEvent::Delivered`]) and each log entry once
     /// ([`SessionEvent::Logged`]), never a message event per delivery.
     takes_runs: bool,
+    budget: Option<Budget>,
+}
+
+/// A bound on the payload bytes an observer's queue holds, on top of its bound in
+/// events: 65 536 queued 64-byte frames are 4 MiB, but 65 536 queued 64 KiB frames
+/// are 4 GiB, and each keeps its read buffer alive, so the proxy allocates afresh
+/// for every read. An event that does not fit is full-queue overflow, under the
+/// observer's policy. Counted in KiB, rounded up, so that a permit count fits
+/// `acquire_many`'s `u32` for any payload.
+#[derive(Clone)]
+struct Budget {
+    kib: Arc<Semaphore>,
+    total: u32,
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Self {
+        let total = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+        Self { kib: Arc::new(Semaphore::new(total as usize)), total }
+    }
+
+    /// What `event` costs; never more than the whole budget, so that one event
+    /// larger than it still goes through alone rather than never.
+    fn cost(&self, event: &SessionEvent) -> u32 {
+        let bytes = match event {
+            SessionEvent::Message(m) => m.payload.len(),
+            SessionEvent::Queue(q) => q.payload.len(),
+            SessionEvent::Logged(e) => e.payload.len(),
+            SessionEvent::Lifecycle { .. } | SessionEvent::Error { .. } | SessionEvent::Delivered(_) => 0,
+        };
+        u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).min(self.total)
+    }
+
+    /// Takes `cost` now, if it is free.
+    fn try_take(&self, cost: u32) -> bool {
+        cost == 0 || self.kib.try_acquire_many(cost).map(|p| p.forget()).is_ok()
+    }
+
+    fn give_back(&self, cost: u32) {
+        if cost > 0 {
+            self.kib.add_permits(cost as usize);
+        }
+    }
 }
 
 /// Fans events out to observers.
@@ -73,12 +116,39 @@ impl std::fmt::Debug for EventBus {
 
 /// What an observer reads from.
 pub struct ObserverQueue {
+    /// An observer with a payload budget takes events through [`Self::recv_many`]
+    /// and [`Self::try_recv`], which give the budget back.
     pub rx: mpsc::Receiver<SessionEvent>,
     /// Set to false to stop receiving message events (lifecycle and errors still come).
     pub wants_messages: Arc<AtomicBool>,
+    budget: Option<Budget>,
 }
 
 impl ObserverQueue {
+    /// Like [`mpsc::Receiver::recv_many`], giving back the payload budget of what it
+    /// took: the events are the observer's now, and it bounds what it keeps itself.
+    pub async fn recv_many(&mut self, buf: &mut Vec<SessionEvent>, limit: usize) -> usize {
+        let start = buf.len();
+        let n = self.rx.recv_many(buf, limit).await;
+        self.give_back(&buf[start..]);
+        n
+    }
+
+    /// Like [`mpsc::Receiver::try_recv`], giving back the payload budget.
+    pub fn try_recv(&mut self) -> Result<SessionEvent, mpsc::error::TryRecvError> {
+        let ev = self.rx.try_recv()?;
+        self.give_back(std::slice::from_ref(&ev));
+        Ok(ev)
+    }
+
+    fn give_back(&self, events: &[SessionEvent]) {
+        if let Some(b) = &self.budget {
+            let cost: u64 = events.iter().map(|e| u64::from(b.cost(e))).sum();
+            // Never more than was ever taken at once: the budget's total.
+            b.give_back(cost.min(u64::from(u32::MAX)) as u32);
+        }
+    }
+
     /// Hands queued events to `handle` in batches of at most `batch` until `stop`
     /// completes or the bus is dropped. Batching is why observers keep up: one wake-up
     /// drains a burst. `handle` must empty the batch it is given.
@@ -117,16 +187,36 @@ impl EventBusBuilder {
 
     /// Adds an observer with its own overflow policy.
     pub fn observer_with(&mut self, name: &'static str, capacity: usize, overflow: Overflow) -> ObserverQueue {
-        self.add(name, capacity, overflow, false)
+        self.add(name, capacity, overflow, false, None)
     }
 
     /// Adds an observer that keeps shared logs (the recorder): deliveries from a
     /// [`crate::SharedLog`] reach it as runs and log entries, not one by one.
     pub fn log_keeper(&mut self, name: &'static str, capacity: usize, overflow: Overflow) -> ObserverQueue {
-        self.add(name, capacity, overflow, true)
+        self.add(name, capacity, overflow, true, None)
     }
 
-    fn add(&mut self, name: &'static str, capacity: usize, overflow: Overflow, takes_runs: bool) -> ObserverQueue {
+    /// A log keeper whose queue also holds at most `payload_bytes` of payload (see
+    /// `Budget`); it must take events through [`ObserverQueue::recv_many`] and
+    /// [`ObserverQueue::try_recv`].
+    pub fn bounded_log_keeper(
+        &mut self,
+        name: &'static str,
+        capacity: usize,
+        payload_bytes: usize,
+        overflow: Overflow,
+    ) -> ObserverQueue {
+        self.add(name, capacity, overflow, true, Some(Budget::new(payload_bytes)))
+    }
+
+    fn add(
+        &mut self,
+        name: &'static str,
+        capacity: usize,
+        overflow: Overflow,
+        takes_runs: bool,
+        budget: Option<Budget>,
+    ) -> ObserverQueue {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let wants_messages = Arc::new(AtomicBool::new(true));
         self.slots.push(Slot {
@@ -136,8 +226,9 @@ impl EventBusBuilder {
             dropped: AtomicU64::new(0),
             wants_messages: wants_messages.clone(),
             takes_runs,
+            budget: budget.clone(),
         });
-        ObserverQueue { rx, wants_messages }
+        ObserverQueue { rx, wants_messages, budget }
     }
 
     pub fn build(self) -> Arc<EventBus> {
@@ -269,11 +360,28 @@ impl EventBus {
             }
             return;
         }
-        match slot.tx.try_send(event.clone()) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(ev)) if parks => pending.park(i, ev),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        let cost = slot.budget.as_ref().map_or(0, |b| b.cost(event));
+        if cost > 0 && !slot.budget.as_ref().is_some_and(|b| b.try_take(cost)) {
+            if parks {
+                pending.park(i, event.clone());
+            } else {
                 slot.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        match slot.tx.try_send(event.clone()) {
+            Ok(()) => {}
+            Err(e) => {
+                if let Some(b) = &slot.budget {
+                    b.give_back(cost);
+                }
+                match e {
+                    mpsc::error::TrySendError::Closed(_) => {}
+                    mpsc::error::TrySendError::Full(ev) if parks => pending.park(i, ev),
+                    mpsc::error::TrySendError::Full(_) => {
+                        slot.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
     }
@@ -301,6 +409,8 @@ struct Parked {
     held: Vec<u32>,
     /// Per observer: a reusable sender for waiting on room, made on first use.
     senders: Vec<Option<PollSender<SessionEvent>>>,
+    /// Per observer with a payload budget: waiting on it, made on first use.
+    budgets: Vec<Option<PollSemaphore>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -366,6 +476,25 @@ impl Parked {
             if ready.is_pending() {
                 return Poll::Pending;
             }
+            // Room in the queue is reserved (kept across polls); then room in the
+            // payload budget, waited for the same way.
+            if let (Some(budget), Some((_, event)), Poll::Ready(Ok(()))) =
+                (&bus.slots[slot].budget, self.queue.front(), &ready)
+            {
+                let cost = budget.cost(event);
+                if cost > 0 {
+                    if self.budgets.len() <= slot {
+                        self.budgets.resize_with(slot + 1, || None);
+                    }
+                    let wait = self.budgets[slot].get_or_insert_with(|| PollSemaphore::new(budget.kib.clone()));
+                    match wait.poll_acquire_many(cx, cost) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Some(permit)) => permit.forget(),
+                        // Never closed: the bus owns the semaphore.
+                        Poll::Ready(None) => {}
+                    }
+                }
+            }
             let Some((_, event)) = self.queue.pop_front() else { break };
             self.held[slot] -= 1;
             // A closed queue (observer gone at shutdown) has nobody left to wait for.
@@ -386,7 +515,13 @@ impl Parked {
             Ok(rt) => {
                 rt.spawn(async move {
                     for (slot, event) in queue {
-                        let _ = bus.slots[slot].tx.send(event).await;
+                        let slot = &bus.slots[slot];
+                        if let Some(b) = &slot.budget
+                            && let Ok(permit) = b.kib.acquire_many(b.cost(&event)).await
+                        {
+                            permit.forget();
+                        }
+                        let _ = slot.tx.send(event).await;
                     }
                 });
             }
@@ -472,5 +607,73 @@ mod tests {
         }
         assert!(pending.is_empty());
         assert_eq!((got_strict, got_lossy), (5, 5));
+    }
+
+    fn message(len: usize) -> MessageEvent {
+        let SessionEvent::Lifecycle { info, .. } = ev() else { unreachable!() };
+        MessageEvent {
+            info,
+            seq: 1,
+            direction: Direction::ClientToUpstream,
+            opcode: wsgate_protocol::OpCode::Binary,
+            fin: true,
+            payload: bytes::Bytes::from(vec![0u8; len]),
+            injected: false,
+            at: chrono::Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn payload_budget_drops_large_messages_until_the_observer_takes_them() {
+        let mut b = EventBus::builder();
+        let mut q = b.bounded_log_keeper("store", 1000, 100 * 1024, Overflow::DropMessages);
+        let bus = b.build();
+        let mut pending = Pending::default();
+        // Room for 100 KiB: three of 40 KiB do not fit, the third is dropped; a
+        // lifecycle event (no payload) still goes.
+        for _ in 0..3 {
+            bus.emit_message(message(40 * 1024), &mut pending);
+        }
+        bus.emit_or_park(ev(), &mut pending);
+        assert!(pending.is_empty());
+        assert_eq!(bus.drops(), vec![("store", 1)]);
+        let mut got = Vec::new();
+        assert_eq!(q.recv_many(&mut got, 10).await, 3);
+        // Taken: the budget is free again.
+        for _ in 0..2 {
+            bus.emit_message(message(40 * 1024), &mut pending);
+        }
+        assert_eq!(bus.drops(), vec![("store", 1)]);
+        // One larger than the whole budget goes alone, never stuck.
+        while q.try_recv().is_ok() {}
+        bus.emit_message(message(1 << 20), &mut pending);
+        assert!(q.try_recv().is_ok());
+    }
+
+    #[tokio::test]
+    async fn payload_budget_makes_a_waiting_observer_park_until_it_has_room() {
+        let mut b = EventBus::builder();
+        let mut q = b.bounded_log_keeper("store", 1000, 64 * 1024, Overflow::Wait);
+        let bus = b.build();
+        let mut pending = Pending::default();
+        for _ in 0..4 {
+            bus.emit_message(message(30 * 1024), &mut pending);
+        }
+        // Two fit; two wait, in order, and nothing is lost.
+        assert_eq!(pending.len(), 2);
+        let once = std::future::poll_fn(|cx| Poll::Ready(pending.poll_settle(&bus, cx))).await;
+        assert!(once.is_pending());
+        let mut got = Vec::new();
+        q.recv_many(&mut got, 10).await;
+        assert_eq!(got.len(), 2);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            std::future::poll_fn(|cx| pending.poll_settle(&bus, cx)),
+        )
+        .await
+        .expect("settles once the observer took its events");
+        q.recv_many(&mut got, 10).await;
+        assert_eq!(got.len(), 4);
+        assert_eq!(bus.drops(), vec![("store", 0)]);
     }
 }

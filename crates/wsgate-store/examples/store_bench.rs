@@ -4,6 +4,10 @@
 //! then how long the API's reads take on the first session: its first page and a
 //! page from its middle (100 messages each).
 //!
+//! The payloads are runs of one byte unless `RANDOM_PAYLOADS=1`: a backend that
+//! compresses what it stores (PostgreSQL compresses a segment's payloads) then pays
+//! for data it cannot shrink, as with encrypted or already compressed traffic.
+//!
 //! Usage: cargo run --release -p wsgate-store --example store_bench -- STORE_URL [ROWS]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -51,8 +55,23 @@ async fn main() {
         .collect();
     let ids: Vec<SessionId> = sessions.iter().map(|s| s.id).collect();
     store.write(Batch { sessions, ..Default::default() }).await.expect("write sessions");
-    let payloads: Vec<Bytes> = (0..4).map(|i| Bytes::from(vec![b'x'; 64 + 64 * i])).collect();
     const BATCH: usize = 4096;
+    let random = std::env::var("RANDOM_PAYLOADS").is_ok_and(|v| v == "1");
+    // xorshift64: a fixed seed, so every run stores the same bytes.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut byte = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    };
+    // Random ones do not repeat within a batch, or they would compress after all.
+    let payloads: Vec<Bytes> = (0..if random { BATCH } else { 4 })
+        .map(|i| {
+            let len = 64 + 64 * (i % 4);
+            Bytes::from(if random { (0..len).map(|_| byte()).collect() } else { vec![b'x'; len] })
+        })
+        .collect();
     let mut seq = vec![0u64; ids.len()];
     // Batches are built before the clock starts: this measures the store, not the builder.
     let batches: Vec<Batch> = (0..rows.div_ceil(BATCH))
@@ -85,10 +104,11 @@ async fn main() {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "store {}: {rows} message rows in {secs:.2} s = {:.0} rows/s (batches of {BATCH}, payloads 64-256 B, \
+        "store {}: {rows} message rows in {secs:.2} s = {:.0} rows/s (batches of {BATCH}, payloads 64-256 B{}, \
          {n_sessions} sessions)",
         url,
-        rows as f64 / secs
+        rows as f64 / secs,
+        if random { " random" } else { "" },
     );
     let frames = seq[0];
     let mut took = Vec::new();

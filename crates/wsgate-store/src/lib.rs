@@ -14,6 +14,7 @@ pub mod lease;
 pub mod memory;
 pub mod model;
 pub mod postgres;
+pub mod priority;
 pub mod recorder;
 pub mod retention;
 pub mod segment;
@@ -30,6 +31,7 @@ use wsgate_core::SessionId;
 pub use error::StoreError;
 pub use lease::{Claimed, Lease, LeaseHolder};
 pub use model::{Batch, EventKind, EventRow, LogEntryRow, MessageRow, Prune, Pruned, RunRow, SessionQuery, SessionRow};
+pub use priority::WriterPriority;
 pub use url::StoreUrl;
 
 /// Where history is kept. Writes come from one recorder at a time and arrive as
@@ -83,8 +85,13 @@ pub const ORPHAN_REASON: &str = "gateway stopped";
 
 /// Opens the store at `url` (creating and migrating it as needed).
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, WriterPriority::Traffic).await
+}
+
+/// Opens the store at `url`, its writer at `priority` (see [`priority`]).
+pub async fn open_with(url: &StoreUrl, priority: WriterPriority) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match url {
-        StoreUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
+        StoreUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open_with(path, priority).await?),
         StoreUrl::Postgres(url) => Arc::new(postgres::PostgresStore::connect(url).await?),
         StoreUrl::Memory => Arc::new(memory::MemoryStore::default()),
     })

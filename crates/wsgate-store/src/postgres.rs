@@ -1,11 +1,21 @@
 //! The PostgreSQL backend, for several gateway instances sharing one history.
 //!
 //! One connection writes (owned by a task that takes batches from a small queue:
-//! sessions and events as prepared statements, messages by binary `COPY`, one
-//! transaction per batch); another serves reads, which tokio-postgres pipelines.
+//! sessions and events as prepared statements, one transaction per batch); another
+//! serves reads, which tokio-postgres pipelines.
+//!
+//! Messages are stored as SQLite stores them: each session's frames of a batch are one
+//! row of `message_segments` (`segment.rs`: a compact per-frame index and the payloads
+//! back to back), written by binary `COPY`, so a frame costs a few bytes of index and a
+//! copy rather than a row and an index entry. Histories written before schema 4 keep
+//! a row per frame in `messages`; reads merge both by seq, the restart rule counts
+//! both, and retention by count takes those rows first (they are the oldest), then
+//! cuts the oldest segment rather than dropping it whole.
+//!
 //! Migrations run under an advisory lock, so instances starting together do not race;
 //! so does every change to instance leases (claim, renew, close expired), which
-//! keeps a claim atomic and the restart rule from closing a session twice.
+//! keeps a claim atomic and the restart rule from closing a session twice, and every
+//! retention step, which keeps two gateways from deleting the same excess twice.
 
 use futures_util::pin_mut;
 use tokio::sync::{mpsc, oneshot};
@@ -20,18 +30,22 @@ use crate::model::{
     Batch, EventKind, EventRow, LogEntryRow, MessageRow, Prune, Pruned, RunRow, SessionQuery, SessionRow, from_micros,
     to_micros,
 };
-use crate::{ORPHAN_REASON, Store, StoreError, shared};
+use crate::{ORPHAN_REASON, Store, StoreError, segment, shared};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("postgres/0001_init.sql"),
     include_str!("postgres/0002_instance_leases.sql"),
     include_str!("postgres/0003_shared_logs.sql"),
+    include_str!("postgres/0004_message_segments.sql"),
 ];
 
 /// Any constant works; it only has to be the same in every wsgate.
 const MIGRATION_LOCK: i64 = 0x7773_6761_7465;
 /// Held (per transaction) by every change to `instance_leases`.
 const LEASE_LOCK: i64 = MIGRATION_LOCK + 1;
+/// Held (per transaction) by every retention step: two gateways pruning at once would
+/// each count what is over from the same totals, and delete it twice.
+const PRUNE_LOCK: i64 = MIGRATION_LOCK + 2;
 
 enum Job {
     Write(Batch, oneshot::Sender<Result<(), StoreError>>),
@@ -197,44 +211,7 @@ async fn write_batch(client: &mut Client, b: &Batch) -> Result<(), StoreError> {
             .await?;
         }
     }
-    if !b.messages.is_empty() {
-        let sink = tx
-            .copy_in(
-                "COPY messages (session_id, seq, direction, opcode, fin, size, at, injected, truncated, payload)
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await?;
-        let types = [
-            Type::UUID,
-            Type::INT8,
-            Type::TEXT,
-            Type::INT2,
-            Type::BOOL,
-            Type::INT8,
-            Type::INT8,
-            Type::BOOL,
-            Type::BOOL,
-            Type::BYTEA,
-        ];
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        pin_mut!(writer);
-        for m in &b.messages {
-            let row: [&(dyn ToSql + Sync); 10] = [
-                &m.session_id.as_uuid(),
-                &(m.seq as i64),
-                &m.direction.as_str(),
-                &i16::from(m.opcode),
-                &m.fin,
-                &(m.size as i64),
-                &to_micros(m.at),
-                &m.injected,
-                &m.truncated,
-                &&m.payload[..],
-            ];
-            writer.as_mut().write(&row).await?;
-        }
-        writer.finish().await?;
-    }
+    insert_segments(&tx, &b.messages).await?;
     if !b.log_entries.is_empty() {
         // DO NOTHING: an entry is the same whoever recorded it first.
         let st = tx
@@ -271,6 +248,167 @@ async fn write_batch(client: &mut Client, b: &Batch) -> Result<(), StoreError> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Inserts a batch's messages as one segment per session (`segment.rs`), by binary
+/// `COPY`: a hundred rows of a few KiB each, where a multi-row `INSERT` would cost a
+/// parse of the statement per batch and a text round trip of every byte.
+async fn insert_segments(tx: &Transaction<'_>, messages: &[MessageRow]) -> Result<(), StoreError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let sink = tx
+        .copy_in(
+            "COPY message_segments (session_id, first_seq, last_seq, frames, msgs_in, msgs_out, bytes_in, bytes_out,
+                last_at, idx, payloads) FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    let types = [
+        Type::UUID,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::BYTEA,
+        Type::BYTEA,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for run in segment::by_session(messages) {
+        let s = SegmentColumns::from(segment::encode(run.iter().copied()));
+        writer.as_mut().write(&s.row(&run[0].session_id.as_uuid())).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// A segment as `message_segments` holds it: PostgreSQL has no unsigned integers.
+struct SegmentColumns {
+    first_seq: i64,
+    last_seq: i64,
+    frames: i64,
+    msgs_in: i64,
+    msgs_out: i64,
+    bytes_in: i64,
+    bytes_out: i64,
+    last_at: i64,
+    index: Vec<u8>,
+    payloads: Vec<u8>,
+}
+
+impl From<segment::Segment> for SegmentColumns {
+    fn from(s: segment::Segment) -> Self {
+        Self {
+            first_seq: s.first_seq as i64,
+            last_seq: s.last_seq as i64,
+            frames: s.frames as i64,
+            msgs_in: s.msgs_in as i64,
+            msgs_out: s.msgs_out as i64,
+            bytes_in: s.bytes_in as i64,
+            bytes_out: s.bytes_out as i64,
+            last_at: s.last_at,
+            index: s.index,
+            payloads: s.payloads,
+        }
+    }
+}
+
+impl SegmentColumns {
+    /// The columns after `id`, in the table's order, as `COPY` and [`prune_segments`] write them.
+    fn row<'a>(&'a self, session: &'a uuid::Uuid) -> [&'a (dyn ToSql + Sync); 11] {
+        [
+            session,
+            &self.first_seq,
+            &self.last_seq,
+            &self.frames,
+            &self.msgs_in,
+            &self.msgs_out,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.last_at,
+            &self.index,
+            &self.payloads,
+        ]
+    }
+}
+
+/// `id`'s messages stored a row each (before schema 4): those above `after_seq`, at
+/// most `limit`.
+async fn legacy_messages(
+    client: &Client,
+    id: SessionId,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<MessageRow>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT seq, direction, opcode, fin, size, at, injected, truncated, payload FROM messages
+             WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&id.as_uuid(), &after_seq, &(limit as i64)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let direction: &str = r.try_get(1)?;
+            let payload: Vec<u8> = r.try_get(8)?;
+            Ok(MessageRow {
+                session_id: id,
+                seq: r.try_get::<_, i64>(0)? as u64,
+                direction: Direction::from_name(direction).ok_or_else(|| corrupt("direction", direction))?,
+                opcode: r.try_get::<_, i16>(2)? as u8,
+                fin: r.try_get(3)?,
+                size: r.try_get::<_, i64>(4)? as u64,
+                at: from_micros(r.try_get(5)?),
+                injected: r.try_get(6)?,
+                truncated: r.try_get(7)?,
+                payload: payload.into(),
+            })
+        })
+        .collect()
+}
+
+/// `id`'s messages stored as segments: those above `after_seq`, at most `limit`.
+async fn segment_messages(
+    client: &Client,
+    id: SessionId,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<MessageRow>, StoreError> {
+    // Every segment ending above the cursor has a frame for the page, so `limit` of
+    // them always suffice; but a page of 5 000 (an export's) from segments of a
+    // hundred frames needs fifty. Only those are fetched whole: the ones with fewer
+    // than `limit` frames in the segments between the first (which may start below
+    // the cursor) and themselves.
+    let rows = client
+        .query(
+            "SELECT g.first_seq, g.idx, g.payloads
+             FROM (SELECT id, first_seq, (sum(frames) OVER w)::bigint - frames - first_value(frames) OVER w AS ahead
+                   FROM (SELECT id, first_seq, frames FROM message_segments
+                         WHERE session_id = $1 AND last_seq > $2 ORDER BY first_seq LIMIT $3) s
+                   WINDOW w AS (ORDER BY first_seq ROWS UNBOUNDED PRECEDING)) c
+             JOIN message_segments g ON g.id = c.id
+             WHERE c.ahead < $3
+             ORDER BY c.first_seq",
+            &[&id.as_uuid(), &after_seq, &(limit as i64)],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        if out.len() >= limit {
+            break;
+        }
+        let first: i64 = r.try_get(0)?;
+        let idx: &[u8] = r.try_get(1)?;
+        let payloads: Vec<u8> = r.try_get(2)?;
+        let frames = segment::decode(id, first as u64, idx, payloads.into(), after_seq as u64, limit - out.len())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        out.extend(frames);
+    }
+    Ok(out)
 }
 
 /// `id`'s runs of deliveries that a page after `after_seq` of `limit` messages
@@ -346,6 +484,25 @@ async fn close_sessions(tx: &Transaction<'_>, ids: &[uuid::Uuid]) -> Result<u64,
             .await?;
         let (last_msg, mi, mo, bi, bo): (Option<i64>, i64, i64, i64, i64) =
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        // Frames written as segments count from their totals.
+        let g = tx
+            .query_one(
+                "SELECT max(last_at), coalesce(sum(msgs_in), 0)::bigint, coalesce(sum(msgs_out), 0)::bigint,
+                    coalesce(sum(bytes_in), 0)::bigint, coalesce(sum(bytes_out), 0)::bigint
+                 FROM message_segments WHERE session_id = $1",
+                &[id],
+            )
+            .await?;
+        let (seg_last, smi, smo, sbi, sbo): (Option<i64>, i64, i64, i64, i64) =
+            (g.try_get(0)?, g.try_get(1)?, g.try_get(2)?, g.try_get(3)?, g.try_get(4)?);
+        // Saturating: a damaged row's totals may be anything.
+        let (last_msg, mi, mo, bi, bo) = (
+            last_msg.max(seg_last),
+            mi.saturating_add(smi),
+            mo.saturating_add(smo),
+            bi.saturating_add(sbi),
+            bo.saturating_add(sbo),
+        );
         let e = tx.query_one("SELECT max(seq), max(at) FROM events WHERE session_id = $1", &[id]).await?;
         let (last_seq, last_event): (Option<i32>, Option<i64>) = (e.get(0), e.get(1));
         let at = last_msg.into_iter().chain(last_event).max().unwrap_or_else(|| to_micros(crate::now()));
@@ -496,10 +653,13 @@ async fn close_expired_in(
 
 async fn prune(client: &mut Client, p: Prune) -> Result<Pruned, StoreError> {
     let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PRUNE_LOCK]).await?;
     let mut out = Pruned::default();
     let chunk = p.chunk as i64;
     if let Some(cutoff) = p.ended_before {
         let cutoff = to_micros(cutoff);
+        // Messages first, rows then whole segments, until a chunk's worth; a session
+        // goes once they have.
         out.messages += tx
             .execute(
                 "DELETE FROM messages WHERE id IN (
@@ -508,13 +668,39 @@ async fn prune(client: &mut Client, p: Prune) -> Result<Pruned, StoreError> {
                 &[&cutoff, &chunk],
             )
             .await?;
+        let budget = chunk - out.messages as i64;
+        if budget > 0 {
+            // Segments, oldest first, up to the one that makes the chunk (a segment
+            // has at least one frame, so `budget` of them are enough to look at).
+            let gone: i64 = tx
+                .query_one(
+                    "WITH doomed AS (
+                        SELECT id FROM (
+                            SELECT id, (sum(frames) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING))::bigint - frames AS before
+                            FROM (SELECT g.id, g.frames FROM sessions s JOIN message_segments g ON g.session_id = s.id
+                                  WHERE s.closed_at < $1 LIMIT $2) w) c
+                        WHERE before < $2),
+                     gone AS (DELETE FROM message_segments g USING doomed d WHERE g.id = d.id RETURNING g.frames)
+                     SELECT coalesce(sum(frames), 0)::bigint FROM gone",
+                    &[&cutoff, &budget],
+                )
+                .await?
+                .try_get(0)?;
+            out.messages += gone as u64;
+        }
         if out.messages < p.chunk as u64 {
             let ids: Vec<uuid::Uuid> = tx
-                .query("SELECT id FROM sessions WHERE closed_at < $1 LIMIT $2", &[&cutoff, &chunk])
+                .query(
+                    "SELECT id FROM sessions s WHERE closed_at < $1
+                        AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.id)
+                        AND NOT EXISTS (SELECT 1 FROM message_segments g WHERE g.session_id = s.id)
+                     LIMIT $2",
+                    &[&cutoff, &chunk],
+                )
                 .await?
                 .iter()
-                .map(|r| r.get(0))
-                .collect();
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
             tx.execute("DELETE FROM events WHERE session_id = ANY($1)", &[&ids]).await?;
             tx.execute("DELETE FROM delivery_runs WHERE session_id = ANY($1)", &[&ids]).await?;
             out.sessions = tx.execute("DELETE FROM sessions WHERE id = ANY($1)", &[&ids]).await?;
@@ -533,25 +719,104 @@ async fn prune(client: &mut Client, p: Prune) -> Result<Pruned, StoreError> {
             .await?;
     }
     if let Some(keep) = p.keep_messages {
-        out.messages += tx
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let seg_frames: i64 =
+            tx.query_one("SELECT coalesce(sum(frames), 0)::bigint FROM message_segments", &[]).await?.try_get(0)?;
+        // Frames stored as rows (before schema 4) are older than any segment: they go
+        // first, all but the newest `keep - seg_frames`. Found from the newest end of
+        // the id index, which a count of the old table would scan whole.
+        let legacy = tx
             .execute(
                 "DELETE FROM messages WHERE id IN (
-                    SELECT id FROM messages WHERE id <= (SELECT max(id) FROM messages) - $1 ORDER BY id LIMIT $2)",
-                &[&(keep as i64), &chunk],
+                    SELECT id FROM messages
+                    WHERE id <= (SELECT id FROM messages ORDER BY id DESC OFFSET greatest(0, $1::bigint - $3::bigint) LIMIT 1)
+                    ORDER BY id LIMIT $2)",
+                &[&keep, &chunk, &seg_frames],
             )
             .await?;
+        out.messages += legacy;
+        // What is left of the chunk goes to segments. Any rows still left are kept
+        // (or the chunk is spent), so segments are over by what they hold beyond `keep`.
+        let budget = (p.chunk as u64).saturating_sub(legacy);
+        let excess = (seg_frames.max(0) as u64).saturating_sub(keep as u64).min(budget);
+        out.messages += prune_segments(&tx, excess).await?;
         // Shared logs are held to the same count, oldest first.
         out.messages += tx
             .execute(
                 "DELETE FROM log_entries WHERE (log, \"offset\") IN (
                     SELECT log, \"offset\" FROM log_entries ORDER BY at
                     LIMIT least($2, greatest(0, (SELECT count(*) FROM log_entries) - $1)))",
-                &[&(keep as i64), &chunk],
+                &[&keep, &chunk],
             )
             .await?;
     }
     tx.commit().await?;
     Ok(out)
+}
+
+/// Retention by count over segments: drops the oldest `excess` frames, whole
+/// segments while they fit, then cuts the next rather than dropping it whole. How
+/// many went.
+async fn prune_segments(tx: &Transaction<'_>, excess: u64) -> Result<u64, StoreError> {
+    if excess == 0 {
+        return Ok(0);
+    }
+    let excess = i64::try_from(excess).unwrap_or(i64::MAX);
+    // A segment holds at least one frame: the oldest `excess` are all that can go.
+    let gone: i64 = tx
+        .query_one(
+            "WITH doomed AS (
+                SELECT id FROM (
+                    SELECT id, (sum(frames) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING))::bigint AS upto
+                    FROM (SELECT id, frames FROM message_segments ORDER BY id LIMIT $1) w) c
+                WHERE upto <= $1),
+             gone AS (DELETE FROM message_segments g USING doomed d WHERE g.id = d.id RETURNING g.frames)
+             SELECT coalesce(sum(frames), 0)::bigint FROM gone",
+            &[&excess],
+        )
+        .await?
+        .try_get::<_, i64>(0)?
+        // A damaged row's count may be anything.
+        .max(0);
+    let cut = excess - gone;
+    if cut <= 0 {
+        return Ok(gone as u64);
+    }
+    let Some(r) = tx
+        .query_opt(
+            "SELECT id, session_id, first_seq, frames, idx, payloads FROM message_segments ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(gone as u64);
+    };
+    let (id, session, first_seq, frames): (i64, uuid::Uuid, i64, i64) =
+        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+    let idx: &[u8] = r.try_get(4)?;
+    let payloads: Vec<u8> = r.try_get(5)?;
+    // The rows' session does not matter here: they are encoded again at once.
+    let all = segment::decode(SessionId::default(), first_seq as u64, idx, payloads.into(), 0, usize::MAX)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // The delete above stopped at this segment, so it holds more than `cut` frames,
+    // unless its count and its index disagree (a damaged row).
+    let rest =
+        all.get(cut as usize..).filter(|rest| !rest.is_empty() && all.len() as i64 == frames).ok_or_else(|| {
+            StoreError::Corrupt(format!("message segment {id} counts {frames} frames, its index {}", all.len()))
+        })?;
+    // Written again under its own id: it stays the oldest.
+    let s = SegmentColumns::from(segment::encode(rest));
+    let row = s.row(&session);
+    let params: Vec<&(dyn ToSql + Sync)> =
+        std::iter::once(&id as &(dyn ToSql + Sync)).chain(row[1..].iter().copied()).collect();
+    tx.execute(
+        "UPDATE message_segments SET first_seq = $2, last_seq = $3, frames = $4, msgs_in = $5, msgs_out = $6,
+            bytes_in = $7, bytes_out = $8, last_at = $9, idx = $10, payloads = $11
+         WHERE id = $1",
+        &params,
+    )
+    .await?;
+    Ok(gone as u64 + cut as u64)
 }
 
 const SESSION_COLUMNS: &str = "id, instance, kind, route, path, client_addr, headers, subprotocol, upstream, state,
@@ -673,35 +938,16 @@ impl Store for PostgresStore {
     }
 
     async fn messages(&self, id: SessionId, after_seq: u64, limit: usize) -> Result<Vec<MessageRow>, StoreError> {
-        let rows = self
-            .reader
-            .query(
-                "SELECT seq, direction, opcode, fin, size, at, injected, truncated, payload FROM messages
-                 WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                &[&id.as_uuid(), &i64::try_from(after_seq).unwrap_or(i64::MAX), &(limit as i64)],
-            )
-            .await?;
-        let own = rows
-            .iter()
-            .map(|r| {
-                let direction: &str = r.try_get(1)?;
-                let payload: Vec<u8> = r.try_get(8)?;
-                Ok(MessageRow {
-                    session_id: id,
-                    seq: r.try_get::<_, i64>(0)? as u64,
-                    direction: Direction::from_name(direction).ok_or_else(|| corrupt("direction", direction))?,
-                    opcode: r.try_get::<_, i16>(2)? as u8,
-                    fin: r.try_get(3)?,
-                    size: r.try_get::<_, i64>(4)? as u64,
-                    at: from_micros(r.try_get(5)?),
-                    injected: r.try_get(6)?,
-                    truncated: r.try_get(7)?,
-                    payload: payload.into(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let delivered = delivered(&self.reader, id, i64::try_from(after_seq).unwrap_or(i64::MAX), limit).await?;
-        Ok(shared::merge(own, delivered, limit))
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        // Three queries at once, pipelined on the one reader connection.
+        let (rows, segments, delivered) = tokio::try_join!(
+            legacy_messages(&self.reader, id, after, limit),
+            segment_messages(&self.reader, id, after, limit),
+            delivered(&self.reader, id, after, limit),
+        )?;
+        // Frames written before schema 4 (rows), then segments, then deliveries from
+        // shared logs: each in seq order, merged by seq.
+        Ok(shared::merge(shared::merge(rows, segments, limit), delivered, limit))
     }
 
     async fn claim(&self, lease: &Lease) -> Result<Claimed, StoreError> {

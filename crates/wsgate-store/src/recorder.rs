@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wsgate_core::{LogEntry, MessageEvent, ObserverQueue, SessionEvent, SessionId, SessionInfo, State, Transition};
 
 use crate::model::{Batch, EventKind, EventRow, LogEntryRow, MessageRow, RunRow, SessionRow};
-use crate::{Store, now};
+use crate::{Store, WriterPriority, now};
 
 /// Headers never stored in clear, whatever the handler recorded.
 pub const ALWAYS_REDACTED: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
@@ -298,6 +298,28 @@ fn first_row(info: &SessionInfo, instance: &str, redact: &[String]) -> SessionRo
     }
 }
 
+/// Runs [`run`] on a thread of its own at `priority`: turning events into rows then
+/// takes only the CPU traffic leaves under `--record drop` (see [`crate::priority`]),
+/// and never a turn on the runtime that forwards frames. The receiver completes
+/// once every batch is committed (or the recorder is gone).
+pub fn spawn(
+    store: Arc<dyn Store>,
+    queue: ObserverQueue,
+    cfg: RecorderConfig,
+    stats: Arc<RecorderStats>,
+    stop: CancellationToken,
+    priority: WriterPriority,
+) -> std::io::Result<oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (done, finished) = oneshot::channel();
+    std::thread::Builder::new().name("wsgate-recorder".into()).spawn(move || {
+        priority.apply_to_current_thread();
+        runtime.block_on(run(store, queue, cfg, stats, stop));
+        let _ = done.send(());
+    })?;
+    Ok(finished)
+}
+
 /// Records what `queue` delivers until `stop` fires, then records what is still
 /// queued and returns once every batch is committed. The gateway fires `stop` after
 /// its sessions have ended, so their last events are in the queue by then.
@@ -335,7 +357,7 @@ pub async fn run(
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                n = queue.rx.recv_many(&mut buf, TAKE) => {
+                n = queue.recv_many(&mut buf, TAKE) => {
                     if n == 0 {
                         break;
                     }
@@ -364,7 +386,7 @@ pub async fn run(
                 }
                 started = tokio::time::Instant::now();
             }
-            match queue.rx.recv_many(&mut buf, TAKE).now_or_never() {
+            match queue.recv_many(&mut buf, TAKE).now_or_never() {
                 Some(0) => {
                     closed = true;
                     break;
@@ -381,7 +403,7 @@ pub async fn run(
         }
     }
     // Stopping: what is queued now is the last of it.
-    while let Ok(ev) = queue.rx.try_recv() {
+    while let Ok(ev) = queue.try_recv() {
         c.add(ev);
         if c.full() {
             let _ = batches.send(c.take()).await;

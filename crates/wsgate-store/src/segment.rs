@@ -1,5 +1,6 @@
 //! One session's frames from one batch, stored as one row: a compact index of each
-//! frame's facts and the payloads back to back (`sqlite/0005_message_segments.sql`).
+//! frame's facts and the payloads back to back (`sqlite/0005_message_segments.sql`,
+//! `postgres/0004_message_segments.sql`).
 //!
 //! A row per frame cost SQLite about as much as the proxy spends forwarding the
 //! frame (a B-tree insert of eleven columns each); a segment costs one insert per
@@ -59,6 +60,38 @@ fn put<V: VarInt>(out: &mut Vec<u8>, v: V) {
     let mut buf = [0u8; 10];
     let n = v.encode_var(&mut buf);
     out.extend_from_slice(&buf[..n]);
+}
+
+/// A batch's `messages` as segments to encode: each session's frames together (the
+/// sessions in order of first appearance), each group in rising seq order.
+///
+/// Grouped, not sorted: sorting a batch of 16 384 by session cost SQLite's writer a
+/// twentieth of a core at 8 connections × 16 in flight. A session's frames come in
+/// bursts (one read's worth), so the map is asked once per burst, not per frame.
+pub fn by_session(messages: &[MessageRow]) -> Vec<Vec<&MessageRow>> {
+    let mut groups: Vec<Vec<&MessageRow>> = Vec::new();
+    let mut index: std::collections::HashMap<SessionId, usize> = std::collections::HashMap::new();
+    let mut last: Option<(SessionId, usize)> = None;
+    for m in messages {
+        let g = match last {
+            Some((id, g)) if id == m.session_id => g,
+            _ => *index.entry(m.session_id).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            }),
+        };
+        groups[g].push(m);
+        last = Some((m.session_id, g));
+    }
+    for run in &mut groups {
+        // A segment needs rising seqs; the recorder delivers them so, and a batch
+        // that did not (a bug elsewhere) is put in order rather than refused.
+        if !run.is_sorted_by(|a, b| a.seq < b.seq) {
+            run.sort_by_key(|m| m.seq);
+            run.dedup_by_key(|m| m.seq);
+        }
+    }
+    groups
 }
 
 /// Encodes `rows` (one session's, in seq order, at least one).
@@ -207,6 +240,16 @@ mod tests {
             let _ = decode(id, s.first_seq, &s.index[..cut], Bytes::from(s.payloads.clone()), 0, 100);
         }
         assert!(decode(id, s.first_seq, &s.index, Bytes::from_static(b"x"), 0, 100).is_err());
+    }
+
+    #[test]
+    fn a_batch_groups_by_session_in_seq_order() {
+        let (a, b) = (SessionId::new(), SessionId::new());
+        let of = |id, seq| MessageRow { session_id: id, ..row(seq, Direction::ClientToGateway, b"", 0) };
+        let batch = [of(a, 1), of(a, 2), of(b, 7), of(a, 4), of(b, 5), of(b, 6), of(b, 6)];
+        let groups = by_session(&batch);
+        let seqs: Vec<Vec<_>> = groups.iter().map(|g| g.iter().map(|m| (m.session_id == a, m.seq)).collect()).collect();
+        assert_eq!(seqs, [vec![(true, 1), (true, 2), (true, 4)], vec![(false, 5), (false, 6), (false, 7)]]);
     }
 
     /// Two frames' times further apart than an i64 of microseconds holds (chrono's

@@ -27,7 +27,7 @@ use crate::model::{
     Batch, EventKind, EventRow, LogEntryRow, MessageRow, Prune, Pruned, RunRow, SessionQuery, SessionRow, from_micros,
     to_micros,
 };
-use crate::{ORPHAN_REASON, Store, StoreError, segment, shared};
+use crate::{ORPHAN_REASON, Store, StoreError, WriterPriority, segment, shared};
 
 /// Schema migrations, in order; `PRAGMA user_version` says how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -121,7 +121,7 @@ const CAUGHT_UP: u8 = 2;
 /// committed meanwhile. That last step must be the writer's: the WAL only starts over
 /// after a checkpoint that copied all of it, which never happens while another
 /// thread keeps committing.
-fn spawn_checkpointer(path: &Path, writer: &mut Connection) -> Result<(), StoreError> {
+fn spawn_checkpointer(path: &Path, writer: &mut Connection, priority: WriterPriority) -> Result<(), StoreError> {
     let open_err = |source| StoreError::OpenSqlite { path: path.display().to_string(), source };
     let conn = open_conn(path)?;
     let state = Arc::new(std::sync::atomic::AtomicU8::new(IDLE));
@@ -149,6 +149,7 @@ fn spawn_checkpointer(path: &Path, writer: &mut Connection) -> Result<(), StoreE
         .name("wsgate-sqlite-ckpt".into())
         // Ends when the writer connection, which owns the hook and its sender, closes.
         .spawn(move || {
+            priority.apply_to_current_thread();
             while asked.recv().is_ok() {
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "SQLite checkpoint failed; the writer will copy the WAL itself");
@@ -181,6 +182,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 impl SqliteStore {
     /// Opens (creating and migrating) the database at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, WriterPriority::Traffic).await
+    }
+
+    /// Opens the database at `path`, its writer and checkpointer threads at `priority`.
+    pub async fn open_with(path: &Path, priority: WriterPriority) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
         let p = path.clone();
         let mut writer = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
@@ -192,7 +198,7 @@ impl SqliteStore {
             }
             let mut conn = open_conn(&p)?;
             migrate(&mut conn)?;
-            spawn_checkpointer(&p, &mut conn)?;
+            spawn_checkpointer(&p, &mut conn, priority)?;
             Ok(conn)
         })
         .await
@@ -203,6 +209,7 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("wsgate-sqlite".into())
             .spawn(move || {
+                priority.apply_to_current_thread();
                 let mut sids = Sids::default();
                 while let Some(job) = rx.blocking_recv() {
                     match job {
@@ -295,31 +302,7 @@ fn insert_segments(tx: &rusqlite::Transaction, sids: &mut Sids, messages: &[Mess
     if messages.is_empty() {
         return Ok(());
     }
-    // Each session's messages together, in arrival (and so seq) order. Grouped, not
-    // sorted: sorting a batch of 16 384 by session cost the writer a twentieth of a
-    // core at 8 connections × 16 in flight. A session's frames come in bursts (one
-    // read's worth), so the map is asked once per burst, not per frame.
-    let mut groups: Vec<Vec<&MessageRow>> = Vec::new();
-    let mut index: std::collections::HashMap<SessionId, usize> = std::collections::HashMap::new();
-    let mut last: Option<(SessionId, usize)> = None;
-    for m in messages {
-        let g = match last {
-            Some((id, g)) if id == m.session_id => g,
-            _ => *index.entry(m.session_id).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            }),
-        };
-        groups[g].push(m);
-        last = Some((m.session_id, g));
-    }
-    for run in &mut groups {
-        // A segment needs rising seqs; the recorder delivers them so, and a batch
-        // that did not (a bug elsewhere) is put in order rather than refused.
-        if !run.is_sorted_by(|a, b| a.seq < b.seq) {
-            run.sort_by_key(|m| m.seq);
-            run.dedup_by_key(|m| m.seq);
-        }
+    for run in segment::by_session(messages) {
         // The recorder always writes a session before its messages; a message with
         // no session row has nothing to belong to.
         let Some(sid) = sids.get(tx, run[0].session_id)? else {
@@ -728,6 +711,12 @@ fn prune_segments(tx: &rusqlite::Transaction, seg_frames: u64, keep: u64, budget
         // The rows' session does not matter here: they are encoded again at once.
         let all = segment::decode(SessionId::default(), first_seq as u64, &idx, payloads.into(), 0, usize::MAX)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if all.len() as u64 != frames {
+            return Err(StoreError::Corrupt(format!(
+                "message segment {id} says it holds {frames} frames, its index {}",
+                all.len()
+            )));
+        }
         // Written again under its own id: it stays the oldest.
         put_segment(tx, Some(id), sid, &segment::encode(&all[excess as usize..]))?;
         gone += excess;

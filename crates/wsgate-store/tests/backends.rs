@@ -812,7 +812,116 @@ async fn postgres_migrates_a_schema_1_history_to_leases() {
     let row = store.session(id).await.unwrap().unwrap();
     assert_eq!((row.state, row.close_reason.as_deref()), (State::Disconnected, Some("gateway stopped")));
     let version: i32 = client.query_one("SELECT max(version) FROM wsgate_schema", &[]).await.unwrap().get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+}
+
+/// A PostgreSQL history at schema 3 (a row per message) migrates in place: its rows
+/// read back as before and new frames, written as segments, follow them; the restart
+/// rule counts both, and retention by count takes the old rows first, then cuts the
+/// segment rather than dropping it whole.
+#[tokio::test]
+async fn postgres_migrates_a_schema_3_history_to_segments() {
+    let Some(url) = fresh_postgres_db().await else { return };
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("CREATE TABLE wsgate_schema (version integer NOT NULL)").await.unwrap();
+    client.batch_execute(include_str!("../src/postgres/0001_init.sql")).await.unwrap();
+    client.batch_execute(include_str!("../src/postgres/0002_instance_leases.sql")).await.unwrap();
+    client.batch_execute(include_str!("../src/postgres/0003_shared_logs.sql")).await.unwrap();
+    client.batch_execute("INSERT INTO wsgate_schema (version) VALUES (1), (2), (3)").await.unwrap();
+    let (id, other) = (wsgate_core::SessionId::new(), wsgate_core::SessionId::new());
+    for (sid, path) in [(id, "/old"), (other, "/other")] {
+        client
+            .execute(
+                "INSERT INTO sessions (id, instance, kind, route, path, headers, state, opened_at)
+                 VALUES ($1, 'a', 'proxy', 'r', $2, '[]', 'CONNECTED', 0)",
+                &[&sid.as_uuid(), &path],
+            )
+            .await
+            .unwrap();
+    }
+    // Interleaved with another session, as schema 3 wrote them.
+    for seq in 1..=20i64 {
+        for sid in [id, other] {
+            let direction = if seq % 2 == 0 { "upstream_to_client" } else { "client_to_upstream" };
+            client
+                .execute(
+                    "INSERT INTO messages (session_id, seq, direction, opcode, fin, size, at, injected, truncated, payload)
+                     VALUES ($1, $2, $3, 1, true, 1, $2, false, false, $4)",
+                    &[&sid.as_uuid(), &seq, &direction, &format!("{sid}/{seq}").into_bytes()],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let store = wsgate_store::open(&StoreUrl::Postgres(url)).await.unwrap();
+    let version: i32 = client.query_one("SELECT max(version) FROM wsgate_schema", &[]).await.unwrap().get(0);
+    assert_eq!(version, 4);
+    let seqs = |page: &[MessageRow]| page.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let old = store.messages(id, 5, 3).await.unwrap();
+    assert_eq!(seqs(&old), vec![6, 7, 8]);
+    assert_eq!((&old[0].payload[..], old[0].direction), (format!("{id}/6").as_bytes(), Direction::UpstreamToClient));
+    store
+        .write(Batch { messages: (21..=25).map(|s| message_row(id, s)).collect(), ..Default::default() })
+        .await
+        .unwrap();
+    for limit in [1, 3, 100] {
+        let (mut after, mut seen) = (0, Vec::new());
+        loop {
+            let page = store.messages(id, after, limit).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            seen.extend(seqs(&page));
+        }
+        assert_eq!(seen, (1..=25).collect::<Vec<_>>(), "pages of {limit} across both layouts");
+    }
+    assert_eq!(seqs(&store.messages(id, 18, 4).await.unwrap()), vec![19, 20, 21, 22]);
+    assert_eq!(&store.messages(id, 22, 1).await.unwrap()[0].payload[..], format!("{id}#23").as_bytes());
+
+    // The restart rule counts the rows and the segment: 13 frames in and 12 out.
+    assert_eq!(store.claim(&Lease::new("a", HOUR)).await.unwrap().closed, 2);
+    let row = store.session(id).await.unwrap().unwrap();
+    let seg_in: u64 = [21, 23, 25].map(|s| message_row(id, s).size).iter().sum();
+    let seg_out: u64 = [22, 24].map(|s| message_row(id, s).size).iter().sum();
+    assert_eq!((row.messages_in, row.messages_out), (13, 12));
+    assert_eq!((row.bytes_in, row.bytes_out), (10 + seg_in, 10 + seg_out));
+
+    // Retention by count: the old rows go first (40 + 5 stored, keep 10), then the
+    // segment is cut rather than dropped whole (keep 3).
+    let keep = |n| Retention { max_age: None, max_messages: Some(n), every: Duration::from_secs(60), chunk: 100 };
+    assert_eq!(keep(10).pass(store.as_ref()).await.unwrap(), (0, 35));
+    assert_eq!(seqs(&store.messages(id, 0, 100).await.unwrap()), vec![19, 20, 21, 22, 23, 24, 25]);
+    assert_eq!(keep(3).pass(store.as_ref()).await.unwrap(), (0, 7));
+    let left = store.messages(id, 0, 100).await.unwrap();
+    assert_eq!(seqs(&left), vec![23, 24, 25]);
+    let want = message_row(id, 23);
+    assert_eq!(MessageRow { at: want.at, ..left[0].clone() }, want, "a cut segment keeps its frames whole");
+    let row = client
+        .query_one("SELECT first_seq, last_seq, frames, msgs_in, msgs_out FROM message_segments", &[])
+        .await
+        .unwrap();
+    let totals: (i64, i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!(totals, (23, 25, 3, 2, 1), "the cut segment's totals are its frames'");
+}
+
+/// A damaged segment (its index cut short, or its count not its index's) is an
+/// error to the reader and to retention, never a panic or a guess.
+#[tokio::test]
+async fn postgres_reports_a_damaged_segment() {
+    let Some(f) = fixture(Backend::Postgres).await else { return };
+    let StoreUrl::Postgres(url) = &f.url else { unreachable!() };
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let s = session_row("a", "/d");
+    let id = s.id;
+    f.store.write(Batch { sessions: vec![s], ..Default::default() }).await.unwrap();
+    let messages = (1..=4).map(|seq| message_row(id, seq)).collect();
+    f.store.write(Batch { messages, ..Default::default() }).await.unwrap();
+    client.batch_execute("UPDATE message_segments SET frames = 9").await.unwrap();
+    let keep = Retention { max_age: None, max_messages: Some(1), every: Duration::from_secs(60), chunk: 100 };
+    assert!(matches!(keep.pass(f.store.as_ref()).await, Err(StoreError::Corrupt(_))), "count and index disagree");
+    client.batch_execute("UPDATE message_segments SET idx = substring(idx FROM 1 FOR 3)").await.unwrap();
+    assert!(matches!(f.store.messages(id, 0, 10).await, Err(StoreError::Corrupt(_))));
 }
 
 /// Sustained writes: the checkpointer and the writer share the checkpoint work
@@ -882,7 +991,16 @@ async fn sqlite_two_stores_share_one_file() {
 /// sends) is stored in order rather than refused or stored as a damaged segment.
 #[tokio::test]
 async fn sqlite_orders_a_batch_that_comes_out_of_order() {
-    let Some(f) = fixture(Backend::Sqlite).await else { return };
+    orders_a_batch_that_comes_out_of_order(Backend::Sqlite).await
+}
+
+#[tokio::test]
+async fn postgres_orders_a_batch_that_comes_out_of_order() {
+    orders_a_batch_that_comes_out_of_order(Backend::Postgres).await
+}
+
+async fn orders_a_batch_that_comes_out_of_order(b: Backend) {
+    let Some(f) = fixture(b).await else { return };
     let s = session_row("a", "/o");
     let id = s.id;
     f.store.write(Batch { sessions: vec![s], ..Default::default() }).await.unwrap();

@@ -24,7 +24,7 @@ use wsgate_control::{ControlConfig, ControlPlane, OutboundContext};
 use wsgate_core::{EventBus, Overflow, Registry};
 use wsgate_store::recorder::{RecorderConfig, RecorderStats};
 use wsgate_store::retention::Retention;
-use wsgate_store::{Lease, Store, StoreError};
+use wsgate_store::{Lease, Store, StoreError, WriterPriority};
 
 use wsgate_control::reload::Reload as _;
 use wsgate_listener::ListenerConfig;
@@ -35,11 +35,15 @@ use crate::routing::{Mode, RoutePlan, Routing};
 /// Events queued for the recorder. Large because a burst of small messages is cheap to
 /// hold and the writer commits thousands of rows at a time.
 const STORE_QUEUE: usize = 65_536;
+/// Payload the recorder's queue may hold, whatever the event count: with large
+/// messages this bound comes first (1 024 messages of 64 KiB).
+const STORE_QUEUE_BYTES: usize = 64 << 20;
 
 /// The store and what records into it.
 pub struct History {
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    /// Completes once the recorder has committed everything.
+    recorded: tokio::sync::oneshot::Receiver<()>,
     lease: Keeper,
 }
 
@@ -69,7 +73,9 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Option<(Arc<dyn Store>, Leas
         return Ok(None);
     }
     let url: wsgate_store::StoreUrl = cfg.store.url.parse()?;
-    let store = wsgate_store::open(&url).await.with_context(|| format!("cannot open the store {url}"))?;
+    let store = wsgate_store::open_with(&url, writer_priority(cfg.store.record))
+        .await
+        .with_context(|| format!("cannot open the store {url}"))?;
     let lease = Lease::new(cfg.store.instance_name(), cfg.store.instance_lease);
     let claimed = match store.claim(&lease).await {
         Ok(c) => c,
@@ -93,6 +99,15 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Option<(Arc<dyn Store>, Leas
     }
     tracing::info!(store = %url, instance, run = %lease.run, lease = ?lease.ttl, "recording sessions");
     Ok(Some((store, lease)))
+}
+
+/// `--record drop` keeps history off the traffic's CPU; under `--record strict`
+/// traffic waits for the writer anyway, so the writer runs at its priority.
+fn writer_priority(mode: RecordMode) -> WriterPriority {
+    match mode {
+        RecordMode::Drop => WriterPriority::Background,
+        RecordMode::Strict => WriterPriority::Traffic,
+    }
 }
 
 /// Renews `lease` every third of its TTL and, each time, closes the sessions of
@@ -182,7 +197,7 @@ impl Gateway {
                 RecordMode::Drop => Overflow::DropMessages,
                 RecordMode::Strict => Overflow::Wait,
             };
-            builder.log_keeper("store", STORE_QUEUE, overflow)
+            builder.bounded_log_keeper("store", STORE_QUEUE, STORE_QUEUE_BYTES, overflow)
         });
         let bus = builder.build();
         let stats = Arc::new(RecorderStats::default());
@@ -234,13 +249,15 @@ impl Gateway {
                     redact: cfg.store.redact_headers.clone(),
                     ..Default::default()
                 };
-                let task = tokio::spawn(wsgate_store::recorder::run(
+                let recorded = wsgate_store::recorder::spawn(
                     store.clone(),
                     queue,
                     rec_cfg,
                     stats.clone(),
                     stop.clone(),
-                ));
+                    writer_priority(cfg.store.record),
+                )
+                .context("cannot start the recorder's thread")?;
                 let retention = Retention {
                     max_age: Some(cfg.store.retention).filter(|d| !d.is_zero()),
                     max_messages: Some(cfg.store.retention_messages).filter(|n| *n > 0),
@@ -250,7 +267,7 @@ impl Gateway {
                 observers.spawn(wsgate_store::retention::run(store.clone(), retention, control_stop.clone()));
                 let keeper_stop = CancellationToken::new();
                 let keeper = tokio::spawn(keep_lease(store.clone(), lease.clone(), keeper_stop.clone()));
-                Some(History { stop, task, lease: Keeper { store, lease, stop: keeper_stop, task: keeper } })
+                Some(History { stop, recorded, lease: Keeper { store, lease, stop: keeper_stop, task: keeper } })
             }
             _ => None,
         };
@@ -287,7 +304,7 @@ impl Gateway {
         if let Some(h) = self.history {
             // The sessions have ended, so their last events are queued: record them all.
             h.stop.cancel();
-            if tokio::time::timeout(deadline, h.task).await.is_err() {
+            if tokio::time::timeout(deadline, h.recorded).await.is_err() {
                 tracing::warn!("the store did not finish writing before the shutdown deadline");
             }
             // Every session is recorded as ended: the name is free for the next run.

@@ -11,6 +11,7 @@ mod browser_guard;
 mod cli;
 mod connect;
 mod control;
+mod crash;
 mod first_hour;
 mod history;
 mod hostile;

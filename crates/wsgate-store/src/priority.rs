@@ -1,0 +1,46 @@
+//! Whose CPU history may take: the traffic's, or only what traffic leaves.
+//!
+//! Under `--record drop` traffic must never wait for history, and that includes
+//! waiting for the CPU: a writer that competes with the proxy at equal priority
+//! keeps up by slowing the proxy down (recording cost a saturated proxy 30–80 % of
+//! its throughput), and the recorder's queue never fills, so nothing is dropped
+//! and traffic pays. At background priority the scheduler gives history the CPU the
+//! proxy does not use: below saturation that is all it needs and every frame is
+//! kept; at saturation the queue fills and frames are dropped and counted, as the
+//! mode promises. `--record strict` keeps the writer at the traffic's priority,
+//! since there traffic waits for it anyway.
+
+/// The priority of history's threads (the recorder and the store's writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriterPriority {
+    /// The same as traffic (`--record strict`; tests and tools).
+    #[default]
+    Traffic,
+    /// The lowest: only CPU that traffic leaves (`--record drop`).
+    Background,
+}
+
+/// Lowest nice value: a runnable nice-19 thread gets about 1.5 % of a core that a
+/// nice-0 thread also wants, and all of an idle one.
+#[cfg(target_os = "linux")]
+const BACKGROUND_NICE: i32 = 10;
+
+impl WriterPriority {
+    /// Applies this priority to the calling thread. Lowering a thread's priority
+    /// needs no privilege; if the system refuses anyway, history runs at the
+    /// traffic's priority and says so.
+    pub fn apply_to_current_thread(self) {
+        if self == WriterPriority::Traffic {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // On Linux the nice value is a thread's, not the process's: given a
+            // thread id, this lowers that thread alone.
+            let tid = rustix::thread::gettid();
+            if let Err(error) = rustix::process::setpriority_process(Some(tid), BACKGROUND_NICE) {
+                tracing::warn!(%error, "cannot lower the history writer's priority; it competes with traffic");
+            }
+        }
+    }
+}
