@@ -15,7 +15,7 @@
 //! | `wsgate_upstream_connect_seconds` | histogram | — | `connect_ms` of CONNECTED transitions; buckets 0.5 ms … 10 s |
 //! | `wsgate_queue_dropped_total` | counter | `reason` (`queue_timeout`\|`queue_overflow`) | one per `Error` event of that kind (the proxy emits one per dropped message) |
 //! | `wsgate_observer_dropped_total` | counter | `observer` | events each bus observer dropped, read from the bus at scrape time (`store`: messages not recorded under `--record drop`) |
-//! | `wsgate_store_rows_total`, `wsgate_store_batches_total`, `wsgate_store_write_errors_total` | counter | | what the recorder committed, and batches the store refused |
+//! | `wsgate_store_rows_total`, `wsgate_store_batches_total`, `wsgate_store_payload_bytes_total`, `wsgate_store_write_errors_total` | counter | | what the recorder committed (rows, transactions, message payload bytes), and batches the store refused |
 //! | `wsgate_live_dropped_total` | counter | — | messages dropped for slow `/api/live` subscribers and taps |
 //!
 //! The relay's metrics (websocket-relay's four names and `wsgate_relay_*`) are in
@@ -281,6 +281,11 @@ impl Collector for ScrapeTimeCollector {
                     "wsgate_store_batches",
                     "Batches (transactions) the recorder committed",
                     r.batches_written.load(Relaxed),
+                ),
+                (
+                    "wsgate_store_payload_bytes",
+                    "Payload bytes of the messages the recorder committed",
+                    r.payload_bytes_written.load(Relaxed),
                 ),
                 (
                     "wsgate_store_write_errors",

@@ -259,8 +259,27 @@ impl EventBus {
     /// Delivers a lifecycle or error event; where a waiting observer's queue is full
     /// the event is parked in `pending`.
     pub fn emit_or_park(&self, event: SessionEvent, pending: &mut Pending) {
+        self.fan_out(event, pending, false, |_| true);
+    }
+
+    /// Offers `event` to each observer `to` picks: a clone to each but the last,
+    /// which takes the event itself. With one observer wanting messages (the store,
+    /// nobody watching live) a frame's event is then never cloned: a clone and its
+    /// drop were two atomic updates of the session and two of the payload's buffer
+    /// per frame, the latter on the recorder's thread.
+    #[inline]
+    fn fan_out(&self, event: SessionEvent, pending: &mut Pending, message: bool, to: impl Fn(&Slot) -> bool) {
+        let mut last: Option<usize> = None;
         for (i, slot) in self.slots.iter().enumerate() {
-            self.offer(i, slot, &event, pending, false);
+            if to(slot) {
+                if let Some(prev) = last {
+                    self.offer(prev, event.clone(), pending, message);
+                }
+                last = Some(i);
+            }
+        }
+        if let Some(i) = last {
+            self.offer(i, event, pending, message);
         }
     }
 
@@ -301,12 +320,9 @@ impl EventBus {
     /// that show deliveries one by one (not the log keepers, which get runs).
     #[inline]
     pub fn emit_delivery(&self, event: MessageEvent, pending: &mut Pending) {
-        let event = SessionEvent::Message(event);
-        for (i, slot) in self.slots.iter().enumerate() {
-            if !slot.takes_runs && slot.wants_messages.load(Ordering::Relaxed) {
-                self.offer(i, slot, &event, pending, true);
-            }
-        }
+        self.fan_out(SessionEvent::Message(event), pending, true, |slot| {
+            !slot.takes_runs && slot.wants_messages.load(Ordering::Relaxed)
+        });
     }
 
     /// Delivers a shared-log event ([`SessionEvent::Logged`], [`SessionEvent::Delivered`])
@@ -315,11 +331,7 @@ impl EventBus {
     pub fn emit_shared(&self, event: SessionEvent, pending: Option<&mut Pending>) {
         let mut scratch = Pending::default();
         let pending = pending.unwrap_or(&mut scratch);
-        for (i, slot) in self.slots.iter().enumerate() {
-            if slot.takes_runs && slot.wants_messages.load(Ordering::Relaxed) {
-                self.offer(i, slot, &event, pending, true);
-            }
-        }
+        self.fan_out(event, pending, true, |slot| slot.takes_runs && slot.wants_messages.load(Ordering::Relaxed));
         for (slot, _) in scratch.drain() {
             self.slots[slot].dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -335,15 +347,12 @@ impl EventBus {
     /// to the observers that want message events, under the message events' policy.
     #[inline]
     pub fn emit_payload(&self, event: SessionEvent, pending: &mut Pending) {
-        for (i, slot) in self.slots.iter().enumerate() {
-            if slot.wants_messages.load(Ordering::Relaxed) {
-                self.offer(i, slot, &event, pending, true);
-            }
-        }
+        self.fan_out(event, pending, true, |slot| slot.wants_messages.load(Ordering::Relaxed));
     }
 
     #[inline]
-    fn offer(&self, i: usize, slot: &Slot, event: &SessionEvent, pending: &mut Pending, message: bool) {
+    fn offer(&self, i: usize, event: SessionEvent, pending: &mut Pending, message: bool) {
+        let slot = &self.slots[i];
         let parks = match slot.overflow {
             Overflow::DropNewest => false,
             Overflow::DropMessages => !message,
@@ -354,22 +363,22 @@ impl EventBus {
         // message that cannot wait is dropped instead).
         if pending.holds(i) {
             if parks {
-                pending.park(i, event.clone());
+                pending.park(i, event);
             } else {
                 slot.dropped.fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
-        let cost = slot.budget.as_ref().map_or(0, |b| b.cost(event));
+        let cost = slot.budget.as_ref().map_or(0, |b| b.cost(&event));
         if cost > 0 && !slot.budget.as_ref().is_some_and(|b| b.try_take(cost)) {
             if parks {
-                pending.park(i, event.clone());
+                pending.park(i, event);
             } else {
                 slot.dropped.fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
-        match slot.tx.try_send(event.clone()) {
+        match slot.tx.try_send(event) {
             Ok(()) => {}
             Err(e) => {
                 if let Some(b) = &slot.budget {

@@ -23,7 +23,7 @@ pub enum WriterPriority {
 /// Lowest nice value: a runnable nice-19 thread gets about 1.5 % of a core that a
 /// nice-0 thread also wants, and all of an idle one.
 #[cfg(target_os = "linux")]
-const BACKGROUND_NICE: i32 = 10;
+const BACKGROUND_NICE: i32 = 19;
 
 impl WriterPriority {
     /// Applies this priority to the calling thread. Lowering a thread's priority

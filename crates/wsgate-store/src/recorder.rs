@@ -70,6 +70,8 @@ impl Default for RecorderConfig {
 pub struct RecorderStats {
     pub rows_written: AtomicU64,
     pub batches_written: AtomicU64,
+    /// Payload bytes of the messages committed (after the cap and the payload policy).
+    pub payload_bytes_written: AtomicU64,
     /// Batches the store refused (logged; their rows are lost).
     pub write_errors: AtomicU64,
 }
@@ -334,9 +336,11 @@ pub async fn run(
     let writer = tokio::spawn(async move {
         while let Some(batch) = rx.recv().await {
             let rows = batch.rows() as u64;
+            let bytes: u64 = batch.messages.iter().map(|m| m.payload.len() as u64).sum();
             match store.write(batch).await {
                 Ok(()) => {
                     stats.rows_written.fetch_add(rows, Ordering::Relaxed);
+                    stats.payload_bytes_written.fetch_add(bytes, Ordering::Relaxed);
                     stats.batches_written.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
