@@ -1,5 +1,5 @@
 //! Measures how many message rows per second a store backend commits, through the
-//! same `Store::write` batches the recorder sends (4 096 rows per transaction,
+//! same `Store::write` batches the recorder sends (16 384 rows per transaction, or `BATCH`,
 //! payloads of 64–256 bytes, 100 sessions interleaved, or one session with `SESSIONS=1`),
 //! then how long the API's reads take on the first session: its first page and a
 //! page from its middle (100 messages each).
@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use wsgate_core::{Direction, SessionId, SessionKind, State};
+use wsgate_store::recorder::RecorderConfig;
 use wsgate_store::{Batch, MessageRow, SessionRow, StoreUrl};
 
 #[tokio::main]
@@ -55,7 +56,10 @@ async fn main() {
         .collect();
     let ids: Vec<SessionId> = sessions.iter().map(|s| s.id).collect();
     store.write(Batch { sessions, ..Default::default() }).await.expect("write sessions");
-    const BATCH: usize = 4096;
+    // The recorder's own batch size unless BATCH says otherwise: its batches close at
+    // that many rows when traffic is heavy, which is when the writer's speed matters.
+    let batch_rows =
+        std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(RecorderConfig::default().batch_rows).max(1);
     let random = std::env::var("RANDOM_PAYLOADS").is_ok_and(|v| v == "1");
     // xorshift64: a fixed seed, so every run stores the same bytes.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -66,7 +70,7 @@ async fn main() {
         state as u8
     };
     // Random ones do not repeat within a batch, or they would compress after all.
-    let payloads: Vec<Bytes> = (0..if random { BATCH } else { 4 })
+    let payloads: Vec<Bytes> = (0..if random { batch_rows } else { 4 })
         .map(|i| {
             let len = 64 + 64 * (i % 4);
             Bytes::from(if random { (0..len).map(|_| byte()).collect() } else { vec![b'x'; len] })
@@ -74,11 +78,11 @@ async fn main() {
         .collect();
     let mut seq = vec![0u64; ids.len()];
     // Batches are built before the clock starts: this measures the store, not the builder.
-    let batches: Vec<Batch> = (0..rows.div_ceil(BATCH))
+    let batches: Vec<Batch> = (0..rows.div_ceil(batch_rows))
         .map(|b| Batch {
-            messages: (0..BATCH.min(rows - b * BATCH))
+            messages: (0..batch_rows.min(rows - b * batch_rows))
                 .map(|i| {
-                    let s = (b * BATCH + i) % ids.len();
+                    let s = (b * batch_rows + i) % ids.len();
                     seq[s] += 1;
                     let payload = payloads[i % payloads.len()].clone();
                     MessageRow {
@@ -104,7 +108,7 @@ async fn main() {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "store {}: {rows} message rows in {secs:.2} s = {:.0} rows/s (batches of {BATCH}, payloads 64-256 B{}, \
+        "store {}: {rows} message rows in {secs:.2} s = {:.0} rows/s (batches of {batch_rows}, payloads 64-256 B{}, \
          {n_sessions} sessions)",
         url,
         rows as f64 / secs,

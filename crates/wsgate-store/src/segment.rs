@@ -56,6 +56,10 @@ const FIN: u8 = 1 << 2;
 const INJECTED: u8 = 1 << 3;
 const TRUNCATED: u8 = 1 << 4;
 
+/// A frame's index entry, usually: one byte each for the seq step, flags, opcode,
+/// and lengths under 128, two or three for the time step.
+const INDEX_BYTES_TYPICAL: usize = 8;
+
 fn put<V: VarInt>(out: &mut Vec<u8>, v: V) {
     let mut buf = [0u8; 10];
     let n = v.encode_var(&mut buf);
@@ -70,7 +74,9 @@ fn put<V: VarInt>(out: &mut Vec<u8>, v: V) {
 /// bursts (one read's worth), so the map is asked once per burst, not per frame.
 pub fn by_session(messages: &[MessageRow]) -> Vec<Vec<&MessageRow>> {
     let mut groups: Vec<Vec<&MessageRow>> = Vec::new();
-    let mut index: std::collections::HashMap<SessionId, usize> = std::collections::HashMap::new();
+    // Fx, not SipHash: the keys are this process's own random ids, and hashing them
+    // was a twentieth of the writer's time when sessions interleave frame by frame.
+    let mut index: rustc_hash::FxHashMap<SessionId, usize> = rustc_hash::FxHashMap::default();
     let mut last: Option<(SessionId, usize)> = None;
     for m in messages {
         let g = match last {
@@ -95,8 +101,19 @@ pub fn by_session(messages: &[MessageRow]) -> Vec<Vec<&MessageRow>> {
 }
 
 /// Encodes `rows` (one session's, in seq order, at least one).
-pub fn encode<'a>(rows: impl IntoIterator<Item = &'a MessageRow>) -> Segment {
-    let mut s = Segment::default();
+pub fn encode<'a, I>(rows: I) -> Segment
+where
+    I: IntoIterator<Item = &'a MessageRow>,
+    I::IntoIter: Clone,
+{
+    let rows = rows.into_iter();
+    // Sized first (a pass over references), so the copies below never reallocate.
+    let (frames, bytes) = rows.clone().fold((0, 0), |(n, b), m| (n + 1, b + m.payload.len()));
+    let mut s = Segment {
+        index: Vec::with_capacity(frames * INDEX_BYTES_TYPICAL),
+        payloads: Vec::with_capacity(bytes),
+        ..Segment::default()
+    };
     let (mut prev_seq, mut prev_at) = (None::<u64>, 0i64);
     for m in rows {
         let at = to_micros(m.at);

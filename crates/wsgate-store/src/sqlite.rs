@@ -71,9 +71,11 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::OpenSqlite { path: path.display().to_string(), source };
     let conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-    // Only takes effect on a new file (before the first table): bigger pages mean
-    // fewer page writes per batch of small messages.
-    conn.pragma_update(None, "page_size", 16384).map_err(open_err)?;
+    // Only takes effect on a new file (before the first table; older files keep
+    // theirs): a segment is tens of KiB, and at 64 KiB pages it is one page write
+    // rather than a chain of overflow pages (the writer alone: 1.75 M -> 1.9 M
+    // frames/s against 16 KiB).
+    conn.pragma_update(None, "page_size", 65536).map_err(open_err)?;
     wal_mode(&conn).map_err(open_err)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
     // 64 MiB of page cache keeps the hot ends of the message indexes in memory.
@@ -101,11 +103,12 @@ fn wal_mode(conn: &Connection) -> Result<(), rusqlite::Error> {
     }
 }
 
-/// WAL pages after which the writer asks for a checkpoint (16 MiB at 16 KiB pages).
+/// WAL pages after which the writer asks for a checkpoint (64 MiB at 64 KiB pages:
+/// rarer checkpoints cost the writer less; 16 MiB ones cost it 5 %).
 const CHECKPOINT_PAGES: c_int = 1024;
 /// WAL pages after which the writer checkpoints itself: the checkpointer has fallen
 /// behind, and the WAL must not grow without bound.
-const CHECKPOINT_PAGES_MAX: c_int = 16 * CHECKPOINT_PAGES;
+const CHECKPOINT_PAGES_MAX: c_int = 4 * CHECKPOINT_PAGES;
 
 /// Where the checkpoint cycle stands (see [`spawn_checkpointer`]).
 const IDLE: u8 = 0;
