@@ -661,6 +661,36 @@ async fn payload_policies_store_what_they_say(b: Backend) {
     assert_eq!((row.messages_in, row.bytes_in, row.messages_dropped), (4, 36, 0), "headers are not drops");
 }
 
+/// The cap, byte-exact, in one segment: nothing at it or under it is cut; one byte
+/// over is cut to the cap and flagged, with its full size kept; an empty frame is
+/// an empty frame.
+async fn payloads_at_and_over_the_cap(b: Backend) {
+    let Some(f) = fixture(b).await else { return };
+    let rec = record(&f.store, "a", 16);
+    let mut s = rec.open(info(SessionKind::Proxy, "cap", "/cap"));
+    let id = s.id();
+    s.transition(State::Connecting, TransitionDetail::default());
+    s.transition(State::Connected, TransitionDetail::default());
+    let sizes = [0usize, 15, 16, 17, 65_536];
+    for (i, n) in sizes.iter().enumerate() {
+        let payload = Bytes::from((0..*n).map(|b| (b % 251) as u8).collect::<Vec<_>>());
+        let frame =
+            if i % 2 == 0 { Frame::binary(payload) } else { Frame::text(String::from_utf8(vec![b'a'; *n]).unwrap()) };
+        s.frame(Direction::UpstreamToClient, &frame, false);
+    }
+    drop(s);
+    rec.finish().await;
+    let msgs = f.store.messages(id, 0, 100).await.unwrap();
+    assert_eq!(msgs.len(), sizes.len());
+    for (m, n) in msgs.iter().zip(sizes) {
+        assert_eq!(m.size, n as u64, "full size kept");
+        assert_eq!(m.payload.len(), n.min(16), "{n} bytes stored as {}", m.payload.len());
+        assert_eq!(m.truncated, n > 16, "{n} bytes: truncated flag");
+    }
+    assert_eq!(&msgs[2].payload[..], &(0..16u8).collect::<Vec<_>>()[..], "at the cap: every byte");
+    assert_eq!(&msgs[3].payload[..], &[b'a'; 16][..], "over the cap: the first 16 bytes");
+}
+
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {
         mod memory { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )* }
@@ -680,7 +710,8 @@ backends!(
     retention_by_age_and_count,
     interleaved_sessions_read_back_in_order,
     shared_log_deliveries_read_back_as_messages,
-    payload_policies_store_what_they_say
+    payload_policies_store_what_they_say,
+    payloads_at_and_over_the_cap
 );
 
 #[tokio::test]
