@@ -8,6 +8,8 @@
 //! compresses what it stores (PostgreSQL compresses a segment's payloads) then pays
 //! for data it cannot shrink, as with encrypted or already compressed traffic.
 //!
+//! Before the clock, WARMUP batches (default 16) are written (see below).
+//!
 //! Usage: cargo run --release -p wsgate-store --example store_bench -- STORE_URL [ROWS]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -77,10 +79,15 @@ async fn main() {
         })
         .collect();
     let mut seq = vec![0u64; ids.len()];
+    // A warm-up before the clock (WARMUP batches, default 16): the first writes to a
+    // new file also grow it and its WAL, which a running gateway's writer has long
+    // done; like the other benches' warm-up second, this measures the steady state.
+    let warmup: usize = std::env::var("WARMUP").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    let total = rows + warmup * batch_rows;
     // Batches are built before the clock starts: this measures the store, not the builder.
-    let batches: Vec<Batch> = (0..rows.div_ceil(batch_rows))
+    let mut batches: Vec<Batch> = (0..total.div_ceil(batch_rows))
         .map(|b| Batch {
-            messages: (0..batch_rows.min(rows - b * batch_rows))
+            messages: (0..batch_rows.min(total - b * batch_rows))
                 .map(|i| {
                     let s = (b * batch_rows + i) % ids.len();
                     seq[s] += 1;
@@ -102,6 +109,9 @@ async fn main() {
             ..Default::default()
         })
         .collect();
+    for batch in batches.drain(..warmup) {
+        store.write(batch).await.expect("write a warm-up batch");
+    }
     let start = Instant::now();
     for batch in batches {
         store.write(batch).await.expect("write batch");
