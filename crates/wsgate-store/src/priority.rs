@@ -44,3 +44,36 @@ impl WriterPriority {
         }
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The nice value of the calling thread, as the kernel reports it (field 19 of
+    /// `/proc/thread-self/stat`, counted after the command name's closing paren).
+    fn nice_of_this_thread() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("procfs");
+        let after_name = &stat[stat.rfind(')').expect("stat format") + 2..];
+        after_name.split(' ').nth(16).expect("nice field").parse().expect("a number")
+    }
+
+    #[test]
+    fn background_lowers_only_the_calling_thread() {
+        let before = nice_of_this_thread();
+        let lowered = std::thread::spawn(|| {
+            WriterPriority::Background.apply_to_current_thread();
+            nice_of_this_thread()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(lowered, BACKGROUND_NICE.max(before));
+        assert_eq!(nice_of_this_thread(), before, "the rest of the process keeps its priority");
+        let unchanged = std::thread::spawn(|| {
+            WriterPriority::Traffic.apply_to_current_thread();
+            nice_of_this_thread()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(unchanged, before);
+    }
+}
