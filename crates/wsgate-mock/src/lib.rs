@@ -2,10 +2,16 @@
 //! kind `mock` with the same lifecycle, events, inject and close as a proxied one.
 //!
 //! Modes: [`MockMode::Echo`] sends every text and binary message back unchanged —
-//! the conformance target for wsgate's server role. Replay scripts and rules build on
-//! the same [`Mock`] handler.
+//! the conformance target for wsgate's server role; [`MockMode::Replay`] plays a
+//! script (`script.rs`: MockForge's lines or a wsgate transcript) on each session's
+//! own schedule (`replay.rs`), with templates (`template.rs`) and waits for client
+//! messages (`matcher.rs`). Rules build on the same [`Mock`] handler next.
 
 mod echo;
+pub mod matcher;
+mod replay;
+pub mod script;
+pub mod template;
 
 use std::sync::Arc;
 
@@ -18,14 +24,17 @@ use wsgate_listener::{Body, Conn, Handler, ListenerConfig};
 use wsgate_session::{Endpoint, EndpointConfig, Served};
 
 pub use echo::Echo;
+pub use replay::{Replay, ReplaySettings};
 /// Capacity of each mock session's command queue (inject/close): the one every
 /// session shares.
 pub use wsgate_core::COMMAND_QUEUE;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum MockMode {
     /// Every text and binary message is sent back unchanged.
     Echo,
+    /// Each session plays the script.
+    Replay(Arc<ReplaySettings>),
 }
 
 #[derive(Debug, Clone)]
@@ -65,8 +74,12 @@ impl Mock {
 
 impl Handler for Mock {
     async fn handle(self: Arc<Self>, mut req: hyper::Request<Incoming>, conn: Conn) -> http::Response<Body> {
-        match self.mode {
+        match &self.mode {
             MockMode::Echo => self.endpoint.answer(&mut req, conn.peer, conn.permit, |_| Echo),
+            MockMode::Replay(settings) => {
+                let settings = settings.clone();
+                self.endpoint.answer(&mut req, conn.peer, conn.permit, move |_| Replay::new(settings))
+            }
         }
     }
 }

@@ -353,6 +353,18 @@ pub struct MockArgs {
     /// Echo every text and binary message back unchanged.
     #[arg(long, env = "WSGATE_ECHO")]
     pub echo: bool,
+    /// Play this script to every session: MockForge JSONL lines or a wsgate transcript.
+    #[arg(long, env = "WSGATE_REPLAY", value_name = "FILE")]
+    pub replay: Option<std::path::PathBuf>,
+    /// Replay schedule speed (2.0 plays twice as fast).
+    #[arg(long, env = "WSGATE_SPEED", value_name = "X")]
+    pub speed: Option<f64>,
+    /// Start the script over after its last step.
+    #[arg(long = "loop", id = "loop", env = "WSGATE_LOOP")]
+    pub looped: bool,
+    /// Seed for random template values ({{uuid}}, {{randInt}}), so runs repeat.
+    #[arg(long, env = "WSGATE_SEED", value_name = "N")]
+    pub seed: Option<u64>,
     /// A subprotocol to accept (repeatable).
     #[arg(long, env = "WSGATE_SUBPROTOCOL", value_name = "NAME", value_delimiter = ',')]
     pub subprotocol: Vec<String>,

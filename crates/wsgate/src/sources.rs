@@ -12,6 +12,7 @@ const FLAGS: &[&str] = &[
     "proxy.replace_same_path",
     "proxy.expose_errors",
     "mock.echo",
+    "mock.loop",
     "deflate.enabled",
     "deflate.no_context_takeover",
     "outbound.allow_private_targets",

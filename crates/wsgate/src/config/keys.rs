@@ -64,6 +64,10 @@ keys! {
     "proxy.connect_timeout", "connect-timeout", "DNS + TCP + TLS + upgrade towards the upstream.";
     "proxy.expose_errors", "expose-upstream-errors", "Tell a client refused with 502/504 why (upstream URL, DNS/TLS error) instead of a generic reason; the detail is always in the session record and the logs.";
     "mock.echo", "echo", "wsgate mock: echo every text and binary message back unchanged.";
+    "mock.replay", "replay", "wsgate mock: play this script to every session: MockForge JSONL lines or a wsgate transcript (docs/mock.md).";
+    "mock.speed", "speed", "wsgate mock --replay: schedule speed (2.0 plays twice as fast; default 1.0).";
+    "mock.loop", "loop", "wsgate mock --replay: start the script over after its last step.";
+    "mock.seed", "seed", "wsgate mock --replay: seed for every random template value ({{uuid}}, {{randInt}}), so runs repeat.";
     "mock.subprotocols", "subprotocol", "wsgate mock: a subprotocol to accept (repeatable).";
     "relay.protocol", "protocol", "wsgate relay: raw (every message unchanged to the room named by the path) or envelope (JSON join/leave/publish/send; WarpSocket's shape).";
     "relay.echo_sender", "no-echo-sender", "wsgate relay: a sender gets its own messages back, as the Go websocket-relay does (--no-echo-sender turns it off).";

@@ -29,6 +29,7 @@ const TEXT_KEYS: &[&str] = &[
     "outbound.ca",
     "proxy.forward_headers",
     "mock.subprotocols",
+    "mock.replay",
     "store.url",
     "store.payloads",
     "store.redact_headers",
@@ -343,14 +344,15 @@ impl Config {
     /// Checks for `wsgate mock`.
     pub fn validate_for_mock(&self, fig: &Figment) -> Result<(), ConfigError> {
         self.validate_common(fig)?;
-        if !self.mock.echo {
+        if !self.mock.enabled() {
             return Err(ConfigError::Invalid {
                 field: "mock.echo".into(),
                 origin: "nowhere (no mode is set)".into(),
                 message: "the mock needs a mode".into(),
-                fix: "pass --echo (or WSGATE_ECHO=true, or mock.echo: true in the config file)".into(),
+                fix: "pass --echo or --replay FILE (or WSGATE_ECHO=true, WSGATE_REPLAY=FILE, mock.echo / mock.replay in the config file)".into(),
             });
         }
+        self.mock.check().map_err(|(field, msg, fix)| invalid(fig, &format!("mock.{field}"), msg, Some(fix.into())))?;
         Ok(())
     }
 

@@ -195,8 +195,59 @@ impl DeflateSection {
 pub struct MockSection {
     /// Echo every text and binary message back unchanged.
     pub echo: bool,
+    /// Play this script to every session (MockForge lines or a wsgate transcript).
+    pub replay: Option<std::path::PathBuf>,
+    /// The replay's schedule speed (1.0 when unset).
+    pub speed: Option<f64>,
+    /// Start the script over after its last step.
+    #[serde(rename = "loop")]
+    pub looped: bool,
+    /// Seed for every random template value, so runs repeat.
+    pub seed: Option<u64>,
     /// Subprotocols the mock accepts (the first one a client offers that is listed).
     pub subprotocols: Vec<String>,
+}
+
+impl MockSection {
+    /// Whether a mode is set.
+    pub fn enabled(&self) -> bool {
+        self.echo || self.replay.is_some()
+    }
+
+    /// One mode, and settings that fit it: `(field, message, fix)` otherwise.
+    pub fn check(&self) -> Result<(), (&'static str, String, &'static str)> {
+        match (self.echo, &self.replay) {
+            (false, None) => {
+                return Err(("echo", "the mock has no mode".into(), "set `echo: true` or `replay: FILE`"));
+            }
+            (true, Some(_)) => {
+                return Err(("replay", "the mock has two modes, echo and replay".into(), "keep one of them"));
+            }
+            _ => {}
+        }
+        if let Some(speed) = self.speed
+            && !(speed.is_finite() && speed > 0.0 && speed <= 1e6)
+        {
+            return Err((
+                "speed",
+                format!("{speed} is not a speed"),
+                "a positive number: 1.0 as recorded, 2.0 twice as fast",
+            ));
+        }
+        if self.replay.is_none() {
+            for (field, set) in [("speed", self.speed.is_some()), ("loop", self.looped), ("seed", self.seed.is_some())]
+            {
+                if set {
+                    return Err((
+                        field,
+                        format!("`{field}` applies to a replay"),
+                        "add --replay FILE (`replay: FILE`), or drop it",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

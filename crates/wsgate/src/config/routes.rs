@@ -190,14 +190,9 @@ impl Config {
                 }
                 (Some(p), _, None) => self.validate_route_proxy(p, &path, |rest, msg, fix| err(i, rest, msg, fix))?,
                 (None, Some(m), None) => {
-                    if !m.echo {
-                        return Err(err(
-                            i,
-                            "mock.echo",
-                            format!("the mock of route {name:?} has no mode"),
-                            "set `mock: {echo: true}`",
-                        ));
-                    }
+                    m.check().map_err(|(field, msg, fix)| {
+                        err(i, &format!("mock.{field}"), format!("route {name:?}: {msg}"), fix)
+                    })?;
                 }
             }
             if let Some(origins) = &r.origins {

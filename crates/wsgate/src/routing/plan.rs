@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use wsgate_listener::{ListenerConfig, PathPattern};
-use wsgate_mock::{MockConfig, MockMode};
+use wsgate_mock::{MockConfig, MockMode, ReplaySettings};
 use wsgate_proxy::{ProxyConfig, QueueConfig, ResolverConfig};
 use wsgate_relay::RelayConfig;
 use wsgate_session::Served;
@@ -70,8 +70,9 @@ impl RoutePlan {
                 (None, Some(u)) => u.to_string(),
                 (None, None) => String::new(),
             },
-            Handler::Mock(m) => match m.mode {
+            Handler::Mock(m) => match &m.mode {
                 MockMode::Echo => "echo".into(),
+                MockMode::Replay(r) => format!("replay {}", r.source),
             },
             Handler::Relay(r) => format!("rooms ({})", r.settings.protocol.as_str()),
         }
@@ -124,7 +125,10 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
                     route_error(file.as_ref(), i, &format!("proxy.{field}"), msg, "point it at a readable PEM file")
                 })?))
             }
-            (None, Some(m)) => Handler::Mock(mock_config(cfg, m, &name, &limits)),
+            (None, Some(m)) => Handler::Mock(
+                mock_config(cfg, m, &name, &limits)
+                    .map_err(|msg| route_error(file.as_ref(), i, "mock.replay", msg, SCRIPT_FIX))?,
+            ),
             // Refused by `validate_routes` already; said again rather than panicking.
             (None, None) => {
                 let fix = "add `proxy: {upstream: ws://...}` or `mock: {echo: true}`";
@@ -150,7 +154,7 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         handler,
     };
     let proxy_set = cfg.proxy.upstream.is_some() || cfg.proxy.resolver_url.is_some();
-    if mode == Mode::Serve && proxy_set && cfg.mock.echo {
+    if mode == Mode::Serve && proxy_set && cfg.mock.enabled() {
         return Err(crate::config::load_invalid(
             fig,
             "mock.echo",
@@ -167,8 +171,10 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             crate::config::load_invalid(fig, &format!("relay.{field}"), msg, Some(fix.into()))
         })?;
         plans.push(catch_all("relay", Handler::Relay(Box::new(relay))));
-    } else if mode == Mode::Mock || (mode == Mode::Serve && cfg.mock.echo) {
-        plans.push(catch_all("mock", Handler::Mock(mock_config(cfg, &cfg.mock, "mock", &top))));
+    } else if mode == Mode::Mock || (mode == Mode::Serve && cfg.mock.enabled()) {
+        let mock = mock_config(cfg, &cfg.mock, "mock", &top)
+            .map_err(|msg| crate::config::load_invalid(fig, "mock.replay", msg, Some(SCRIPT_FIX.into())))?;
+        plans.push(catch_all("mock", Handler::Mock(mock)));
     }
     Ok(plans)
 }
@@ -237,15 +243,34 @@ fn relay_config(
     })
 }
 
-fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> MockConfig {
-    MockConfig {
+/// What to do about a script the mock cannot play.
+const SCRIPT_FIX: &str = "fix the line named (docs/mock.md describes both script formats)";
+
+/// A mock route's config; a replay's script is read and checked here, so a bad one
+/// stops the start (the message names the file and line).
+fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> Result<MockConfig, String> {
+    let mode = match &m.replay {
+        None => MockMode::Echo,
+        Some(path) => {
+            let env = |name: &str| std::env::var(name).ok();
+            let script = wsgate_mock::script::Script::load(path, &env).map_err(|e| e.to_string())?;
+            MockMode::Replay(Arc::new(ReplaySettings {
+                source: path.display().to_string(),
+                script,
+                speed: m.speed.unwrap_or(1.0),
+                looped: m.looped,
+                seed: m.seed,
+            }))
+        }
+    };
+    Ok(MockConfig {
         served: served(cfg, route, &m.subprotocols, limits),
-        mode: MockMode::Echo,
+        mode,
         // Unused behind a router: the gateway's one listener accepts for every route.
         listener: ListenerConfig {
             tls: None,
             max_connections: cfg.limits.max_connections,
             handshake_timeout: cfg.limits.handshake_timeout,
         },
-    }
+    })
 }

@@ -23,6 +23,7 @@ mod mock;
 mod outbound;
 mod proxy;
 mod relay;
+mod replay;
 mod routes;
 mod shutdown;
 mod third_party;
