@@ -85,13 +85,18 @@ impl Matcher {
 /// How deep `[…]` may nest in a JSONPath. serde_json_path's parser backtracks: each
 /// filter nested in a filter (`$[?@.a[?@.b[?…]]]`) doubles its time, valid or not,
 /// so 25 levels take minutes (found by fuzzing). Real paths nest two or three levels.
-pub const MAX_PATH_NESTING: usize = 6;
+pub const MAX_PATH_BRACKETS: usize = 6;
+
+/// How deep `[…]` and `(…)` together may nest in a JSONPath. The parser recurses
+/// for each level: 500 parentheses overflow a 2 MiB stack (a tokio worker's) in a
+/// debug build (found by fuzzing).
+pub const MAX_PATH_NESTING: usize = 16;
 
 /// Parses an RFC 9535 JSONPath, for matchers and templates alike; an error is the
 /// 1-based character position in the path and what is wrong there.
 pub(crate) fn parse_path(path: &str) -> Result<JsonPath, (usize, String)> {
     // Brackets inside string literals ('…' or "…", backslash escapes) do not nest.
-    let (mut depth, mut quote, mut escaped) = (0usize, None, false);
+    let (mut brackets, mut parens, mut quote, mut escaped) = (0usize, 0usize, None, false);
     for (i, c) in path.chars().enumerate() {
         match (quote, c) {
             (Some(_), _) if escaped => escaped = false,
@@ -99,14 +104,17 @@ pub(crate) fn parse_path(path: &str) -> Result<JsonPath, (usize, String)> {
             (Some(q), c) if c == q => quote = None,
             (Some(_), _) => {}
             (None, '\'' | '"') => quote = Some(c),
-            (None, '[') => {
-                depth += 1;
-                if depth > MAX_PATH_NESTING {
-                    return Err((i + 1, format!("brackets nest deeper than {MAX_PATH_NESTING} levels")));
-                }
-            }
-            (None, ']') => depth = depth.saturating_sub(1),
+            (None, '[') => brackets += 1,
+            (None, ']') => brackets = brackets.saturating_sub(1),
+            (None, '(') => parens += 1,
+            (None, ')') => parens = parens.saturating_sub(1),
             (None, _) => {}
+        }
+        if brackets > MAX_PATH_BRACKETS {
+            return Err((i + 1, format!("brackets nest deeper than {MAX_PATH_BRACKETS} levels")));
+        }
+        if brackets + parens > MAX_PATH_NESTING {
+            return Err((i + 1, format!("brackets and parentheses nest deeper than {MAX_PATH_NESTING} levels")));
         }
     }
     // serde_json_path 0.7.2 panics ("we do not use streaming parsers") on a path that
@@ -242,8 +250,11 @@ mod tests {
 
     #[test]
     fn path_nesting_is_bounded_outside_strings_only() {
-        let ok = format!("${}{}", "[?@.a".repeat(MAX_PATH_NESTING), "]".repeat(MAX_PATH_NESTING));
+        let ok = format!("${}{}", "[?@.a".repeat(MAX_PATH_BRACKETS), "]".repeat(MAX_PATH_BRACKETS));
         Matcher::parse(&ok, None).unwrap();
+        let parens = MAX_PATH_NESTING - 1;
+        let ok = format!("$[?{}@.a{}]", "(".repeat(parens), ")".repeat(parens));
+        assert!(hit(&Matcher::parse(&ok, None).unwrap(), r#"[{"a":1}]"#));
         let p = m(r#"$[?@.a == '[[[[[[[[\'[' || @.b == "[[[[[[[[\"["]"#);
         assert!(hit(&p, r#"[{"a":"[[[[[[[['["}]"#));
         assert!(hit(&p, r#"[{"b":"[[[[[[[[\"["}]"#));
@@ -290,10 +301,20 @@ mod tests {
         assert!(e.to_string().starts_with(r#"bad JSONPath "$.items[0" at position "#), "{e}");
         assert!(matches!(Matcher::parse("$type", None), Err(MatcherError::JsonPath { .. })));
 
-        let deep = format!("${}{}", "[?@.a".repeat(MAX_PATH_NESTING + 1), "]".repeat(MAX_PATH_NESTING + 1));
+        let deep = format!("${}{}", "[?@.a".repeat(MAX_PATH_BRACKETS + 1), "]".repeat(MAX_PATH_BRACKETS + 1));
         let e = Matcher::parse(&deep, None).unwrap_err();
         let MatcherError::JsonPath { position, message, .. } = &e else { panic!("{e:?}") };
-        assert_eq!((*position, message.as_str()), (1 + 5 * MAX_PATH_NESTING + 1, "brackets nest deeper than 6 levels"));
+        assert_eq!(
+            (*position, message.as_str()),
+            (1 + 5 * MAX_PATH_BRACKETS + 1, "brackets nest deeper than 6 levels")
+        );
+        let deep = format!("$[?{}@.a{}]", "(".repeat(MAX_PATH_NESTING), ")".repeat(MAX_PATH_NESTING));
+        let e = Matcher::parse(&deep, None).unwrap_err();
+        let MatcherError::JsonPath { position, message, .. } = &e else { panic!("{e:?}") };
+        assert_eq!(
+            (*position, message.as_str()),
+            (3 + MAX_PATH_NESTING, "brackets and parentheses nest deeper than 16 levels")
+        );
 
         // serde_json_path would panic on these (fuzzing found the first).
         for (spec, position) in [(r"$['\u", 4), (r"$['\uD", 4), (r#"$[?@ == "\uD800\u"#, 16), (r"$['\\u", 5)] {

@@ -545,7 +545,7 @@ mod tests {
         assert!(matches!(err("{{$$}}").kind, TemplateErrorKind::BadJsonPath { .. }));
         let e = err(r"{{$['}a\u}}");
         assert!(matches!(e.kind, TemplateErrorKind::BadJsonPath { position: 6, .. }), "fuzzing found it: {e:?}");
-        let deep = format!("{{{{${}}}}}", "[0".repeat(crate::matcher::MAX_PATH_NESTING + 1));
+        let deep = format!("{{{{${}}}}}", "[0".repeat(crate::matcher::MAX_PATH_BRACKETS + 1));
         assert!(matches!(err(&deep).kind, TemplateErrorKind::BadJsonPath { position: 14, .. }), "{:?}", err(&deep));
     }
 }

@@ -36,6 +36,10 @@ pub enum Command {
     /// Interactive client: stdin lines become messages, messages go to stdout,
     /// lifecycle and close codes to stderr.
     Connect(Box<ConnectArgs>),
+    /// Client-side replay: a recorded session's client messages sent to a real
+    /// server, each reply compared with the recorded one (exit 1 at the first
+    /// difference).
+    Replay(Box<ReplayArgs>),
     /// Read session history from the store.
     History {
         #[command(subcommand)]
@@ -108,6 +112,28 @@ pub struct HistoryIdArgs {
     /// The session id.
     pub id: String,
     /// JSON instead of text (show only).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A transcript (`wsgate history export ID > FILE`).
+    pub file: std::path::PathBuf,
+    /// The server to replay against (ws:// or wss://, path and query included).
+    #[arg(long, value_name = "URL")]
+    pub against: String,
+    /// A JSONPath (RFC 9535) whose values may differ from the recording, e.g.
+    /// '$.ts' (repeatable).
+    #[arg(long, value_name = "JSONPATH")]
+    pub ignore: Vec<String>,
+    /// Seconds to wait for each expected reply (and to connect).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// Schedule speed: 2.0 sends the client's messages twice as fast as recorded.
+    #[arg(long, default_value_t = 1.0, value_name = "X")]
+    pub speed: f64,
+    /// One JSON object on stdout: {"ok":..., "line":..., "at":..., "expected":..., "got":...}.
     #[arg(long)]
     pub json: bool,
 }

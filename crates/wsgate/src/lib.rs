@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod compare;
 /// Public so the config fuzz target (`fuzz/`) drives the real loader and validation.
 pub mod config;
 mod gateway;

@@ -7,6 +7,7 @@ mod history;
 mod mock;
 mod proxy;
 mod relay;
+mod replay;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ pub fn exec(cli: Cli, matches: &ArgMatches) -> ExitCode {
         Command::Relay(args) => relay::exec(*args, sub.unwrap_or(matches)),
         Command::Serve(args) => serve::exec(*args, sub.unwrap_or(matches)),
         Command::Connect(args) => connect::exec(*args),
+        Command::Replay(args) => replay::exec(*args),
         Command::History { command } => {
             let sub = sub.and_then(|m| m.subcommand()).map(|(_, m)| m).unwrap_or(matches);
             match command {

@@ -261,3 +261,68 @@ async fn replay_routes_serve_beside_others_with_their_own_settings() {
     let routes = http_json(&gw.api("/api/routes")).await;
     assert!(routes.to_string().contains("replay "), "{routes}");
 }
+
+/// A recorded conversation: two requests, two JSON replies with a timestamp that
+/// changes from run to run.
+const RECORDED: &str = r#"{"type":"session","version":1,"id":"01a206cd-6717-76b2-92ae-5845a280f692","kind":"proxy","route":"default","path":"/api","opened_at":"2026-12-01T10:00:00Z"}
+{"t":0.001,"seq":1,"dir":"client_to_upstream","type":"text","text":"get"}
+{"t":0.002,"seq":2,"dir":"upstream_to_client","type":"text","text":"{\"price\":10,\"ts\":111}"}
+{"t":0.010,"seq":3,"dir":"client_to_upstream","type":"text","text":"get"}
+{"t":0.011,"seq":4,"dir":"upstream_to_client","type":"text","text":"{\"price\":10,\"ts\":222}"}
+"#;
+
+/// A server answering each `get` with `price` and a fresh `ts`.
+async fn price_server(dir: &TempDir, price: u32) -> Gateway {
+    let line = format!(
+        "{{\"waitFor\":\"^get$\",\"text\":\"{{\\\"price\\\":{price},\\\"ts\\\":{{{{randInt 1000 999999}}}}}}\"}}\n"
+    );
+    let file = script(dir, &format!("price{price}.jsonl"), &line.repeat(2));
+    mock_replay(&file, &[]).await
+}
+
+async fn replay_against(file: &str, url: &str, extra: &[&str]) -> std::process::Output {
+    within(tokio::process::Command::new(bin()).args(["replay", file, "--against", url]).args(extra).output())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replay_against_passes_on_an_unchanged_server_and_names_a_changed_reply() {
+    let dir = TempDir::new();
+    let file = script(&dir, "recorded.jsonl", RECORDED);
+    let same = price_server(&dir, 10).await;
+    let changed = price_server(&dir, 11).await;
+
+    let out = replay_against(&file, &same.ws("/api"), &["--ignore", "$.ts"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("2 sent, 2 replies matched"), "{stdout}");
+
+    // Without the mask, the timestamp is the difference, and it is named.
+    let out = replay_against(&file, &same.ws("/api"), &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("diverged at {file}:3")) && stderr.contains("at $['ts']"), "{stderr}");
+
+    // A changed field: a readable report, and the same as JSON for CI.
+    let out = replay_against(&file, &changed.ws("/api"), &["--ignore", "$.ts"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("at $['price']") && stderr.contains("expected: 10") && stderr.contains("got:      11"),
+        "{stderr}"
+    );
+    let out = replay_against(&file, &changed.ws("/api"), &["--ignore", "$.ts", "--json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["line"].as_u64(), v["at"].as_str()),
+        (Some(false), Some(3), Some("$['price']")),
+        "{v}"
+    );
+    assert_eq!((v["expected"].as_str(), v["got"].as_str()), (Some("10"), Some("11")));
+
+    // Bad flags are usage errors.
+    let out = replay_against(&file, &same.ws("/api"), &["--ignore", "$["]).await;
+    assert_eq!(out.status.code(), Some(64));
+}
