@@ -92,31 +92,18 @@ pub const MAX_PATH_BRACKETS: usize = 6;
 /// debug build (found by fuzzing).
 pub const MAX_PATH_NESTING: usize = 16;
 
+/// How many amplifiers a JSONPath may have: `..`, an absolute query (`$`) inside a
+/// filter, which runs again for every node the filter tests, and a selector list
+/// (`[a,b]`), whose nodes may repeat. Each can multiply what one client message costs
+/// by the message's size: `$..[?@..[?@..[?@..a]]]` takes a second on 240 bytes of
+/// nested arrays, and a list per segment (`$[0,0][0,0]…`) doubles the nodes per
+/// segment. Two keep any path polynomial and fast on real messages.
+pub const MAX_PATH_AMPLIFIERS: usize = 2;
+
 /// Parses an RFC 9535 JSONPath, for matchers and templates alike; an error is the
 /// 1-based character position in the path and what is wrong there.
 pub(crate) fn parse_path(path: &str) -> Result<JsonPath, (usize, String)> {
-    // Brackets inside string literals ('…' or "…", backslash escapes) do not nest.
-    let (mut brackets, mut parens, mut quote, mut escaped) = (0usize, 0usize, None, false);
-    for (i, c) in path.chars().enumerate() {
-        match (quote, c) {
-            (Some(_), _) if escaped => escaped = false,
-            (Some(_), '\\') => escaped = true,
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '[') => brackets += 1,
-            (None, ']') => brackets = brackets.saturating_sub(1),
-            (None, '(') => parens += 1,
-            (None, ')') => parens = parens.saturating_sub(1),
-            (None, _) => {}
-        }
-        if brackets > MAX_PATH_BRACKETS {
-            return Err((i + 1, format!("brackets nest deeper than {MAX_PATH_BRACKETS} levels")));
-        }
-        if brackets + parens > MAX_PATH_NESTING {
-            return Err((i + 1, format!("brackets and parentheses nest deeper than {MAX_PATH_NESTING} levels")));
-        }
-    }
+    check_shape(path)?;
     // serde_json_path 0.7.2 panics ("we do not use streaming parsers") on a path that
     // ends one or two characters after a `\u`: it reads the escape's digits with nom's
     // streaming `one_of`, which asks for more input (found by fuzzing). No valid path
@@ -131,6 +118,66 @@ pub(crate) fn parse_path(path: &str) -> Result<JsonPath, (usize, String)> {
         return Err((chars - 2, "the path ends inside a \\u escape".to_owned()));
     }
     JsonPath::parse(path).map_err(|e| (e.position(), e.message().to_owned()))
+}
+
+/// The limits above, checked on the text before serde_json_path parses it. What is
+/// inside string literals ('…' or "…", backslash escapes) does not count.
+fn check_shape(path: &str) -> Result<(), (usize, String)> {
+    // The open brackets and parentheses; for a bracket, whether it has a comma yet.
+    let mut open: Vec<(char, bool)> = Vec::new();
+    let (mut brackets, mut amplifiers) = (0usize, 0usize);
+    let (mut quote, mut escaped, mut after_dot) = (None, false, false);
+    for (i, c) in path.chars().enumerate() {
+        if let Some(q) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        let mut amplifier = false;
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '[' | '(' => {
+                open.push((c, false));
+                brackets += usize::from(c == '[');
+            }
+            ']' | ')' => {
+                if let Some(('[', _)) = open.pop() {
+                    brackets -= 1;
+                }
+            }
+            ',' => {
+                if let Some(('[', listed)) = open.last_mut() {
+                    amplifier = !*listed;
+                    *listed = true;
+                }
+            }
+            '$' => amplifier = i > 0,
+            '.' => amplifier = after_dot,
+            _ => {}
+        }
+        after_dot = c == '.' && !amplifier;
+        amplifiers += usize::from(amplifier);
+        if brackets > MAX_PATH_BRACKETS {
+            return Err((i + 1, format!("brackets nest deeper than {MAX_PATH_BRACKETS} levels")));
+        }
+        if open.len() > MAX_PATH_NESTING {
+            return Err((i + 1, format!("brackets and parentheses nest deeper than {MAX_PATH_NESTING} levels")));
+        }
+        if amplifiers > MAX_PATH_AMPLIFIERS {
+            return Err((
+                i + 1,
+                format!(
+                    "more than {MAX_PATH_AMPLIFIERS} of `..`, `$` inside a filter and selector lists `[a,b]`, each of \
+                     which can multiply the work per message by its size"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// JSON equality with numbers compared by value: a client may well send `1.0` or
@@ -246,6 +293,19 @@ mod tests {
         assert!(hit(&any, r#"{"items":[{"status":"open"},{"status":"done"}]}"#));
         assert!(!hit(&any, r#"{"items":[{"status":"open"}]}"#));
         assert!(hit(&m("$.items[?@.status == 'done']"), r#"{"items":[{"status":"open"},{"status":"done"}]}"#));
+    }
+
+    #[test]
+    fn path_amplifiers_are_bounded() {
+        for ok in ["$..a..b", "$..a[?@.b == $.c]", "$[0,1,2]..x", "$[?@.a == $.b && @.c == $.d]", "$['..,$', \"..$\"]"] {
+            Matcher::parse(ok, None).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, position) in [("$..a..b..c", 9), ("$..[?@..[?@..a]]", 13), ("$[0,0][0,0][0,0]", 14), ("$[?$[?$[?$.a]]]", 10)] {
+            let e = Matcher::parse(bad, None).unwrap_err();
+            let MatcherError::JsonPath { position: at, message, .. } = &e else { panic!("{e:?}") };
+            assert_eq!(*at, position, "{bad}: {e}");
+            assert!(message.starts_with("more than 2 of `..`"), "{e}");
+        }
     }
 
     #[test]
