@@ -297,10 +297,13 @@ mod tests {
 
     #[test]
     fn path_amplifiers_are_bounded() {
-        for ok in ["$..a..b", "$..a[?@.b == $.c]", "$[0,1,2]..x", "$[?@.a == $.b && @.c == $.d]", "$['..,$', \"..$\"]"] {
+        for ok in ["$..a..b", "$..a[?@.b == $.c]", "$[0,1,2]..x", "$[?@.a == $.b && @.c == $.d]", "$['..,$', \"..$\"]"]
+        {
             Matcher::parse(ok, None).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for (bad, position) in [("$..a..b..c", 9), ("$..[?@..[?@..a]]", 13), ("$[0,0][0,0][0,0]", 14), ("$[?$[?$[?$.a]]]", 10)] {
+        for (bad, position) in
+            [("$..a..b..c", 9), ("$..[?@..[?@..a]]", 13), ("$[0,0][0,0][0,0]", 14), ("$[?$[?$[?$.a]]]", 10)]
+        {
             let e = Matcher::parse(bad, None).unwrap_err();
             let MatcherError::JsonPath { position: at, message, .. } = &e else { panic!("{e:?}") };
             assert_eq!(*at, position, "{bad}: {e}");

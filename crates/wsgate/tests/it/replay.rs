@@ -326,3 +326,26 @@ async fn replay_against_passes_on_an_unchanged_server_and_names_a_changed_reply(
     let out = replay_against(&file, &same.ws("/api"), &["--ignore", "$["]).await;
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[tokio::test]
+async fn replay_loops_when_asked_and_otherwise_stays_open_and_silent() {
+    let dir = TempDir::new();
+    let file =
+        script(&dir, "tick.jsonl", "{\"ts\":0,\"text\":\"tick {{seq}}\"}\n{\"ts\":50,\"text\":\"tock {{seq}}\"}\n");
+    let looped = mock_replay(&file, &["--loop"]).await;
+    let mut ws = client(&looped, "/").await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(next_text(&mut ws).await);
+    }
+    assert_eq!(seen, ["tick 1", "tock 2", "tick 3", "tock 4", "tick 5"]);
+
+    let once = mock_replay(&file, &[]).await;
+    let mut ws = client(&once, "/").await;
+    assert_eq!(next_text(&mut ws).await, "tick 1");
+    assert_eq!(next_text(&mut ws).await, "tock 2");
+    quiet_for(&mut ws, Duration::from_millis(200)).await;
+    // Still a session: it echoes nothing, but answers a close.
+    ws.close(None).await.unwrap();
+    assert!(matches!(next(&mut ws).await, TMessage::Close(_)));
+}
