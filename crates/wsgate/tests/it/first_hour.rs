@@ -280,10 +280,12 @@ fn help_shows_defaults_and_names_only_commands_that_exist() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert!(commands.contains(&"proxy") && commands.contains(&"mock") && commands.contains(&"relay"), "{top}");
-    for missing in ["replay", "dashboard"] {
-        assert!(!commands.contains(&missing), "{missing} listed:\n{top}");
-        assert!(!top.to_lowercase().contains(missing), "--help names {missing}:\n{top}");
-        assert!(!long.to_lowercase().contains(missing), "help proxy names {missing}:\n{long}");
+    for present in ["proxy", "mock", "relay", "replay"] {
+        assert!(commands.contains(&present), "{present} not listed:\n{top}");
     }
+    // The dashboard does not exist yet: help must not promise it.
+    let missing = "dashboard";
+    assert!(!commands.contains(&missing), "{missing} listed:\n{top}");
+    assert!(!top.to_lowercase().contains(missing), "--help names {missing}:\n{top}");
+    assert!(!long.to_lowercase().contains(missing), "help proxy names {missing}:\n{long}");
 }
