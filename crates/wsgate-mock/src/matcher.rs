@@ -27,7 +27,7 @@ pub enum MatcherError {
     /// `message` is the regex crate's own, which points at the mistake.
     #[error("bad regex {spec:?} (a waitFor not starting with $ is a regex): {message}")]
     Regex { spec: String, message: String },
-    /// `position` is the JSONPath parser's, 1-based within the path.
+    /// `position` is 1-based, in characters, within the path.
     #[error("bad JSONPath {spec:?} at position {position}: {message} (RFC 9535, e.g. $.type or $.items[0].status)")]
     JsonPath { spec: String, position: usize, message: String },
     #[error("waitFor {spec:?} is a regex and cannot have an expected value: only a JSONPath (starting with $) can")]
@@ -117,7 +117,11 @@ pub(crate) fn parse_path(path: &str) -> Result<JsonPath, (usize, String)> {
     if but_last.as_str().ends_with("\\u") {
         return Err((chars - 2, "the path ends inside a \\u escape".to_owned()));
     }
-    JsonPath::parse(path).map_err(|e| (e.position(), e.message().to_owned()))
+    JsonPath::parse(path).map_err(|e| {
+        // serde_json_path's position is a 0-based byte offset (its docs say 1-based).
+        let before = path.get(..e.position()).map_or(0, |p| p.chars().count());
+        (before + 1, e.message().to_owned())
+    })
 }
 
 /// The limits above, checked on the text before serde_json_path parses it. What is
@@ -362,7 +366,10 @@ mod tests {
         let MatcherError::JsonPath { position, message, .. } = &e else { panic!("{e:?}") };
         assert!(*position >= 1 && !message.is_empty(), "{e:?}");
         assert!(e.to_string().starts_with(r#"bad JSONPath "$.items[0" at position "#), "{e}");
-        assert!(matches!(Matcher::parse("$type", None), Err(MatcherError::JsonPath { .. })));
+        let e = Matcher::parse("$type", None).unwrap_err();
+        assert!(matches!(e, MatcherError::JsonPath { position: 2, .. }), "the `t`: {e:?}");
+        let e = Matcher::parse("$['é'] x", None).unwrap_err();
+        assert!(matches!(e, MatcherError::JsonPath { position: 7, .. }), "characters, not bytes: {e:?}");
 
         let deep = format!("${}{}", "[?@.a".repeat(MAX_PATH_BRACKETS + 1), "]".repeat(MAX_PATH_BRACKETS + 1));
         let e = Matcher::parse(&deep, None).unwrap_err();
