@@ -73,7 +73,7 @@ fn first_json_difference(e: &Value, g: &Value, at: String) -> Option<Difference>
     match (e, g) {
         (Value::Object(eo), Value::Object(go)) => {
             for (k, ev) in eo {
-                let here = format!("{at}['{}']", k.replace('\\', "\\\\").replace('\'', "\\'"));
+                let here = member(&at, k);
                 match go.get(k) {
                     Some(gv) => {
                         if let Some(d) = first_json_difference(ev, gv, here) {
@@ -84,7 +84,7 @@ fn first_json_difference(e: &Value, g: &Value, at: String) -> Option<Difference>
                 }
             }
             go.iter().find(|(k, _)| !eo.contains_key(*k)).map(|(k, gv)| Difference {
-                at: format!("{at}['{k}']"),
+                at: member(&at, k),
                 expected: "(absent)".into(),
                 got: gv.to_string(),
             })
@@ -115,6 +115,11 @@ fn first_json_difference(e: &Value, g: &Value, at: String) -> Option<Difference>
         (e, g) if e == g => None,
         (e, g) => Some(Difference { at, expected: e.to_string(), got: g.to_string() }),
     }
+}
+
+/// `at['name']`, the name escaped as RFC 9535 normalized paths write it.
+fn member(at: &str, name: &str) -> String {
+    format!("{at}['{}']", name.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 fn first_byte_difference(e: &[u8], g: &[u8]) -> String {
