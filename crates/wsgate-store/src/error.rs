@@ -33,3 +33,9 @@ pub enum StoreError {
     #[error("the lease on instance {instance:?} was lost: it was not renewed before it expired")]
     LeaseLost { instance: String },
 }
+
+impl From<crate::segment::Damaged> for StoreError {
+    fn from(e: crate::segment::Damaged) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}

@@ -404,8 +404,7 @@ async fn segment_messages(
         let first: i64 = r.try_get(0)?;
         let idx: &[u8] = r.try_get(1)?;
         let payloads: Vec<u8> = r.try_get(2)?;
-        let frames = segment::decode(id, first as u64, idx, payloads.into(), after_seq as u64, limit - out.len())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let frames = segment::decode(id, first as u64, idx, payloads.into(), after_seq as u64, limit - out.len())?;
         out.extend(frames);
     }
     Ok(out)
@@ -795,17 +794,11 @@ async fn prune_segments(tx: &Transaction<'_>, excess: u64) -> Result<u64, StoreE
         (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
     let idx: &[u8] = r.try_get(4)?;
     let payloads: Vec<u8> = r.try_get(5)?;
-    // The rows' session does not matter here: they are encoded again at once.
-    let all = segment::decode(SessionId::default(), first_seq as u64, idx, payloads.into(), 0, usize::MAX)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     // The delete above stopped at this segment, so it holds more than `cut` frames,
     // unless its count and its index disagree (a damaged row).
-    let rest =
-        all.get(cut as usize..).filter(|rest| !rest.is_empty() && all.len() as i64 == frames).ok_or_else(|| {
-            StoreError::Corrupt(format!("message segment {id} counts {frames} frames, its index {}", all.len()))
-        })?;
+    let rest = segment::cut(id, first_seq as u64, idx, payloads.into(), frames.max(0) as u64, cut as u64)?;
     // Written again under its own id: it stays the oldest.
-    let s = SegmentColumns::from(segment::encode(rest));
+    let s = SegmentColumns::from(rest);
     let row = s.row(&session);
     let params: Vec<&(dyn ToSql + Sync)> =
         std::iter::once(&id as &(dyn ToSql + Sync)).chain(row[1..].iter().copied()).collect();

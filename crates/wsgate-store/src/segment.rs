@@ -154,6 +154,30 @@ fn var<V: VarInt>(index: &[u8], i: &mut usize) -> Option<V> {
     Some(v)
 }
 
+/// Retention by count cutting a stored segment: its frames without the first `drop`,
+/// encoded again. `frames` is the row's own count; an index that disagrees with it,
+/// or a cut that would leave nothing, is a damaged row (the caller drops a segment
+/// whole when all of it goes). `id` names the row in the error.
+pub fn cut(
+    id: i64,
+    first_seq: u64,
+    index: &[u8],
+    payloads: Bytes,
+    frames: u64,
+    drop: u64,
+) -> Result<Segment, crate::StoreError> {
+    // The rows' session does not matter here: they are encoded again at once.
+    let all = decode(SessionId::default(), first_seq, index, payloads, 0, usize::MAX)?;
+    let rest = usize::try_from(drop).ok().and_then(|d| all.get(d..)).filter(|rest| !rest.is_empty());
+    match rest {
+        Some(rest) if all.len() as u64 == frames => Ok(encode(rest)),
+        _ => Err(crate::StoreError::Corrupt(format!(
+            "message segment {id} counts {frames} frames, its index {}; cutting {drop}",
+            all.len()
+        ))),
+    }
+}
+
 /// Why a stored segment could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("damaged message segment (first seq {first_seq}): {why}")]

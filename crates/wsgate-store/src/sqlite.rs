@@ -361,8 +361,7 @@ fn segment_messages(
         let idx: Vec<u8> = r.get(1)?;
         let payloads: Vec<u8> = r.get(2)?;
         let left = limit - out.len();
-        let frames = segment::decode(id, first as u64, &idx, payloads.into(), after_seq as u64, left)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let frames = segment::decode(id, first as u64, &idx, payloads.into(), after_seq as u64, left)?;
         out.extend(frames);
     }
     Ok(out)
@@ -711,17 +710,9 @@ fn prune_segments(tx: &rusqlite::Transaction, seg_frames: u64, keep: u64, budget
             (excess, gone) = (excess - frames, gone + frames);
             continue;
         }
-        // The rows' session does not matter here: they are encoded again at once.
-        let all = segment::decode(SessionId::default(), first_seq as u64, &idx, payloads.into(), 0, usize::MAX)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if all.len() as u64 != frames {
-            return Err(StoreError::Corrupt(format!(
-                "message segment {id} says it holds {frames} frames, its index {}",
-                all.len()
-            )));
-        }
+        let rest = segment::cut(id, first_seq as u64, &idx, payloads.into(), frames, excess)?;
         // Written again under its own id: it stays the oldest.
-        put_segment(tx, Some(id), sid, &segment::encode(&all[excess as usize..]))?;
+        put_segment(tx, Some(id), sid, &rest)?;
         gone += excess;
         excess = 0;
     }
