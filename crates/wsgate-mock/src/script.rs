@@ -28,7 +28,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
-use wsgate_transcript::{Direction as TDir, Line, Payload};
+use wsgate_transcript::{Line, Payload};
 
 use crate::matcher::Matcher;
 use crate::template::Template;
@@ -163,7 +163,7 @@ fn transcript_steps(text: &[u8], err: &dyn Fn(u64, String) -> ScriptError) -> Re
         let number = reader.line();
         let Line::Frame(f) = line else { continue };
         let at = Duration::from_micros(f.t.micros().max(0) as u64);
-        let from_client = matches!(f.dir, TDir::ClientToUpstream | TDir::ClientToGateway);
+        let from_client = f.dir.is_from_client();
         let action = match (&f.payload, from_client) {
             (Payload::Text(_) | Payload::Binary(_) | Payload::Continuation(_), true) => {
                 steps.push(Step {

@@ -80,6 +80,14 @@ pub enum Direction {
     GatewayToClient,
 }
 
+impl Direction {
+    /// Sent by the client (to the upstream or to wsgate): what a replay of the
+    /// server's side waits for, and what a replay of the client's side sends.
+    pub fn is_from_client(self) -> bool {
+        matches!(self, Direction::ClientToUpstream | Direction::ClientToGateway)
+    }
+}
+
 /// One frame (a fragment or a control frame, as the gateway saw it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {

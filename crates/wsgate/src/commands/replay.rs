@@ -20,7 +20,7 @@ use serde_json_path::JsonPath;
 use tokio::time::Instant;
 use url::Url;
 use wsgate_protocol::{ConnectRequest, Message, Role, WsConfig, WsStream};
-use wsgate_transcript::{Direction, Line, Payload};
+use wsgate_transcript::{Line, Payload};
 
 use crate::cli::ReplayArgs;
 use crate::compare::{Difference, compare, kind};
@@ -125,9 +125,10 @@ fn read_steps(path: &Path) -> Result<Vec<Step>, String> {
             // Fragments, pings and pongs belong to the connection, not the conversation.
             Payload::Continuation(_) | Payload::Ping(_) | Payload::Pong(_) => continue,
         };
-        steps.push(match f.dir {
-            Direction::ClientToUpstream | Direction::ClientToGateway => Step::Send { line: n, at, msg },
-            Direction::UpstreamToClient | Direction::GatewayToClient => Step::Expect { line: n, at, msg },
+        steps.push(if f.dir.is_from_client() {
+            Step::Send { line: n, at, msg }
+        } else {
+            Step::Expect { line: n, at, msg }
         });
     }
     if steps.is_empty() {
