@@ -8,7 +8,7 @@
 //!   `upstream`, `subprotocol`, `close_code`, `close_reason`, `initiator`,
 //!   `connect_ms`, `attempt`), present only when set;
 //! - `{"type":"message","session","path","seq","direction","opcode","fin","size",
-//!   "text"|"base64","truncated","injected","at"}` — `size` is the full payload
+//!   "text"|"base64","truncated","injected","marks"?,"at"}` — `size` is the full payload
 //!   length; the payload is cut to the configured cap; `text` when the opcode is text
 //!   and the (cut) payload is UTF-8, `base64` otherwise; close frames also carry
 //!   `close_code` and `close_reason` when they parse;
@@ -49,6 +49,9 @@ enum LiveEvent<'a> {
         base64: Option<String>,
         truncated: bool,
         injected: bool,
+        /// What a rule or fault did to it (`wsgate_core::marks`); absent when nothing.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        marks: Vec<&'static str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         close_code: Option<u16>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +117,7 @@ fn message(m: &MessageEvent, payload_cap: usize) -> Bytes {
         base64: cut.base64,
         truncated: cut.truncated,
         injected: m.injected,
+        marks: m.marks.names(),
         close_code,
         close_reason,
         at: m.at,

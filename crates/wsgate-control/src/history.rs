@@ -358,6 +358,9 @@ pub struct MessageDoc {
     size: u64,
     injected: Option<bool>,
     truncated: Option<bool>,
+    /// What a rule or fault did to it on its way: rule, fault, dropped, delayed,
+    /// duplicate, rewritten, answer (absent when nothing).
+    marks: Option<Vec<String>>,
     /// The payload, when it is UTF-8 text.
     text: Option<String>,
     /// The payload in standard base64, otherwise.

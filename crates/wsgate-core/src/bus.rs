@@ -628,6 +628,7 @@ mod tests {
             fin: true,
             payload: bytes::Bytes::from(vec![0u8; len]),
             injected: false,
+            marks: crate::Marks::NONE,
             at: chrono::Utc::now(),
         }
     }

@@ -71,6 +71,8 @@ pub struct MessageEvent {
     pub payload: Bytes,
     /// Sent by the gateway on an operator's request, not by either peer.
     pub injected: bool,
+    /// What a rule or fault did to it on its way (`marks.rs`); empty for most.
+    pub marks: crate::Marks,
     pub at: DateTime<Utc>,
 }
 

@@ -385,11 +385,28 @@ impl SessionHandle {
         injected: bool,
         at: DateTime<Utc>,
     ) {
+        self.frame_marked(direction, opcode, fin, payload, injected, crate::Marks::NONE, at);
+    }
+
+    /// Records a frame a rule or fault acted on (or produced), with what it did.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn frame_marked(
+        &mut self,
+        direction: Direction,
+        opcode: OpCode,
+        fin: bool,
+        payload: &Bytes,
+        injected: bool,
+        marks: crate::Marks,
+        at: DateTime<Utc>,
+    ) {
         self.count(direction, payload.len() as u64);
         if !self.bus.wants_messages() {
             return;
         }
-        let event = self.message_event(direction, opcode, fin, payload, injected, at);
+        let mut event = self.message_event(direction, opcode, fin, payload, injected, at);
+        event.marks = marks;
         self.bus.emit_message(event, &mut self.pending);
     }
 
@@ -429,6 +446,7 @@ impl SessionHandle {
             fin,
             payload: payload.clone(),
             injected,
+            marks: crate::Marks::NONE,
             at,
         }
     }

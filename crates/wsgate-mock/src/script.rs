@@ -164,6 +164,11 @@ fn transcript_steps(text: &[u8], err: &dyn Fn(u64, String) -> ScriptError) -> Re
         let Line::Frame(f) = line else { continue };
         let at = Duration::from_micros(f.t.micros().max(0) as u64);
         let from_client = f.dir.is_from_client();
+        // A frame a fault or rule dropped never reached the client: the replay does
+        // not send it either.
+        if !from_client && f.marks.iter().any(|m| m == "dropped") {
+            continue;
+        }
         let action = match (&f.payload, from_client) {
             (Payload::Text(_) | Payload::Binary(_) | Payload::Continuation(_), true) => {
                 steps.push(Step {

@@ -101,6 +101,7 @@ async fn main() {
                         size: payload.len() as u64,
                         at: now,
                         injected: false,
+                        marks: wsgate_core::Marks::NONE,
                         truncated: false,
                         payload,
                     }

@@ -93,6 +93,8 @@ pub struct MessageRow {
     pub size: u64,
     pub at: DateTime<Utc>,
     pub injected: bool,
+    /// What a rule or fault did to it (`wsgate_core::marks`).
+    pub marks: wsgate_core::Marks,
     pub truncated: bool,
     pub payload: Bytes,
 }

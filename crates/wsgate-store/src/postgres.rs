@@ -364,6 +364,7 @@ async fn legacy_messages(
                 size: r.try_get::<_, i64>(4)? as u64,
                 at: from_micros(r.try_get(5)?),
                 injected: r.try_get(6)?,
+                marks: wsgate_core::Marks::NONE,
                 truncated: r.try_get(7)?,
                 payload: payload.into(),
             })

@@ -257,6 +257,7 @@ impl Collector {
             size,
             at: m.at,
             injected: m.injected,
+            marks: m.marks,
             truncated,
             payload,
         });

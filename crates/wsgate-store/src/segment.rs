@@ -8,7 +8,9 @@
 //! what pcap and Kafka do: a batch of frames is one sequential write.
 //!
 //! Index, per frame: the seq's distance from the previous one (varint; gaps are
-//! dropped frames), a flags byte (direction in bits 0–1, fin, injected, truncated),
+//! dropped frames), a flags byte (direction in bits 0–1, fin, injected, truncated,
+//! marked), then, only when marked, a byte of `wsgate_core::Marks` (what a rule or fault
+//! did to it: rare, so unmarked frames pay nothing),
 //! the opcode, the full size and the stored length (varints), and the time's
 //! distance from the previous frame's in microseconds (zigzag varint; the first is
 //! from 0). Decoding refuses anything that does not add up (a damaged row), rather
@@ -55,6 +57,8 @@ pub fn direction_from_code(code: u8) -> Option<Direction> {
 const FIN: u8 = 1 << 2;
 const INJECTED: u8 = 1 << 3;
 const TRUNCATED: u8 = 1 << 4;
+/// A marks byte follows the opcode. Segments written before marks never set it.
+const MARKED: u8 = 1 << 5;
 
 /// A frame's index entry, usually: one byte each for the seq step, flags, opcode,
 /// and lengths under 128, two or three for the time step.
@@ -124,7 +128,11 @@ where
         let mut flags = direction_code(m.direction);
         flags |= if m.fin { FIN } else { 0 } | if m.injected { INJECTED } else { 0 };
         flags |= if m.truncated { TRUNCATED } else { 0 };
-        s.index.extend_from_slice(&[flags, m.opcode]);
+        if m.marks.is_empty() {
+            s.index.extend_from_slice(&[flags, m.opcode]);
+        } else {
+            s.index.extend_from_slice(&[flags | MARKED, m.opcode, m.marks.bits()]);
+        }
         put(&mut s.index, m.size);
         put(&mut s.index, m.payload.len() as u64);
         // Wrapping, here and in `decode`: any two times round-trip exactly, even
@@ -213,6 +221,12 @@ pub fn decode(
         seq = seq.checked_add(step).ok_or_else(|| damaged("seq overflows"))?;
         let [flags, opcode] = index.get(i..i + 2).and_then(|b| b.try_into().ok()).ok_or_else(|| damaged("flags"))?;
         i += 2;
+        let mut marks = wsgate_core::Marks::NONE;
+        if flags & MARKED != 0 {
+            let bits = *index.get(i).ok_or_else(|| damaged("marks"))?;
+            marks = wsgate_core::Marks::from_bits(bits);
+            i += 1;
+        }
         let size: u64 = var(index, &mut i).ok_or_else(|| damaged("size"))?;
         let len: u64 = var(index, &mut i).ok_or_else(|| damaged("stored length"))?;
         let len = usize::try_from(len).map_err(|_| damaged("stored length"))?;
@@ -230,6 +244,7 @@ pub fn decode(
                 size,
                 at: from_micros(at),
                 injected: flags & INJECTED != 0,
+                marks,
                 truncated: flags & TRUNCATED != 0,
                 payload: payloads.slice(p..end),
             });
@@ -254,6 +269,11 @@ mod tests {
             size: payload.len() as u64 + if seq == 5 { 100 } else { 0 },
             at: from_micros(at_us),
             injected: seq == 2,
+            marks: if seq == 4 {
+                wsgate_core::Marks::from([wsgate_core::Mark::Fault, wsgate_core::Mark::Dropped])
+            } else {
+                wsgate_core::Marks::NONE
+            },
             truncated: seq == 5,
             payload: Bytes::from_static(payload),
         }

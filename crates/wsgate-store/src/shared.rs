@@ -55,6 +55,7 @@ pub(crate) fn expand(run: &RunRow, entries: impl IntoIterator<Item = LogEntryRow
             size: e.size,
             at: e.at,
             injected: false,
+            marks: wsgate_core::Marks::NONE,
             truncated: e.truncated,
             payload: e.payload,
         })

@@ -988,6 +988,7 @@ impl Store for SqliteStore {
                         size: r.get::<_, i64>(4)? as u64,
                         at: from_micros(r.get(5)?),
                         injected: r.get(6)?,
+                        marks: wsgate_core::Marks::NONE,
                         truncated: r.get(7)?,
                         payload: payload.into(),
                     })

@@ -53,6 +53,7 @@ pub fn frame(s: &SessionRow, m: &MessageRow) -> format::Frame {
         payload,
         injected: m.injected,
         truncated: m.truncated,
+        marks: m.marks.names().into_iter().map(str::to_owned).collect(),
     }
 }
 
@@ -136,6 +137,7 @@ mod tests {
             size: payload.len() as u64,
             at: s.opened_at + TimeDelta::nanoseconds(1_234_567 * seq as i64),
             injected: seq == 2,
+            marks: wsgate_core::Marks::NONE,
             truncated: false,
             payload: Bytes::from_static(payload),
         }

@@ -497,6 +497,7 @@ fn message_row(session_id: wsgate_core::SessionId, seq: u64) -> MessageRow {
         size: payload.len() as u64,
         at: chrono::Utc::now(),
         injected: false,
+        marks: wsgate_core::Marks::NONE,
         truncated: false,
         payload,
     }

@@ -106,6 +106,10 @@ pub struct Frame {
     pub injected: bool,
     /// `payload` holds only a prefix (the store's payload cap).
     pub truncated: bool,
+    /// What a rule or fault did to it on its way (`rule`, `fault`, `dropped`, `delayed`,
+    /// `duplicate`, `rewritten`, `answer`); empty for a frame forwarded as it came.
+    /// Names this version does not know are kept as they are.
+    pub marks: Vec<String>,
 }
 
 /// A frame's type and payload. Data, ping and pong payloads are bytes: whether the

@@ -170,6 +170,7 @@ struct RawLine {
     size: Option<u64>,
     injected: Option<bool>,
     truncated: Option<bool>,
+    marks: Option<Vec<String>>,
     text: Option<String>,
     base64: Option<String>,
     code: Option<u16>,
@@ -246,6 +247,7 @@ impl RawLine {
             payload,
             injected: self.injected.unwrap_or(false),
             truncated: self.truncated.unwrap_or(false),
+            marks: self.marks.unwrap_or_default(),
         })
     }
 }

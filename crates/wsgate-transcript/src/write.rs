@@ -86,6 +86,9 @@ impl Serialize for Frame {
         if self.truncated {
             m.serialize_entry("truncated", &true)?;
         }
+        if !self.marks.is_empty() {
+            m.serialize_entry("marks", &self.marks)?;
+        }
         match &self.payload {
             Payload::Close(Some(c)) => {
                 m.serialize_entry("code", &c.code)?;

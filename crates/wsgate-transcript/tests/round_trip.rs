@@ -41,6 +41,7 @@ fn frame(seq: u64, payload: Payload) -> Frame {
         payload,
         injected: false,
         truncated: false,
+        marks: Vec::new(),
     }
 }
 
@@ -67,6 +68,7 @@ fn frames() -> Vec<Frame> {
     v.push(Frame {
         injected: true,
         truncated: true,
+        marks: vec!["fault".into(), "delayed".into()],
         size: 1 << 20,
         dir: Direction::GatewayToClient,
         t: Offset::from_micros(-5),
