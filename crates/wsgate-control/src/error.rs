@@ -105,6 +105,12 @@ pub enum ApiError {
     OriginNotAllowed(String),
     #[error(transparent)]
     Ticket(#[from] crate::ticket::TicketError),
+    #[error("no route named {0:?} (GET /api/routes lists them)")]
+    RouteNotFound(String),
+    #[error("route {route:?} is a {kind} route: faults apply to proxy and mock routes")]
+    NoFaults { route: String, kind: String },
+    #[error("invalid faults: {0}")]
+    BadFaults(wsgate_faults::FaultError),
 }
 
 impl From<PathRejection> for ApiError {
@@ -145,7 +151,9 @@ impl ApiError {
             Self::ConnectionEnded(_) => StatusCode::CONFLICT,
             Self::OutboundDisabled => StatusCode::NOT_IMPLEMENTED,
             Self::NoRoutes => StatusCode::CONFLICT,
-            Self::RoomNotFound(_) => StatusCode::NOT_FOUND,
+            Self::RoomNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::NoFaults { .. } => StatusCode::CONFLICT,
+            Self::BadFaults(_) => StatusCode::BAD_REQUEST,
             Self::PublishChoice | Self::PublishType(_) => StatusCode::BAD_REQUEST,
             Self::ReloadRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,

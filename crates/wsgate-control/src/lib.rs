@@ -40,6 +40,7 @@ pub mod commands;
 pub mod connections;
 pub mod error;
 pub mod event_json;
+pub mod faults;
 pub mod guard;
 pub mod health;
 pub mod history;
@@ -109,6 +110,8 @@ pub struct ControlConfig {
     /// The relay hub: `/api/rooms` and the relay metrics; without it the rooms API
     /// answers with no rooms.
     pub relay: Option<Arc<wsgate_relay::Hub>>,
+    /// Every route's faults: `/api/routes/{name}/faults`; without it that answers 404.
+    pub faults: Option<Arc<wsgate_faults::FaultBoard>>,
     /// Origins whose pages may use the control plane (`--control-origin`): they pass
     /// the origin check and get CORS answers. Its own origin needs no listing.
     pub origins: Vec<guard::AllowedOrigin>,
@@ -127,6 +130,7 @@ impl Default for ControlConfig {
             recorder: None,
             outbound: None,
             relay: None,
+            faults: None,
             origins: Vec::new(),
             hosts: Vec::new(),
         }

@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::{
-    ControlConfig, ControlPlane, api, auth, connections, health, history, index, metrics, openapi, reload, rooms, taps,
-    ticket, ws,
+    ControlConfig, ControlPlane, api, auth, connections, faults, health, history, index, metrics, openapi, reload,
+    rooms, taps, ticket, ws,
 };
 
 /// Routes open even with an admin token: probes and the index hold no secret.
@@ -44,6 +44,7 @@ fn guarded() -> OpenApiRouter<ControlPlane> {
         .routes(routes!(rooms::list))
         .routes(routes!(rooms::get))
         .routes(routes!(rooms::publish))
+        .routes(routes!(faults::get, faults::put, faults::delete))
         .routes(routes!(ws::live))
         .routes(routes!(ticket::issue))
         .routes(routes!(taps::client))

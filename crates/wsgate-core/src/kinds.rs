@@ -66,6 +66,9 @@ wire_enum! {
         Resolver => "resolver",
         /// The private-target guard refused the address (outbound).
         Guard => "guard",
+        /// A fault of the route's (`faults:`, `/api/routes/{name}/faults`) refused the
+        /// handshake or ended the session.
+        Fault => "fault",
         /// An established connection went away without a close frame (outbound,
         /// on the CONNECTING step of the next attempt).
         ConnectionLost => "connection_lost",

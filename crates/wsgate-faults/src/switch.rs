@@ -59,6 +59,13 @@ impl FaultSwitch {
         self.current().1.map(|p| p.spec.clone())
     }
 
+    /// Whether faults were ever set on the route (sessions of a route that never had
+    /// any skip them entirely).
+    #[inline]
+    pub fn ever_set(&self) -> bool {
+        self.version() != 0
+    }
+
     #[inline]
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)

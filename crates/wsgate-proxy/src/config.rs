@@ -37,6 +37,9 @@ pub struct ProxyConfig {
     pub route: Arc<str>,
     /// What history keeps of its sessions' payloads.
     pub payloads: wsgate_core::PayloadPolicy,
+    /// The route's faults (`wsgate-faults`), switched at run time through the control
+    /// API; never set: nothing is checked per message beyond one branch.
+    pub faults: Arc<wsgate_faults::FaultSwitch>,
     /// Static upstream; the fallback when a resolver is configured. At least one of
     /// `upstream` and `resolver` is set.
     pub upstream: Option<Url>,
@@ -87,6 +90,7 @@ impl ProxyConfig {
         Self {
             route: "default".into(),
             payloads: wsgate_core::PayloadPolicy::Full,
+            faults: Arc::default(),
             upstream: Some(upstream),
             resolver: None,
             strip_prefix: None,

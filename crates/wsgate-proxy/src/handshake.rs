@@ -74,6 +74,9 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
     let mut info = up.session_info(SessionKind::Proxy, cfg.route.clone(), peer, recorded);
     info.payloads = cfg.payloads;
     let (mut session, commands) = upgrade::open(info, &proxy.bus, &proxy.registry);
+    if let Some(refusal) = wsgate_session::refused_by_fault(&cfg.faults, &mut session, "wsgate proxy") {
+        return refusal;
+    }
 
     let resolved = match resolve(cfg, &proxy.http, &path).await {
         Ok(r) => r,
@@ -210,6 +213,7 @@ fn replace_older(p: &Proxy, session: &SessionHandle) {
 fn pump_config(p: &Proxy) -> PumpConfig {
     PumpConfig {
         max_message_size: p.cfg.max_message_size,
+        faults: p.cfg.faults.clone(),
         idle_timeout: p.cfg.idle_timeout,
         close_timeout: p.cfg.close_timeout,
     }

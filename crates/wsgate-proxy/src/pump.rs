@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use wsgate_core::{Command, Direction, Ending, ErrorKind, Initiator, InjectAck, InjectRefused, SessionHandle, Target};
+use wsgate_faults::{FaultSwitch, Held, SessionFaults};
 use wsgate_protocol::deflate::{DeflateParams, Deflater, Inflater};
 use wsgate_protocol::frame::random_mask;
 use wsgate_protocol::io::{poll_fill, release_if_empty};
@@ -41,6 +43,8 @@ use wsgate_protocol::{CloseCode, CloseFrame, Decoder, Frame, OpCode, ProtocolErr
 /// (backpressure instead of buffering without bound), and at which an inject to that
 /// side is refused `busy`: the mark every served session shares.
 pub use wsgate_core::HIGH_WATER;
+
+mod shaping;
 
 /// One connection of the pair.
 pub struct Side {
@@ -72,6 +76,9 @@ pub struct Side {
     inflating: bool,
     /// The message we are forwarding to this side is being compressed.
     deflating: bool,
+    /// Frames to this side held back by latency or throttling (`shaping.rs`); while
+    /// any are, every frame to this side queues behind them.
+    held: Held<Frame>,
 }
 
 impl Side {
@@ -120,6 +127,39 @@ impl Side {
             deflate,
             inflating: false,
             deflating: false,
+            held: Held::default(),
+        }
+    }
+
+    /// Bytes waiting to go to this side, held or queued: the backpressure mark's measure.
+    fn waiting(&self) -> usize {
+        self.wr.len() + self.held.bytes()
+    }
+
+    /// Queues a frame being forwarded to this side, keeping a fragmented message's
+    /// frames together (injects wait for its end).
+    fn emit(&mut self, frame: &Frame) {
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                self.push_data(frame.fin, frame.opcode, &frame.payload);
+                self.out_open = !frame.fin;
+                if frame.fin {
+                    while let Some(f) = self.deferred.pop_front() {
+                        self.push_data(true, f.opcode, &f.payload);
+                    }
+                }
+            }
+            _ => self.push(true, frame.opcode, &frame.payload),
+        }
+    }
+
+    /// Forwards `frame` to this side now, or behind the frames held for it.
+    fn forward(&mut self, frame: Frame) {
+        if self.held.is_empty() {
+            self.emit(&frame);
+        } else {
+            let len = frame.payload.len();
+            self.held.push(Instant::now(), len, frame);
         }
     }
 
@@ -165,8 +205,8 @@ impl Side {
     fn send_close(&mut self, code: u16, reason: &str) {
         if !self.close_sent {
             self.close_sent = true;
-            let payload = CloseFrame::new(code, reason).encode();
-            self.push(true, OpCode::Close, &payload);
+            // Behind any frames a fault holds for this side: they were sent before it.
+            self.forward(Frame::new(OpCode::Close, CloseFrame::new(code, reason).encode()));
         }
     }
 
@@ -246,9 +286,11 @@ impl Who {
 }
 
 /// Timeouts and limits of one pump.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PumpConfig {
     pub max_message_size: usize,
+    /// The route's faults (`wsgate-faults`), switched at run time.
+    pub faults: Arc<FaultSwitch>,
     pub idle_timeout: Option<Duration>,
     pub close_timeout: Duration,
 }
@@ -269,6 +311,16 @@ pub struct Pump<'a> {
     ending: Option<Ending>,
     /// A side vanished or broke: stop once pending output is flushed.
     abort: bool,
+    /// The route's faults as this session applies them (`shaping.rs`).
+    faults: SessionFaults,
+    /// Due when the next held frame is, or a fault's timed disconnect.
+    fault_timer: Option<Pin<Box<Sleep>>>,
+    /// A fault's timed disconnect, while it is to come.
+    fault_deadline: Option<Instant>,
+    /// A fault's disconnect waits for the held frames to go out.
+    disconnect_pending: bool,
+    /// A fault's disconnect happened (once per session).
+    fault_disconnected: bool,
 }
 
 impl<'a> Pump<'a> {
@@ -281,6 +333,8 @@ impl<'a> Pump<'a> {
         shutdown: CancellationToken,
     ) -> Self {
         let idle = cfg.idle_timeout.map(|d| Box::pin(tokio::time::sleep(d)));
+        let mut faults = SessionFaults::new(cfg.faults.clone());
+        let fault_deadline = if faults.active() { faults.disconnect_at() } else { None };
         Self {
             client,
             upstream,
@@ -295,6 +349,11 @@ impl<'a> Pump<'a> {
             last_activity: Instant::now(),
             ending: None,
             abort: false,
+            faults,
+            fault_timer: None,
+            fault_deadline,
+            disconnect_pending: false,
+            fault_disconnected: false,
         }
     }
 
@@ -319,7 +378,7 @@ impl<'a> Pump<'a> {
 
     fn finished(&self) -> bool {
         let closed = |s: &Side| s.close_sent && s.close_received;
-        let flushed = |s: &Side| s.wr.is_empty() || s.write_failed;
+        let flushed = |s: &Side| (s.wr.is_empty() && (s.held.is_empty() || self.abort)) || s.write_failed;
         (closed(&self.client) && closed(&self.upstream) || self.abort)
             && flushed(&self.client)
             && flushed(&self.upstream)
@@ -351,6 +410,8 @@ impl<'a> Pump<'a> {
         self.session.error(ErrorKind::Protocol, format!("{who:?} side: {reason}"));
         self.note_end(code, Some(reason.clone()), Initiator::Gateway);
         let (bad, other) = self.sides(who);
+        // It will not read what a fault held for it.
+        bad.held = Held::default();
         bad.send_close(code, &reason);
         bad.mark_close_received();
         // RFC 6455 §7.1.7: failing a connection closes it. Nothing more will be read
@@ -377,7 +438,7 @@ impl<'a> Pump<'a> {
         }
         // The same mark that stops forwarding to this side: a peer that is not
         // reading cannot make the gateway hold more than that plus one message.
-        let buffered = side.wr.len() + side.deferred.iter().map(|f| f.payload.len()).sum::<usize>();
+        let buffered = side.waiting() + side.deferred.iter().map(|f| f.payload.len()).sum::<usize>();
         if buffered >= HIGH_WATER {
             return ack.send(Err(InjectRefused::Busy { to, buffered }));
         }
@@ -414,7 +475,7 @@ impl<'a> Pump<'a> {
                 src.mark_close_received();
                 if !dst.close_sent {
                     dst.close_sent = true;
-                    dst.push(true, OpCode::Close, &frame.payload);
+                    dst.forward(frame);
                 }
                 self.arm_close_deadline();
             }
@@ -422,7 +483,7 @@ impl<'a> Pump<'a> {
                 self.session.frame_at(direction, &frame, false, at);
                 let (_, dst) = self.sides(from);
                 if !dst.close_sent {
-                    dst.push(true, frame.opcode, &frame.payload);
+                    dst.forward(frame);
                 }
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
@@ -440,17 +501,14 @@ impl<'a> Pump<'a> {
                     return self.fail(from, &ProtocolError::MessageTooLarge { size, limit: max });
                 }
                 frame.rsv1 = false;
+                // Faults act on whole messages; a fragmented one goes as it came.
+                if frame.fin && frame.opcode != OpCode::Continuation && self.faults.active() {
+                    return self.shape(from, frame, at);
+                }
                 self.session.frame_at(direction, &frame, false, at);
                 let (_, dst) = self.sides(from);
-                if dst.close_sent {
-                    return;
-                }
-                dst.push_data(frame.fin, frame.opcode, &frame.payload);
-                dst.out_open = !frame.fin;
-                if frame.fin {
-                    while let Some(f) = dst.deferred.pop_front() {
-                        dst.push_data(true, f.opcode, &f.payload);
-                    }
+                if !dst.close_sent {
+                    dst.forward(frame);
                 }
             }
         }
@@ -468,7 +526,7 @@ impl<'a> Pump<'a> {
                 return progressed;
             }
             let (src, dst) = self.sides(from);
-            if src.read_done || dst.wr.len() >= HIGH_WATER {
+            if src.read_done || dst.waiting() >= HIGH_WATER {
                 return progressed;
             }
             match src.decoder.decode(&mut src.rd) {
@@ -568,6 +626,7 @@ impl<'a> Pump<'a> {
 
             progressed |= self.read_side(Who::Client, cx);
             progressed |= self.read_side(Who::Upstream, cx);
+            progressed |= self.poll_faults(cx);
 
             if self.finished() {
                 return Poll::Ready(());
@@ -637,7 +696,12 @@ mod tests {
         };
         let (mut session, commands) = SessionHandle::open(info, EventBus::empty(), Arc::new(Registry::new(4)), 4);
         // A close timeout far beyond the test's deadline: only failing closes the upstream.
-        let cfg = PumpConfig { max_message_size: 1024, idle_timeout: None, close_timeout: Duration::from_secs(600) };
+        let cfg = PumpConfig {
+            max_message_size: 1024,
+            idle_timeout: None,
+            close_timeout: Duration::from_secs(600),
+            faults: Arc::default(),
+        };
         let pump = tokio::spawn(async move {
             let client = Side::client(Transport::Plain(client_io), Bytes::new(), 1024, None);
             let upstream = Side::upstream(Transport::Plain(upstream_io), Bytes::new(), 1024, None);

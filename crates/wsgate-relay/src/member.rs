@@ -379,7 +379,7 @@ mod tests {
         let behaviour = Member::new(hub, entry, settings, "/hb", None);
         let (mut session, commands) = SessionHandle::open(info, EventBus::empty(), Arc::new(Registry::new(4)), 4);
         let ws = WsStream::new(Transport::Plain(ours), Role::Server, WsConfig::default(), Bytes::new());
-        let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: None };
+        let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: None, faults: None };
         let task = tokio::spawn(async move {
             wsgate_session::run(ws, &mut session, commands, behaviour, cfg, CancellationToken::new()).await;
             session.state()

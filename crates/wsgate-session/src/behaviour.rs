@@ -63,6 +63,8 @@ pub struct Outbox<'a> {
     pub(crate) close: Option<(u16, String)>,
     /// Set by [`Outbox::yield_to_others`].
     pub(crate) yield_now: bool,
+    /// The route's faults, when it ever had any (`faults.rs`).
+    pub(crate) faults: Option<&'a mut crate::faults::Faults>,
 }
 
 impl std::fmt::Debug for Outbox<'_> {
@@ -81,6 +83,9 @@ impl Outbox<'_> {
     /// more can be sent).
     #[inline]
     pub fn send(&mut self, msg: Message) -> bool {
+        if let Some(f) = self.faults.as_deref_mut() {
+            return f.send(self.ws, self.session, msg, self.at);
+        }
         if self.ws.feed(&msg).is_err() {
             return false;
         }
@@ -91,7 +96,7 @@ impl Outbox<'_> {
     /// Bytes queued for the client and not yet written: a behaviour producing on its
     /// own schedule (ticks) should hold back while this is at [`crate::HIGH_WATER`].
     pub fn buffered(&self) -> usize {
-        self.ws.buffered()
+        self.ws.buffered() + self.faults.as_ref().map_or(0, |f| f.held_for_client())
     }
 
     /// Queues a ping (heartbeats); not recorded as a message.
@@ -153,4 +158,18 @@ pub(crate) fn record(
 ) {
     let (opcode, payload) = m.to_parts();
     session.frame_parts(direction, opcode, true, &payload, injected, at);
+}
+
+/// [`record`], with what a fault did to it.
+#[inline]
+pub(crate) fn record_marked(
+    session: &mut SessionHandle,
+    direction: Direction,
+    m: &Message,
+    injected: bool,
+    marks: wsgate_core::Marks,
+    at: DateTime<Utc>,
+) {
+    let (opcode, payload) = m.to_parts();
+    session.frame_marked(direction, opcode, true, &payload, injected, marks, at);
 }

@@ -32,6 +32,9 @@ pub struct Served {
     pub max_message_size: usize,
     pub close_timeout: Duration,
     pub idle_timeout: Option<Duration>,
+    /// The route's faults (`wsgate-faults`), switched at run time; `None` for route
+    /// kinds faults do not apply to (relay).
+    pub faults: Option<std::sync::Arc<wsgate_faults::FaultSwitch>>,
 }
 
 /// How an endpoint negotiates and serves its sessions.
@@ -98,6 +101,10 @@ impl Endpoint {
         let mut info = up.session_info(self.cfg.kind, cfg.route.clone(), peer, Vec::new());
         info.payloads = cfg.payloads;
         let (mut session, commands) = upgrade::open(info, &self.bus, &self.registry);
+        if let Some(refusal) = cfg.faults.as_ref().and_then(|f| crate::refused_by_fault(f, &mut session, self.cfg.name))
+        {
+            return refusal;
+        }
         let (response, pending) = up.accept(chosen.as_deref(), deflate.as_ref());
         // What the task needs only to start the session, boxed: the task's state
         // keeps every value it captured for its whole life, and this is freed once
@@ -108,7 +115,11 @@ impl Endpoint {
             deflate,
             level: cfg.deflate.map_or(6, |d| d.level),
             limits: WsConfig { max_frame_size: cfg.max_message_size, max_message_size: cfg.max_message_size },
-            server_cfg: ServerConfig { close_timeout: cfg.close_timeout, idle_timeout: cfg.idle_timeout },
+            server_cfg: ServerConfig {
+                close_timeout: cfg.close_timeout,
+                idle_timeout: cfg.idle_timeout,
+                faults: cfg.faults.clone(),
+            },
             shutdown: self.shutdown.clone(),
             commands,
         });

@@ -12,6 +12,8 @@
 //!   commands (an inject refused `busy` at [`HIGH_WATER`]), idle timeout, shutdown,
 //!   the close handshake with its deadline, `--record strict` settling, burst
 //!   batching — calling a [`Behaviour`] for what to answer.
+//! - faults (`wsgate-faults`): the loop applies its route's faults to what the client
+//!   sends and receives; [`refused_by_fault`] answers a handshake a fault refuses.
 //! - [`endpoint`]: the two put together: a handler's whole answer to an upgrade
 //!   request, given the behaviour to run.
 //!
@@ -20,11 +22,14 @@
 
 pub mod behaviour;
 pub mod endpoint;
+mod faults;
+mod refusal;
 pub mod server;
 pub mod upgrade;
 
 pub use behaviour::{Behaviour, Outbox};
 pub use endpoint::{Endpoint, EndpointConfig, Served};
+pub use refusal::refused_by_fault;
 pub use server::{ServerConfig, run};
 pub use upgrade::{PendingUpgrade, Upgrade, connected};
 /// Bounds what a peer that is not reading can make the gateway hold: at this much

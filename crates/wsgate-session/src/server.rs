@@ -17,11 +17,12 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wsgate_core::{Command, Direction, Ending, ErrorKind, Initiator, InjectRefused, SessionHandle, Target};
+use wsgate_core::{Command, Direction, Ending, ErrorKind, Initiator, InjectRefused, ReasonKind, SessionHandle, Target};
 use wsgate_protocol::{CloseCode, CloseFrame, Message, Transport, WsError, WsStream};
 
 use crate::HIGH_WATER;
 use crate::behaviour::{Behaviour, Outbox, record};
+use crate::faults::{Disconnect, Faults};
 
 /// Messages handled per wake-up before shutdown, commands and timers get a look in.
 pub const BURST: usize = 64;
@@ -30,13 +31,15 @@ pub const BURST: usize = 64;
 const NO_UPSTREAM: &str = "wsgate answers this session itself, so it has no upstream: inject to \"client\"";
 
 /// Timeouts of one served session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// How long the close handshake may take once started.
     pub close_timeout: Duration,
     /// Close with 1001 "idle timeout" after this long without a message from the
     /// client; `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// The route's faults (`None`: a route kind faults do not apply to).
+    pub faults: Option<std::sync::Arc<wsgate_faults::FaultSwitch>>,
 }
 
 /// The loop's state besides the connection.
@@ -46,20 +49,31 @@ struct Run<'s> {
     closing: bool,
     /// A behaviour asked to let other tasks run before the next read.
     yield_now: bool,
+    /// The route's faults, when it ever had any (`faults.rs`).
+    faults: Option<Box<Faults>>,
+    /// A fault dropped the connection: stop without a close handshake.
+    abort: bool,
 }
 
 impl Run<'_> {
     /// Queues our close frame and notes who ended the session (the first one wins).
     fn start_close(&mut self, ws: &mut WsStream<Transport>, code: u16, reason: &str, by: Initiator) {
         self.ending.get_or_insert_with(|| Ending::closed(code, reason, by));
-        let _ = ws.feed(&Message::Close(Some(CloseFrame::new(code, reason))));
+        let close = Message::Close(Some(CloseFrame::new(code, reason)));
+        match self.faults.as_deref_mut().filter(|f| f.holds_output()) {
+            // What a fault holds for the client was sent before this close.
+            Some(f) => f.close_after = Some(close),
+            None => {
+                let _ = ws.feed(&close);
+            }
+        }
         self.closing = true;
     }
 
     fn command(&mut self, ws: &mut WsStream<Transport>, cmd: Command) {
         match cmd {
             Command::Inject { to: Target::Client, payload, binary, ack } => {
-                let buffered = ws.buffered();
+                let buffered = ws.buffered() + self.faults.as_ref().map_or(0, |f| f.held_for_client());
                 if self.closing {
                     return ack.send(Err(InjectRefused::Closing { to: Target::Client }));
                 }
@@ -92,13 +106,54 @@ impl Run<'_> {
         f: impl FnOnce(&mut B, &mut Outbox<'_>),
     ) {
         let at = self.session.frame_time();
-        let mut out = Outbox { ws, session: self.session, at, close: None, yield_now: false };
+        self.phase_at(ws, b, at, f);
+    }
+
+    /// [`Run::phase`] with the time already read (a received message's).
+    fn phase_at<B: Behaviour>(
+        &mut self,
+        ws: &mut WsStream<Transport>,
+        b: &mut B,
+        at: chrono::DateTime<chrono::Utc>,
+        f: impl FnOnce(&mut B, &mut Outbox<'_>),
+    ) {
+        let mut out =
+            Outbox { ws, session: self.session, at, close: None, yield_now: false, faults: self.faults.as_deref_mut() };
         f(b, &mut out);
         self.yield_now |= out.yield_now;
         if let Some((code, reason)) = out.close.take()
             && !self.closing
         {
             self.start_close(ws, code, &reason, Initiator::Gateway);
+        }
+    }
+
+    /// What the route's faults have due: held output written, held input handed to
+    /// the behaviour, a disconnect carried out.
+    fn fault_due<B: Behaviour>(&mut self, ws: &mut WsStream<Transport>, behaviour: &mut B) {
+        let Some(f) = self.faults.as_deref_mut() else { return };
+        let mut input = Vec::new();
+        let disconnect = f.release(ws, &mut input);
+        for m in input {
+            if !self.closing {
+                self.phase(ws, behaviour, |b, out| b.on_message(m, out));
+            }
+        }
+        match disconnect {
+            Some(Disconnect::Close(code, reason)) if !self.closing => {
+                self.start_close(ws, code, &reason, Initiator::Gateway);
+                if let Some(e) = &mut self.ending {
+                    e.kind = Some(ReasonKind::Fault);
+                }
+            }
+            Some(Disconnect::Abrupt) if self.ending.is_none() => {
+                let mut e =
+                    Ending::new(CloseCode::ABNORMAL, Some("fault: abrupt disconnect".into()), Initiator::Gateway);
+                e.kind = Some(ReasonKind::Fault);
+                self.ending = Some(e);
+                self.abort = true;
+            }
+            _ => {}
         }
     }
 
@@ -112,22 +167,23 @@ impl Run<'_> {
         match msg {
             Ok(m) => {
                 let at = self.session.frame_time();
+                let data = matches!(m, Message::Text(_) | Message::Binary(_));
+                if data && let Some(f) = self.faults.as_deref_mut() {
+                    // Recorded there, with what a fault did to it.
+                    for m in f.received(self.session, m, at).into_iter().flatten() {
+                        if !self.closing {
+                            self.phase_at(ws, behaviour, at, |b, out| b.on_message(m, out));
+                        }
+                    }
+                    return false;
+                }
                 record(self.session, Direction::ClientToGateway, &m, false, at);
                 match m {
                     m @ (Message::Text(_) | Message::Binary(_)) if !self.closing => {
-                        let mut out = Outbox { ws, session: self.session, at, close: None, yield_now: false };
-                        behaviour.on_message(m, &mut out);
-                        self.yield_now |= out.yield_now;
-                        if let Some((code, reason)) = out.close.take() {
-                            self.start_close(ws, code, &reason, Initiator::Gateway);
-                        }
+                        self.phase_at(ws, behaviour, at, |b, out| b.on_message(m, out));
                     }
                     Message::Pong(_) if !self.closing => {
-                        let mut out = Outbox { ws, session: self.session, at, close: None, yield_now: false };
-                        behaviour.on_pong(&mut out);
-                        if let Some((code, reason)) = out.close.take() {
-                            self.start_close(ws, code, &reason, Initiator::Gateway);
-                        }
+                        self.phase_at(ws, behaviour, at, |b, out| b.on_pong(out));
                     }
                     Message::Close(c) if self.ending.is_none() => {
                         // The stream answers with the same code (RFC 6455 §5.5.1); record
@@ -213,7 +269,8 @@ pub fn run<B: Behaviour>(
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> {
     async move {
-        let mut run = Run { session, ending: None, closing: false, yield_now: false };
+        let faults = Faults::new(cfg.faults.as_ref());
+        let mut run = Run { session, ending: None, closing: false, yield_now: false, faults, abort: false };
         let mut commands_open = true;
         let mut feed_first = false;
         // One timer for whatever is due next — the close handshake's deadline while
@@ -233,7 +290,13 @@ pub fn run<B: Behaviour>(
             let tick = behaviour.next_tick();
             // A run of deliveries the recorder has not had yet goes to it this soon.
             let run_due = run.session.run_due().map(Instant::from_std);
-            let due = if run.closing { Some(close_at) } else { [idle_due, tick, run_due].into_iter().flatten().min() };
+            // Held output still goes out while closing (our close frame waits for it).
+            let fault_due = run.faults.as_ref().and_then(|f| f.next_due());
+            let due = if run.closing {
+                [Some(close_at), fault_due].into_iter().flatten().min()
+            } else {
+                [idle_due, tick, run_due, fault_due].into_iter().flatten().min()
+            };
             if due != armed {
                 if let Some(t) = due {
                     timer.as_mut().reset(t);
@@ -248,10 +311,19 @@ pub fn run<B: Behaviour>(
                     // Fired: re-armed from scratch on the next turn.
                     armed = None;
                     let now = Instant::now();
-                    if run.closing {
+                    if fault_due.is_some_and(|t| now >= t) {
+                        run.fault_due(&mut ws, &mut behaviour);
+                        if run.abort {
+                            break;
+                        }
+                    }
+                    if was_closing {
                         if now >= close_at {
                             break;
                         }
+                    } else if run.closing {
+                        // A fault's disconnect just started the close: its deadline is
+                        // set below.
                     } else if let Some(idle) = cfg.idle_timeout
                         && idle_due.is_some_and(|t| now >= t)
                     {
@@ -376,7 +448,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_session_is_closed_with_1001() {
-        let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: Some(Duration::from_secs(30)) };
+        let cfg = ServerConfig {
+            close_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(30)),
+            faults: None,
+        };
         let (task, _session, mut client) = served(cfg).await;
         client.send(Message::text("hi")).await.unwrap();
         assert_eq!(client.recv().await.unwrap(), Message::text("hi"));
@@ -391,7 +467,7 @@ mod tests {
 
     #[tokio::test]
     async fn injects_are_refused_when_the_client_does_not_read_or_the_side_is_missing() {
-        let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: None };
+        let cfg = ServerConfig { close_timeout: Duration::from_secs(5), idle_timeout: None, faults: None };
         let (_task, session, _client) = served(cfg).await;
         assert!(matches!(inject(&session, Target::Upstream, 1).await, Err(InjectRefused::NoSuchSide { .. })));
         // The client never reads: the socket buffers fill, then the output reaches the mark.

@@ -156,6 +156,8 @@ pub struct Gateway {
     pub registry: Arc<Registry>,
     /// Rooms of every relay route (the control plane publishes and inspects here).
     pub hub: Arc<wsgate_relay::Hub>,
+    /// Every proxy and mock route's faults (the control plane switches them).
+    pub faults: Arc<wsgate_faults::FaultBoard>,
     pub control: ControlPlane,
     pub control_addr: SocketAddr,
     /// Cancelled on SIGINT/SIGTERM; handlers watch it.
@@ -218,9 +220,11 @@ impl Gateway {
             sessions: sessions.clone(),
         };
         let hub = wsgate_relay::Hub::new();
+        let faults = Arc::new(wsgate_faults::FaultBoard::default());
         let control = ControlPlane::start(
             ControlConfig {
                 relay: Some(hub.clone()),
+                faults: Some(faults.clone()),
                 admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
                 payload_cap: cfg.live.payload_cap,
                 live_queue: cfg.live.queue,
@@ -275,6 +279,7 @@ impl Gateway {
             bus,
             registry,
             hub,
+            faults,
             control,
             control_addr,
             shutdown,

@@ -223,7 +223,11 @@ fn from_figment(e: figment::Error, sources: &Sources) -> ConfigError {
 pub fn source_of(fig: &Figment, path: &str) -> String {
     match fig.find_metadata(path) {
         Some(m) => match &m.source {
-            Some(figment::Source::File(p)) => format!("config file {}", p.display()),
+            // With the line and column when the key can be found in the file.
+            Some(figment::Source::File(p)) => match super::locate::in_file(p, path) {
+                Some(at) => format!("config file {}:{at}", p.display()),
+                None => format!("config file {}", p.display()),
+            },
             _ if m.name == "Serialized" || m.name.contains("Serialized") => "the defaults".into(),
             _ => m.name.to_string(),
         },

@@ -71,6 +71,10 @@ pub struct Config {
     /// has a `name`, a `path` (`/feed`, or `/api/*` for a prefix), an optional `host`
     /// and `origins`, its own `limits`, and exactly one of `proxy:`, `mock:` or `relay:`.
     pub routes: Vec<RouteSection>,
+    /// Faults for the top-level proxy or mock (`docs/faults.md`); a route in `routes:`
+    /// has its own `faults:`. Changed at run time through `/api/routes/{name}/faults`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<wsgate_faults::FaultSpec>,
 }
 
 /// What the recorder does when the store falls behind.
@@ -331,6 +335,7 @@ impl Default for Config {
             store: StoreSection::default(),
             outbound: OutboundSection::default(),
             routes: Vec::new(),
+            faults: None,
         }
     }
 }

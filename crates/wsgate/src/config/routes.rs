@@ -41,6 +41,9 @@ pub struct RouteSection {
     /// unset: the store's `payloads`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_payloads: Option<wsgate_core::PayloadPolicy>,
+    /// This route's faults (proxy and mock routes; `docs/faults.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<wsgate_faults::FaultSpec>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

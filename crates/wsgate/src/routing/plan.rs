@@ -51,6 +51,8 @@ pub struct RoutePlan {
     pub origins: Option<Vec<String>>,
     pub max_connections: Option<usize>,
     pub handler: Handler,
+    /// The config's faults for the route (checked); the live ones are its switch's.
+    pub faults: Option<wsgate_faults::FaultSpec>,
 }
 
 impl RoutePlan {
@@ -113,6 +115,13 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             payloads: r.record_payloads.unwrap_or(top.payloads),
         };
         let name: Arc<str> = r.name.as_str().into();
+        if let Some(f) = &r.faults {
+            if r.relay.is_some() {
+                let fix = "faults apply to proxy and mock routes; move them to one";
+                return Err(route_error(file.as_ref(), i, "faults", "a relay route has no faults", fix));
+            }
+            f.check().map_err(|e| route_error(file.as_ref(), i, &format!("faults.{}", e.field), e.problem, e.fix))?;
+        }
         let handler = match (&r.proxy, &r.mock) {
             _ if r.relay.is_some() => {
                 let section = r.relay.as_ref().unwrap_or(&cfg.relay);
@@ -143,6 +152,7 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             origins: r.origins.clone(),
             max_connections: r.limits.max_connections,
             handler,
+            faults: r.faults.clone(),
         });
     }
     let catch_all = |name: &str, handler| RoutePlan {
@@ -152,6 +162,7 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         origins: if mode == Mode::Relay { cfg.relay.origins.clone() } else { None },
         max_connections: None,
         handler,
+        faults: cfg.faults.clone(),
     };
     let proxy_set = cfg.proxy.upstream.is_some() || cfg.proxy.resolver_url.is_some();
     if mode == Mode::Serve && proxy_set && cfg.mock.enabled() {
@@ -161,6 +172,15 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             "both the top-level proxy and mock are set: both would take every path",
             Some("declare them as `routes:` with their own paths, or keep one".into()),
         ));
+    }
+    if let Some(f) = &cfg.faults {
+        if mode == Mode::Relay {
+            let fix = "faults apply to proxy and mock routes";
+            return Err(crate::config::load_invalid(fig, "faults", "the relay has no faults", Some(fix.to_owned())));
+        }
+        f.check().map_err(|e| {
+            crate::config::load_invalid(fig, &format!("faults.{}", e.field), e.problem, Some(e.fix.into()))
+        })?;
     }
     let invalid = |field: &str, msg: String| crate::config::load_invalid(fig, &format!("proxy.{field}"), msg, None);
     if mode == Mode::Proxy || (mode == Mode::Serve && proxy_set) {
@@ -225,6 +245,8 @@ fn served(cfg: &Config, route: &str, subprotocols: &[String], limits: &Limits) -
         max_message_size: limits.max_message_size,
         close_timeout: CLOSE_TIMEOUT,
         idle_timeout: limits.idle_timeout,
+        // The route's switch, from the gateway's board (`routing::table`).
+        faults: None,
     }
 }
 

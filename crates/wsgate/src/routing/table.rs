@@ -29,6 +29,8 @@ struct Parts {
     registry: Arc<Registry>,
     /// Rooms of every relay route, kept across reloads.
     hub: Arc<Hub>,
+    /// Every route's faults, by name, kept across reloads.
+    faults: Arc<wsgate_faults::FaultBoard>,
     shutdown: CancellationToken,
     sessions: TaskTracker,
 }
@@ -65,6 +67,7 @@ impl Routing {
             bus: gateway.bus.clone(),
             registry: gateway.registry.clone(),
             hub: gateway.hub.clone(),
+            faults: gateway.faults.clone(),
             shutdown: gateway.shutdown.clone(),
             sessions: gateway.sessions.clone(),
         };
@@ -91,12 +94,22 @@ impl Routing {
 
 fn build(parts: &Parts, plans: &[RoutePlan], limits: &mut HashMap<Arc<str>, (usize, Arc<Semaphore>)>) -> Vec<Route> {
     let mut kept = HashMap::new();
+    parts.faults.retain(&|name| plans.iter().any(|p| &*p.name == name));
     let routes = plans
         .iter()
         .map(|p| {
+            // Checked when planned; a reload that leaves a route's `faults:` as it was
+            // keeps what the API set since.
+            let faults = || {
+                let switch = parts.faults.switch(&p.name);
+                if let Err(e) = switch.configure(p.faults.clone()) {
+                    tracing::error!(route = %p.name, error = %e, "faults not applied");
+                }
+                switch
+            };
             let handler: Arc<dyn DynHandler> = match &p.handler {
                 Handler::Proxy(cfg) => Proxy::new(
-                    (**cfg).clone(),
+                    wsgate_proxy::ProxyConfig { faults: faults(), ..(**cfg).clone() },
                     parts.bus.clone(),
                     parts.registry.clone(),
                     parts.shutdown.clone(),
@@ -111,7 +124,11 @@ fn build(parts: &Parts, plans: &[RoutePlan], limits: &mut HashMap<Arc<str>, (usi
                     parts.sessions.clone(),
                 ),
                 Handler::Mock(cfg) => Mock::new(
-                    cfg.clone(),
+                    {
+                        let mut cfg = cfg.clone();
+                        cfg.served.faults = Some(faults());
+                        cfg
+                    },
                     parts.bus.clone(),
                     parts.registry.clone(),
                     parts.shutdown.clone(),

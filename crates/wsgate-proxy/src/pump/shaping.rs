@@ -1,0 +1,134 @@
+//! What the pump does to a whole data message besides forwarding it: the route's
+//! faults (`wsgate-faults`) — drop, duplicate, truncate, hold back (latency,
+//! throttle), disconnect. Each message a fault touched is recorded with its marks
+//! (`fault` and what it did), so the live stream and history show it.
+//!
+//! Held frames wait in their destination side's [`Held`] queue; everything after
+//! them to that side queues behind (order is kept), and their bytes count towards
+//! the backpressure mark.
+
+use std::future::Future as _;
+use std::task::Context;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use wsgate_core::{Ending, Initiator, Mark, Marks, ReasonKind};
+use wsgate_faults::{Flow, cut};
+use wsgate_protocol::{CloseCode, Frame, OpCode};
+
+use super::{Pump, Who};
+
+impl Pump<'_> {
+    /// A whole data message from `from`, while faults are active.
+    pub(super) fn shape(&mut self, from: Who, mut frame: Frame, at: DateTime<Utc>) {
+        let direction = from.outgoing_direction();
+        let flow = match from {
+            Who::Client => Flow::FromClient,
+            Who::Upstream => Flow::ToClient,
+        };
+        let now = Instant::now();
+        let d = self.faults.decide(flow, frame.payload.len(), now);
+        if !self.fault_disconnected {
+            // The faults may have changed since the last message.
+            self.fault_deadline = self.faults.disconnect_at();
+            self.disconnect_pending |= d.disconnect;
+        }
+        let mut marks = Marks::from(Mark::Fault);
+        if d.drop {
+            let marks = marks.with(Mark::Dropped);
+            self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
+            return;
+        }
+        if let Some(n) = d.truncate {
+            frame.payload = cut(&frame.payload, n, frame.opcode == OpCode::Text);
+            marks = marks.with(Mark::Rewritten);
+        }
+        if d.hold_until.is_some() {
+            marks = marks.with(Mark::Delayed);
+        }
+        if marks == Marks::from(Mark::Fault) && !d.duplicate {
+            // Only counted towards a disconnect: the message itself is untouched.
+            marks = Marks::NONE;
+        }
+        let copies = if d.duplicate { 2 } else { 1 };
+        for copy in 0..copies {
+            let marks = if copy == 1 { marks.with(Mark::Duplicate) } else { marks };
+            self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
+            let (_, dst) = self.sides(from);
+            if dst.close_sent {
+                return;
+            }
+            match d.hold_until {
+                Some(due) => dst.held.push(due, frame.payload.len(), frame.clone()),
+                None => dst.forward(frame.clone()),
+            }
+        }
+    }
+
+    /// Delivers held frames that are due and carries out a fault's disconnect, then
+    /// arms the timer for what comes next. Nothing to do (the usual case) costs a few
+    /// comparisons.
+    pub(super) fn poll_faults(&mut self, cx: &mut Context<'_>) -> bool {
+        let holding = !self.client.held.is_empty() || !self.upstream.held.is_empty();
+        if !holding && !self.disconnect_pending && self.fault_deadline.is_none() {
+            return false;
+        }
+        let now = Instant::now();
+        let mut progressed = false;
+        for who in [Who::Client, Who::Upstream] {
+            let side = self.side(who);
+            while let Some(f) = side.held.pop_due(now, |f| f.payload.len()) {
+                side.emit(&f);
+                progressed = true;
+            }
+        }
+        if self.fault_deadline.is_some_and(|t| now >= t) {
+            self.fault_deadline = None;
+            self.disconnect_pending = true;
+        }
+        if self.disconnect_pending && self.client.held.is_empty() && self.upstream.held.is_empty() {
+            self.disconnect_pending = false;
+            self.fault_disconnect();
+            progressed = true;
+        }
+        let next = [self.client.held.next_due(), self.upstream.held.next_due(), self.fault_deadline];
+        if let Some(due) = next.into_iter().flatten().min() {
+            let timer = self.fault_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            progressed |= timer.as_mut().poll(cx).is_ready();
+        }
+        progressed
+    }
+
+    /// Ends the session as the route's disconnect fault says: with a close frame and
+    /// its code to both sides, or abruptly (both connections dropped without one).
+    fn fault_disconnect(&mut self) {
+        if std::mem::replace(&mut self.fault_disconnected, true) || self.ending.is_some() {
+            return;
+        }
+        self.fault_deadline = None;
+        match self.faults.disconnect() {
+            Some((code, reason)) => {
+                self.gateway_close(code, &reason, Initiator::Gateway);
+                if let Some(e) = &mut self.ending {
+                    e.kind = Some(ReasonKind::Fault);
+                }
+            }
+            None => {
+                let mut ending =
+                    Ending::new(CloseCode::ABNORMAL, Some("fault: abrupt disconnect".into()), Initiator::Gateway);
+                ending.kind = Some(ReasonKind::Fault);
+                self.ending = Some(ending);
+                self.abort = true;
+                for side in [&mut self.client, &mut self.upstream] {
+                    // Nothing more reaches either peer, not even what was written:
+                    // the connections are dropped as they are.
+                    side.wr.clear();
+                    side.read_done = true;
+                }
+            }
+        }
+    }
+}
