@@ -104,6 +104,9 @@ wire_enum! {
         Protocol => "protocol",
         /// The resolver failed and the static upstream was used instead.
         ResolverFallback => "resolver_fallback",
+        /// The upstream could not be reached, and the route's fallback mock answered
+        /// the client (as a session of its own).
+        MockFallback => "mock_fallback",
         /// A queued message was dropped: its queue was full.
         QueueOverflow => "queue_overflow",
         /// A queued message was dropped: it waited too long.

@@ -40,6 +40,23 @@ fn failed(session: &mut SessionHandle, err: &ConnectError, upstream: &str) {
     );
 }
 
+/// Whether a dial failure means the upstream is not there to answer (what a route's
+/// fallback mock stands in for): anything but an answer refusing the client, bar a
+/// 5xx, which says the upstream itself is down.
+fn unreachable(e: &ConnectError) -> bool {
+    match e {
+        ConnectError::Rejected { status, .. } => status.is_server_error(),
+        _ => true,
+    }
+}
+
+/// Said on the failed proxy session before its FAILED step: the client is answered
+/// by the fallback mock, in a session of its own.
+fn note_fallback(session: &mut SessionHandle, why: &str) {
+    let msg = format!("{why}; the route's fallback mock answers the client");
+    session.error(ErrorKind::MockFallback, msg);
+}
+
 /// The status a client sees when the upstream could not be reached.
 fn gateway_status(err: &ConnectError) -> StatusCode {
     match err {
@@ -81,6 +98,9 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
     let resolved = match resolve(cfg, &proxy.http, &path).await {
         Ok(r) => r,
         Err(e) => {
+            if proxy.fallback.is_some() {
+                note_fallback(&mut session, &e.to_string());
+            }
             session.transition(
                 State::Failed,
                 TransitionDetail {
@@ -90,6 +110,11 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
                     ..Default::default()
                 },
             );
+            if let Some(fallback) = &proxy.fallback {
+                drop(session);
+                up.restore(&mut req);
+                return fallback.clone().call(req, Conn { peer, tls, permit }).await;
+            }
             return unavailable(cfg, &session, StatusCode::BAD_GATEWAY, &e.to_string());
         }
     };
@@ -140,7 +165,16 @@ pub(crate) async fn handle(mut req: hyper::Request<Incoming>, proxy: Arc<Proxy>,
     let connected = match wsgate_protocol::connect(connect).await {
         Ok(c) => c,
         Err(e) => {
+            let fallback = proxy.fallback.as_ref().filter(|_| unreachable(&e));
+            if fallback.is_some() {
+                note_fallback(&mut session, &format!("upstream {upstream_url}: {e}"));
+            }
             failed(&mut session, &e, &upstream_url);
+            if let Some(fallback) = fallback {
+                drop(session);
+                up.restore(&mut req);
+                return fallback.clone().call(req, Conn { peer, tls, permit }).await;
+            }
             return match e {
                 ConnectError::Rejected { status, headers: h, body } => {
                     let mut r = Response::new(Full::new(body));

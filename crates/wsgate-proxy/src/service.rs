@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsgate_core::{EventBus, Registry};
-use wsgate_listener::{Body, Conn, Handler, ListenerConfig};
+use wsgate_listener::{Body, Conn, DynHandler, Handler, ListenerConfig};
 
 use crate::config::ProxyConfig;
 
@@ -19,6 +19,8 @@ pub struct Proxy {
     pub(crate) http: reqwest::Client,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// Answers clients whose upstream cannot be reached (`fallback:`, a mock), when set.
+    pub(crate) fallback: Option<Arc<dyn DynHandler>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -35,8 +37,21 @@ impl Proxy {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Self> {
+        Self::with_fallback(cfg, bus, registry, shutdown, tracker, None)
+    }
+
+    /// [`Proxy::new`] with a handler (a mock route's) that answers clients whose
+    /// upstream cannot be reached, instead of a 502/504.
+    pub fn with_fallback(
+        cfg: ProxyConfig,
+        bus: Arc<EventBus>,
+        registry: Arc<Registry>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        fallback: Option<Arc<dyn DynHandler>>,
+    ) -> Arc<Self> {
         let http = reqwest::Client::builder().build().unwrap_or_default();
-        Arc::new(Self { cfg, bus, registry, http, shutdown, tracker })
+        Arc::new(Self { cfg, bus, registry, http, shutdown, tracker, fallback })
     }
 
     pub fn config(&self) -> &ProxyConfig {

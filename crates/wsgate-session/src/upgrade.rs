@@ -53,6 +53,12 @@ impl Upgrade {
         })
     }
 
+    /// Gives the request back its upgrade, unused, so another handler can answer it
+    /// (a proxy route's fallback mock, when the upstream cannot be reached).
+    pub fn restore<B>(self, req: &mut http::Request<B>) {
+        req.extensions_mut().insert(self.on_upgrade);
+    }
+
     /// Request path and query, as the client sent them.
     pub fn path(&self) -> &str {
         &self.path

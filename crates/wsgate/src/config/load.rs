@@ -409,6 +409,13 @@ impl super::ProxySection {
         {
             return Err(("resolver_url", format!("{u} is not an http:// or https:// URL")));
         }
+        if let Some(f) = &self.fallback {
+            if self.accept_early {
+                let why = "a client accepted early is answered before the upstream fails: nothing to fall back from";
+                return Err(("fallback", format!("{why}; drop accept_early or the fallback")));
+            }
+            f.check().map_err(|(field, message, fix)| ("fallback", format!("{field}: {message} ({fix})")))?;
+        }
         for h in &self.forward_headers {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 return Err(("forward_headers", format!("{h:?} is not a valid header name")));

@@ -310,6 +310,10 @@ pub struct ProxySection {
     /// Tell refused clients why the upstream failed (URL, DNS/TLS error) instead of a
     /// generic reason; the detail is always in the session record and the logs.
     pub expose_errors: bool,
+    /// A mock (the keys of `mock:`) that answers the client when the upstream cannot
+    /// be reached (MockForge's proxy fallback); config file only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Box<MockSection>>,
 }
 
 impl Default for Config {
@@ -374,6 +378,7 @@ impl Default for ProxySection {
             upstream_ca: None,
             connect_timeout: Duration::from_secs(10),
             expose_errors: false,
+            fallback: None,
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct RoutePlan {
     pub handler: Handler,
     /// The config's faults for the route (checked); the live ones are its switch's.
     pub faults: Option<wsgate_faults::FaultSpec>,
+    /// A proxy route's fallback mock, for clients whose upstream cannot be reached.
+    pub fallback: Option<MockConfig>,
 }
 
 impl RoutePlan {
@@ -66,7 +68,11 @@ impl RoutePlan {
 
     /// Where it sends clients, for logs and `GET /api/routes`.
     pub fn target(&self) -> String {
-        match &self.handler {
+        let fallback = self.fallback.as_ref().map(|m| match &m.mode {
+            MockMode::Echo => " (fallback: mock echo)".to_owned(),
+            MockMode::Replay(r) => format!(" (fallback: mock replay {})", r.source),
+        });
+        let target = match &self.handler {
             Handler::Proxy(p) => match (&p.resolver, &p.upstream) {
                 (Some(r), _) => format!("resolver {}", r.url),
                 (None, Some(u)) => u.to_string(),
@@ -77,7 +83,8 @@ impl RoutePlan {
                 MockMode::Replay(r) => format!("replay {}", r.source),
             },
             Handler::Relay(r) => format!("rooms ({})", r.settings.protocol.as_str()),
-        }
+        };
+        target + fallback.as_deref().unwrap_or_default()
     }
 }
 
@@ -144,6 +151,13 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
                 return Err(route_error(file.as_ref(), i, "", format!("route {name:?} has no handler"), fix));
             }
         };
+        let fallback = match r.proxy.as_ref().and_then(|p| p.fallback.as_deref()) {
+            Some(m) => Some(
+                mock_config(cfg, m, &name, &limits)
+                    .map_err(|msg| route_error(file.as_ref(), i, "proxy.fallback.replay", msg, SCRIPT_FIX))?,
+            ),
+            None => None,
+        };
         plans.push(RoutePlan {
             name,
             // Validated above.
@@ -153,6 +167,7 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             max_connections: r.limits.max_connections,
             handler,
             faults: r.faults.clone(),
+            fallback,
         });
     }
     let catch_all = |name: &str, handler| RoutePlan {
@@ -163,6 +178,7 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         max_connections: None,
         handler,
         faults: cfg.faults.clone(),
+        fallback: None,
     };
     let proxy_set = cfg.proxy.upstream.is_some() || cfg.proxy.resolver_url.is_some();
     if mode == Mode::Serve && proxy_set && cfg.mock.enabled() {
@@ -185,7 +201,13 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
     let invalid = |field: &str, msg: String| crate::config::load_invalid(fig, &format!("proxy.{field}"), msg, None);
     if mode == Mode::Proxy || (mode == Mode::Serve && proxy_set) {
         let p = proxy_config(cfg, &cfg.proxy, "default", &top).map_err(|(f, m)| invalid(f, m))?;
-        plans.push(catch_all("default", Handler::Proxy(Box::new(p))));
+        let fallback = match cfg.proxy.fallback.as_deref() {
+            Some(m) => Some(mock_config(cfg, m, "default", &top).map_err(|msg| {
+                crate::config::load_invalid(fig, "proxy.fallback.replay", msg, Some(SCRIPT_FIX.into()))
+            })?),
+            None => None,
+        };
+        plans.push(RoutePlan { fallback, ..catch_all("default", Handler::Proxy(Box::new(p))) });
     } else if mode == Mode::Relay {
         let relay = relay_config(cfg, &cfg.relay, "relay", &top).map_err(|(field, msg, fix)| {
             crate::config::load_invalid(fig, &format!("relay.{field}"), msg, Some(fix.into()))

@@ -108,13 +108,29 @@ fn build(parts: &Parts, plans: &[RoutePlan], limits: &mut HashMap<Arc<str>, (usi
                 switch
             };
             let handler: Arc<dyn DynHandler> = match &p.handler {
-                Handler::Proxy(cfg) => Proxy::new(
-                    wsgate_proxy::ProxyConfig { faults: faults(), ..(**cfg).clone() },
-                    parts.bus.clone(),
-                    parts.registry.clone(),
-                    parts.shutdown.clone(),
-                    parts.sessions.clone(),
-                ),
+                Handler::Proxy(cfg) => {
+                    let faults = faults();
+                    // The fallback mock answers as the same route, with its faults.
+                    let fallback = p.fallback.clone().map(|mut m| {
+                        m.served.faults = Some(faults.clone());
+                        let mock = Mock::new(
+                            m,
+                            parts.bus.clone(),
+                            parts.registry.clone(),
+                            parts.shutdown.clone(),
+                            parts.sessions.clone(),
+                        );
+                        mock as Arc<dyn DynHandler>
+                    });
+                    Proxy::with_fallback(
+                        wsgate_proxy::ProxyConfig { faults, ..(**cfg).clone() },
+                        parts.bus.clone(),
+                        parts.registry.clone(),
+                        parts.shutdown.clone(),
+                        parts.sessions.clone(),
+                        fallback,
+                    )
+                }
                 Handler::Relay(cfg) => Relay::new(
                     (**cfg).clone(),
                     parts.hub.clone(),

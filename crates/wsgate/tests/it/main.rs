@@ -12,6 +12,7 @@ mod cli;
 mod connect;
 mod control;
 mod crash;
+mod fallback;
 mod faults;
 mod first_hour;
 mod history;
