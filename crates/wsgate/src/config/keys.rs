@@ -69,6 +69,14 @@ keys! {
     "mock.loop", "loop", "wsgate mock --replay: start the script over after its last step.";
     "mock.seed", "seed", "wsgate mock --replay: seed for every random template value ({{uuid}}, {{randInt}}), so runs repeat.";
     "mock.subprotocols", "subprotocol", "wsgate mock: a subprotocol to accept (repeatable).";
+    "mock.ai.narrative", "ai-narrative", "wsgate mock: send each session a stream of JSON events an OpenAI-compatible model generates from this narrative (docs/mock.md, Generated event streams).";
+    "mock.ai.url", "ai-url", "wsgate mock --ai-narrative: the chat-completions API's base URL, e.g. https://api.openai.com/v1 (/chat/completions is appended unless the URL ends with it).";
+    "mock.ai.model", "ai-model", "wsgate mock --ai-narrative: the model name sent with the request.";
+    "mock.ai.api_key_env", "ai-key-env", "wsgate mock --ai-narrative: the environment variable holding the API key, sent as Authorization: Bearer (unset: OPENAI_API_KEY, sent only when set; a variable named here must be set).";
+    "mock.ai.count", "ai-count", "wsgate mock --ai-narrative: events per session; after the last, the session closes with 1000.";
+    "mock.ai.rate", "ai-rate", "wsgate mock --ai-narrative: events per second.";
+    "mock.ai.record", "ai-record", "wsgate mock --ai-narrative: write each session's generated stream to this file, as a transcript wsgate mock --replay plays (later sessions: NAME-2.EXT, NAME-3.EXT, ...).";
+    "mock.ai.timeout", "ai-timeout", "wsgate mock --ai-narrative: how long the endpoint may take to answer, and between two chunks of its answer, before the session closes with 1014.";
     "relay.protocol", "protocol", "wsgate relay: raw (every message unchanged to the room named by the path) or envelope (JSON join/leave/publish/send; WarpSocket's shape).";
     "relay.echo_sender", "no-echo-sender", "wsgate relay: a sender gets its own messages back, as the Go websocket-relay does (--no-echo-sender turns it off).";
     "relay.join_path_room", "no-join-path-room", "wsgate relay: envelope clients start in the room named by their path, as raw ones always do (--no-join-path-room: in no room until they join).";

@@ -3,6 +3,7 @@
 //! flags. `wsgate config default` prints it, `wsgate config check` validates it, and
 //! every serving command runs from it.
 
+mod ai;
 mod keys;
 mod load;
 /// Public for the config fuzz target.
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use ai::AiSection;
 pub use keys::KEYS;
 pub use load::{COMPAT_ENV, ConfigError, Sources, documented_keys, invalid as load_invalid, load, load_yaml};
 pub use relay::RelaySection;
@@ -206,24 +208,34 @@ pub struct MockSection {
     pub seed: Option<u64>,
     /// Subprotocols the mock accepts (the first one a client offers that is listed).
     pub subprotocols: Vec<String>,
+    /// Send each session a generated event stream (`config/ai.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ai: Option<AiSection>,
 }
 
 impl MockSection {
     /// Whether a mode is set.
     pub fn enabled(&self) -> bool {
-        self.echo || self.replay.is_some()
+        self.echo || self.replay.is_some() || self.ai.is_some()
     }
 
     /// One mode, and settings that fit it: `(field, message, fix)` otherwise.
     pub fn check(&self) -> Result<(), (&'static str, String, &'static str)> {
         match (self.echo, &self.replay) {
-            (false, None) => {
-                return Err(("echo", "the mock has no mode".into(), "set `echo: true` or `replay: FILE`"));
+            (false, None) if self.ai.is_none() => {
+                return Err(("echo", "the mock has no mode".into(), "set `echo: true`, `replay: FILE` or `ai: {..}`"));
             }
             (true, Some(_)) => {
                 return Err(("replay", "the mock has two modes, echo and replay".into(), "keep one of them"));
             }
             _ => {}
+        }
+        if let Some(ai) = &self.ai {
+            if self.echo || self.replay.is_some() {
+                let other = if self.echo { "echo" } else { "replay" };
+                return Err(("ai", format!("the mock has two modes, {other} and ai"), "keep one of them"));
+            }
+            ai.check()?;
         }
         if let Some(speed) = self.speed
             && !(speed.is_finite() && speed > 0.0 && speed <= 1e6)
@@ -306,6 +318,15 @@ pub struct ProxySection {
     /// Tell refused clients why the upstream failed (URL, DNS/TLS error) instead of a
     /// generic reason; the detail is always in the session record and the logs.
     pub expose_errors: bool,
+}
+
+/// `Config::default()` as JSON, with the sections that are unset by default (a mode
+/// such as `mock.ai`) filled in with their fields' defaults: what `config default`
+/// and `--help` show.
+pub fn documented_defaults() -> serde_json::Value {
+    let mut v = serde_json::to_value(Config::default()).unwrap_or_default();
+    ai::show_defaults(&mut v);
+    v
 }
 
 impl Default for Config {

@@ -73,6 +73,7 @@ impl RoutePlan {
             Handler::Mock(m) => match &m.mode {
                 MockMode::Echo => "echo".into(),
                 MockMode::Replay(r) => format!("replay {}", r.source),
+                MockMode::Ai(a) => a.describe(),
             },
             Handler::Relay(r) => format!("rooms ({})", r.settings.protocol.as_str()),
         }
@@ -250,6 +251,13 @@ const SCRIPT_FIX: &str = "fix the line named (docs/mock.md describes both script
 /// stops the start (the message names the file and line).
 fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> Result<MockConfig, String> {
     let mode = match &m.replay {
+        // Its settings were checked with the section (`config/ai.rs`); what is left
+        // to fail here is building the HTTP client.
+        None if m.ai.is_some() => {
+            let options = m.ai.as_ref().map(|ai| ai.options()).ok_or("no ai section")?;
+            let settings = wsgate_mock::ai::AiSettings::new(options).map_err(|e| format!("mock.ai: {e}"))?;
+            MockMode::Ai(Arc::new(settings))
+        }
         None => MockMode::Echo,
         Some(path) => {
             let env = |name: &str| std::env::var(name).ok();
