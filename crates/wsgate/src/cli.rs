@@ -382,6 +382,10 @@ pub struct MockArgs {
     /// Play this script to every session: MockForge JSONL lines or a wsgate transcript.
     #[arg(long, env = "WSGATE_REPLAY", value_name = "FILE")]
     pub replay: Option<std::path::PathBuf>,
+    /// Play this stored session to every session: its id in the store (--store), as
+    /// `wsgate history list` shows it.
+    #[arg(long, env = "WSGATE_REPLAY_SESSION", value_name = "ID")]
+    pub replay_session: Option<String>,
     /// Replay schedule speed (2.0 plays twice as fast).
     #[arg(long, env = "WSGATE_SPEED", value_name = "X")]
     pub speed: Option<f64>,

@@ -1,4 +1,4 @@
-//! `wsgate mock --echo | --replay FILE | --ai-narrative TEXT ...` — sessions answered by wsgate itself: the top-level `mock:`
+//! `wsgate mock --echo | --replay FILE | --replay-session ID | --ai-narrative TEXT ...` — sessions answered by wsgate itself: the top-level `mock:`
 //! section as a catch-all route, after any `routes:` the config declares.
 
 use std::process::ExitCode;
@@ -20,6 +20,7 @@ pub fn exec(args: MockArgs, m: &ArgMatches) -> ExitCode {
     };
     let mode = match (&cfg.mock.replay, &cfg.mock.ai) {
         (Some(_), _) => "mode=replay",
+        _ if cfg.mock.replay_session.is_some() => "mode=replay",
         (None, Some(_)) => "mode=ai",
         (None, None) => "mode=echo",
     };

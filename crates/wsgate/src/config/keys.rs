@@ -65,6 +65,7 @@ keys! {
     "proxy.expose_errors", "expose-upstream-errors", "Tell a client refused with 502/504 why (upstream URL, DNS/TLS error) instead of a generic reason; the detail is always in the session record and the logs.";
     "mock.echo", "echo", "wsgate mock: echo every text and binary message back unchanged.";
     "mock.replay", "replay", "wsgate mock: play this script to every session: MockForge JSONL lines or a wsgate transcript (docs/mock.md).";
+    "mock.replay_session", "replay-session", "wsgate mock: play this stored session (its id in the configured store) to every session, as --replay plays its export (docs/mock.md).";
     "mock.speed", "speed", "wsgate mock --replay: schedule speed (2.0 plays twice as fast; default 1.0).";
     "mock.loop", "loop", "wsgate mock --replay: start the script over after its last step.";
     "mock.seed", "seed", "wsgate mock --replay: seed for every random template value ({{uuid}}, {{randInt}}), so runs repeat.";

@@ -199,6 +199,10 @@ pub struct MockSection {
     pub echo: bool,
     /// Play this script to every session (MockForge lines or a wsgate transcript).
     pub replay: Option<std::path::PathBuf>,
+    /// Play this stored session (its id in the configured store) to every session,
+    /// as `replay` plays its export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_session: Option<String>,
     /// The replay's schedule speed (1.0 when unset).
     pub speed: Option<f64>,
     /// Start the script over after its last step.
@@ -216,13 +220,21 @@ pub struct MockSection {
 impl MockSection {
     /// Whether a mode is set.
     pub fn enabled(&self) -> bool {
-        self.echo || self.replay.is_some() || self.ai.is_some()
+        self.echo || self.replay.is_some() || self.replay_session.is_some() || self.ai.is_some()
     }
 
     /// One mode, and settings that fit it: `(field, message, fix)` otherwise.
     pub fn check(&self) -> Result<(), (&'static str, String, &'static str)> {
+        if self.replay_session.is_some() && (self.echo || self.replay.is_some()) {
+            let other = if self.echo { "echo" } else { "replay" };
+            return Err((
+                "replay_session",
+                format!("the mock has two modes, {other} and replay_session"),
+                "keep one of them",
+            ));
+        }
         match (self.echo, &self.replay) {
-            (false, None) if self.ai.is_none() => {
+            (false, None) if self.ai.is_none() && self.replay_session.is_none() => {
                 return Err(("echo", "the mock has no mode".into(), "set `echo: true`, `replay: FILE` or `ai: {..}`"));
             }
             (true, Some(_)) => {
@@ -231,8 +243,14 @@ impl MockSection {
             _ => {}
         }
         if let Some(ai) = &self.ai {
-            if self.echo || self.replay.is_some() {
-                let other = if self.echo { "echo" } else { "replay" };
+            if self.echo || self.replay.is_some() || self.replay_session.is_some() {
+                let other = if self.echo {
+                    "echo"
+                } else if self.replay.is_some() {
+                    "replay"
+                } else {
+                    "replay_session"
+                };
                 return Err(("ai", format!("the mock has two modes, {other} and ai"), "keep one of them"));
             }
             ai.check()?;
@@ -246,7 +264,7 @@ impl MockSection {
                 "a positive number: 1.0 as recorded, 2.0 twice as fast",
             ));
         }
-        if self.replay.is_none() {
+        if self.replay.is_none() && self.replay_session.is_none() {
             for (field, set) in [("speed", self.speed.is_some()), ("loop", self.looped), ("seed", self.seed.is_some())]
             {
                 if set {

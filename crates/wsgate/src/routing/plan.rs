@@ -126,10 +126,10 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
                     route_error(file.as_ref(), i, &format!("proxy.{field}"), msg, "point it at a readable PEM file")
                 })?))
             }
-            (None, Some(m)) => Handler::Mock(
-                mock_config(cfg, m, &name, &limits)
-                    .map_err(|msg| route_error(file.as_ref(), i, "mock.replay", msg, SCRIPT_FIX))?,
-            ),
+            (None, Some(m)) => Handler::Mock(mock_config(cfg, m, &name, &limits).map_err(|msg| {
+                let (field, fix) = mock_fault(m);
+                route_error(file.as_ref(), i, field, msg, fix)
+            })?),
             // Refused by `validate_routes` already; said again rather than panicking.
             (None, None) => {
                 let fix = "add `proxy: {upstream: ws://...}` or `mock: {echo: true}`";
@@ -173,8 +173,10 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         })?;
         plans.push(catch_all("relay", Handler::Relay(Box::new(relay))));
     } else if mode == Mode::Mock || (mode == Mode::Serve && cfg.mock.enabled()) {
-        let mock = mock_config(cfg, &cfg.mock, "mock", &top)
-            .map_err(|msg| crate::config::load_invalid(fig, "mock.replay", msg, Some(SCRIPT_FIX.into())))?;
+        let mock = mock_config(cfg, &cfg.mock, "mock", &top).map_err(|msg| {
+            let (field, fix) = mock_fault(&cfg.mock);
+            crate::config::load_invalid(fig, field, msg, Some(fix.into()))
+        })?;
         plans.push(catch_all("mock", Handler::Mock(mock)));
     }
     Ok(plans)
@@ -247,6 +249,14 @@ fn relay_config(
 /// What to do about a script the mock cannot play.
 const SCRIPT_FIX: &str = "fix the line named (docs/mock.md describes both script formats)";
 
+/// What to do about a stored session the mock cannot play.
+const SESSION_FIX: &str = "`wsgate history list` shows the sessions the store holds (--store names the store)";
+
+/// The field and fix of a mock route that cannot be built: its script, or its session.
+fn mock_fault(m: &MockSection) -> (&'static str, &'static str) {
+    if m.replay_session.is_some() { ("mock.replay_session", SESSION_FIX) } else { ("mock.replay", SCRIPT_FIX) }
+}
+
 /// A mock route's config; a replay's script is read and checked here, so a bad one
 /// stops the start (the message names the file and line).
 fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> Result<MockConfig, String> {
@@ -258,7 +268,16 @@ fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> R
             let settings = wsgate_mock::ai::AiSettings::new(options).map_err(|e| format!("mock.ai: {e}"))?;
             MockMode::Ai(Arc::new(settings))
         }
-        None => MockMode::Echo,
+        None => match &m.replay_session {
+            None => MockMode::Echo,
+            Some(id) => MockMode::Replay(Arc::new(ReplaySettings {
+                source: format!("session {id}"),
+                script: super::session_script::load(cfg, id)?,
+                speed: m.speed.unwrap_or(1.0),
+                looped: m.looped,
+                seed: m.seed,
+            })),
+        },
         Some(path) => {
             let env = |name: &str| std::env::var(name).ok();
             let script = wsgate_mock::script::Script::load(path, &env).map_err(|e| e.to_string())?;
