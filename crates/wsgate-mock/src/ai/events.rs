@@ -36,10 +36,7 @@ impl EventLines {
             self.line(&line, events)?;
         }
         if self.partial.len() > MAX_EVENT {
-            return Err(AiError::BadEvent {
-                line: self.line + 1,
-                message: format!("longer than {MAX_EVENT} bytes without a line end"),
-            });
+            return Err(too_long(self.line + 1));
         }
         Ok(())
     }
@@ -52,6 +49,11 @@ impl EventLines {
 
     fn line(&mut self, line: &str, events: &mut Vec<Bytes>) -> Result<(), AiError> {
         self.line += 1;
+        // Checked on whole lines too, so the verdict does not depend on where the
+        // deltas were cut.
+        if line.strip_suffix('\n').unwrap_or(line).len() > MAX_EVENT {
+            return Err(too_long(self.line));
+        }
         let line = line.trim();
         if line.is_empty() || line.starts_with("```") {
             return Ok(());
@@ -66,6 +68,10 @@ impl EventLines {
             Err(e) => Err(AiError::BadEvent { line: self.line, message: format!("{e}: {}", excerpt(line)) }),
         }
     }
+}
+
+fn too_long(line: u64) -> AiError {
+    AiError::BadEvent { line, message: format!("longer than {MAX_EVENT} bytes") }
 }
 
 #[cfg(test)]

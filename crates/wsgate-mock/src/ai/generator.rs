@@ -17,12 +17,11 @@ use tokio::sync::mpsc;
 use wsgate_core::SessionInfo;
 use wsgate_protocol::CloseCode;
 
+use crate::ai::answer::AnswerReader;
 use crate::ai::client::{self, Shape};
 use crate::ai::error::AiError;
-use crate::ai::events::EventLines;
 use crate::ai::record::Recording;
 use crate::ai::settings::AiSettings;
-use crate::ai::sse::Sse;
 
 /// Events generated ahead of the session: enough that the next one is there when it
 /// is due, few enough that a session the client leaves has not cost a long answer.
@@ -113,77 +112,39 @@ async fn generate(
         Ok(a) => a,
         Err(e) => return Outcome::Failed(e),
     };
-    let mut lines = EventLines::default();
-    let mut events = Vec::new();
-    let mut text = String::new();
-    // Hands over what the last read completed; `Some` once the stream is over.
-    macro_rules! hand_over {
-        () => {
-            for event in events.drain(..) {
-                if let Some(r) = recording
-                    && let Err(e) = r.event(&event).await
-                {
-                    return Outcome::Failed(e);
-                }
-                if tx.send(Feed::Event(event)).await.is_err() {
-                    return Outcome::Gone;
-                }
-                *generated += 1;
-                if *generated == s.count {
-                    // Enough: whatever else the model says is not read.
-                    return Outcome::Complete { generated: *generated };
-                }
-            }
-        };
-    }
-    if answer.shape == Shape::Whole {
-        let whole = match answer.whole_text().await {
-            Ok(t) => t,
-            Err(e) => return Outcome::Failed(e),
-        };
-        if let Err(e) = lines.push(&whole, &mut events).and_then(|()| lines.finish(&mut events)) {
-            // The events before the bad line still go out, then the failure.
-            hand_over!();
-            return Outcome::Failed(e);
-        }
-        hand_over!();
-        return Outcome::Complete { generated: *generated };
-    }
-    let mut sse = Sse::default();
+    let mut reader = AnswerReader::default();
     loop {
-        let chunk = match answer.chunk().await {
-            Ok(c) => c,
-            Err(e) => return Outcome::Failed(e),
+        let read = match answer.shape {
+            Shape::Whole => match answer.whole_text().await {
+                Ok(text) => reader.whole(&text),
+                Err(e) => return Outcome::Failed(e),
+            },
+            Shape::Stream => match answer.chunk().await {
+                Ok(Some(chunk)) => reader.push(&chunk),
+                Ok(None) => reader.finish(),
+                Err(e) => return Outcome::Failed(e),
+            },
         };
-        let read = match &chunk {
-            Some(c) => sse.push(c, &mut text).map(|()| sse.done()),
-            None => sse.finish(&mut text).and_then(|complete| {
-                if complete {
-                    Ok(true)
-                } else {
-                    Err(AiError::Malformed("the stream ended before `data: [DONE]`".into()))
-                }
-            }),
-        };
-        let over = match read {
-            Ok(over) => over,
-            Err(e) => {
-                // What the text held before the fault is still the model's.
-                let _ = lines.push(&std::mem::take(&mut text), &mut events);
-                hand_over!();
+        // The events before a fault still go out, then the fault.
+        for event in read.events {
+            if let Some(r) = recording
+                && let Err(e) = r.event(&event).await
+            {
                 return Outcome::Failed(e);
             }
-        };
-        let mut cut = lines.push(&std::mem::take(&mut text), &mut events);
-        if over && cut.is_ok() {
-            cut = lines.finish(&mut events);
+            if tx.send(Feed::Event(event)).await.is_err() {
+                return Outcome::Gone;
+            }
+            *generated += 1;
+            if *generated == s.count {
+                // Enough: whatever else the model says is not read.
+                return Outcome::Complete { generated: *generated };
+            }
         }
-        hand_over!();
-        if let Err(e) = cut {
-            return Outcome::Failed(e);
-        }
-        if over {
-            return Outcome::Complete { generated: *generated };
+        match read.outcome {
+            Ok(false) => {}
+            Ok(true) => return Outcome::Complete { generated: *generated },
+            Err(e) => return Outcome::Failed(e),
         }
     }
 }

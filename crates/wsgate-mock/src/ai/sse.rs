@@ -33,7 +33,7 @@ impl Sse {
             let Some(end) = rest.iter().position(|b| *b == b'\n') else {
                 self.line.extend_from_slice(rest);
                 if self.line.len() > MAX_LINE {
-                    return Err(AiError::Malformed(format!("an event-stream line is longer than {MAX_LINE} bytes")));
+                    return Err(too_long());
                 }
                 return Ok(());
             };
@@ -65,6 +65,10 @@ impl Sse {
     }
 
     fn line(&mut self, line: &[u8], text: &mut String) -> Result<(), AiError> {
+        // Checked on whole lines too, so the verdict does not depend on the chunking.
+        if line.len() > MAX_LINE {
+            return Err(too_long());
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             return self.dispatch(text);
@@ -121,6 +125,10 @@ impl Sse {
         }
         Ok(())
     }
+}
+
+fn too_long() -> AiError {
+    AiError::Malformed(format!("an event-stream line is longer than {MAX_LINE} bytes"))
 }
 
 /// The message of an OpenAI-style error value: `{"message": ..}`, or a string.
