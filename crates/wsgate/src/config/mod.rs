@@ -225,34 +225,24 @@ impl MockSection {
 
     /// One mode, and settings that fit it: `(field, message, fix)` otherwise.
     pub fn check(&self) -> Result<(), (&'static str, String, &'static str)> {
-        if self.replay_session.is_some() && (self.echo || self.replay.is_some()) {
-            let other = if self.echo { "echo" } else { "replay" };
-            return Err((
-                "replay_session",
-                format!("the mock has two modes, {other} and replay_session"),
-                "keep one of them",
-            ));
-        }
-        match (self.echo, &self.replay) {
-            (false, None) if self.ai.is_none() && self.replay_session.is_none() => {
-                return Err(("echo", "the mock has no mode".into(), "set `echo: true`, `replay: FILE` or `ai: {..}`"));
+        let modes = [
+            ("echo", self.echo),
+            ("replay", self.replay.is_some()),
+            ("replay_session", self.replay_session.is_some()),
+            ("ai", self.ai.is_some()),
+        ];
+        let mut set = modes.iter().filter(|(_, on)| *on).map(|(name, _)| *name);
+        match (set.next(), set.next()) {
+            (None, _) => {
+                let fix = "set `echo: true`, `replay: FILE`, `replay_session: ID` or `ai: {..}`";
+                return Err(("echo", "the mock has no mode".into(), fix));
             }
-            (true, Some(_)) => {
-                return Err(("replay", "the mock has two modes, echo and replay".into(), "keep one of them"));
+            (Some(a), Some(b)) => {
+                return Err((b, format!("the mock has two modes, {a} and {b}"), "keep one of them"));
             }
-            _ => {}
+            (Some(_), None) => {}
         }
         if let Some(ai) = &self.ai {
-            if self.echo || self.replay.is_some() || self.replay_session.is_some() {
-                let other = if self.echo {
-                    "echo"
-                } else if self.replay.is_some() {
-                    "replay"
-                } else {
-                    "replay_session"
-                };
-                return Err(("ai", format!("the mock has two modes, {other} and ai"), "keep one of them"));
-            }
             ai.check()?;
         }
         if let Some(speed) = self.speed

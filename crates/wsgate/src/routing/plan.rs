@@ -260,35 +260,30 @@ fn mock_fault(m: &MockSection) -> (&'static str, &'static str) {
 /// A mock route's config; a replay's script is read and checked here, so a bad one
 /// stops the start (the message names the file and line).
 fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> Result<MockConfig, String> {
-    let mode = match &m.replay {
-        // Its settings were checked with the section (`config/ai.rs`); what is left
-        // to fail here is building the HTTP client.
-        None if m.ai.is_some() => {
-            let options = m.ai.as_ref().map(|ai| ai.options()).ok_or("no ai section")?;
-            let settings = wsgate_mock::ai::AiSettings::new(options).map_err(|e| format!("mock.ai: {e}"))?;
-            MockMode::Ai(Arc::new(settings))
-        }
-        None => match &m.replay_session {
-            None => MockMode::Echo,
-            Some(id) => MockMode::Replay(Arc::new(ReplaySettings {
-                source: format!("session {id}"),
-                script: super::session_script::load(cfg, id)?,
-                speed: m.speed.unwrap_or(1.0),
-                looped: m.looped,
-                seed: m.seed,
-            })),
-        },
-        Some(path) => {
+    let replay = |source: String, script| {
+        MockMode::Replay(Arc::new(ReplaySettings {
+            source,
+            script,
+            speed: m.speed.unwrap_or(1.0),
+            looped: m.looped,
+            seed: m.seed,
+        }))
+    };
+    // One mode at most: `MockSection::check` said so.
+    let mode = match (&m.replay, &m.replay_session, &m.ai) {
+        (Some(path), _, _) => {
             let env = |name: &str| std::env::var(name).ok();
             let script = wsgate_mock::script::Script::load(path, &env).map_err(|e| e.to_string())?;
-            MockMode::Replay(Arc::new(ReplaySettings {
-                source: path.display().to_string(),
-                script,
-                speed: m.speed.unwrap_or(1.0),
-                looped: m.looped,
-                seed: m.seed,
-            }))
+            replay(path.display().to_string(), script)
         }
+        (None, Some(id), _) => replay(format!("session {id}"), super::session_script::load(cfg, id)?),
+        // Its settings were checked with the section (`config/ai.rs`); what is left
+        // to fail here is building the HTTP client.
+        (None, None, Some(ai)) => {
+            let settings = wsgate_mock::ai::AiSettings::new(ai.options()).map_err(|e| format!("mock.ai: {e}"))?;
+            MockMode::Ai(Arc::new(settings))
+        }
+        (None, None, None) => MockMode::Echo,
     };
     Ok(MockConfig {
         served: served(cfg, route, &m.subprotocols, limits),
