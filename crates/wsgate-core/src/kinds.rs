@@ -122,6 +122,10 @@ wire_enum! {
         SlowConsumer => "slow_consumer",
         /// A relay client sent an envelope frame that was refused with an error frame.
         BadFrame => "bad_frame",
+        /// A mock's generated event stream failed: its chat-completions endpoint was
+        /// unreachable, refused the request, went silent, or answered something that
+        /// is not events (the message says which).
+        Generation => "generation",
     }
 }
 

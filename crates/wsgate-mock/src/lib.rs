@@ -5,8 +5,12 @@
 //! the conformance target for wsgate's server role; [`MockMode::Replay`] plays a
 //! script (`script.rs`: MockForge's lines or a wsgate transcript) on each session's
 //! own schedule (`replay.rs`), with templates (`template.rs`) and waits for client
-//! messages (`matcher.rs`). Rules build on the same [`Mock`] handler next.
+//! messages (`matcher.rs`); [`MockMode::Ai`] sends each session a stream of JSON
+//! events an OpenAI-compatible chat-completions endpoint generates from the route's
+//! narrative, at the route's rate (`ai/`). Rules build on the same [`Mock`] handler
+//! next.
 
+pub mod ai;
 mod echo;
 pub mod matcher;
 mod replay;
@@ -35,6 +39,8 @@ pub enum MockMode {
     Echo,
     /// Each session plays the script.
     Replay(Arc<ReplaySettings>),
+    /// Each session gets a generated event stream.
+    Ai(Arc<ai::AiSettings>),
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +85,11 @@ impl Handler for Mock {
             MockMode::Replay(settings) => {
                 let settings = settings.clone();
                 self.endpoint.answer(&mut req, conn.peer, conn.permit, move |_| Replay::new(settings))
+            }
+            MockMode::Ai(settings) => {
+                let (settings, tracker) = (settings.clone(), self.endpoint.tracker.clone());
+                self.endpoint
+                    .answer(&mut req, conn.peer, conn.permit, move |info| ai::AiStream::new(settings, info, tracker))
             }
         }
     }

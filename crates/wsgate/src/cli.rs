@@ -382,6 +382,10 @@ pub struct MockArgs {
     /// Play this script to every session: MockForge JSONL lines or a wsgate transcript.
     #[arg(long, env = "WSGATE_REPLAY", value_name = "FILE")]
     pub replay: Option<std::path::PathBuf>,
+    /// Play this stored session to every session: its id in the store (--store), as
+    /// `wsgate history list` shows it.
+    #[arg(long, env = "WSGATE_REPLAY_SESSION", value_name = "ID")]
+    pub replay_session: Option<String>,
     /// Replay schedule speed (2.0 plays twice as fast).
     #[arg(long, env = "WSGATE_SPEED", value_name = "X")]
     pub speed: Option<f64>,
@@ -391,6 +395,32 @@ pub struct MockArgs {
     /// Seed for random template values ({{uuid}}, {{randInt}}), so runs repeat.
     #[arg(long, env = "WSGATE_SEED", value_name = "N")]
     pub seed: Option<u64>,
+    /// Send each session JSON events an OpenAI-compatible model generates from this
+    /// narrative, e.g. "five minutes of live stock trading".
+    #[arg(long, env = "WSGATE_AI_NARRATIVE", value_name = "TEXT")]
+    pub ai_narrative: Option<String>,
+    /// The chat-completions API's base URL (https://api.openai.com/v1).
+    #[arg(long, env = "WSGATE_AI_URL", value_name = "URL")]
+    pub ai_url: Option<String>,
+    /// The model name sent with the request.
+    #[arg(long, env = "WSGATE_AI_MODEL", value_name = "NAME")]
+    pub ai_model: Option<String>,
+    /// The environment variable holding the API key [default: OPENAI_API_KEY, sent
+    /// only when set].
+    #[arg(long, env = "WSGATE_AI_KEY_ENV", value_name = "VAR")]
+    pub ai_key_env: Option<String>,
+    /// Events per session (then a close with 1000).
+    #[arg(long, env = "WSGATE_AI_COUNT", value_name = "N")]
+    pub ai_count: Option<String>,
+    /// Events per second.
+    #[arg(long, env = "WSGATE_AI_RATE", value_name = "PER_SECOND")]
+    pub ai_rate: Option<String>,
+    /// Write each session's generated stream here, for --replay.
+    #[arg(long, env = "WSGATE_AI_RECORD", value_name = "FILE")]
+    pub ai_record: Option<String>,
+    /// Longest wait for the endpoint's answer, and between its chunks (then 1014).
+    #[arg(long, env = "WSGATE_AI_TIMEOUT", value_name = "DURATION")]
+    pub ai_timeout: Option<String>,
     /// A subprotocol to accept (repeatable).
     #[arg(long, env = "WSGATE_SUBPROTOCOL", value_name = "NAME", value_delimiter = ',')]
     pub subprotocol: Vec<String>,

@@ -5,12 +5,12 @@
 
 use clap::Command;
 
-use crate::config::{Config, KEYS};
+use crate::config::{KEYS, documented_defaults};
 
 /// `cmd` and all its subcommands, each config-bearing flag's help ending in
 /// `[default: …]`.
 pub fn with_defaults(cmd: Command) -> Command {
-    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let defaults = documented_defaults();
     annotate(cmd, &defaults)
 }
 

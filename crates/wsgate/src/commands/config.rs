@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::ArgMatches;
 
 use crate::cli::CheckArgs;
-use crate::config::{Config, documented_keys, load};
+use crate::config::{documented_defaults, documented_keys, load};
 use crate::routing::Mode;
 
 /// `routes:` is a list of maps with no flag: documented by example.
@@ -28,20 +28,32 @@ routes: []
 
 /// Prints every field with its documentation and default, as YAML a user can edit.
 pub fn default() -> ExitCode {
-    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let defaults = documented_defaults();
     let mut out = String::from(
         "# wsgate configuration (YAML). Every field is optional; shown here with its default.\n\
          # Each can also be set by flag (--name) or environment variable (WSGATE_NAME).\n\
          # Precedence: flag > WSGATE_* > websocket-multiplex variables (PORT, UPSTREAM_URL, ...) > this file.\n",
     );
     let mut section = "";
+    let mut subsection = "";
     for key in documented_keys() {
         let (sec, field) = key.path.split_once('.').unwrap_or(("", key.path));
         if sec != section {
             out.push_str(&format!("\n{sec}:\n"));
             section = sec;
+            subsection = "";
         }
-        let indent = if sec.is_empty() { "" } else { "  " };
+        let mut indent = if sec.is_empty() { "" } else { "  " };
+        // A section within a section (`mock.ai`) is a mode, unset by default: shown
+        // commented out, to be uncommented as a whole.
+        let (sub, field) = field.split_once('.').unwrap_or(("", field));
+        if !sub.is_empty() {
+            if sub != subsection {
+                out.push_str(&format!("  # {sub}:\n"));
+                subsection = sub;
+            }
+            indent = "  #   ";
+        }
         let value = key.path.split('.').fold(&defaults, |v, p| &v[p]);
         let rendered = match value {
             serde_json::Value::Null => "null".to_owned(),

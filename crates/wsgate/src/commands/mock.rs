@@ -1,4 +1,4 @@
-//! `wsgate mock --echo | --replay FILE` — sessions answered by wsgate itself: the top-level `mock:`
+//! `wsgate mock --echo | --replay FILE | --replay-session ID | --ai-narrative TEXT ...` — sessions answered by wsgate itself: the top-level `mock:`
 //! section as a catch-all route, after any `routes:` the config declares.
 
 use std::process::ExitCode;
@@ -18,7 +18,12 @@ pub fn exec(args: MockArgs, m: &ArgMatches) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let mode = if cfg.mock.replay.is_some() { "mode=replay" } else { "mode=echo" };
+    let mode = match (&cfg.mock.replay, &cfg.mock.ai) {
+        (Some(_), _) => "mode=replay",
+        _ if cfg.mock.replay_session.is_some() => "mode=replay",
+        (None, Some(_)) => "mode=ai",
+        (None, None) => "mode=echo",
+    };
     let run = async move { run_routes(&cfg, "mock", mode, Routes { plans, tls, sources, mode: Mode::Mock }).await };
     super::serve("mock", run)
 }

@@ -30,6 +30,12 @@ const TEXT_KEYS: &[&str] = &[
     "proxy.forward_headers",
     "mock.subprotocols",
     "mock.replay",
+    "mock.replay_session",
+    "mock.ai.url",
+    "mock.ai.model",
+    "mock.ai.api_key_env",
+    "mock.ai.narrative",
+    "mock.ai.record",
     "store.url",
     "store.payloads",
     "store.redact_headers",
@@ -353,7 +359,7 @@ impl Config {
                 field: "mock.echo".into(),
                 origin: "nowhere (no mode is set)".into(),
                 message: "the mock needs a mode".into(),
-                fix: "pass --echo or --replay FILE (or WSGATE_ECHO=true, WSGATE_REPLAY=FILE, mock.echo / mock.replay in the config file)".into(),
+                fix: "pass --echo, --replay FILE, --replay-session ID or --ai-narrative TEXT (or WSGATE_ECHO=true, WSGATE_REPLAY=FILE, mock.echo / mock.replay / mock.replay_session / mock.ai in the config file)".into(),
             });
         }
         self.mock.check().map_err(|(field, msg, fix)| invalid(fig, &format!("mock.{field}"), msg, Some(fix.into())))?;

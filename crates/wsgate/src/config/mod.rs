@@ -3,6 +3,7 @@
 //! flags. `wsgate config default` prints it, `wsgate config check` validates it, and
 //! every serving command runs from it.
 
+mod ai;
 mod keys;
 mod load;
 /// Public for the config fuzz target.
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use ai::AiSection;
 pub use keys::KEYS;
 pub use load::{COMPAT_ENV, ConfigError, Sources, documented_keys, invalid as load_invalid, load, load_yaml};
 pub use relay::RelaySection;
@@ -201,6 +203,10 @@ pub struct MockSection {
     pub echo: bool,
     /// Play this script to every session (MockForge lines or a wsgate transcript).
     pub replay: Option<std::path::PathBuf>,
+    /// Play this stored session (its id in the configured store) to every session,
+    /// as `replay` plays its export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_session: Option<String>,
     /// The replay's schedule speed (1.0 when unset).
     pub speed: Option<f64>,
     /// Start the script over after its last step.
@@ -210,24 +216,38 @@ pub struct MockSection {
     pub seed: Option<u64>,
     /// Subprotocols the mock accepts (the first one a client offers that is listed).
     pub subprotocols: Vec<String>,
+    /// Send each session a generated event stream (`config/ai.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ai: Option<AiSection>,
 }
 
 impl MockSection {
     /// Whether a mode is set.
     pub fn enabled(&self) -> bool {
-        self.echo || self.replay.is_some()
+        self.echo || self.replay.is_some() || self.replay_session.is_some() || self.ai.is_some()
     }
 
     /// One mode, and settings that fit it: `(field, message, fix)` otherwise.
     pub fn check(&self) -> Result<(), (&'static str, String, &'static str)> {
-        match (self.echo, &self.replay) {
-            (false, None) => {
-                return Err(("echo", "the mock has no mode".into(), "set `echo: true` or `replay: FILE`"));
+        let modes = [
+            ("echo", self.echo),
+            ("replay", self.replay.is_some()),
+            ("replay_session", self.replay_session.is_some()),
+            ("ai", self.ai.is_some()),
+        ];
+        let mut set = modes.iter().filter(|(_, on)| *on).map(|(name, _)| *name);
+        match (set.next(), set.next()) {
+            (None, _) => {
+                let fix = "set `echo: true`, `replay: FILE`, `replay_session: ID` or `ai: {..}`";
+                return Err(("echo", "the mock has no mode".into(), fix));
             }
-            (true, Some(_)) => {
-                return Err(("replay", "the mock has two modes, echo and replay".into(), "keep one of them"));
+            (Some(a), Some(b)) => {
+                return Err((b, format!("the mock has two modes, {a} and {b}"), "keep one of them"));
             }
-            _ => {}
+            (Some(_), None) => {}
+        }
+        if let Some(ai) = &self.ai {
+            ai.check()?;
         }
         if let Some(speed) = self.speed
             && !(speed.is_finite() && speed > 0.0 && speed <= 1e6)
@@ -238,7 +258,7 @@ impl MockSection {
                 "a positive number: 1.0 as recorded, 2.0 twice as fast",
             ));
         }
-        if self.replay.is_none() {
+        if self.replay.is_none() && self.replay_session.is_none() {
             for (field, set) in [("speed", self.speed.is_some()), ("loop", self.looped), ("seed", self.seed.is_some())]
             {
                 if set {
@@ -314,6 +334,15 @@ pub struct ProxySection {
     /// be reached (MockForge's proxy fallback); config file only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Box<MockSection>>,
+}
+
+/// `Config::default()` as JSON, with the sections that are unset by default (a mode
+/// such as `mock.ai`) filled in with their fields' defaults: what `config default`
+/// and `--help` show.
+pub fn documented_defaults() -> serde_json::Value {
+    let mut v = serde_json::to_value(Config::default()).unwrap_or_default();
+    ai::show_defaults(&mut v);
+    v
 }
 
 impl Default for Config {

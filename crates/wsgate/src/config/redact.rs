@@ -22,6 +22,12 @@ impl Config {
         }
         c.proxy.upstream = c.proxy.upstream.map(without_password);
         c.proxy.resolver_url = c.proxy.resolver_url.map(without_password);
+        let ais = std::iter::once(&mut c.mock.ai)
+            .chain(c.routes.iter_mut().filter_map(|r| r.mock.as_mut().map(|m| &mut m.ai)))
+            .flatten();
+        for ai in ais {
+            ai.url = ai.url.take().map(without_password);
+        }
         let hide = |s: &mut Option<String>| {
             if s.as_deref().is_some_and(|t| !t.is_empty()) {
                 *s = Some(REDACTED.into());

@@ -3,6 +3,7 @@
 //! reload (SIGHUP or `POST /api/reload`).
 
 mod plan;
+mod session_script;
 mod table;
 
 pub use plan::{Mode, RoutePlan, plan};

@@ -68,23 +68,26 @@ impl RoutePlan {
 
     /// Where it sends clients, for logs and `GET /api/routes`.
     pub fn target(&self) -> String {
-        let fallback = self.fallback.as_ref().map(|m| match &m.mode {
-            MockMode::Echo => " (fallback: mock echo)".to_owned(),
-            MockMode::Replay(r) => format!(" (fallback: mock replay {})", r.source),
-        });
+        let fallback = self.fallback.as_ref().map(|m| format!(" (fallback: mock {})", mock_target(&m.mode)));
         let target = match &self.handler {
             Handler::Proxy(p) => match (&p.resolver, &p.upstream) {
                 (Some(r), _) => format!("resolver {}", r.url),
                 (None, Some(u)) => u.to_string(),
                 (None, None) => String::new(),
             },
-            Handler::Mock(m) => match &m.mode {
-                MockMode::Echo => "echo".into(),
-                MockMode::Replay(r) => format!("replay {}", r.source),
-            },
+            Handler::Mock(m) => mock_target(&m.mode),
             Handler::Relay(r) => format!("rooms ({})", r.settings.protocol.as_str()),
         };
         target + fallback.as_deref().unwrap_or_default()
+    }
+}
+
+/// A mock's mode as `GET /api/routes` shows it.
+fn mock_target(mode: &MockMode) -> String {
+    match mode {
+        MockMode::Echo => "echo".into(),
+        MockMode::Replay(r) => format!("replay {}", r.source),
+        MockMode::Ai(a) => a.describe(),
     }
 }
 
@@ -141,10 +144,10 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
                     route_error(file.as_ref(), i, &format!("proxy.{field}"), msg, "point it at a readable PEM file")
                 })?))
             }
-            (None, Some(m)) => Handler::Mock(
-                mock_config(cfg, m, &name, &limits)
-                    .map_err(|msg| route_error(file.as_ref(), i, "mock.replay", msg, SCRIPT_FIX))?,
-            ),
+            (None, Some(m)) => Handler::Mock(mock_config(cfg, m, &name, &limits).map_err(|msg| {
+                let (field, fix) = mock_fault(m);
+                route_error(file.as_ref(), i, field, msg, fix)
+            })?),
             // Refused by `validate_routes` already; said again rather than panicking.
             (None, None) => {
                 let fix = "add `proxy: {upstream: ws://...}` or `mock: {echo: true}`";
@@ -214,8 +217,10 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         })?;
         plans.push(catch_all("relay", Handler::Relay(Box::new(relay))));
     } else if mode == Mode::Mock || (mode == Mode::Serve && cfg.mock.enabled()) {
-        let mock = mock_config(cfg, &cfg.mock, "mock", &top)
-            .map_err(|msg| crate::config::load_invalid(fig, "mock.replay", msg, Some(SCRIPT_FIX.into())))?;
+        let mock = mock_config(cfg, &cfg.mock, "mock", &top).map_err(|msg| {
+            let (field, fix) = mock_fault(&cfg.mock);
+            crate::config::load_invalid(fig, field, msg, Some(fix.into()))
+        })?;
         plans.push(catch_all("mock", Handler::Mock(mock)));
     }
     Ok(plans)
@@ -290,22 +295,41 @@ fn relay_config(
 /// What to do about a script the mock cannot play.
 const SCRIPT_FIX: &str = "fix the line named (docs/mock.md describes both script formats)";
 
+/// What to do about a stored session the mock cannot play.
+const SESSION_FIX: &str = "`wsgate history list` shows the sessions the store holds (--store names the store)";
+
+/// The field and fix of a mock route that cannot be built: its script, or its session.
+fn mock_fault(m: &MockSection) -> (&'static str, &'static str) {
+    if m.replay_session.is_some() { ("mock.replay_session", SESSION_FIX) } else { ("mock.replay", SCRIPT_FIX) }
+}
+
 /// A mock route's config; a replay's script is read and checked here, so a bad one
 /// stops the start (the message names the file and line).
 fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> Result<MockConfig, String> {
-    let mode = match &m.replay {
-        None => MockMode::Echo,
-        Some(path) => {
+    let replay = |source: String, script| {
+        MockMode::Replay(Arc::new(ReplaySettings {
+            source,
+            script,
+            speed: m.speed.unwrap_or(1.0),
+            looped: m.looped,
+            seed: m.seed,
+        }))
+    };
+    // One mode at most: `MockSection::check` said so.
+    let mode = match (&m.replay, &m.replay_session, &m.ai) {
+        (Some(path), _, _) => {
             let env = |name: &str| std::env::var(name).ok();
             let script = wsgate_mock::script::Script::load(path, &env).map_err(|e| e.to_string())?;
-            MockMode::Replay(Arc::new(ReplaySettings {
-                source: path.display().to_string(),
-                script,
-                speed: m.speed.unwrap_or(1.0),
-                looped: m.looped,
-                seed: m.seed,
-            }))
+            replay(path.display().to_string(), script)
         }
+        (None, Some(id), _) => replay(format!("session {id}"), super::session_script::load(cfg, id)?),
+        // Its settings were checked with the section (`config/ai.rs`); what is left
+        // to fail here is building the HTTP client.
+        (None, None, Some(ai)) => {
+            let settings = wsgate_mock::ai::AiSettings::new(ai.options()).map_err(|e| format!("mock.ai: {e}"))?;
+            MockMode::Ai(Arc::new(settings))
+        }
+        (None, None, None) => MockMode::Echo,
     };
     Ok(MockConfig {
         served: served(cfg, route, &m.subprotocols, limits),

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod ai;
 mod api_hostile;
 mod bounds;
 mod browser_guard;

@@ -221,6 +221,66 @@ async fn replay_of_a_proxied_sessions_export_gives_the_client_the_same_frames() 
 }
 
 #[tokio::test]
+async fn replay_session_plays_a_stored_session_straight_from_the_store() {
+    // Record: a real client through a recording proxy to an echo upstream, then the
+    // proxy stopped (its instance's lease released, the store file left).
+    let up = Upstream::echo().await;
+    let dir = TempDir::new();
+    let store = format!("sqlite://{}", dir.0.join("h.db").display());
+    let mut proxy = Gateway::proxy(&["--upstream", &up.url(), "--store", &store]).await;
+    let binary: Vec<u8> = (0..=255u8).collect();
+    let mut ws = client(&proxy, "/rec").await;
+    ws.send(TMessage::text("héllo")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "héllo");
+    ws.send(TMessage::Binary(binary.clone().into())).await.unwrap();
+    assert_eq!(next(&mut ws).await, TMessage::Binary(binary.clone().into()));
+    ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: CloseCode::Library(4001),
+        reason: "bye".into(),
+    }))
+    .await
+    .unwrap();
+    while let Some(Ok(_)) = within(ws.next()).await {}
+    let list = proxy.wait_sessions(|s| s.iter().any(|x| x["state"] == "DISCONNECTED")).await;
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    // Every frame stored (both closes) before the proxy goes.
+    eventually(|| async {
+        let body = reqwest::get(proxy.api(&format!("/api/sessions/{id}/export"))).await.ok()?.text().await.ok()?;
+        (body.matches("\"type\":\"close\"").count() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(proxy.terminate().await, 0);
+
+    // Replay it by id from the same store: the client says what it said, and gets
+    // what it got, byte for byte, then the close.
+    let gw = Gateway::mock(&["--replay-session", &id, "--store", &store]).await;
+    let mut ws = client(&gw, "/rec").await;
+    quiet_for(&mut ws, Duration::from_millis(100)).await;
+    ws.send(TMessage::text("héllo")).await.unwrap();
+    assert_eq!(next(&mut ws).await, TMessage::text("héllo"));
+    ws.send(TMessage::Binary(binary.clone().into())).await.unwrap();
+    assert_eq!(next(&mut ws).await, TMessage::Binary(binary.into()));
+    // The close the upstream sent, as recorded: its answer to the client's 4001
+    // "bye", with the code and no reason.
+    let TMessage::Close(Some(close)) = next(&mut ws).await else { panic!("expected a close") };
+    assert_eq!((close.code, close.reason.as_str()), (CloseCode::Library(4001), ""));
+    let routes = http_json(&gw.api("/api/routes")).await;
+    assert!(routes.to_string().contains(&format!("replay session {id}")), "{routes}");
+
+    // An id the store does not hold stops the start, naming the id and the store.
+    let unknown = "01a206cd-6717-76b2-92ae-5845a280f692";
+    let out = std::process::Command::new(bin())
+        .args(["mock", "--replay-session", unknown, "--store", &store])
+        .args(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(&format!("no session {unknown} in {store}")), "{stderr}");
+    assert!(stderr.contains("mock.replay_session"), "{stderr}");
+}
+
+#[tokio::test]
 async fn replay_refuses_a_bad_script_with_its_file_and_line() {
     let dir = TempDir::new();
     for (name, lines, says) in [
