@@ -4,14 +4,18 @@
 //! Modes: [`MockMode::Echo`] sends every text and binary message back unchanged —
 //! the conformance target for wsgate's server role; [`MockMode::Replay`] plays a
 //! script (`script.rs`: MockForge's lines or a wsgate transcript) on each session's
-//! own schedule (`replay.rs`), with templates (`template.rs`) and waits for client
-//! messages (`matcher.rs`). Rules build on the same [`Mock`] handler next.
+//! own schedule (`replay.rs`), with templates and waits for client messages
+//! (`wsgate_rules::template`, `wsgate_rules::matcher`); [`MockMode::Rules`] answers
+//! each client message by a rules file (`rules.rs` over `wsgate_rules::Conversation`).
 
 mod echo;
-pub mod matcher;
 mod replay;
+mod rules;
 pub mod script;
-pub mod template;
+
+/// Shared with the proxy, so they live in `wsgate-rules`; re-exported so the paths the
+/// replay mock has always had keep working.
+pub use wsgate_rules::{matcher, template};
 
 use std::sync::Arc;
 
@@ -25,6 +29,7 @@ use wsgate_session::{Endpoint, EndpointConfig, Served};
 
 pub use echo::Echo;
 pub use replay::{Replay, ReplaySettings};
+pub use rules::{RulesBehaviour, RulesSettings};
 /// Capacity of each mock session's command queue (inject/close): the one every
 /// session shares.
 pub use wsgate_core::COMMAND_QUEUE;
@@ -35,6 +40,8 @@ pub enum MockMode {
     Echo,
     /// Each session plays the script.
     Replay(Arc<ReplaySettings>),
+    /// Each client message is answered by the first rule that matches it.
+    Rules(Arc<RulesSettings>),
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +86,10 @@ impl Handler for Mock {
             MockMode::Replay(settings) => {
                 let settings = settings.clone();
                 self.endpoint.answer(&mut req, conn.peer, conn.permit, move |_| Replay::new(settings))
+            }
+            MockMode::Rules(settings) => {
+                let settings = settings.clone();
+                self.endpoint.answer(&mut req, conn.peer, conn.permit, move |info| RulesBehaviour::new(settings, info))
             }
         }
     }
