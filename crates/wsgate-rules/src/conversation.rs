@@ -325,3 +325,202 @@ fn rewrite(rw: &crate::rule::Rewrite, text: &str, seen: &Seen<'_>) -> Forward {
     }
     if replaced && current != text { Forward::Replace(Bytes::from(current.into_owned())) } else { Forward::Unchanged }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::Role;
+
+    fn rules(text: &str, role: Role) -> Arc<Rules> {
+        Arc::new(Rules::parse("r.yaml", text.as_bytes(), role, &|_| None).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn texts(answers: &[Answer]) -> Vec<String> {
+        answers.iter().map(|a| String::from_utf8(a.payload.to_vec()).unwrap()).collect()
+    }
+
+    fn say(c: &mut Conversation, text: &str) -> Reaction {
+        c.on_client(false, text.as_bytes())
+    }
+
+    fn up(c: &mut Conversation, text: &str) -> Transform {
+        c.transform(Flow::ToUpstream, false, &Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    fn down(c: &mut Conversation, text: &str) -> Transform {
+        c.transform(Flow::ToClient, false, &Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    const CHAT: &str = r#"
+rules:
+  - name: login
+    match: { regex: "^LOGIN (\\w+)$" }
+    capture: { user: "$1" }
+    set: { logged_in: true }
+    count: logins
+    respond:
+      - text: 'welcome {{state.user}} #{{state.logins}}'
+      - text: 'seq {{seq}}'
+        delay: 100ms
+      - base64: AQID
+        delay: 50ms
+    broadcast: 'joined {{$1}}'
+  - name: whoami
+    match: { regex: "^WHO$", state: { name: logged_in, equals: true } }
+    respond: '{{state.user}}'
+  - name: order
+    match: { json: "$.type", equals: order }
+    capture: { item: "$.item" }
+    respond: '{"ok":true,"item":{{state.item}},"n":{{$.n}}}'
+  - name: quit
+    match: { regex: "^QUIT" }
+    close: { code: 4000, reason: bye }
+fallback:
+  respond: [ { text: 'unknown command' } ]
+"#;
+
+    #[test]
+    fn first_match_wins_and_state_carries_across_messages() {
+        let mut c = Conversation::new(rules(CHAT, Role::Mock), Some(1));
+        let r = say(&mut c, "WHO");
+        assert_eq!(r.rule.as_deref(), Some("fallback"), "not logged in yet: the state condition fails");
+        assert_eq!(texts(&r.respond), ["unknown command"]);
+
+        let r = say(&mut c, "LOGIN ada");
+        assert_eq!(r.rule.as_deref(), Some("login"));
+        assert_eq!(texts(&r.respond)[..2], ["welcome ada #1", "seq 3"]);
+        assert_eq!(r.respond[2].payload, Bytes::from_static(&[1, 2, 3]));
+        assert!(r.respond[2].binary && !r.respond[0].binary);
+        let delays: Vec<u64> = r.respond.iter().map(|a| a.delay.as_millis() as u64).collect();
+        assert_eq!(delays, [0, 100, 150], "each delay after the answer before it");
+        assert_eq!(texts(&[r.broadcast.unwrap()]), ["joined ada"]);
+        assert_eq!(c.state("logged_in"), Some(&json!(true)));
+
+        assert_eq!(texts(&say(&mut c, "WHO").respond), ["ada"]);
+        let r = say(&mut c, "LOGIN bob");
+        assert_eq!(texts(&r.respond)[0], "welcome bob #2", "the counter counts");
+
+        let r = say(&mut c, r#"{"type":"order","item":{"id":7},"n":2.5}"#);
+        assert_eq!(texts(&r.respond), [r#"{"ok":true,"item":{"id":7},"n":2.5}"#]);
+        assert_eq!(say(&mut c, r#"{"type":"Order"}"#).rule.as_deref(), Some("fallback"));
+
+        let r = say(&mut c, "QUIT now");
+        assert_eq!(r.close, Some((4000, "bye".to_owned())));
+        assert!(r.respond.is_empty());
+    }
+
+    #[test]
+    fn no_fallback_no_answer() {
+        let mut c = Conversation::new(rules("rules:\n  - match: { regex: a }\n    respond: x\n", Role::Mock), None);
+        let r = say(&mut c, "b");
+        assert!(r.rule.is_none() && r.respond.is_empty() && r.close.is_none());
+    }
+
+    #[test]
+    fn binary_prefix_matches_binary_messages_only() {
+        let text = "rules:\n  - match: { binary_prefix: 'hex:0102' }\n    respond: bin\n";
+        let mut c = Conversation::new(rules(text, Role::Mock), None);
+        assert_eq!(c.on_client(true, &[1, 2, 3]).rule.as_deref(), Some("rule 1"));
+        assert!(c.on_client(true, &[1, 3]).rule.is_none());
+        assert!(c.on_client(false, &[1, 2, 3]).rule.is_none(), "a text message");
+    }
+
+    #[test]
+    fn same_seed_same_answers() {
+        let text = "rules:\n  - respond: '{{uuid}} {{randInt 1 1000000}}'\n";
+        let r = rules(text, Role::Mock);
+        let a = texts(&say(&mut Conversation::new(r.clone(), Some(9)), "x").respond);
+        let b = texts(&say(&mut Conversation::new(r.clone(), Some(9)), "x").respond);
+        let c = texts(&say(&mut Conversation::new(r, Some(10)), "x").respond);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    const PROXY: &str = r#"
+rules:
+  - name: hide
+    match: { json: "$.type", equals: login }
+    rewrite: { delete: ["$.password"], set: { "$.via": wsgate } }
+  - name: rename
+    direction: upstream
+    match: { regex: "colour" }
+    rewrite: { replace: { regex: "colou?r", with: "color" } }
+  - name: ping
+    direction: both
+    match: { regex: "^ping$" }
+    drop: true
+    respond: pong
+  - name: slow
+    match: { regex: "^slow" }
+    delay: 200ms
+  - name: count
+    match: { regex: "^tick" }
+    count: ticks
+  - name: enough
+    match: { regex: "^tock", state: { name: ticks, equals: 2 } }
+    close: { code: 1008, reason: "too many" }
+"#;
+
+    #[test]
+    fn proxy_transforms() {
+        let mut c = Conversation::new(rules(PROXY, Role::Proxy), None);
+        let t = up(&mut c, r#"{"type":"login","user":"ada","password":"s3cret"}"#);
+        assert_eq!(t.rule.as_deref(), Some("hide"));
+        let Forward::Replace(b) = &t.forward else { panic!("{t:?}") };
+        let v: Value = serde_json::from_slice(b).unwrap();
+        assert_eq!(v, json!({"type": "login", "user": "ada", "via": "wsgate"}));
+
+        let t = down(&mut c, "the colour is red");
+        assert_eq!(t.rule.as_deref(), Some("rename"));
+        assert_eq!(t.forward, Forward::Replace(Bytes::from_static(b"the color is red")));
+        assert!(!up(&mut c, "the colour").applied(), "the rule sees the upstream's messages only");
+
+        for t in [up(&mut c, "ping"), down(&mut c, "ping")] {
+            assert_eq!((t.rule.as_deref(), &t.forward), (Some("ping"), &Forward::Drop));
+            assert_eq!(texts(&t.answers), ["pong"], "answered in place");
+        }
+
+        let t = up(&mut c, "slow down");
+        assert_eq!((t.forward.clone(), t.delay), (Forward::Unchanged, Some(Duration::from_millis(200))));
+
+        assert!(up(&mut c, "tock").rule.is_none(), "no ticks yet");
+        up(&mut c, "tick");
+        up(&mut c, "tick");
+        let t = up(&mut c, "tock");
+        assert_eq!(t.close, Some((1008, "too many".to_owned())));
+    }
+
+    #[test]
+    fn proxy_leaves_what_it_cannot_rewrite() {
+        let mut c = Conversation::new(rules(PROXY, Role::Proxy), None);
+        let t = c.transform(Flow::ToUpstream, true, &Bytes::from_static(br#"{"type":"login","password":1}"#));
+        assert_eq!(
+            (t.rule.as_deref(), t.forward),
+            (Some("hide"), Forward::Unchanged),
+            "binary: matched, not rewritten"
+        );
+        let t = down(&mut c, "no change here");
+        assert_eq!(t.forward, Forward::Unchanged);
+        assert!(t.rule.is_none());
+        let text = "rules:\n  - rewrite: { set: { '$.x': 1 } }\n";
+        let mut c = Conversation::new(rules(text, Role::Proxy), None);
+        assert_eq!(up(&mut c, "not json").forward, Forward::Unchanged);
+        assert_eq!(up(&mut c, r#"{"x":1}"#).forward, Forward::Unchanged, "set to what it was");
+    }
+
+    #[test]
+    fn no_match_allocates_nothing_and_parses_no_json() {
+        // A no-op rule that never matches: the proxy's fast path.
+        let text = "rules:\n  - match: { regex: '^never$' }\n    drop: true\n";
+        let mut c = Conversation::new(rules(text, Role::Proxy), None);
+        let payload = Bytes::from_static(br#"{"type":"x"}"#);
+        let t = c.transform(Flow::ToUpstream, false, &payload);
+        assert!(t.rule.is_none() && t.answers.capacity() == 0 && t.forward == Forward::Unchanged);
+        let seen = Seen::new(false, &payload);
+        assert!(find(&c.rules, &c.state, Flow::ToUpstream, &seen).is_none());
+        assert!(seen.json.get().is_none(), "no rule asked for JSON");
+        assert!(!c.rules.sees(Flow::ToClient), "nothing to look at upstream → client");
+    }
+}

@@ -1,4 +1,4 @@
-//! `wsgate mock --echo | --replay FILE` — sessions answered by wsgate itself: the top-level `mock:`
+//! `wsgate mock --echo | --replay FILE | --rules FILE` — sessions answered by wsgate itself: the top-level `mock:`
 //! section as a catch-all route, after any `routes:` the config declares.
 
 use std::process::ExitCode;
@@ -18,7 +18,11 @@ pub fn exec(args: MockArgs, m: &ArgMatches) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let mode = if cfg.mock.replay.is_some() { "mode=replay" } else { "mode=echo" };
+    let mode = match (&cfg.mock.replay, &cfg.mock.rules) {
+        (_, Some(_)) => "mode=rules",
+        (Some(_), None) => "mode=replay",
+        (None, None) => "mode=echo",
+    };
     let run = async move { run_routes(&cfg, "mock", mode, Routes { plans, tls, sources, mode: Mode::Mock }).await };
     super::serve("mock", run)
 }

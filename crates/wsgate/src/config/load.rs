@@ -30,6 +30,8 @@ const TEXT_KEYS: &[&str] = &[
     "proxy.forward_headers",
     "mock.subprotocols",
     "mock.replay",
+    "mock.rules",
+    "proxy.rules",
     "store.url",
     "store.payloads",
     "store.redact_headers",
@@ -349,7 +351,7 @@ impl Config {
                 field: "mock.echo".into(),
                 origin: "nowhere (no mode is set)".into(),
                 message: "the mock needs a mode".into(),
-                fix: "pass --echo or --replay FILE (or WSGATE_ECHO=true, WSGATE_REPLAY=FILE, mock.echo / mock.replay in the config file)".into(),
+                fix: "pass --echo, --replay FILE or --rules FILE (or WSGATE_ECHO=true, WSGATE_REPLAY=FILE, WSGATE_RULES=FILE, mock.echo / mock.replay / mock.rules in the config file)".into(),
             });
         }
         self.mock.check().map_err(|(field, msg, fix)| invalid(fig, &format!("mock.{field}"), msg, Some(fix.into())))?;

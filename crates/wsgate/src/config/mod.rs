@@ -197,6 +197,8 @@ pub struct MockSection {
     pub echo: bool,
     /// Play this script to every session (MockForge lines or a wsgate transcript).
     pub replay: Option<std::path::PathBuf>,
+    /// Answer each client message by the first matching rule of this file (docs/rules.md).
+    pub rules: Option<std::path::PathBuf>,
     /// The replay's schedule speed (1.0 when unset).
     pub speed: Option<f64>,
     /// Start the script over after its last step.
@@ -211,19 +213,29 @@ pub struct MockSection {
 impl MockSection {
     /// Whether a mode is set.
     pub fn enabled(&self) -> bool {
-        self.echo || self.replay.is_some()
+        self.echo || self.replay.is_some() || self.rules.is_some()
     }
 
     /// One mode, and settings that fit it: `(field, message, fix)` otherwise.
     pub fn check(&self) -> Result<(), (&'static str, String, &'static str)> {
-        match (self.echo, &self.replay) {
-            (false, None) => {
-                return Err(("echo", "the mock has no mode".into(), "set `echo: true` or `replay: FILE`"));
+        let modes: Vec<&str> =
+            [("echo", self.echo), ("replay", self.replay.is_some()), ("rules", self.rules.is_some())]
+                .into_iter()
+                .filter_map(|(name, set)| set.then_some(name))
+                .collect();
+        match modes.as_slice() {
+            [] => {
+                return Err((
+                    "echo",
+                    "the mock has no mode".into(),
+                    "set `echo: true`, `replay: FILE` or `rules: FILE`",
+                ));
             }
-            (true, Some(_)) => {
-                return Err(("replay", "the mock has two modes, echo and replay".into(), "keep one of them"));
+            [_] => {}
+            [_, second, ..] => {
+                let field = if *second == "replay" { "replay" } else { "rules" };
+                return Err((field, format!("the mock has several modes: {}", modes.join(", ")), "keep one of them"));
             }
-            _ => {}
         }
         if let Some(speed) = self.speed
             && !(speed.is_finite() && speed > 0.0 && speed <= 1e6)
@@ -234,9 +246,15 @@ impl MockSection {
                 "a positive number: 1.0 as recorded, 2.0 twice as fast",
             ));
         }
+        if self.replay.is_none() && self.rules.is_none() && self.seed.is_some() {
+            return Err((
+                "seed",
+                "`seed` applies to a replay or rules".into(),
+                "add --replay FILE or --rules FILE, or drop it",
+            ));
+        }
         if self.replay.is_none() {
-            for (field, set) in [("speed", self.speed.is_some()), ("loop", self.looped), ("seed", self.seed.is_some())]
-            {
+            for (field, set) in [("speed", self.speed.is_some()), ("loop", self.looped)] {
                 if set {
                     return Err((
                         field,
@@ -306,6 +324,8 @@ pub struct ProxySection {
     /// Tell refused clients why the upstream failed (URL, DNS/TLS error) instead of a
     /// generic reason; the detail is always in the session record and the logs.
     pub expose_errors: bool,
+    /// Rules (YAML) transforming what the route forwards (docs/rules.md).
+    pub rules: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -369,6 +389,7 @@ impl Default for ProxySection {
             upstream_ca: None,
             connect_timeout: Duration::from_secs(10),
             expose_errors: false,
+            rules: None,
         }
     }
 }

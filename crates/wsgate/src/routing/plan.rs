@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use wsgate_listener::{ListenerConfig, PathPattern};
-use wsgate_mock::{MockConfig, MockMode, ReplaySettings};
+use wsgate_mock::{MockConfig, MockMode, ReplaySettings, RulesSettings};
 use wsgate_proxy::{ProxyConfig, QueueConfig, ResolverConfig};
 use wsgate_relay::RelayConfig;
 use wsgate_session::Served;
@@ -73,6 +73,7 @@ impl RoutePlan {
             Handler::Mock(m) => match &m.mode {
                 MockMode::Echo => "echo".into(),
                 MockMode::Replay(r) => format!("replay {}", r.source),
+                MockMode::Rules(r) => format!("rules {}", r.rules.source),
             },
             Handler::Relay(r) => format!("rooms ({})", r.settings.protocol.as_str()),
         }
@@ -122,12 +123,13 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             }
             (Some(p), _) => {
                 Handler::Proxy(Box::new(proxy_config(cfg, p, &name, &limits).map_err(|(field, msg)| {
-                    route_error(file.as_ref(), i, &format!("proxy.{field}"), msg, "point it at a readable PEM file")
+                    let fix = if field == "rules" { RULES_FIX } else { "point it at a readable PEM file" };
+                    route_error(file.as_ref(), i, &format!("proxy.{field}"), msg, fix)
                 })?))
             }
             (None, Some(m)) => Handler::Mock(
                 mock_config(cfg, m, &name, &limits)
-                    .map_err(|msg| route_error(file.as_ref(), i, "mock.replay", msg, SCRIPT_FIX))?,
+                    .map_err(|(field, msg, fix)| route_error(file.as_ref(), i, &format!("mock.{field}"), msg, fix))?,
             ),
             // Refused by `validate_routes` already; said again rather than panicking.
             (None, None) => {
@@ -162,7 +164,10 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             Some("declare them as `routes:` with their own paths, or keep one".into()),
         ));
     }
-    let invalid = |field: &str, msg: String| crate::config::load_invalid(fig, &format!("proxy.{field}"), msg, None);
+    let invalid = |field: &str, msg: String| {
+        let fix = (field == "rules").then(|| RULES_FIX.to_owned());
+        crate::config::load_invalid(fig, &format!("proxy.{field}"), msg, fix)
+    };
     if mode == Mode::Proxy || (mode == Mode::Serve && proxy_set) {
         let p = proxy_config(cfg, &cfg.proxy, "default", &top).map_err(|(f, m)| invalid(f, m))?;
         plans.push(catch_all("default", Handler::Proxy(Box::new(p))));
@@ -172,8 +177,9 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         })?;
         plans.push(catch_all("relay", Handler::Relay(Box::new(relay))));
     } else if mode == Mode::Mock || (mode == Mode::Serve && cfg.mock.enabled()) {
-        let mock = mock_config(cfg, &cfg.mock, "mock", &top)
-            .map_err(|msg| crate::config::load_invalid(fig, "mock.replay", msg, Some(SCRIPT_FIX.into())))?;
+        let mock = mock_config(cfg, &cfg.mock, "mock", &top).map_err(|(field, msg, fix)| {
+            crate::config::load_invalid(fig, &format!("mock.{field}"), msg, Some(fix.into()))
+        })?;
         plans.push(catch_all("mock", Handler::Mock(mock)));
     }
     Ok(plans)
@@ -212,6 +218,10 @@ fn proxy_config(
     pc.handshake_timeout = cfg.limits.handshake_timeout;
     pc.deflate = cfg.deflate.policy();
     pc.expose_errors = p.expose_errors;
+    pc.rules = match &p.rules {
+        Some(path) => Some(Arc::new(load_rules(path, wsgate_rules::Role::Proxy).map_err(|m| ("rules", m))?)),
+        None => None,
+    };
     Ok(pc)
 }
 
@@ -246,14 +256,34 @@ fn relay_config(
 /// What to do about a script the mock cannot play.
 const SCRIPT_FIX: &str = "fix the line named (docs/mock.md describes both script formats)";
 
-/// A mock route's config; a replay's script is read and checked here, so a bad one
-/// stops the start (the message names the file and line).
-fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> Result<MockConfig, String> {
-    let mode = match &m.replay {
-        None => MockMode::Echo,
-        Some(path) => {
+/// What to do about a rules file wsgate cannot use.
+const RULES_FIX: &str = "fix what the line and column name (docs/rules.md describes the format)";
+
+/// Reads and checks a rules file for `role`; the error is its `file:line:column: what`.
+fn load_rules(path: &std::path::Path, role: wsgate_rules::Role) -> Result<wsgate_rules::Rules, String> {
+    let env = |name: &str| std::env::var(name).ok();
+    wsgate_rules::Rules::load(path, role, &env).map_err(|e| e.to_string())
+}
+
+/// A mock route's config; a replay's script or a rules file is read and checked here,
+/// so a bad one stops the start (the message names the file, line and, for rules,
+/// column). The error is `(field, message, fix)`.
+fn mock_config(
+    cfg: &Config,
+    m: &MockSection,
+    route: &str,
+    limits: &Limits,
+) -> Result<MockConfig, (&'static str, String, &'static str)> {
+    let mode = match (&m.replay, &m.rules) {
+        (_, Some(path)) => {
+            let rules = load_rules(path, wsgate_rules::Role::Mock).map_err(|msg| ("rules", msg, RULES_FIX))?;
+            MockMode::Rules(Arc::new(RulesSettings::new(Arc::new(rules), m.seed)))
+        }
+        (None, None) => MockMode::Echo,
+        (Some(path), None) => {
             let env = |name: &str| std::env::var(name).ok();
-            let script = wsgate_mock::script::Script::load(path, &env).map_err(|e| e.to_string())?;
+            let script =
+                wsgate_mock::script::Script::load(path, &env).map_err(|e| ("replay", e.to_string(), SCRIPT_FIX))?;
             MockMode::Replay(Arc::new(ReplaySettings {
                 source: path.display().to_string(),
                 script,
