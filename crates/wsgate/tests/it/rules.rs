@@ -197,7 +197,8 @@ async fn a_seed_repeats_random_answers() {
 #[tokio::test]
 async fn a_serve_route_runs_rules_beside_others() {
     let dir = TempDir::new();
-    let file = rules_file(&dir, "api.yaml", "rules:\n  - match: { regex: '^hi$' }\n    respond: 'hi {{randInt 1 1000000}}'\n");
+    let file =
+        rules_file(&dir, "api.yaml", "rules:\n  - match: { regex: '^hi$' }\n    respond: 'hi {{randInt 1 1000000}}'\n");
     let yaml = format!(
         "store: {{enabled: false}}\nroutes:\n  - name: api\n    path: /api\n    mock: {{rules: {file:?}, seed: 7}}\n  - name: echo\n    path: /echo\n    mock: {{echo: true}}\n"
     );
