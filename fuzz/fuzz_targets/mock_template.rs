@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
 
     let render = |last_match: Option<&serde_json::Value>| {
         let mut rng = fastrand::Rng::with_seed(SEED);
-        template.render(&mut RenderContext { rng: &mut rng, now, seq, last_match })
+        template.render(&mut RenderContext { rng: &mut rng, now, seq, last_match, state: &[], groups: None })
     };
     let first = render(last.as_ref());
     assert_eq!(first, render(last.as_ref()), "the same seed rendered differently");

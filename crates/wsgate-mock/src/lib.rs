@@ -4,18 +4,22 @@
 //! Modes: [`MockMode::Echo`] sends every text and binary message back unchanged —
 //! the conformance target for wsgate's server role; [`MockMode::Replay`] plays a
 //! script (`script.rs`: MockForge's lines or a wsgate transcript) on each session's
-//! own schedule (`replay.rs`), with templates (`template.rs`) and waits for client
-//! messages (`matcher.rs`); [`MockMode::Ai`] sends each session a stream of JSON
-//! events an OpenAI-compatible chat-completions endpoint generates from the route's
-//! narrative, at the route's rate (`ai/`). Rules build on the same [`Mock`] handler
-//! next.
+//! own schedule (`replay.rs`), with templates and waits for client messages
+//! (`wsgate_rules::template`, `wsgate_rules::matcher`); [`MockMode::Rules`] answers
+//! each client message by a rules file (`rules.rs` over `wsgate_rules::Conversation`);
+//! [`MockMode::Ai`] sends each session a stream of JSON events an OpenAI-compatible
+//! chat-completions endpoint generates from the route's narrative, at the route's
+//! rate (`ai/`).
 
 pub mod ai;
 mod echo;
-pub mod matcher;
 mod replay;
+mod rules;
 pub mod script;
-pub mod template;
+
+/// Shared with the proxy, so they live in `wsgate-rules`; re-exported so the paths the
+/// replay mock has always had keep working.
+pub use wsgate_rules::{matcher, template};
 
 use std::sync::Arc;
 
@@ -29,6 +33,7 @@ use wsgate_session::{Endpoint, EndpointConfig, Served};
 
 pub use echo::Echo;
 pub use replay::{Replay, ReplaySettings};
+pub use rules::{RulesBehaviour, RulesSettings};
 /// Capacity of each mock session's command queue (inject/close): the one every
 /// session shares.
 pub use wsgate_core::COMMAND_QUEUE;
@@ -41,6 +46,8 @@ pub enum MockMode {
     Replay(Arc<ReplaySettings>),
     /// Each session gets a generated event stream.
     Ai(Arc<ai::AiSettings>),
+    /// Each client message is answered by the first rule that matches it.
+    Rules(Arc<RulesSettings>),
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +97,10 @@ impl Handler for Mock {
                 let (settings, tracker) = (settings.clone(), self.endpoint.tracker.clone());
                 self.endpoint
                     .answer(&mut req, conn.peer, conn.permit, move |info| ai::AiStream::new(settings, info, tracker))
+            }
+            MockMode::Rules(settings) => {
+                let settings = settings.clone();
+                self.endpoint.answer(&mut req, conn.peer, conn.permit, move |info| RulesBehaviour::new(settings, info))
             }
         }
     }

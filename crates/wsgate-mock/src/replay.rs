@@ -18,7 +18,7 @@ use wsgate_protocol::Message;
 use wsgate_session::{Behaviour, HIGH_WATER, Outbox};
 
 use crate::script::{Action, OnTimeout, Script, Step, Wait};
-use crate::template::RenderContext;
+use wsgate_rules::template::RenderContext;
 
 /// Client messages kept for a wait that has not come yet; older ones go first.
 const INBOX: usize = 1024;
@@ -117,6 +117,8 @@ impl Replay {
                         now: chrono::Utc::now(),
                         seq: self.sent,
                         last_match: self.last_match.as_ref(),
+                        state: &[],
+                        groups: None,
                     };
                     out.send(Message::text(t.render(&mut cx)));
                 }

@@ -30,8 +30,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use wsgate_transcript::{Line, Payload};
 
-use crate::matcher::Matcher;
-use crate::template::Template;
+use wsgate_rules::matcher::Matcher;
+use wsgate_rules::template::Template;
 
 /// A line longer than this is refused (a transcript's own limit is 64 MiB).
 const MAX_LINE: usize = 64 << 20;

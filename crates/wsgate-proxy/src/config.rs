@@ -82,6 +82,9 @@ pub struct ProxyConfig {
     /// the session record and the logs; the client is told only that the upstream is
     /// unavailable and which session to look up.
     pub expose_errors: bool,
+    /// Rules that transform the frames this route forwards (`wsgate_rules`, loaded and
+    /// checked for the proxy role at start); `None`: every frame unchanged.
+    pub rules: Option<Arc<wsgate_rules::Rules>>,
 }
 
 impl ProxyConfig {
@@ -108,6 +111,7 @@ impl ProxyConfig {
             listener_tls: None,
             deflate: None,
             expose_errors: false,
+            rules: None,
         }
     }
 }

@@ -329,6 +329,9 @@ pub struct ProxyOnly {
     /// Resolver retries before falling back.
     #[arg(long, env = "WSGATE_RESOLVER_RETRIES", value_name = "N")]
     pub resolver_retries: Option<String>,
+    /// Rules file (YAML) transforming what the proxy forwards (docs/rules.md).
+    #[arg(long, env = "WSGATE_PROXY_RULES", value_name = "FILE")]
+    pub proxy_rules: Option<std::path::PathBuf>,
     /// Accept clients at once and queue their messages until the upstream is connected.
     #[arg(long, env = "WSGATE_ACCEPT_EARLY")]
     pub accept_early: bool,
@@ -386,13 +389,16 @@ pub struct MockArgs {
     /// `wsgate history list` shows it.
     #[arg(long, env = "WSGATE_REPLAY_SESSION", value_name = "ID")]
     pub replay_session: Option<String>,
+    /// Answer each client message by the first matching rule of this YAML file (docs/rules.md).
+    #[arg(long, env = "WSGATE_RULES", value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
     /// Replay schedule speed (2.0 plays twice as fast).
     #[arg(long, env = "WSGATE_SPEED", value_name = "X")]
     pub speed: Option<f64>,
     /// Start the script over after its last step.
     #[arg(long = "loop", id = "loop", env = "WSGATE_LOOP")]
     pub looped: bool,
-    /// Seed for random template values ({{uuid}}, {{randInt}}), so runs repeat.
+    /// Seed for random template values ({{uuid}}, {{randInt}}) of a replay or rules, so runs repeat.
     #[arg(long, env = "WSGATE_SEED", value_name = "N")]
     pub seed: Option<u64>,
     /// Send each session JSON events an OpenAI-compatible model generates from this

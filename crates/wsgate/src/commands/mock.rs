@@ -1,4 +1,4 @@
-//! `wsgate mock --echo | --replay FILE | --replay-session ID | --ai-narrative TEXT ...` — sessions answered by wsgate itself: the top-level `mock:`
+//! `wsgate mock --echo | --replay FILE | --replay-session ID | --rules FILE | --ai-narrative TEXT ...` — sessions answered by wsgate itself: the top-level `mock:`
 //! section as a catch-all route, after any `routes:` the config declares.
 
 use std::process::ExitCode;
@@ -19,6 +19,7 @@ pub fn exec(args: MockArgs, m: &ArgMatches) -> ExitCode {
         Err(code) => return code,
     };
     let mode = match (&cfg.mock.replay, &cfg.mock.ai) {
+        _ if cfg.mock.rules.is_some() => "mode=rules",
         (Some(_), _) => "mode=replay",
         _ if cfg.mock.replay_session.is_some() => "mode=replay",
         (None, Some(_)) => "mode=ai",

@@ -62,13 +62,15 @@ keys! {
     "proxy.strip_prefix", "strip-prefix", "Removed from the front of the client's path before it is appended to the upstream (/api: /api/orders goes to upstream/orders).";
     "proxy.upstream_ca", "upstream-ca", "Extra CA certificate (PEM) trusted for wss:// upstreams, besides the system roots.";
     "proxy.connect_timeout", "connect-timeout", "DNS + TCP + TLS + upgrade towards the upstream.";
+    "proxy.rules", "proxy-rules", "Rules file (YAML) whose rules transform what the proxy forwards: rewrite, drop, delay or answer a matching message (docs/rules.md).";
     "proxy.expose_errors", "expose-upstream-errors", "Tell a client refused with 502/504 why (upstream URL, DNS/TLS error) instead of a generic reason; the detail is always in the session record and the logs.";
     "mock.echo", "echo", "wsgate mock: echo every text and binary message back unchanged.";
     "mock.replay", "replay", "wsgate mock: play this script to every session: MockForge JSONL lines or a wsgate transcript (docs/mock.md).";
     "mock.replay_session", "replay-session", "wsgate mock: play this stored session (its id in the configured store) to every session, as --replay plays its export (docs/mock.md).";
+    "mock.rules", "rules", "wsgate mock: answer each client message by the first matching rule of this YAML file: respond, broadcast, close, with per-session state (docs/rules.md).";
     "mock.speed", "speed", "wsgate mock --replay: schedule speed (2.0 plays twice as fast; default 1.0).";
     "mock.loop", "loop", "wsgate mock --replay: start the script over after its last step.";
-    "mock.seed", "seed", "wsgate mock --replay: seed for every random template value ({{uuid}}, {{randInt}}), so runs repeat.";
+    "mock.seed", "seed", "wsgate mock --replay or --rules: seed for every random template value ({{uuid}}, {{randInt}}), so runs repeat.";
     "mock.subprotocols", "subprotocol", "wsgate mock: a subprotocol to accept (repeatable).";
     "mock.ai.narrative", "ai-narrative", "wsgate mock: send each session a stream of JSON events an OpenAI-compatible model generates from this narrative (docs/mock.md, Generated event streams).";
     "mock.ai.url", "ai-url", "wsgate mock --ai-narrative: the chat-completions API's base URL, e.g. https://api.openai.com/v1 (/chat/completions is appended unless the URL ends with it).";

@@ -36,6 +36,8 @@ const TEXT_KEYS: &[&str] = &[
     "mock.ai.api_key_env",
     "mock.ai.narrative",
     "mock.ai.record",
+    "mock.rules",
+    "proxy.rules",
     "store.url",
     "store.payloads",
     "store.redact_headers",
@@ -359,7 +361,7 @@ impl Config {
                 field: "mock.echo".into(),
                 origin: "nowhere (no mode is set)".into(),
                 message: "the mock needs a mode".into(),
-                fix: "pass --echo, --replay FILE, --replay-session ID or --ai-narrative TEXT (or WSGATE_ECHO=true, WSGATE_REPLAY=FILE, mock.echo / mock.replay / mock.replay_session / mock.ai in the config file)".into(),
+                fix: "pass --echo, --replay FILE, --replay-session ID, --rules FILE or --ai-narrative TEXT (or WSGATE_ECHO=true, WSGATE_REPLAY=FILE, WSGATE_RULES=FILE, mock.echo / mock.replay / mock.replay_session / mock.rules / mock.ai in the config file)".into(),
             });
         }
         self.mock.check().map_err(|(field, msg, fix)| invalid(fig, &format!("mock.{field}"), msg, Some(fix.into())))?;

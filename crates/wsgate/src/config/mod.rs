@@ -207,6 +207,8 @@ pub struct MockSection {
     /// as `replay` plays its export.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay_session: Option<String>,
+    /// Answer each client message by the first matching rule of this file (docs/rules.md).
+    pub rules: Option<std::path::PathBuf>,
     /// The replay's schedule speed (1.0 when unset).
     pub speed: Option<f64>,
     /// Start the script over after its last step.
@@ -224,7 +226,7 @@ pub struct MockSection {
 impl MockSection {
     /// Whether a mode is set.
     pub fn enabled(&self) -> bool {
-        self.echo || self.replay.is_some() || self.replay_session.is_some() || self.ai.is_some()
+        self.echo || self.replay.is_some() || self.replay_session.is_some() || self.ai.is_some() || self.rules.is_some()
     }
 
     /// One mode, and settings that fit it: `(field, message, fix)` otherwise.
@@ -234,11 +236,12 @@ impl MockSection {
             ("replay", self.replay.is_some()),
             ("replay_session", self.replay_session.is_some()),
             ("ai", self.ai.is_some()),
+            ("rules", self.rules.is_some()),
         ];
         let mut set = modes.iter().filter(|(_, on)| *on).map(|(name, _)| *name);
         match (set.next(), set.next()) {
             (None, _) => {
-                let fix = "set `echo: true`, `replay: FILE`, `replay_session: ID` or `ai: {..}`";
+                let fix = "set `echo: true`, `replay: FILE`, `replay_session: ID`, `rules: FILE` or `ai: {..}`";
                 return Err(("echo", "the mock has no mode".into(), fix));
             }
             (Some(a), Some(b)) => {
@@ -258,9 +261,15 @@ impl MockSection {
                 "a positive number: 1.0 as recorded, 2.0 twice as fast",
             ));
         }
+        if self.replay.is_none() && self.replay_session.is_none() && self.rules.is_none() && self.seed.is_some() {
+            return Err((
+                "seed",
+                "`seed` applies to a replay or rules".into(),
+                "add --replay FILE or --rules FILE, or drop it",
+            ));
+        }
         if self.replay.is_none() && self.replay_session.is_none() {
-            for (field, set) in [("speed", self.speed.is_some()), ("loop", self.looped), ("seed", self.seed.is_some())]
-            {
+            for (field, set) in [("speed", self.speed.is_some()), ("loop", self.looped)] {
                 if set {
                     return Err((
                         field,
@@ -334,6 +343,8 @@ pub struct ProxySection {
     /// be reached (MockForge's proxy fallback); config file only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Box<MockSection>>,
+    /// Rules (YAML) transforming what the route forwards (docs/rules.md).
+    pub rules: Option<PathBuf>,
 }
 
 /// `Config::default()` as JSON, with the sections that are unset by default (a mode
@@ -408,6 +419,7 @@ impl Default for ProxySection {
             connect_timeout: Duration::from_secs(10),
             expose_errors: false,
             fallback: None,
+            rules: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use wsgate_listener::{ListenerConfig, PathPattern};
-use wsgate_mock::{MockConfig, MockMode, ReplaySettings};
+use wsgate_mock::{MockConfig, MockMode, ReplaySettings, RulesSettings};
 use wsgate_proxy::{ProxyConfig, QueueConfig, ResolverConfig};
 use wsgate_relay::RelayConfig;
 use wsgate_session::Served;
@@ -88,6 +88,7 @@ fn mock_target(mode: &MockMode) -> String {
         MockMode::Echo => "echo".into(),
         MockMode::Replay(r) => format!("replay {}", r.source),
         MockMode::Ai(a) => a.describe(),
+        MockMode::Rules(r) => format!("rules {}", r.rules.source),
     }
 }
 
@@ -141,13 +142,14 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             }
             (Some(p), _) => {
                 Handler::Proxy(Box::new(proxy_config(cfg, p, &name, &limits).map_err(|(field, msg)| {
-                    route_error(file.as_ref(), i, &format!("proxy.{field}"), msg, "point it at a readable PEM file")
+                    let fix = if field == "rules" { RULES_FIX } else { "point it at a readable PEM file" };
+                    route_error(file.as_ref(), i, &format!("proxy.{field}"), msg, fix)
                 })?))
             }
-            (None, Some(m)) => Handler::Mock(mock_config(cfg, m, &name, &limits).map_err(|msg| {
-                let (field, fix) = mock_fault(m);
-                route_error(file.as_ref(), i, field, msg, fix)
-            })?),
+            (None, Some(m)) => Handler::Mock(
+                mock_config(cfg, m, &name, &limits)
+                    .map_err(|(field, msg, fix)| route_error(file.as_ref(), i, &format!("mock.{field}"), msg, fix))?,
+            ),
             // Refused by `validate_routes` already; said again rather than panicking.
             (None, None) => {
                 let fix = "add `proxy: {upstream: ws://...}` or `mock: {echo: true}`";
@@ -155,10 +157,9 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             }
         };
         let fallback = match r.proxy.as_ref().and_then(|p| p.fallback.as_deref()) {
-            Some(m) => Some(
-                mock_config(cfg, m, &name, &limits)
-                    .map_err(|msg| route_error(file.as_ref(), i, "proxy.fallback.replay", msg, SCRIPT_FIX))?,
-            ),
+            Some(m) => Some(mock_config(cfg, m, &name, &limits).map_err(|(field, msg, fix)| {
+                route_error(file.as_ref(), i, &format!("proxy.fallback.{field}"), msg, fix)
+            })?),
             None => None,
         };
         plans.push(RoutePlan {
@@ -201,12 +202,15 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
             crate::config::load_invalid(fig, &format!("faults.{}", e.field), e.problem, Some(e.fix.into()))
         })?;
     }
-    let invalid = |field: &str, msg: String| crate::config::load_invalid(fig, &format!("proxy.{field}"), msg, None);
+    let invalid = |field: &str, msg: String| {
+        let fix = (field == "rules").then(|| RULES_FIX.to_owned());
+        crate::config::load_invalid(fig, &format!("proxy.{field}"), msg, fix)
+    };
     if mode == Mode::Proxy || (mode == Mode::Serve && proxy_set) {
         let p = proxy_config(cfg, &cfg.proxy, "default", &top).map_err(|(f, m)| invalid(f, m))?;
         let fallback = match cfg.proxy.fallback.as_deref() {
-            Some(m) => Some(mock_config(cfg, m, "default", &top).map_err(|msg| {
-                crate::config::load_invalid(fig, "proxy.fallback.replay", msg, Some(SCRIPT_FIX.into()))
+            Some(m) => Some(mock_config(cfg, m, "default", &top).map_err(|(field, msg, fix)| {
+                crate::config::load_invalid(fig, &format!("proxy.fallback.{field}"), msg, Some(fix.into()))
             })?),
             None => None,
         };
@@ -217,9 +221,8 @@ pub fn plan(cfg: &Config, fig: &Figment, mode: Mode) -> Result<Vec<RoutePlan>, C
         })?;
         plans.push(catch_all("relay", Handler::Relay(Box::new(relay))));
     } else if mode == Mode::Mock || (mode == Mode::Serve && cfg.mock.enabled()) {
-        let mock = mock_config(cfg, &cfg.mock, "mock", &top).map_err(|msg| {
-            let (field, fix) = mock_fault(&cfg.mock);
-            crate::config::load_invalid(fig, field, msg, Some(fix.into()))
+        let mock = mock_config(cfg, &cfg.mock, "mock", &top).map_err(|(field, msg, fix)| {
+            crate::config::load_invalid(fig, &format!("mock.{field}"), msg, Some(fix.into()))
         })?;
         plans.push(catch_all("mock", Handler::Mock(mock)));
     }
@@ -259,6 +262,10 @@ fn proxy_config(
     pc.handshake_timeout = cfg.limits.handshake_timeout;
     pc.deflate = cfg.deflate.policy();
     pc.expose_errors = p.expose_errors;
+    pc.rules = match &p.rules {
+        Some(path) => Some(Arc::new(load_rules(path, wsgate_rules::Role::Proxy).map_err(|m| ("rules", m))?)),
+        None => None,
+    };
     Ok(pc)
 }
 
@@ -298,14 +305,27 @@ const SCRIPT_FIX: &str = "fix the line named (docs/mock.md describes both script
 /// What to do about a stored session the mock cannot play.
 const SESSION_FIX: &str = "`wsgate history list` shows the sessions the store holds (--store names the store)";
 
-/// The field and fix of a mock route that cannot be built: its script, or its session.
-fn mock_fault(m: &MockSection) -> (&'static str, &'static str) {
-    if m.replay_session.is_some() { ("mock.replay_session", SESSION_FIX) } else { ("mock.replay", SCRIPT_FIX) }
+/// What to do about a rules file wsgate cannot use.
+const RULES_FIX: &str = "fix what the line and column name (docs/rules.md describes the format)";
+
+/// What to do about generated-stream settings that cannot be used.
+const AI_FIX: &str = "check the mock.ai settings (docs/mock.md, Generated event streams)";
+
+/// Reads and checks a rules file for `role`; the error is its `file:line:column: what`.
+fn load_rules(path: &std::path::Path, role: wsgate_rules::Role) -> Result<wsgate_rules::Rules, String> {
+    let env = |name: &str| std::env::var(name).ok();
+    wsgate_rules::Rules::load(path, role, &env).map_err(|e| e.to_string())
 }
 
-/// A mock route's config; a replay's script is read and checked here, so a bad one
-/// stops the start (the message names the file and line).
-fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> Result<MockConfig, String> {
+/// A mock route's config; a replay's script, a stored session or a rules file is read
+/// and checked here, so a bad one stops the start (the message names the file, line
+/// and, for rules, column). The error is `(field, message, fix)`.
+fn mock_config(
+    cfg: &Config,
+    m: &MockSection,
+    route: &str,
+    limits: &Limits,
+) -> Result<MockConfig, (&'static str, String, &'static str)> {
     let replay = |source: String, script| {
         MockMode::Replay(Arc::new(ReplaySettings {
             source,
@@ -317,16 +337,25 @@ fn mock_config(cfg: &Config, m: &MockSection, route: &str, limits: &Limits) -> R
     };
     // One mode at most: `MockSection::check` said so.
     let mode = match (&m.replay, &m.replay_session, &m.ai) {
+        _ if m.rules.is_some() => {
+            let path = m.rules.as_deref().unwrap_or(std::path::Path::new(""));
+            let rules = load_rules(path, wsgate_rules::Role::Mock).map_err(|msg| ("rules", msg, RULES_FIX))?;
+            MockMode::Rules(Arc::new(RulesSettings::new(Arc::new(rules), m.seed)))
+        }
         (Some(path), _, _) => {
             let env = |name: &str| std::env::var(name).ok();
-            let script = wsgate_mock::script::Script::load(path, &env).map_err(|e| e.to_string())?;
+            let script =
+                wsgate_mock::script::Script::load(path, &env).map_err(|e| ("replay", e.to_string(), SCRIPT_FIX))?;
             replay(path.display().to_string(), script)
         }
-        (None, Some(id), _) => replay(format!("session {id}"), super::session_script::load(cfg, id)?),
+        (None, Some(id), _) => {
+            let script = super::session_script::load(cfg, id).map_err(|e| ("replay_session", e, SESSION_FIX))?;
+            replay(format!("session {id}"), script)
+        }
         // Its settings were checked with the section (`config/ai.rs`); what is left
         // to fail here is building the HTTP client.
         (None, None, Some(ai)) => {
-            let settings = wsgate_mock::ai::AiSettings::new(ai.options()).map_err(|e| format!("mock.ai: {e}"))?;
+            let settings = wsgate_mock::ai::AiSettings::new(ai.options()).map_err(|e| ("ai", e.to_string(), AI_FIX))?;
             MockMode::Ai(Arc::new(settings))
         }
         (None, None, None) => MockMode::Echo,

@@ -28,6 +28,7 @@ mod proxy;
 mod relay;
 mod replay;
 mod routes;
+mod rules;
 mod shutdown;
 mod third_party;
 mod tls;

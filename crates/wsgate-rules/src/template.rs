@@ -1,7 +1,8 @@
 //! Templates in the text a mock sends: `{{uuid}}`, `{{now+1h}}`, `{{randInt 1 6}}`,
-//! `{{seq}}`, `{{$.user.id}}`, `{{env NAME}}`.
+//! `{{seq}}`, `{{$.user.id}}`, `{{env NAME}}`, and in rules also `{{state.NAME}}` (a
+//! session's state) and `{{$1}}` (a group of the rule's regex).
 //!
-//! A text is parsed once, when the script loads, so every mistake is a load error
+//! A text is parsed once, when the script or rules file loads, so every mistake is a load error
 //! with its position rather than a surprise mid-session; rendering a parsed
 //! [`Template`] cannot fail. Everything random or time-dependent comes from the
 //! [`RenderContext`], so a test with a seeded RNG and a fixed clock gets the same
@@ -21,6 +22,22 @@ use serde_json_path::JsonPath;
 /// What `{{ }}` may hold, for error messages.
 const ACCEPTED: &str = "expected uuid, now, now+N[smhd], now-N[smhd], randInt A B, seq, $.path or env NAME";
 
+/// Answers `{{state.NAME}}` at parse time: NAME's slot, `None` if nothing sets it.
+pub type StateSlots<'a> = &'a dyn Fn(&str) -> Option<usize>;
+
+/// What a text may refer to besides the built-in templates, decided where it is
+/// parsed: a replay script knows no state; a rule knows the state names the file sets
+/// and how many groups its regex has.
+pub struct Scope<'a> {
+    /// `{{env NAME}}`, answered at parse time.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// `{{state.NAME}}`: NAME's slot in [`RenderContext::state`], `None` if nothing
+    /// ever sets it. `None` here: no state at all (a replay script).
+    pub state: Option<StateSlots<'a>>,
+    /// `{{$N}}` may name groups 0 to this (0: the whole match); `None`: no regex.
+    pub groups: Option<usize>,
+}
+
 /// `now±N` goes at most this far (100 years), as durations in the config do: a
 /// larger offset is a typo, and keeping it small keeps `now + offset` in chrono's range.
 const MAX_OFFSET_SECS: i64 = 36_500 * 86_400;
@@ -39,6 +56,11 @@ pub struct RenderContext<'a> {
     pub seq: u64,
     /// What `{{$.path}}` reads: the last client message that matched, if it was JSON.
     pub last_match: Option<&'a Value>,
+    /// What `{{state.NAME}}` reads, by slot; a slot beyond it or null renders as nothing.
+    pub state: &'a [Value],
+    /// What `{{$N}}` reads: the rule's regex match; a group that did not take part
+    /// renders as nothing.
+    pub groups: Option<&'a regex::Captures<'a>>,
 }
 
 /// A parsed text: literal runs and the dynamic parts between them.
@@ -56,6 +78,8 @@ enum Part {
     RandInt(i64, i64),
     Seq,
     Path(JsonPath),
+    State(usize),
+    Group(usize),
 }
 
 /// A template that does not parse: where it starts, what it says, what is wrong.
@@ -88,6 +112,11 @@ pub enum TemplateErrorKind {
     BadEnv,
     /// `env NAME` with NAME not set when the script loaded.
     EnvUnset { name: String },
+    /// `state.NAME` with a NAME no rule sets (`capture`, `set`, `count`, or the file's
+    /// `state:`), or in a replay script, which has no state.
+    UnknownState { name: String },
+    /// `$N` beyond the groups of the rule's regex, or in a rule without one.
+    BadGroup { group: usize, groups: Option<usize> },
 }
 
 fn describe(kind: &TemplateErrorKind, template: &str, line: usize, column: usize) -> String {
@@ -111,6 +140,16 @@ fn describe(kind: &TemplateErrorKind, template: &str, line: usize, column: usize
         TemplateErrorKind::EnvUnset { name } => {
             format!("environment variable {name} of {template} at {at} is not set: set it, or remove the template")
         }
+        TemplateErrorKind::UnknownState { name } => format!(
+            "unknown state {template} at {at}: no rule sets {name:?} (set it with `capture`, `set` or `count`, or \
+             give it a start value under `state:`)"
+        ),
+        TemplateErrorKind::BadGroup { group, groups: Some(n) } => {
+            format!("{template} at {at}: the rule's regex has no group {group} (it has {n}; $0 is the whole match)")
+        }
+        TemplateErrorKind::BadGroup { group, groups: None } => {
+            format!("{template} at {at}: no regex group {group}, the rule's match has no `regex`")
+        }
     }
 }
 
@@ -118,6 +157,12 @@ impl Template {
     /// Parses `text`. `env` answers `{{env NAME}}`, now rather than per message, so an
     /// unset variable fails the load instead of sending an empty value.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Template, TemplateError> {
+        Self::parse_in(text, &Scope { env, state: None, groups: None })
+    }
+
+    /// Parses `text` where `scope` says what else it may refer to (a rule's state and
+    /// regex groups).
+    pub fn parse_in(text: &str, scope: &Scope<'_>) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut pos = Position { line: 1, column: 1 };
@@ -140,7 +185,7 @@ impl Template {
             };
             let whole = &from_open[..close + 4];
             let inner = whole[2..close + 2].trim();
-            match parse_inner(inner, env).map_err(|kind| pos.error(whole, kind))? {
+            match parse_inner(inner, scope).map_err(|kind| pos.error(whole, kind))? {
                 Part::Literal(value) => literal.push_str(&value),
                 part => {
                     if !literal.is_empty() {
@@ -164,6 +209,17 @@ impl Template {
     /// is not always the source text: escapes and `{{env}}` values are resolved.
     pub fn is_static(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
+    }
+
+    /// Whether rendering reads the message as JSON (`{{$.path}}`), so a caller parses
+    /// it only for the templates that need it.
+    pub fn needs_json(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Path(_)))
+    }
+
+    /// Whether rendering reads the regex's groups (`{{$1}}`).
+    pub fn needs_groups(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Group(_)))
     }
 
     /// The text every render gives, when the template [is static](Template::is_static).
@@ -207,17 +263,33 @@ impl Template {
                 }
                 Part::Path(path) => {
                     if let Some(node) = cx.last_match.and_then(|v| path.query(v).first()) {
-                        match node {
-                            Value::String(s) => out.push_str(s),
-                            other => {
-                                let _ = write!(out, "{other}");
-                            }
-                        }
+                        push_value(&mut out, node);
+                    }
+                }
+                Part::State(slot) => {
+                    // Unset is null: nothing, rather than a `null` the rule never set.
+                    if let Some(value) = cx.state.get(*slot).filter(|v| !v.is_null()) {
+                        push_value(&mut out, value);
+                    }
+                }
+                Part::Group(i) => {
+                    if let Some(group) = cx.groups.and_then(|c| c.get(*i)) {
+                        out.push_str(group.as_str());
                     }
                 }
             }
         }
         out
+    }
+}
+
+/// A JSON value in text: a string as itself, anything else as compact JSON.
+fn push_value(out: &mut String, value: &Value) {
+    match value {
+        Value::String(s) => out.push_str(s),
+        other => {
+            let _ = write!(out, "{other}");
+        }
     }
 }
 
@@ -250,7 +322,21 @@ impl Position {
 }
 
 /// One template's content, trimmed. `{{env}}` comes back as its value, a literal.
-fn parse_inner(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Part, TemplateErrorKind> {
+fn parse_inner(inner: &str, scope: &Scope<'_>) -> Result<Part, TemplateErrorKind> {
+    if let Some(digits) = inner.strip_prefix('$')
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        let group = digits.parse::<usize>().unwrap_or(usize::MAX);
+        return match scope.groups {
+            Some(n) if group <= n => Ok(Part::Group(group)),
+            groups => Err(TemplateErrorKind::BadGroup { group, groups }),
+        };
+    }
+    if let Some(name) = inner.strip_prefix("state.") {
+        let slot = scope.state.ok_or(TemplateErrorKind::Unknown)?;
+        return slot(name).map(Part::State).ok_or_else(|| TemplateErrorKind::UnknownState { name: name.to_owned() });
+    }
     if inner.starts_with('$') {
         return crate::matcher::parse_path(inner)
             .map(Part::Path)
@@ -277,7 +363,7 @@ fn parse_inner(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Part
         },
         ("randInt", _) => Err(TemplateErrorKind::BadRandInt),
         ("env", [name]) => {
-            env(name).map(Part::Literal).ok_or_else(|| TemplateErrorKind::EnvUnset { name: (*name).to_owned() })
+            (scope.env)(name).map(Part::Literal).ok_or_else(|| TemplateErrorKind::EnvUnset { name: (*name).to_owned() })
         }
         ("env", _) => Err(TemplateErrorKind::BadEnv),
         _ => Err(TemplateErrorKind::Unknown),
@@ -330,7 +416,7 @@ mod tests {
 
     fn render_with(t: &Template, seed: u64, seq: u64, last: Option<&Value>) -> String {
         let mut rng = fastrand::Rng::with_seed(seed);
-        t.render(&mut RenderContext { rng: &mut rng, now: now(), seq, last_match: last })
+        t.render(&mut RenderContext { rng: &mut rng, now: now(), seq, last_match: last, state: &[], groups: None })
     }
 
     fn render(text: &str) -> String {
@@ -381,7 +467,14 @@ mod tests {
         let t = parse("{{now+1d}}|{{now-1d}}").unwrap();
         for at in [DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MIN_UTC] {
             let mut rng = fastrand::Rng::with_seed(0);
-            let out = t.render(&mut RenderContext { rng: &mut rng, now: at, seq: 0, last_match: None });
+            let out = t.render(&mut RenderContext {
+                rng: &mut rng,
+                now: at,
+                seq: 0,
+                last_match: None,
+                state: &[],
+                groups: None,
+            });
             assert!(out.contains('|'), "{out}");
         }
     }
@@ -392,7 +485,14 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(3);
         let mut seen = [false; 3];
         for _ in 0..200 {
-            let out = t.render(&mut RenderContext { rng: &mut rng, now: now(), seq: 0, last_match: None });
+            let out = t.render(&mut RenderContext {
+                rng: &mut rng,
+                now: now(),
+                seq: 0,
+                last_match: None,
+                state: &[],
+                groups: None,
+            });
             let n: usize = out.parse().unwrap();
             seen[n - 1] = true;
         }

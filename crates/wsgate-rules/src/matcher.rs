@@ -102,7 +102,7 @@ pub const MAX_PATH_AMPLIFIERS: usize = 2;
 
 /// Parses an RFC 9535 JSONPath, for matchers and templates alike; an error is the
 /// 1-based character position in the path and what is wrong there.
-pub(crate) fn parse_path(path: &str) -> Result<JsonPath, (usize, String)> {
+pub fn parse_path(path: &str) -> Result<JsonPath, (usize, String)> {
     check_shape(path)?;
     // serde_json_path 0.7.2 panics ("we do not use streaming parsers") on a path that
     // ends one or two characters after a `\u`: it reads the escape's digits with nom's
@@ -186,7 +186,7 @@ fn check_shape(path: &str) -> Result<(), (usize, String)> {
 
 /// JSON equality with numbers compared by value: a client may well send `1.0` or
 /// `1e0` where the script says `1`, and serde_json's `==` tells those apart.
-fn same_value(a: &Value, b: &Value) -> bool {
+pub fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
             (Some(x), Some(y), _, _) => x == y,
