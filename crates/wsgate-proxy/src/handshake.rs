@@ -248,6 +248,7 @@ fn pump_config(p: &Proxy) -> PumpConfig {
     PumpConfig {
         max_message_size: p.cfg.max_message_size,
         faults: p.cfg.faults.clone(),
+        rules: p.cfg.rules.clone(),
         idle_timeout: p.cfg.idle_timeout,
         close_timeout: p.cfg.close_timeout,
     }

@@ -32,7 +32,9 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use wsgate_core::{Command, Direction, Ending, ErrorKind, Initiator, InjectAck, InjectRefused, SessionHandle, Target};
+use wsgate_core::{
+    Command, Direction, Ending, ErrorKind, Initiator, InjectAck, InjectRefused, Marks, SessionHandle, Target,
+};
 use wsgate_faults::{FaultSwitch, Held, SessionFaults};
 use wsgate_protocol::deflate::{DeflateParams, Deflater, Inflater};
 use wsgate_protocol::frame::random_mask;
@@ -286,11 +288,13 @@ impl Who {
 }
 
 /// Timeouts and limits of one pump.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PumpConfig {
     pub max_message_size: usize,
     /// The route's faults (`wsgate-faults`), switched at run time.
     pub faults: Arc<FaultSwitch>,
+    /// The route's rules (`wsgate-rules`), transforming what it forwards.
+    pub rules: Option<Arc<wsgate_rules::Rules>>,
     pub idle_timeout: Option<Duration>,
     pub close_timeout: Duration,
 }
@@ -321,6 +325,8 @@ pub struct Pump<'a> {
     disconnect_pending: bool,
     /// A fault's disconnect happened (once per session).
     fault_disconnected: bool,
+    /// The route's rules as this session runs them (`shaping.rs`); `None`: no rules.
+    rules: Option<Box<wsgate_rules::Conversation>>,
 }
 
 impl<'a> Pump<'a> {
@@ -335,6 +341,7 @@ impl<'a> Pump<'a> {
         let idle = cfg.idle_timeout.map(|d| Box::pin(tokio::time::sleep(d)));
         let mut faults = SessionFaults::new(cfg.faults.clone());
         let fault_deadline = if faults.active() { faults.disconnect_at() } else { None };
+        let rules = cfg.rules.clone().map(|r| Box::new(wsgate_rules::Conversation::new(r, None)));
         Self {
             client,
             upstream,
@@ -354,6 +361,7 @@ impl<'a> Pump<'a> {
             fault_deadline,
             disconnect_pending: false,
             fault_disconnected: false,
+            rules,
         }
     }
 
@@ -501,9 +509,14 @@ impl<'a> Pump<'a> {
                     return self.fail(from, &ProtocolError::MessageTooLarge { size, limit: max });
                 }
                 frame.rsv1 = false;
-                // Faults act on whole messages; a fragmented one goes as it came.
-                if frame.fin && frame.opcode != OpCode::Continuation && self.faults.active() {
-                    return self.shape(from, frame, at);
+                // Rules and faults act on whole messages; a fragmented one goes as it came.
+                if frame.fin && frame.opcode != OpCode::Continuation {
+                    if self.rules.is_some() {
+                        return self.apply_rules(from, frame, at);
+                    }
+                    if self.faults.active() {
+                        return self.shape(from, frame, at, Marks::NONE);
+                    }
                 }
                 self.session.frame_at(direction, &frame, false, at);
                 let (_, dst) = self.sides(from);

@@ -1,7 +1,8 @@
 //! What the pump does to a whole data message besides forwarding it: the route's
+//! rules (`wsgate-rules`) — rewrite, drop, delay, answer in place, close — then its
 //! faults (`wsgate-faults`) — drop, duplicate, truncate, hold back (latency,
-//! throttle), disconnect. Each message a fault touched is recorded with its marks
-//! (`fault` and what it did), so the live stream and history show it.
+//! throttle), disconnect. Each message a rule or fault touched is recorded with its
+//! marks (`rule`/`fault` and what it did), so the live stream and history show it.
 //!
 //! Held frames wait in their destination side's [`Held`] queue; everything after
 //! them to that side queues behind (order is kept), and their bytes count towards
@@ -12,15 +13,98 @@ use std::task::Context;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
-use wsgate_core::{Ending, Initiator, Mark, Marks, ReasonKind};
+use wsgate_core::{Direction, Ending, Initiator, Mark, Marks, ReasonKind};
 use wsgate_faults::{Flow, cut};
 use wsgate_protocol::{CloseCode, Frame, OpCode};
+use wsgate_rules::{Flow as RuleFlow, Forward};
 
 use super::{Pump, Who};
 
 impl Pump<'_> {
-    /// A whole data message from `from`, while faults are active.
-    pub(super) fn shape(&mut self, from: Who, mut frame: Frame, at: DateTime<Utc>) {
+    /// A whole data message from `from`, when the route has rules: the first rule that
+    /// matches acts on it (no match: on to the faults, or forwarded as it came).
+    pub(super) fn apply_rules(&mut self, from: Who, mut frame: Frame, at: DateTime<Utc>) {
+        let flow = match from {
+            Who::Client => RuleFlow::ToUpstream,
+            Who::Upstream => RuleFlow::ToClient,
+        };
+        let binary = frame.opcode == OpCode::Binary;
+        let Some(t) = self.rules.as_mut().map(|c| c.transform(flow, binary, &frame.payload)) else { return };
+        if !t.applied() {
+            if self.faults.active() {
+                return self.shape(from, frame, at, Marks::NONE);
+            }
+            self.session.frame_at(from.outgoing_direction(), &frame, false, at);
+            let (_, dst) = self.sides(from);
+            if !dst.close_sent {
+                dst.forward(frame);
+            }
+            return;
+        }
+        let direction = from.outgoing_direction();
+        let mut marks = Marks::from(Mark::Rule);
+        let now = Instant::now();
+        let dropped = t.forward == Forward::Drop;
+        match t.forward {
+            Forward::Drop => {
+                let marks = marks.with(Mark::Dropped);
+                self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
+            }
+            Forward::Replace(payload) => {
+                frame.payload = payload;
+                marks = marks.with(Mark::Rewritten);
+            }
+            Forward::Unchanged => {}
+        }
+        if !dropped {
+            match t.delay {
+                Some(d) => {
+                    let marks = marks.with(Mark::Delayed);
+                    self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
+                    let (_, dst) = self.sides(from);
+                    if !dst.close_sent {
+                        dst.held.push(now + d, frame.payload.len(), frame);
+                    }
+                }
+                None if self.faults.active() => self.shape(from, frame, at, marks),
+                None => {
+                    self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
+                    let (_, dst) = self.sides(from);
+                    if !dst.close_sent {
+                        dst.forward(frame);
+                    }
+                }
+            }
+        }
+        // Answers in place go back to the sender, each at its delay, behind anything
+        // already held for it.
+        let back = match from {
+            Who::Client => Direction::UpstreamToClient,
+            Who::Upstream => Direction::ClientToUpstream,
+        };
+        for a in t.answers {
+            let opcode = if a.binary { OpCode::Binary } else { OpCode::Text };
+            let answer = Frame::new(opcode, a.payload);
+            let marks = Marks::from([Mark::Rule, Mark::Answer]);
+            self.session.frame_marked(back, opcode, true, &answer.payload, false, marks, at);
+            let (src, _) = self.sides(from);
+            if src.close_sent {
+                break;
+            }
+            if a.delay.is_zero() {
+                src.forward(answer);
+            } else {
+                src.held.push(now + a.delay, answer.payload.len(), answer);
+            }
+        }
+        if let Some((code, reason)) = t.close {
+            self.gateway_close(code, &reason, Initiator::Gateway);
+        }
+    }
+
+    /// A whole data message from `from`, while faults are active; `marks` are what a
+    /// rule did to it already.
+    pub(super) fn shape(&mut self, from: Who, mut frame: Frame, at: DateTime<Utc>, base: Marks) {
         let direction = from.outgoing_direction();
         let flow = match from {
             Who::Client => Flow::FromClient,
@@ -33,7 +117,7 @@ impl Pump<'_> {
             self.fault_deadline = self.faults.disconnect_at();
             self.disconnect_pending |= d.disconnect;
         }
-        let mut marks = Marks::from(Mark::Fault);
+        let mut marks = base.with(Mark::Fault);
         if d.drop {
             let marks = marks.with(Mark::Dropped);
             self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
@@ -46,9 +130,9 @@ impl Pump<'_> {
         if d.hold_until.is_some() {
             marks = marks.with(Mark::Delayed);
         }
-        if marks == Marks::from(Mark::Fault) && !d.duplicate {
-            // Only counted towards a disconnect: the message itself is untouched.
-            marks = Marks::NONE;
+        if marks == base.with(Mark::Fault) && !d.duplicate {
+            // Only counted towards a disconnect: no fault touched the message itself.
+            marks = base;
         }
         let copies = if d.duplicate { 2 } else { 1 };
         for copy in 0..copies {

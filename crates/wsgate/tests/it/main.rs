@@ -32,3 +32,4 @@ mod rules;
 mod shutdown;
 mod third_party;
 mod tls;
+mod transforms;
