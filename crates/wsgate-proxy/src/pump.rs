@@ -714,6 +714,7 @@ mod tests {
             idle_timeout: None,
             close_timeout: Duration::from_secs(600),
             faults: Arc::default(),
+            rules: None,
         };
         let pump = tokio::spawn(async move {
             let client = Side::client(Transport::Plain(client_io), Bytes::new(), 1024, None);
