@@ -113,11 +113,23 @@ pub(crate) fn parse(file: &str, bytes: &[u8], role: Role, env: &dyn Fn(&str) -> 
         let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
         at(line, column, RulesErrorKind::Syntax, "not UTF-8: a rules file is YAML text".into())
     })?;
-    check_depth(text).map_err(|(line, column, message)| at(line, column, RulesErrorKind::Syntax, message))?;
+    // The YAML scanner may place an error at the end of input one line past the last
+    // (after a character it takes as a line break, such as \v): said as the end of
+    // the last line instead, so the position always exists.
+    let syntax = |line: usize, column: usize, message: String| {
+        let last = text.split('\n').count();
+        let (line, column) = if line > last {
+            (last, text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
+        } else {
+            (line, column)
+        };
+        at(line, column, RulesErrorKind::Syntax, message)
+    };
+    check_depth(text).map_err(|(line, column, message)| syntax(line, column, message))?;
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     let root = marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
         let (line, column, message) = describe_load_error(&e);
-        at(line, column, RulesErrorKind::Syntax, message)
+        syntax(line, column, message)
     })?;
     let mut loader = Loader { file, lines: text.lines().collect(), role, env, names: Vec::new(), initial: Vec::new() };
     loader.file_rules(&root)
@@ -854,6 +866,8 @@ fallback:
         let deep = format!("rules: {}{}", "[".repeat(100), "]".repeat(100));
         let e = refused(&deep, Role::Mock);
         assert!(e.message.contains("nest deeper"), "{e}");
+        let e = refused("rules:\n  - name: a\n    \x0b", Role::Mock);
+        assert_eq!((e.line, e.kind), (3, RulesErrorKind::Syntax), "found by fuzzing: a line that exists: {e}");
         let e = parse("r.yaml", b"rules:\n  - respond: \xff\n", Role::Mock, &no_env).unwrap_err();
         assert_eq!(at(&e), (2, 14, RulesErrorKind::Syntax), "{e}");
     }
