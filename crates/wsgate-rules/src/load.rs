@@ -113,14 +113,31 @@ pub(crate) fn parse(file: &str, bytes: &[u8], role: Role, env: &dyn Fn(&str) -> 
         let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
         at(line, column, RulesErrorKind::Syntax, "not UTF-8: a rules file is YAML text".into())
     })?;
-    check_depth(text).map_err(|(line, column, message)| at(line, column, RulesErrorKind::Syntax, message))?;
+    let syntax = |line: usize, column: usize, message: String| {
+        let (line, column) = existing(text, line, column);
+        at(line, column, RulesErrorKind::Syntax, message)
+    };
+    check_depth(text).map_err(|(line, column, message)| syntax(line, column, message))?;
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     let root = marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
         let (line, column, message) = describe_load_error(&e);
-        at(line, column, RulesErrorKind::Syntax, message)
+        syntax(line, column, message)
     })?;
-    let mut loader = Loader { file, lines: text.lines().collect(), role, env, names: Vec::new(), initial: Vec::new() };
+    let mut loader =
+        Loader { file, text, lines: text.lines().collect(), role, env, names: Vec::new(), initial: Vec::new() };
     loader.file_rules(&root)
+}
+
+/// A position that exists in `text`. YAML also breaks lines at `\r` and a few other
+/// characters, so its scanner may count more lines than a reader (and an editor)
+/// splitting at `\n`: a position past the last line is said as the end of the last.
+fn existing(text: &str, line: usize, column: usize) -> (usize, usize) {
+    let last = text.split('\n').count();
+    if line > last {
+        (last, text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
+    } else {
+        (line.max(1), column.max(1))
+    }
 }
 
 /// Walks the YAML's events (the parser's own iteration, which does not recurse) to
@@ -186,6 +203,7 @@ fn key_start(key: &MarkedScalarNode) -> (usize, usize) {
 
 struct Loader<'a> {
     file: &'a str,
+    text: &'a str,
     lines: Vec<&'a str>,
     role: Role,
     env: &'a dyn Fn(&str) -> Option<String>,
@@ -202,6 +220,7 @@ struct RuleScope {
 
 impl Loader<'_> {
     fn err(&self, (line, column): (usize, usize), kind: RulesErrorKind, message: impl Into<String>) -> RulesError {
+        let (line, column) = existing(self.text, line, column);
         RulesError { file: self.file.to_owned(), line, column, kind, message: message.into() }
     }
 
@@ -854,6 +873,10 @@ fallback:
         let deep = format!("rules: {}{}", "[".repeat(100), "]".repeat(100));
         let e = refused(&deep, Role::Mock);
         assert!(e.message.contains("nest deeper"), "{e}");
+        let e = refused("rules:\n  - name: a\n    \x0b", Role::Mock);
+        assert_eq!((e.line, e.kind), (3, RulesErrorKind::Syntax), "found by fuzzing: a line that exists: {e}");
+        let e = refused("rules:\r  - name: a\r    x: 1\r", Role::Mock);
+        assert_eq!((e.line, e.kind), (1, RulesErrorKind::UnknownKey), "\\r breaks YAML lines, not ours: {e}");
         let e = parse("r.yaml", b"rules:\n  - respond: \xff\n", Role::Mock, &no_env).unwrap_err();
         assert_eq!(at(&e), (2, 14, RulesErrorKind::Syntax), "{e}");
     }
