@@ -37,6 +37,8 @@ enum Answer {
     Status(u16, &'static str),
     /// Takes the request and never answers.
     Silent,
+    /// Streams this text, then goes silent without ending the answer.
+    Stall(String),
 }
 
 /// A request the server saw.
@@ -99,6 +101,12 @@ async fn serve(
             let chunks = awkward_chunks(&sse(&text)).into_iter().map(|c| Ok(Frame::data(c)));
             (200, "text/event-stream", BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks))))
         }
+        Answer::Stall(text) => {
+            // The deltas, but neither the finish chunk nor `[DONE]`, nor an end.
+            let bytes = sse_deltas(&text);
+            let chunks = futures_util::stream::iter(awkward_chunks(&bytes).into_iter().map(|c| Ok(Frame::data(c))));
+            (200, "text/event-stream", BodyExt::boxed(StreamBody::new(chunks.chain(futures_util::stream::pending()))))
+        }
     };
     let mut r = hyper::Response::new(body);
     *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
@@ -109,13 +117,24 @@ async fn serve(
 /// `text` as an OpenAI chat-completions stream: a role chunk, the text in deltas of
 /// 1 to 11 characters, a `finish_reason` chunk, `[DONE]`.
 fn sse(text: &str) -> Vec<u8> {
-    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
-        let v = serde_json::json!({
-            "id": "chatcmpl-test", "object": "chat.completion.chunk", "model": "test-model",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        });
-        format!("data: {v}\n\n")
-    };
+    let mut out = sse_deltas(text);
+    out.extend_from_slice(sse_chunk(serde_json::json!({}), Some("stop")).as_bytes());
+    out.extend_from_slice(b"data: [DONE]\n\n");
+    out
+}
+
+/// One chunk of a chat-completions stream.
+fn sse_chunk(delta: serde_json::Value, finish: Option<&str>) -> String {
+    let v = serde_json::json!({
+        "id": "chatcmpl-test", "object": "chat.completion.chunk", "model": "test-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    });
+    format!("data: {v}\n\n")
+}
+
+/// The start of [`sse`]: everything up to the finish chunk.
+fn sse_deltas(text: &str) -> Vec<u8> {
+    let chunk = sse_chunk;
     let mut out = String::from(": keep-alive\n\n");
     out.push_str(&chunk(serde_json::json!({"role": "assistant", "content": ""}), None));
     let chars: Vec<char> = text.chars().collect();
@@ -128,8 +147,6 @@ fn sse(text: &str) -> Vec<u8> {
         out.push_str(&chunk(serde_json::json!({"content": delta}), None));
         i += size;
     }
-    out.push_str(&chunk(serde_json::json!({}), Some("stop")));
-    out.push_str("data: [DONE]\n\n");
     out.into_bytes()
 }
 
@@ -365,6 +382,23 @@ async fn ai_stream_from_a_silent_endpoint_closes_within_the_timeout() {
     assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "closed after {took:?}");
     let error = generation_error(&gw).await;
     assert!(error["detail"]["message"].as_str().unwrap_or_default().contains("0.5s"), "{error}");
+}
+
+#[tokio::test]
+async fn ai_stream_that_stalls_mid_answer_sends_what_came_then_closes_within_the_timeout() {
+    let events = trades(2);
+    let server = ChatServer::start(Answer::Stall(format!("{}\n", events.join("\n")))).await;
+    let gw = ai_mock(&server.url(), &["--ai-timeout", "500ms", "--ai-rate", "50"], &[]).await;
+    let got = read_all_own(&gw).await;
+    assert_eq!(got.texts, events);
+    assert_eq!(got.close, (1014, "ai: endpoint timed out".to_owned()));
+    let silent = got.closed_at - got.at[1];
+    assert!(
+        silent >= Duration::from_millis(400) && silent < Duration::from_secs(3),
+        "closed {silent:?} after the last"
+    );
+    let error = generation_error(&gw).await;
+    assert!(error["detail"]["message"].as_str().unwrap_or_default().contains("the next chunk"), "{error}");
 }
 
 #[tokio::test]
