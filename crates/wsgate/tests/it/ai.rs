@@ -52,6 +52,17 @@ struct Seen {
 struct ChatServer {
     addr: SocketAddr,
     requests: mpsc::UnboundedReceiver<Seen>,
+    /// One per streamed answer whose body was dropped: the mock stopped reading it.
+    dropped: mpsc::UnboundedReceiver<()>,
+}
+
+/// Says when it is dropped (with the answer's body that owns it).
+struct DropSignal(mpsc::UnboundedSender<()>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 impl ChatServer {
@@ -59,17 +70,20 @@ impl ChatServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, requests) = mpsc::unbounded_channel();
+        let (dropped_tx, dropped) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
-                let (answer, tx) = (answer.clone(), tx.clone());
+                let (answer, tx, dropped) = (answer.clone(), tx.clone(), dropped_tx.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| serve(req, answer.clone(), tx.clone()));
+                    let svc = hyper::service::service_fn(move |req| {
+                        serve(req, answer.clone(), tx.clone(), DropSignal(dropped.clone()))
+                    });
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
                 });
             }
         });
-        Self { addr, requests }
+        Self { addr, requests, dropped }
     }
 
     /// The API's base URL (the mock appends `/chat/completions`).
@@ -86,6 +100,7 @@ async fn serve(
     req: hyper::Request<hyper::body::Incoming>,
     answer: Answer,
     tx: mpsc::UnboundedSender<Seen>,
+    dropped: DropSignal,
 ) -> Result<hyper::Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let path = req.uri().path().to_owned();
     let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -105,7 +120,11 @@ async fn serve(
             // The deltas, but neither the finish chunk nor `[DONE]`, nor an end.
             let bytes = sse_deltas(&text);
             let chunks = futures_util::stream::iter(awkward_chunks(&bytes).into_iter().map(|c| Ok(Frame::data(c))));
-            (200, "text/event-stream", BodyExt::boxed(StreamBody::new(chunks.chain(futures_util::stream::pending()))))
+            let chunks = chunks.chain(futures_util::stream::pending()).map(move |c| {
+                let _owned = &dropped;
+                c
+            });
+            (200, "text/event-stream", BodyExt::boxed(StreamBody::new(chunks)))
         }
     };
     let mut r = hyper::Response::new(body);
@@ -399,6 +418,24 @@ async fn ai_stream_that_stalls_mid_answer_sends_what_came_then_closes_within_the
     );
     let error = generation_error(&gw).await;
     assert!(error["detail"]["message"].as_str().unwrap_or_default().contains("the next chunk"), "{error}");
+}
+
+#[tokio::test]
+async fn ai_stream_a_client_leaves_stops_reading_the_answer_at_once() {
+    let events = trades(2);
+    let mut server = ChatServer::start(Answer::Stall(format!("{}\n", events.join("\n")))).await;
+    // The default timeout (30 s): only the client leaving can end the wait.
+    let gw = ai_mock(&server.url(), &[], &[]).await;
+    let mut ws = client(&gw).await;
+    let first = match within(ws.next()).await {
+        Some(Ok(TMessage::Text(t))) => t.to_string(),
+        other => panic!("expected the first event, got {other:?}"),
+    };
+    assert_eq!(first, events[0]);
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = within(ws.next()).await {}
+    // The generator let go of the answer: its body was dropped (`within`: 10 s).
+    within(server.dropped.recv()).await.unwrap();
 }
 
 #[tokio::test]
