@@ -90,6 +90,49 @@ mod tests {
         (events, read.outcome.map_err(|e| e.to_string()))
     }
 
+    /// The fuzz target's main property (`fuzz/fuzz_targets/mock_ai_answer.rs`) on a
+    /// few answers, whole and damaged, cut at random places (seeded): what is read
+    /// does not depend on the cuts, and every event is one JSON object on one line.
+    #[test]
+    fn cutting_never_changes_what_is_read() {
+        let delta = |s: &str| format!("data: {}\n\n", serde_json::json!({"choices": [{"delta": {"content": s}}]}));
+        let text = "```json\n{\"type\":\"a\",\"x\":\"é\"}\n\n{\"type\":\"b\"}\n```\n";
+        let stream: String =
+            text.chars().collect::<Vec<_>>().chunks(3).map(|c| delta(&c.iter().collect::<String>())).collect();
+        let answers = [
+            format!(": hi\n\n{stream}data: [DONE]\n\n"),
+            stream.replace("\n\n", "\r\n\r\n"),
+            format!("{}{}data: [DONE]\n\n", delta("{\"a\":1}\nSure! "), delta("more\n")),
+            "data: {\"error\":{\"message\":\"overloaded\"}}\n\n".to_owned(),
+            format!("{stream}data: {{\"choices\": [{{\"delta\": {{}}, \"finish_reason\": \"stop\"}}]}}\n\n"),
+        ];
+        let first = read_all(&[answers[0].as_bytes()]);
+        assert_eq!((first.0.len(), first.1), (2, Ok(true)));
+        assert!(read_all(&[answers[2].as_bytes()]).1.is_err_and(|e| e.contains("line 2")));
+        let mut rng = fastrand::Rng::with_seed(7);
+        for answer in &answers {
+            for round in 0..300 {
+                let mut bytes = answer.as_bytes().to_vec();
+                if round % 2 == 1 {
+                    for _ in 0..rng.usize(1..4) {
+                        let i = rng.usize(..bytes.len());
+                        bytes[i] = rng.u8(..);
+                    }
+                }
+                let whole = read_all(&[&bytes]);
+                let mut cuts = vec![0, bytes.len()];
+                cuts.extend((0..rng.usize(1..8)).map(|_| rng.usize(..=bytes.len())));
+                cuts.sort_unstable();
+                let pieces: Vec<&[u8]> = cuts.windows(2).map(|w| &bytes[w[0]..w[1]]).collect();
+                assert_eq!(read_all(&pieces), whole, "{:?} cut at {cuts:?}", String::from_utf8_lossy(&bytes));
+                for e in &whole.0 {
+                    assert!(!e.contains(&b'\n'));
+                    assert!(serde_json::from_slice::<serde_json::Value>(e).is_ok_and(|v| v.is_object()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_long_line_is_refused_however_it_is_cut() {
         let delta = |s: &str| format!("data: {}\n\n", serde_json::json!({"choices": [{"delta": {"content": s}}]}));

@@ -37,6 +37,8 @@ enum Answer {
     Status(u16, &'static str),
     /// Takes the request and never answers.
     Silent,
+    /// Streams this text, then goes silent without ending the answer.
+    Stall(String),
 }
 
 /// A request the server saw.
@@ -50,6 +52,17 @@ struct Seen {
 struct ChatServer {
     addr: SocketAddr,
     requests: mpsc::UnboundedReceiver<Seen>,
+    /// One per streamed answer whose body was dropped: the mock stopped reading it.
+    dropped: mpsc::UnboundedReceiver<()>,
+}
+
+/// Says when it is dropped (with the answer's body that owns it).
+struct DropSignal(mpsc::UnboundedSender<()>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 impl ChatServer {
@@ -57,17 +70,20 @@ impl ChatServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, requests) = mpsc::unbounded_channel();
+        let (dropped_tx, dropped) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
-                let (answer, tx) = (answer.clone(), tx.clone());
+                let (answer, tx, dropped) = (answer.clone(), tx.clone(), dropped_tx.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| serve(req, answer.clone(), tx.clone()));
+                    let svc = hyper::service::service_fn(move |req| {
+                        serve(req, answer.clone(), tx.clone(), DropSignal(dropped.clone()))
+                    });
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
                 });
             }
         });
-        Self { addr, requests }
+        Self { addr, requests, dropped }
     }
 
     /// The API's base URL (the mock appends `/chat/completions`).
@@ -84,6 +100,7 @@ async fn serve(
     req: hyper::Request<hyper::body::Incoming>,
     answer: Answer,
     tx: mpsc::UnboundedSender<Seen>,
+    dropped: DropSignal,
 ) -> Result<hyper::Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let path = req.uri().path().to_owned();
     let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -99,6 +116,16 @@ async fn serve(
             let chunks = awkward_chunks(&sse(&text)).into_iter().map(|c| Ok(Frame::data(c)));
             (200, "text/event-stream", BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks))))
         }
+        Answer::Stall(text) => {
+            // The deltas, but neither the finish chunk nor `[DONE]`, nor an end.
+            let bytes = sse_deltas(&text);
+            let chunks = futures_util::stream::iter(awkward_chunks(&bytes).into_iter().map(|c| Ok(Frame::data(c))));
+            let chunks = chunks.chain(futures_util::stream::pending()).map(move |c| {
+                let _owned = &dropped;
+                c
+            });
+            (200, "text/event-stream", BodyExt::boxed(StreamBody::new(chunks)))
+        }
     };
     let mut r = hyper::Response::new(body);
     *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
@@ -109,13 +136,24 @@ async fn serve(
 /// `text` as an OpenAI chat-completions stream: a role chunk, the text in deltas of
 /// 1 to 11 characters, a `finish_reason` chunk, `[DONE]`.
 fn sse(text: &str) -> Vec<u8> {
-    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
-        let v = serde_json::json!({
-            "id": "chatcmpl-test", "object": "chat.completion.chunk", "model": "test-model",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        });
-        format!("data: {v}\n\n")
-    };
+    let mut out = sse_deltas(text);
+    out.extend_from_slice(sse_chunk(serde_json::json!({}), Some("stop")).as_bytes());
+    out.extend_from_slice(b"data: [DONE]\n\n");
+    out
+}
+
+/// One chunk of a chat-completions stream.
+fn sse_chunk(delta: serde_json::Value, finish: Option<&str>) -> String {
+    let v = serde_json::json!({
+        "id": "chatcmpl-test", "object": "chat.completion.chunk", "model": "test-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    });
+    format!("data: {v}\n\n")
+}
+
+/// The start of [`sse`]: everything up to the finish chunk.
+fn sse_deltas(text: &str) -> Vec<u8> {
+    let chunk = sse_chunk;
     let mut out = String::from(": keep-alive\n\n");
     out.push_str(&chunk(serde_json::json!({"role": "assistant", "content": ""}), None));
     let chars: Vec<char> = text.chars().collect();
@@ -128,8 +166,6 @@ fn sse(text: &str) -> Vec<u8> {
         out.push_str(&chunk(serde_json::json!({"content": delta}), None));
         i += size;
     }
-    out.push_str(&chunk(serde_json::json!({}), Some("stop")));
-    out.push_str("data: [DONE]\n\n");
     out.into_bytes()
 }
 
@@ -365,6 +401,41 @@ async fn ai_stream_from_a_silent_endpoint_closes_within_the_timeout() {
     assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "closed after {took:?}");
     let error = generation_error(&gw).await;
     assert!(error["detail"]["message"].as_str().unwrap_or_default().contains("0.5s"), "{error}");
+}
+
+#[tokio::test]
+async fn ai_stream_that_stalls_mid_answer_sends_what_came_then_closes_within_the_timeout() {
+    let events = trades(2);
+    let server = ChatServer::start(Answer::Stall(format!("{}\n", events.join("\n")))).await;
+    let gw = ai_mock(&server.url(), &["--ai-timeout", "500ms", "--ai-rate", "50"], &[]).await;
+    let got = read_all_own(&gw).await;
+    assert_eq!(got.texts, events);
+    assert_eq!(got.close, (1014, "ai: endpoint timed out".to_owned()));
+    let silent = got.closed_at - got.at[1];
+    assert!(
+        silent >= Duration::from_millis(400) && silent < Duration::from_secs(3),
+        "closed {silent:?} after the last"
+    );
+    let error = generation_error(&gw).await;
+    assert!(error["detail"]["message"].as_str().unwrap_or_default().contains("the next chunk"), "{error}");
+}
+
+#[tokio::test]
+async fn ai_stream_a_client_leaves_stops_reading_the_answer_at_once() {
+    let events = trades(2);
+    let mut server = ChatServer::start(Answer::Stall(format!("{}\n", events.join("\n")))).await;
+    // The default timeout (30 s): only the client leaving can end the wait.
+    let gw = ai_mock(&server.url(), &[], &[]).await;
+    let mut ws = client(&gw).await;
+    let first = match within(ws.next()).await {
+        Some(Ok(TMessage::Text(t))) => t.to_string(),
+        other => panic!("expected the first event, got {other:?}"),
+    };
+    assert_eq!(first, events[0]);
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = within(ws.next()).await {}
+    // The generator let go of the answer: its body was dropped (`within`: 10 s).
+    within(server.dropped.recv()).await.unwrap();
 }
 
 #[tokio::test]
