@@ -327,3 +327,76 @@ async fn bad_faults_are_refused_with_the_field_by_the_api_and_the_config() {
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("relay route has no faults"), "{stderr}");
 }
+
+/// Sends `n` numbered messages (`message-0007-padding`), waits until history holds the
+/// last one as the client sent it (every message is recorded, dropped ones too, so
+/// every fate is decided by then), clears the faults, sends `end`, and returns what
+/// came back before it.
+async fn run_recorded(gw: &Gateway, route: &str, path: &str, n: usize) -> Vec<String> {
+    let mut ws = client(gw, path).await;
+    for i in 0..n {
+        ws.send(TMessage::text(format!("message-{i:04}-padding"))).await.unwrap();
+    }
+    let last = format!("message-{:04}", n - 1);
+    eventually(|| async {
+        let list = http_json(&gw.api("/api/sessions")).await;
+        let id = list["sessions"].as_array()?.iter().find(|s| s["path"] == path)?["id"].as_str()?.to_owned();
+        let v = http_json(&gw.api(&format!("/api/sessions/{id}/messages?limit=1000"))).await;
+        let msgs = v["messages"].as_array()?;
+        let sent = |m: &Value| {
+            let from_client = m["dir"].as_str().is_some_and(|d| d.starts_with("client_to"));
+            from_client && m["text"].as_str().is_some_and(|t| t.starts_with(&last))
+        };
+        msgs.iter().any(sent).then_some(())
+    })
+    .await;
+    clear(gw, route).await;
+    ws.send(TMessage::text("end")).await.unwrap();
+    texts_until(&mut ws, "end").await
+}
+
+#[tokio::test]
+async fn drops_duplicates_and_truncation_together_repeat_with_a_seed_on_a_mock_and_a_proxy() {
+    let spec = |seed: u64| {
+        json!({
+            "seed": seed,
+            "drop": {"rate": 0.2, "direction": "from_client"},
+            "duplicate": {"rate": 0.3, "direction": "from_client"},
+            "truncate": {"rate": 0.5, "bytes": 12, "direction": "from_client"},
+        })
+    };
+    let upstream = Upstream::echo().await;
+    let mock = Gateway::mock(&["--echo"]).await;
+    let proxy = Gateway::proxy(&["--upstream", &upstream.url()]).await;
+    for (gw, route) in [(&mock, "mock"), (&proxy, "default")] {
+        let mut runs = Vec::new();
+        for (i, seed) in [21, 21, 22].into_iter().enumerate() {
+            put(gw, route, spec(seed)).await;
+            runs.push(run_recorded(gw, route, &format!("/s{i}"), 30).await);
+        }
+        assert_eq!(runs[0], runs[1], "{route}: the same seed, the same outcome");
+        assert_ne!(runs[0], runs[2], "{route}: another seed, another outcome");
+        let got = &runs[0];
+        assert!(got.iter().any(|t| t.len() == 12), "{route}: some cut to 12 bytes: {got:?}");
+        assert!(got.windows(2).any(|w| w[0] == w[1]), "{route}: some doubled: {got:?}");
+        assert!(got.len() - 1 < 30 * 13 / 10 && got.len() > 10, "{route}: {got:?}");
+    }
+}
+
+#[tokio::test]
+async fn throttle_spaces_messages_at_the_rate_on_a_proxy() {
+    let upstream = Upstream::echo().await;
+    let gw = Gateway::proxy(&["--upstream", &upstream.url(), "--no-store"]).await;
+    put(&gw, "default", json!({"throttle": {"bytes_per_sec": 2000, "direction": "to_client"}})).await;
+    let mut ws = client(&gw, "/slow").await;
+    let start = Instant::now();
+    for i in 0..5 {
+        ws.send(TMessage::text(format!("{i}{}", "x".repeat(199)))).await.unwrap();
+    }
+    let got = texts_until_count(&mut ws, 5).await;
+    let took = start.elapsed();
+    assert_eq!(got.iter().map(|t| &t[..1]).collect::<Vec<_>>(), ["0", "1", "2", "3", "4"]);
+    // 1000 bytes at 2000 B/s: the last one is delivered 500 ms after the first arrives.
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
