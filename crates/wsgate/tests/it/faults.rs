@@ -11,12 +11,7 @@ use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::*;
-
-type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn client(gw: &Gateway, path: &str) -> Client {
-    within(tokio_tungstenite::connect_async(gw.ws(path))).await.expect("connect").0
-}
+use crate::tt::*;
 
 async fn set_faults(gw: &Gateway, route: &str, spec: Value) -> reqwest::Response {
     let url = gw.api(&format!("/api/routes/{route}/faults"));
@@ -58,7 +53,7 @@ async fn texts_until(ws: &mut Client, end: &str) -> Vec<String> {
 /// the faults, and sends `end`: what came back before it is what the faults let
 /// through, in order.
 async fn run_numbered(gw: &Gateway, route: &str, path: &str, n: usize, counter: &str) -> Vec<String> {
-    let mut ws = client(gw, path).await;
+    let mut ws = connect(gw, path).await;
     for i in 0..n {
         ws.send(TMessage::text(format!("m{i}"))).await.unwrap();
     }
@@ -71,18 +66,6 @@ async fn run_numbered(gw: &Gateway, route: &str, path: &str, n: usize, counter: 
     clear(gw, route).await;
     ws.send(TMessage::text("end")).await.unwrap();
     texts_until(&mut ws, "end").await
-}
-
-async fn texts_until_count(ws: &mut Client, n: usize) -> Vec<String> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        match within(ws.next()).await {
-            Some(Ok(TMessage::Text(t))) => got.push(t.to_string()),
-            Some(Ok(_)) => {}
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-    got
 }
 
 /// A session's stored messages (the recorder commits within about 100 ms).
@@ -126,10 +109,10 @@ async fn a_mock_drops_with_a_seed_the_same_way_twice_and_another_seed_differs() 
 async fn mock_latency_duplicate_and_truncate_act_and_are_marked_in_history() {
     let gw = Gateway::mock(&["--echo"]).await;
     put(&gw, "mock", json!({"latency": {"fixed": "250ms", "direction": "to_client"}})).await;
-    let mut ws = client(&gw, "/lat").await;
+    let mut ws = connect(&gw, "/lat").await;
     let sent = Instant::now();
     ws.send(TMessage::text("slow")).await.unwrap();
-    assert_eq!(texts_until_count(&mut ws, 1).await, ["slow"]);
+    assert_eq!(texts(&mut ws, 1).await, ["slow"]);
     let took = sent.elapsed();
     assert!(took >= Duration::from_millis(250), "delivered after {took:?}, before the 250 ms latency");
     assert!(took < Duration::from_secs(3), "{took:?}");
@@ -138,10 +121,10 @@ async fn mock_latency_duplicate_and_truncate_act_and_are_marked_in_history() {
     ws.send(TMessage::text("hello")).await.unwrap();
     // from_client duplicates: the echo sees "hello" twice, and each echo is cut and
     // doubled on its way back.
-    assert_eq!(texts_until_count(&mut ws, 4).await, ["hel", "hel", "hel", "hel"]);
+    assert_eq!(texts(&mut ws, 4).await, ["hel", "hel", "hel", "hel"]);
     clear(&gw, "mock").await;
     ws.send(TMessage::text("plain")).await.unwrap();
-    assert_eq!(texts_until_count(&mut ws, 1).await, ["plain"]);
+    assert_eq!(texts(&mut ws, 1).await, ["plain"]);
 
     let id = only_session(&gw).await;
     let msgs = stored(&gw, &id, 9).await;
@@ -161,7 +144,7 @@ async fn mock_latency_duplicate_and_truncate_act_and_are_marked_in_history() {
 async fn disconnects_close_with_the_code_or_drop_the_connection_and_refusals_answer_the_status() {
     let gw = Gateway::mock(&["--echo"]).await;
     put(&gw, "mock", json!({"disconnect": {"after_messages": 3, "code": 4001, "reason": "chaos"}})).await;
-    let mut ws = client(&gw, "/d").await;
+    let mut ws = connect(&gw, "/d").await;
     // 1: m0 in, 2: its echo, 3: m1 in → closed once m1 is handled.
     ws.send(TMessage::text("m0")).await.unwrap();
     ws.send(TMessage::text("m1")).await.unwrap();
@@ -183,7 +166,7 @@ async fn disconnects_close_with_the_code_or_drop_the_connection_and_refusals_ans
     assert_eq!((last["close_code"].as_u64(), last["reason_kind"].as_str()), (Some(4001), Some("fault")), "{ended}");
 
     put(&gw, "mock", json!({"disconnect": {"after": "300ms", "abrupt": true}})).await;
-    let mut ws = client(&gw, "/abrupt").await;
+    let mut ws = connect(&gw, "/abrupt").await;
     let start = Instant::now();
     match within(ws.next()).await {
         Some(Err(_)) | None => {}
@@ -204,9 +187,9 @@ async fn disconnects_close_with_the_code_or_drop_the_connection_and_refusals_ans
     let last = failed["lifecycle"].as_array().unwrap().last().unwrap().clone();
     assert_eq!((last["http_status"].as_u64(), last["reason_kind"].as_str()), (Some(503), Some("fault")));
     clear(&gw, "mock").await;
-    let mut ws = client(&gw, "/fine").await;
+    let mut ws = connect(&gw, "/fine").await;
     ws.send(TMessage::text("ok")).await.unwrap();
-    assert_eq!(texts_until_count(&mut ws, 1).await, ["ok"]);
+    assert_eq!(texts(&mut ws, 1).await, ["ok"]);
 }
 
 #[tokio::test]
@@ -251,11 +234,11 @@ async fn proxy_route_faults_from_the_config_and_switched_at_run_time() {
     // Latency towards the client, with the upstream's own close passing behind it.
     put(&gw, "chaos", json!({"latency": {"uniform": {"min": "150ms", "max": "200ms"}, "direction": "to_client"}}))
         .await;
-    let mut ws = client(&gw, "/p3").await;
+    let mut ws = connect(&gw, "/p3").await;
     let sent = Instant::now();
     ws.send(TMessage::text("late")).await.unwrap();
     ws.send(TMessage::text("close:4000:bye")).await.unwrap();
-    assert_eq!(texts_until_count(&mut ws, 1).await, ["late"]);
+    assert_eq!(texts(&mut ws, 1).await, ["late"]);
     assert!(sent.elapsed() >= Duration::from_millis(150), "{:?}", sent.elapsed());
     match within(ws.next()).await {
         Some(Ok(TMessage::Close(Some(c)))) => assert_eq!(c.code, CloseCode::from(4000)),
@@ -264,7 +247,7 @@ async fn proxy_route_faults_from_the_config_and_switched_at_run_time() {
 
     // A disconnect closes both sides with the code.
     put(&gw, "chaos", json!({"disconnect": {"after_messages": 1, "code": 1013, "reason": "try later"}})).await;
-    let mut ws = client(&gw, "/p4").await;
+    let mut ws = connect(&gw, "/p4").await;
     ws.send(TMessage::text("one")).await.unwrap();
     let close = loop {
         match within(ws.next()).await {
@@ -333,7 +316,7 @@ async fn bad_faults_are_refused_with_the_field_by_the_api_and_the_config() {
 /// every fate is decided by then), clears the faults, sends `end`, and returns what
 /// came back before it.
 async fn run_recorded(gw: &Gateway, route: &str, path: &str, n: usize) -> Vec<String> {
-    let mut ws = client(gw, path).await;
+    let mut ws = connect(gw, path).await;
     for i in 0..n {
         ws.send(TMessage::text(format!("message-{i:04}-padding"))).await.unwrap();
     }
@@ -388,12 +371,12 @@ async fn throttle_spaces_messages_at_the_rate_on_a_proxy() {
     let upstream = Upstream::echo().await;
     let gw = Gateway::proxy(&["--upstream", &upstream.url(), "--no-store"]).await;
     put(&gw, "default", json!({"throttle": {"bytes_per_sec": 2000, "direction": "to_client"}})).await;
-    let mut ws = client(&gw, "/slow").await;
+    let mut ws = connect(&gw, "/slow").await;
     let start = Instant::now();
     for i in 0..5 {
         ws.send(TMessage::text(format!("{i}{}", "x".repeat(199)))).await.unwrap();
     }
-    let got = texts_until_count(&mut ws, 5).await;
+    let got = texts(&mut ws, 5).await;
     let took = start.elapsed();
     assert_eq!(got.iter().map(|t| &t[..1]).collect::<Vec<_>>(), ["0", "1", "2", "3", "4"]);
     // 1000 bytes at 2000 B/s: the last one is delivered 500 ms after the first arrives.

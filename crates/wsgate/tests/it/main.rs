@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod support;
+mod tt;
 
 mod ai;
 mod api_hostile;

@@ -11,38 +11,7 @@ use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::*;
-
-type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn client(gw: &Gateway, path: &str) -> Client {
-    within(tokio_tungstenite::connect_async(gw.ws(path))).await.expect("connect").0
-}
-
-/// The next text, binary or close message.
-async fn next(ws: &mut Client) -> TMessage {
-    loop {
-        match within(ws.next()).await {
-            Some(Ok(m @ (TMessage::Text(_) | TMessage::Binary(_) | TMessage::Close(_)))) => return m,
-            Some(Ok(_)) => continue,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-}
-
-async fn next_text(ws: &mut Client) -> String {
-    match next(ws).await {
-        TMessage::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-/// Nothing arrives within `d` (a bounded look, not synchronisation: the test
-/// asserts an absence).
-async fn quiet_for(ws: &mut Client, d: Duration) {
-    if let Ok(m) = tokio::time::timeout(d, ws.next()).await {
-        panic!("expected nothing yet, got {m:?}");
-    }
-}
+use crate::tt::*;
 
 fn script(dir: &TempDir, name: &str, lines: &str) -> String {
     let path = dir.0.join(name);
@@ -72,7 +41,7 @@ const MOCKFORGE_EXAMPLE: &str = r#"{"ts":0,"dir":"out","text":"HELLO {{uuid}}","
 
 /// What one client gets from the documented example.
 async fn play_documented_example(gw: &Gateway) -> (String, String, String) {
-    let mut ws = client(gw, "/demo").await;
+    let mut ws = connect(gw, "/demo").await;
     // Nothing before the client says it is ready.
     quiet_for(&mut ws, Duration::from_millis(150)).await;
     ws.send(TMessage::text("not yet")).await.unwrap();
@@ -113,7 +82,7 @@ async fn replay_keeps_its_schedule_and_speed() {
     );
     for (speed, scale) in [("1.0", 1.0), ("2.0", 0.5)] {
         let gw = mock_replay(&file, &["--speed", speed]).await;
-        let mut ws = client(&gw, "/").await;
+        let mut ws = connect(&gw, "/").await;
         let t0 = Instant::now();
         assert_eq!(next_text(&mut ws).await, "a");
         assert_eq!(next_text(&mut ws).await, "b");
@@ -150,7 +119,7 @@ async fn replay_waits_by_jsonpath_and_acts_on_timeouts() {
 
     // Logs in: the JSONPath matches with the expected value, the template reads
     // the matched message; the `in` line times out and continues.
-    let mut ws = client(&gw, "/").await;
+    let mut ws = connect(&gw, "/").await;
     assert_eq!(next_text(&mut ws).await, "who are you?");
     ws.send(TMessage::text(r#"{"type":"hello"}"#)).await.unwrap();
     ws.send(TMessage::text("not json")).await.unwrap();
@@ -161,7 +130,7 @@ async fn replay_waits_by_jsonpath_and_acts_on_timeouts() {
     assert!(t.elapsed() >= Duration::from_millis(190), "the `in` wait lasted {:?}", t.elapsed());
 
     // Never logs in: closed with the timeout's code.
-    let mut ws = client(&gw, "/").await;
+    let mut ws = connect(&gw, "/").await;
     assert_eq!(next_text(&mut ws).await, "who are you?");
     ws.send(TMessage::text(r#"{"type":"login!"}"#)).await.unwrap();
     let TMessage::Close(Some(close)) = next(&mut ws).await else { panic!("expected a close") };
@@ -177,7 +146,7 @@ async fn replay_of_a_proxied_sessions_export_gives_the_client_the_same_frames() 
     let url = up.url();
     let proxy = Gateway::proxy(&["--upstream", &url, "--store", &store]).await;
     let binary: Vec<u8> = (0..=255u8).collect();
-    let mut ws = client(&proxy, "/rec").await;
+    let mut ws = connect(&proxy, "/rec").await;
     ws.send(TMessage::text("héllo")).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "héllo");
     ws.send(TMessage::Binary(binary.clone().into())).await.unwrap();
@@ -202,7 +171,7 @@ async fn replay_of_a_proxied_sessions_export_gives_the_client_the_same_frames() 
     // Replay: the client says what it said, and gets what it got, byte for byte,
     // then the close code.
     let gw = mock_replay(&file, &[]).await;
-    let mut ws = client(&gw, "/rec").await;
+    let mut ws = connect(&gw, "/rec").await;
     quiet_for(&mut ws, Duration::from_millis(100)).await;
     ws.send(TMessage::text("héllo")).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "héllo");
@@ -229,7 +198,7 @@ async fn replay_session_plays_a_stored_session_straight_from_the_store() {
     let store = format!("sqlite://{}", dir.0.join("h.db").display());
     let mut proxy = Gateway::proxy(&["--upstream", &up.url(), "--store", &store]).await;
     let binary: Vec<u8> = (0..=255u8).collect();
-    let mut ws = client(&proxy, "/rec").await;
+    let mut ws = connect(&proxy, "/rec").await;
     ws.send(TMessage::text("héllo")).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "héllo");
     ws.send(TMessage::Binary(binary.clone().into())).await.unwrap();
@@ -254,7 +223,7 @@ async fn replay_session_plays_a_stored_session_straight_from_the_store() {
     // Replay it by id from the same store: the client says what it said, and gets
     // what it got, byte for byte, then the close.
     let gw = Gateway::mock(&["--replay-session", &id, "--store", &store]).await;
-    let mut ws = client(&gw, "/rec").await;
+    let mut ws = connect(&gw, "/rec").await;
     quiet_for(&mut ws, Duration::from_millis(100)).await;
     ws.send(TMessage::text("héllo")).await.unwrap();
     assert_eq!(next(&mut ws).await, TMessage::text("héllo"));
@@ -310,12 +279,12 @@ async fn replay_routes_serve_beside_others_with_their_own_settings() {
     );
     let (_cfg_dir, cfg) = config_file(&yaml);
     let gw = Gateway::spawn("serve", &["--config", &cfg], &[]).await;
-    let mut a = client(&gw, "/greet").await;
-    let mut b = client(&gw, "/greet").await;
+    let mut a = connect(&gw, "/greet").await;
+    let mut b = connect(&gw, "/greet").await;
     let (ta, tb) = (next_text(&mut a).await, next_text(&mut b).await);
     assert!(ta.starts_with("hi "), "{ta}");
     assert_eq!(ta, tb, "one seed, the same value in every session");
-    let mut e = client(&gw, "/echo").await;
+    let mut e = connect(&gw, "/echo").await;
     e.send(TMessage::text("x")).await.unwrap();
     assert_eq!(next_text(&mut e).await, "x");
     let routes = http_json(&gw.api("/api/routes")).await;
@@ -393,7 +362,7 @@ async fn replay_loops_when_asked_and_otherwise_stays_open_and_silent() {
     let file =
         script(&dir, "tick.jsonl", "{\"ts\":0,\"text\":\"tick {{seq}}\"}\n{\"ts\":50,\"text\":\"tock {{seq}}\"}\n");
     let looped = mock_replay(&file, &["--loop"]).await;
-    let mut ws = client(&looped, "/").await;
+    let mut ws = connect(&looped, "/").await;
     let mut seen = Vec::new();
     for _ in 0..5 {
         seen.push(next_text(&mut ws).await);
@@ -401,7 +370,7 @@ async fn replay_loops_when_asked_and_otherwise_stays_open_and_silent() {
     assert_eq!(seen, ["tick 1", "tock 2", "tick 3", "tock 4", "tick 5"]);
 
     let once = mock_replay(&file, &[]).await;
-    let mut ws = client(&once, "/").await;
+    let mut ws = connect(&once, "/").await;
     assert_eq!(next_text(&mut ws).await, "tick 1");
     assert_eq!(next_text(&mut ws).await, "tock 2");
     quiet_for(&mut ws, Duration::from_millis(200)).await;

@@ -8,35 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::*;
-
-type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn client(gw: &Gateway, path: &str) -> Client {
-    within(tokio_tungstenite::connect_async(gw.ws(path))).await.expect("connect").0
-}
-
-/// The next text, binary or close message.
-async fn next(ws: &mut Client) -> TMessage {
-    loop {
-        match within(ws.next()).await {
-            Some(Ok(m @ (TMessage::Text(_) | TMessage::Binary(_) | TMessage::Close(_)))) => return m,
-            Some(Ok(_)) => continue,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-}
-
-async fn next_text(ws: &mut Client) -> String {
-    match next(ws).await {
-        TMessage::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
+use crate::tt::*;
 
 async fn ask(ws: &mut Client, text: &str) -> String {
     ws.send(TMessage::text(text)).await.unwrap();
@@ -88,7 +65,7 @@ fallback:
 async fn rules_answer_in_order_with_state_and_fallback() {
     let dir = TempDir::new();
     let gw = mock_rules(&rules_file(&dir, "chat.yaml", CHAT), &[]).await;
-    let mut ws = client(&gw, "/chat").await;
+    let mut ws = connect(&gw, "/chat").await;
     assert_eq!(ask(&mut ws, "WHO").await, "unknown command", "not logged in: the state condition fails");
     assert_eq!(ask(&mut ws, "hello").await, "unknown command");
     assert_eq!(ask(&mut ws, "LOGIN ada").await, "welcome ada #1");
@@ -105,7 +82,7 @@ async fn rules_answer_in_order_with_state_and_fallback() {
     assert_eq!(next_text(&mut ws).await, "unknown command", "another prefix");
 
     // Another session has its own state.
-    let mut other = client(&gw, "/chat").await;
+    let mut other = connect(&gw, "/chat").await;
     assert_eq!(ask(&mut other, "WHO").await, "unknown command");
     assert_eq!(ask(&mut other, "LOGIN cy").await, "welcome cy #1");
 
@@ -132,7 +109,7 @@ rules:
         delay: 100ms
 "#;
     let gw = mock_rules(&rules_file(&dir, "timed.yaml", yaml), &[]).await;
-    let mut ws = client(&gw, "/").await;
+    let mut ws = connect(&gw, "/").await;
     let t0 = Instant::now();
     ws.send(TMessage::text("go")).await.unwrap();
     let mut got = Vec::new();
@@ -162,9 +139,9 @@ fallback:
   respond: ok
 "#;
     let gw = mock_rules(&rules_file(&dir, "room.yaml", yaml), &[]).await;
-    let mut a = client(&gw, "/room").await;
-    let mut b = client(&gw, "/room").await;
-    let mut c = client(&gw, "/other-path").await;
+    let mut a = connect(&gw, "/room").await;
+    let mut b = connect(&gw, "/room").await;
+    let mut c = connect(&gw, "/other-path").await;
     // Each session answers once, so each is running (and subscribed) before the join.
     for ws in [&mut a, &mut b, &mut c] {
         assert_eq!(ask(ws, "ping").await, "ok");
@@ -184,13 +161,13 @@ async fn a_seed_repeats_random_answers() {
     let yaml = "rules:\n  - respond: '{{uuid}} {{randInt 1 1000000000}}'\n";
     let file = rules_file(&dir, "random.yaml", yaml);
     let gw = mock_rules(&file, &["--seed", "42"]).await;
-    let mut a = client(&gw, "/").await;
-    let mut b = client(&gw, "/").await;
+    let mut a = connect(&gw, "/").await;
+    let mut b = connect(&gw, "/").await;
     let first = ask(&mut a, "x").await;
     assert_eq!(ask(&mut b, "x").await, first, "one seed, the same values in every session");
     assert_ne!(ask(&mut a, "x").await, first, "and the sequence goes on");
     let unseeded = mock_rules(&file, &[]).await;
-    let (mut c, mut d) = (client(&unseeded, "/").await, client(&unseeded, "/").await);
+    let (mut c, mut d) = (connect(&unseeded, "/").await, connect(&unseeded, "/").await);
     assert_ne!(ask(&mut c, "x").await, ask(&mut d, "x").await);
 }
 
@@ -204,11 +181,11 @@ async fn a_serve_route_runs_rules_beside_others() {
     );
     let (_cfg_dir, cfg) = config_file(&yaml);
     let gw = Gateway::spawn("serve", &["--config", &cfg], &[]).await;
-    let (mut a, mut b) = (client(&gw, "/api").await, client(&gw, "/api").await);
+    let (mut a, mut b) = (connect(&gw, "/api").await, connect(&gw, "/api").await);
     let hi = ask(&mut a, "hi").await;
     assert!(hi.starts_with("hi "), "{hi}");
     assert_eq!(ask(&mut b, "hi").await, hi, "the route's seed");
-    let mut e = client(&gw, "/echo").await;
+    let mut e = connect(&gw, "/echo").await;
     assert_eq!(ask(&mut e, "x").await, "x");
     let routes = http_json(&gw.api("/api/routes")).await;
     assert!(routes.to_string().contains("rules "), "{routes}");

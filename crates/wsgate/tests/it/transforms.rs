@@ -10,8 +10,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 
 use crate::support::*;
-
-type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::tt::*;
 
 const RULES: &str = r#"rules:
   - name: hide-password
@@ -32,16 +31,6 @@ const RULES: &str = r#"rules:
     match: { regex: "^bye$" }
     close: { code: 4002, reason: "rule says bye" }
 "#;
-
-async fn next_text(ws: &mut Client) -> String {
-    loop {
-        match within(ws.next()).await {
-            Some(Ok(TMessage::Text(t))) => return t.to_string(),
-            Some(Ok(_)) => {}
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
 
 async fn upstream_text(up: &mut Upstream) -> String {
     match up.next_message().await {
