@@ -45,6 +45,7 @@ fn switch(cp: &ControlPlane, name: &str) -> Result<std::sync::Arc<wsgate_faults:
 
 #[utoipa::path(
     get,
+    operation_id = "get_faults",
     path = "/api/routes/{name}/faults",
     tag = "faults",
     summary = "A route's faults in force",
@@ -66,6 +67,7 @@ pub async fn get(
 
 #[utoipa::path(
     put,
+    operation_id = "set_faults",
     path = "/api/routes/{name}/faults",
     tag = "faults",
     summary = "Set a route's faults",
@@ -99,6 +101,7 @@ pub async fn put(
 
 #[utoipa::path(
     delete,
+    operation_id = "clear_faults",
     path = "/api/routes/{name}/faults",
     tag = "faults",
     summary = "Clear a route's faults",

@@ -141,6 +141,11 @@ impl Outbox<'_> {
         self.yield_now = true;
     }
 
+    /// Whether this phase asked to close the session ([`Outbox::close`]).
+    pub fn closing(&self) -> bool {
+        self.close.is_some()
+    }
+
     /// Closes the session with this code and reason (initiator: gateway).
     pub fn close(&mut self, code: u16, reason: impl Into<String>) {
         self.close.get_or_insert((code, reason.into()));
