@@ -5,6 +5,7 @@
 # then off again through the API (a route whose faults were ever set pays the check).
 #   8 connections × 16 in flight, 64 B      target: rules ≥ 0.9× no rules (--no-store)
 #   64 connections ping-pong, 64 B          target: rules ≥ 0.9× no rules (--no-store)
+# Each also with recording on (the default), as users run it.
 # Usage: bench/rules.sh   (DUR seconds per run, default 5; ROUNDS, default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,9 @@ rules:
 YAML
 PLAIN=$(start_gateway plain proxy --upstream "ws://$ECHO" --no-store); PIDS+=("$(cat "$OUT/plain.pid")")
 RULES=$(start_gateway rules proxy --upstream "ws://$ECHO" --no-store --proxy-rules "$OUT/noop.yaml"); PIDS+=("$(cat "$OUT/rules.pid")")
+# And as users run it: recording on (SQLite, the default --record drop).
+PLAIN_REC=$(start_gateway plain-rec proxy --upstream "ws://$ECHO" --store "sqlite://$OUT/plain.db"); PIDS+=("$(cat "$OUT/plain-rec.pid")")
+RULES_REC=$(start_gateway rules-rec proxy --upstream "ws://$ECHO" --store "sqlite://$OUT/rules.db" --proxy-rules "$OUT/noop.yaml"); PIDS+=("$(cat "$OUT/rules-rec.pid")")
 FAULTS=$(start_gateway faults proxy --upstream "ws://$ECHO" --no-store); PIDS+=("$(cat "$OUT/faults.pid")")
 # Faults set, then cleared: its sessions check the switch on every message.
 CONTROL=$(sed 's/.*control=\([^ ]*\).*/\1/' "$OUT/faults.out" | head -1)
@@ -37,14 +41,18 @@ rate() {
 ok=0
 for w in "8 x 16 in flight:-c 8 -k 16 -s 64" "64 conns ping-pong:-c 64 -k 1 -s 64"; do
   label=${w%%:*}; args=${w#*:}
-  : > "$OUT/rules.rounds"; : > "$OUT/faults.rounds"
+  : > "$OUT/rules.rounds"; : > "$OUT/faults.rounds"; : > "$OUT/rec.rounds"
   for i in $(seq "$ROUNDS"); do
     # shellcheck disable=SC2086
     p=$(rate "ws://$PLAIN" $args); r=$(rate "ws://$RULES" $args); f=$(rate "ws://$FAULTS" $args)
-    echo "$p $r" >> "$OUT/rules.rounds"; echo "$p $f" >> "$OUT/faults.rounds"
+    # shellcheck disable=SC2086
+    pr=$(rate "ws://$PLAIN_REC" $args); rr=$(rate "ws://$RULES_REC" $args)
+    echo "$p $r" >> "$OUT/rules.rounds"; echo "$p $f" >> "$OUT/faults.rounds"; echo "$pr $rr" >> "$OUT/rec.rounds"
   done
-  echo "== proxy, $label: one no-op rule"
+  echo "== proxy, $label: one no-op rule (--no-store)"
   python3 bench/rounds.py "$OUT/rules.rounds" "no rules" "one no-op rule" rules/plain 0.9 || ok=1
+  echo "== proxy, $label: one no-op rule (recording)"
+  python3 bench/rounds.py "$OUT/rec.rounds" "no rules" "one no-op rule" rules/plain 0.9 || ok=1
   echo "== proxy, $label: faults set, then cleared"
   python3 bench/rounds.py "$OUT/faults.rounds" "never set" "set then cleared" faults/plain 0.9 || ok=1
 done
