@@ -383,3 +383,23 @@ async fn throttle_spaces_messages_at_the_rate_on_a_proxy() {
     assert!(took >= Duration::from_millis(500), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+#[tokio::test]
+async fn faulted_messages_show_their_marks_on_the_live_stream() {
+    let gw = Gateway::mock(&["--echo", "--no-store"]).await;
+    let (mut live, _) =
+        within(tokio_tungstenite::connect_async(format!("ws://{}/api/live", gw.control))).await.unwrap();
+    put(&gw, "mock", json!({"drop": {"rate": 1.0, "direction": "to_client"}})).await;
+    let mut ws = connect(&gw, "/watched").await;
+    ws.send(TMessage::text("lost")).await.unwrap();
+    // The client's message as it came, then its echo, dropped on the way back.
+    let marked = loop {
+        let Some(Ok(TMessage::Text(t))) = within(live.next()).await else { continue };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["type"] == "message" && v["direction"] == "gateway_to_client" {
+            break v;
+        }
+    };
+    assert_eq!(marked["text"], "lost");
+    assert_eq!(marked["marks"], json!(["fault", "dropped"]), "{marked}");
+}
