@@ -126,7 +126,8 @@ b = d["by_second"]
 late = [(i, w, o) for i, (w, o) in enumerate(zip(b["worst_ms"], b["over"])) if o > 0]
 worst = sorted(late, key=lambda x: -x[2])[:5]
 print(f"  seconds of the run with messages over {b['late_ms']:g} ms (start: the 101 read): {len(late)}"
-      + (" (most: " + ", ".join(f"s{i}: {o} over, worst {w:.1f} ms" for i, w, o in worst) + ")" if late else ""))
+      + (" (most: " + ", ".join(f"s{i}: {o} over, worst {w:.1f} ms, client lag {b['client_lag_ms'][i]:.1f} ms"
+                               for i, w, o in worst) + ")" if late else ""))
 g = d["client_timer_lag_ms"]
 print(f"  the client's own lag (a 1 ms sleep on its runtime, late by): p50 {g['p50']:.3f}  p99 {g['p99']:.3f}  max {g['max']:.3f}")
 ccpu = d.get("client_cpu_s")

@@ -183,6 +183,8 @@ struct Shared {
     /// lateness from the 101 in microseconds, and how many were later than `late_us`.
     worst: Box<[AtomicU64]>,
     over: Box<[AtomicU64]>,
+    /// Per second: the client runtime's own worst timer lag, in microseconds.
+    lag: Box<[AtomicU64]>,
     late_us: u64,
 }
 
@@ -407,6 +409,7 @@ async fn run(args: Args, schedule: Arc<[u64]>, threads: usize) -> (serde_json::V
         epoch: began,
         worst: (0..seconds).map(|_| AtomicU64::new(0)).collect(),
         over: (0..seconds).map(|_| AtomicU64::new(0)).collect(),
+        lag: (0..seconds).map(|_| AtomicU64::new(0)).collect(),
         late_us: ms_to_us(args.late_ms),
     });
     // The client's own health: how late a 1 ms sleep on its runtime wakes. A busy
@@ -418,7 +421,11 @@ async fn run(args: Args, schedule: Arc<[u64]>, threads: usize) -> (serde_json::V
             while shared.finished.load(Ordering::Relaxed) < shared.clients {
                 let due = Instant::now() + Duration::from_millis(1);
                 tokio::time::sleep_until(due).await;
-                lag.saturating_record(Instant::now().saturating_duration_since(due).as_micros() as u64);
+                let now = Instant::now();
+                let late = now.saturating_duration_since(due).as_micros() as u64;
+                lag.saturating_record(late);
+                let second = (due.saturating_duration_since(shared.epoch).as_secs() as usize).min(shared.lag.len() - 1);
+                shared.lag[second].fetch_max(late, Ordering::Relaxed);
             }
             lag
         }
@@ -542,6 +549,7 @@ async fn run(args: Args, schedule: Arc<[u64]>, threads: usize) -> (serde_json::V
             "late_ms": args.late_ms,
             "worst_ms": shared.worst.iter().map(|w| ms(w.load(Ordering::Relaxed))).collect::<Vec<_>>(),
             "over": shared.over.iter().map(|o| o.load(Ordering::Relaxed)).collect::<Vec<_>>(),
+            "client_lag_ms": shared.lag.iter().map(|l| ms(l.load(Ordering::Relaxed))).collect::<Vec<_>>(),
         },
         "early": early,
         "earliest_ms": earliest_us as f64 / 1000.0,
