@@ -24,12 +24,27 @@ pub struct FaultSwitch {
     configured: Mutex<Option<FaultSpec>>,
     /// Handshake refusals are drawn per connection, for the whole route.
     refusals: Mutex<Option<StdRng>>,
+    /// The seed a spec without one gets: the route's own `--seed` (`mock.seed`,
+    /// `proxy.seed`), so one seed makes every random choice of the route repeat.
+    default_seed: Mutex<Option<u64>>,
 }
 
 impl FaultSwitch {
-    /// Sets (or with `None`, or an empty spec, clears) the route's faults.
+    /// The seed for specs that give none (the route's `--seed`); set before
+    /// [`FaultSwitch::configure`].
+    pub fn set_default_seed(&self, seed: Option<u64>) {
+        *self.default_seed.lock().unwrap_or_else(|e| e.into_inner()) = seed;
+    }
+
+    /// Sets (or with `None`, or an empty spec, clears) the route's faults. A spec
+    /// without a seed takes the route's (what [`FaultSwitch::spec`] then shows).
     pub fn set(&self, spec: Option<FaultSpec>) -> Result<(), FaultError> {
-        let plan = spec.filter(|s| !s.is_empty()).map(Plan::new).transpose()?.map(Arc::new);
+        let default_seed = *self.default_seed.lock().unwrap_or_else(|e| e.into_inner());
+        let spec = spec.filter(|s| !s.is_empty()).map(|mut s| {
+            s.seed = s.seed.or(default_seed);
+            s
+        });
+        let plan = spec.map(Plan::new).transpose()?.map(Arc::new);
         let rng = plan.as_ref().and_then(|p| p.spec.refuse.map(|_| p.spec.seed));
         *self.refusals.lock().unwrap_or_else(|e| e.into_inner()) =
             rng.map(|seed| seed.map_or_else(rand::make_rng, StdRng::seed_from_u64));
@@ -145,5 +160,12 @@ mod tests {
         s.configure(None).unwrap();
         assert_eq!(s.spec(), None, "a changed config applies");
         assert!(s.set(Some(spec("drop: { rate: 2.0 }"))).is_err());
+
+        // The route's seed fills a spec without one, and not one with its own.
+        s.set_default_seed(Some(9));
+        s.set(Some(spec("drop: { rate: 0.5 }"))).unwrap();
+        assert_eq!(s.spec().unwrap().seed, Some(9));
+        s.set(Some(spec("seed: 3\ndrop: { rate: 0.5 }"))).unwrap();
+        assert_eq!(s.spec().unwrap().seed, Some(3));
     }
 }

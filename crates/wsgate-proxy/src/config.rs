@@ -85,6 +85,9 @@ pub struct ProxyConfig {
     /// Rules that transform the frames this route forwards (`wsgate_rules`, loaded and
     /// checked for the proxy role at start); `None`: every frame unchanged.
     pub rules: Option<Arc<wsgate_rules::Rules>>,
+    /// Seed for the rules' random template values (`{{uuid}}`, `{{randInt}}`); every
+    /// session the same sequence.
+    pub seed: Option<u64>,
 }
 
 impl ProxyConfig {
@@ -112,6 +115,7 @@ impl ProxyConfig {
             deflate: None,
             expose_errors: false,
             rules: None,
+            seed: None,
         }
     }
 }

@@ -249,6 +249,7 @@ fn pump_config(p: &Proxy) -> PumpConfig {
         max_message_size: p.cfg.max_message_size,
         faults: p.cfg.faults.clone(),
         rules: p.cfg.rules.clone(),
+        seed: p.cfg.seed,
         idle_timeout: p.cfg.idle_timeout,
         close_timeout: p.cfg.close_timeout,
     }

@@ -295,6 +295,8 @@ pub struct PumpConfig {
     pub faults: Arc<FaultSwitch>,
     /// The route's rules (`wsgate-rules`), transforming what it forwards.
     pub rules: Option<Arc<wsgate_rules::Rules>>,
+    /// Their random values' seed.
+    pub seed: Option<u64>,
     pub idle_timeout: Option<Duration>,
     pub close_timeout: Duration,
 }
@@ -341,7 +343,7 @@ impl<'a> Pump<'a> {
         let idle = cfg.idle_timeout.map(|d| Box::pin(tokio::time::sleep(d)));
         let mut faults = SessionFaults::new(cfg.faults.clone());
         let fault_deadline = if faults.active() { faults.disconnect_at() } else { None };
-        let rules = cfg.rules.clone().map(|r| Box::new(wsgate_rules::Conversation::new(r, None)));
+        let rules = cfg.rules.clone().map(|r| Box::new(wsgate_rules::Conversation::new(r, cfg.seed)));
         Self {
             client,
             upstream,
@@ -715,6 +717,7 @@ mod tests {
             close_timeout: Duration::from_secs(600),
             faults: Arc::default(),
             rules: None,
+            seed: None,
         };
         let pump = tokio::spawn(async move {
             let client = Side::client(Transport::Plain(client_io), Bytes::new(), 1024, None);

@@ -332,6 +332,9 @@ pub struct ProxyOnly {
     /// Rules file (YAML) transforming what the proxy forwards (docs/rules.md).
     #[arg(long, env = "WSGATE_PROXY_RULES", value_name = "FILE")]
     pub proxy_rules: Option<std::path::PathBuf>,
+    /// Seed for the route's rules and faults, so every random choice repeats.
+    #[arg(long, env = "WSGATE_PROXY_SEED", value_name = "N")]
+    pub proxy_seed: Option<u64>,
     /// Accept clients at once and queue their messages until the upstream is connected.
     #[arg(long, env = "WSGATE_ACCEPT_EARLY")]
     pub accept_early: bool,

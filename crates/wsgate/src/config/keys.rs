@@ -62,6 +62,7 @@ keys! {
     "proxy.strip_prefix", "strip-prefix", "Removed from the front of the client's path before it is appended to the upstream (/api: /api/orders goes to upstream/orders).";
     "proxy.upstream_ca", "upstream-ca", "Extra CA certificate (PEM) trusted for wss:// upstreams, besides the system roots.";
     "proxy.connect_timeout", "connect-timeout", "DNS + TCP + TLS + upgrade towards the upstream.";
+    "proxy.seed", "proxy-seed", "Seed for every random choice of the proxy route: its rules' {{uuid}} and {{randInt}}, and its faults when their spec has no seed (docs/faults.md), so runs repeat.";
     "proxy.rules", "proxy-rules", "Rules file (YAML) whose rules transform what the proxy forwards: rewrite, drop, delay or answer a matching message (docs/rules.md).";
     "proxy.expose_errors", "expose-upstream-errors", "Tell a client refused with 502/504 why (upstream URL, DNS/TLS error) instead of a generic reason; the detail is always in the session record and the logs.";
     "mock.echo", "echo", "wsgate mock: echo every text and binary message back unchanged.";

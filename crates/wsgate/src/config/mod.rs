@@ -345,6 +345,10 @@ pub struct ProxySection {
     pub fallback: Option<Box<MockSection>>,
     /// Rules (YAML) transforming what the route forwards (docs/rules.md).
     pub rules: Option<PathBuf>,
+    /// Seed for every random choice of the route: its rules' templates and its faults
+    /// (when their spec has no `seed`), so runs repeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// `Config::default()` as JSON, with the sections that are unset by default (a mode
@@ -420,6 +424,7 @@ impl Default for ProxySection {
             expose_errors: false,
             fallback: None,
             rules: None,
+            seed: None,
         }
     }
 }

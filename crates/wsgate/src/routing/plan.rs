@@ -66,6 +66,20 @@ impl RoutePlan {
         }
     }
 
+    /// The route's own seed (`--seed`, `--proxy-seed`): its faults' when their spec
+    /// has none.
+    pub fn seed(&self) -> Option<u64> {
+        match &self.handler {
+            Handler::Proxy(p) => p.seed,
+            Handler::Mock(m) => match &m.mode {
+                MockMode::Replay(r) => r.seed,
+                MockMode::Rules(r) => r.seed,
+                MockMode::Echo | MockMode::Ai(_) => None,
+            },
+            Handler::Relay(_) => None,
+        }
+    }
+
     /// Where it sends clients, for logs and `GET /api/routes`.
     pub fn target(&self) -> String {
         let fallback = self.fallback.as_ref().map(|m| format!(" (fallback: mock {})", mock_target(&m.mode)));
@@ -241,6 +255,7 @@ fn proxy_config(
     let placeholder = || url::Url::parse("ws://127.0.0.1/").expect("literal URL");
     let mut pc = ProxyConfig::new(p.upstream.clone().unwrap_or_else(placeholder), upstream_tls);
     pc.route = route.into();
+    pc.seed = p.seed;
     pc.payloads = limits.payloads;
     pc.upstream = p.upstream.clone();
     pc.resolver = p.resolver_url.clone().map(|url| ResolverConfig {

@@ -102,6 +102,7 @@ fn build(parts: &Parts, plans: &[RoutePlan], limits: &mut HashMap<Arc<str>, (usi
             // keeps what the API set since.
             let faults = || {
                 let switch = parts.faults.switch(&p.name);
+                switch.set_default_seed(p.seed());
                 if let Err(e) = switch.configure(p.faults.clone()) {
                     tracing::error!(route = %p.name, error = %e, "faults not applied");
                 }

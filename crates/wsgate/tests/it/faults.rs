@@ -403,3 +403,40 @@ async fn faulted_messages_show_their_marks_on_the_live_stream() {
     assert_eq!(marked["text"], "lost");
     assert_eq!(marked["marks"], json!(["fault", "dropped"]), "{marked}");
 }
+
+#[tokio::test]
+async fn the_routes_own_seed_seeds_faults_without_one_and_a_proxys_rules() {
+    // A mock's --seed: a spec without a seed takes it, so it repeats like seed 21.
+    let dir = TempDir::new();
+    let script = dir.0.join("s.jsonl");
+    std::fs::write(&script, "{\"ts\":0,\"text\":\"hello\"}\n").unwrap();
+    let seeded = Gateway::mock(&["--replay", script.to_str().unwrap(), "--seed", "21", "--no-store"]).await;
+    put(&seeded, "mock", json!({"drop": {"rate": 0.5, "direction": "from_client"}})).await;
+    let got = http_json(&seeded.api("/api/routes/mock/faults")).await;
+    assert_eq!(got["faults"]["seed"], 21, "{got}");
+
+    // A proxy's --proxy-seed seeds its rules' random answers: every session, every run.
+    let upstream = Upstream::echo().await;
+    let rules = dir.0.join("dice.yaml");
+    std::fs::write(&rules, "rules:\n  - match: { regex: \"^roll$\" }\n    drop: true\n    respond: '{{randInt 1 1000000}}'\n")
+        .unwrap();
+    let mut rolls = Vec::new();
+    for _ in 0..2 {
+        let gw = Gateway::proxy(&[
+            "--upstream",
+            &upstream.url(),
+            "--proxy-rules",
+            rules.to_str().unwrap(),
+            "--proxy-seed",
+            "5",
+            "--no-store",
+        ])
+        .await;
+        for path in ["/a", "/b"] {
+            let mut ws = connect(&gw, path).await;
+            ws.send(TMessage::text("roll")).await.unwrap();
+            rolls.push(next_text(&mut ws).await);
+        }
+    }
+    assert!(rolls.iter().all(|r| r == &rolls[0]), "{rolls:?}");
+}
