@@ -92,8 +92,9 @@ pub async fn put(
     body: JsonBody,
 ) -> Result<Json<RouteFaults>, ApiError> {
     let route = name?.0;
-    let switch = switch(&cp, &route)?;
+    // The body first, as every route with one does: junk is a 400 wherever it is sent.
     let spec: FaultSpec = body.parse()?;
+    let switch = switch(&cp, &route)?;
     switch.set(Some(spec)).map_err(ApiError::BadFaults)?;
     tracing::info!(route, faults = ?switch.spec(), "faults set through the API");
     Ok(Json(RouteFaults { route, faults: switch.spec() }))
