@@ -418,8 +418,11 @@ async fn the_routes_own_seed_seeds_faults_without_one_and_a_proxys_rules() {
     // A proxy's --proxy-seed seeds its rules' random answers: every session, every run.
     let upstream = Upstream::echo().await;
     let rules = dir.0.join("dice.yaml");
-    std::fs::write(&rules, "rules:\n  - match: { regex: \"^roll$\" }\n    drop: true\n    respond: '{{randInt 1 1000000}}'\n")
-        .unwrap();
+    std::fs::write(
+        &rules,
+        "rules:\n  - match: { regex: \"^roll$\" }\n    drop: true\n    respond: '{{randInt 1 1000000}}'\n",
+    )
+    .unwrap();
     let mut rolls = Vec::new();
     for _ in 0..2 {
         let gw = Gateway::proxy(&[
