@@ -17,6 +17,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// A payload file beside a SQLite history (`sqlite/payload_files.rs`) could not
+    /// be written or read.
+    #[error("payload file {path}: {source}")]
+    PayloadFile { path: String, source: std::io::Error },
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
     #[error("the store is closed")]

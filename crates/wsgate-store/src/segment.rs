@@ -110,14 +110,25 @@ where
     I: IntoIterator<Item = &'a MessageRow>,
     I::IntoIter: Clone,
 {
+    let mut payloads = Vec::new();
+    let mut s = encode_into(rows, &mut payloads);
+    s.payloads = payloads;
+    s
+}
+
+/// Encodes `rows` as [`encode`] does, but appends their payloads to `payloads`
+/// (a whole batch's, written to a payload file at once) and leaves the segment's
+/// own empty.
+pub fn encode_into<'a, I>(rows: I, payloads: &mut Vec<u8>) -> Segment
+where
+    I: IntoIterator<Item = &'a MessageRow>,
+    I::IntoIter: Clone,
+{
     let rows = rows.into_iter();
     // Sized first (a pass over references), so the copies below never reallocate.
     let (frames, bytes) = rows.clone().fold((0, 0), |(n, b), m| (n + 1, b + m.payload.len()));
-    let mut s = Segment {
-        index: Vec::with_capacity(frames * INDEX_BYTES_TYPICAL),
-        payloads: Vec::with_capacity(bytes),
-        ..Segment::default()
-    };
+    payloads.reserve(bytes);
+    let mut s = Segment { index: Vec::with_capacity(frames * INDEX_BYTES_TYPICAL), ..Segment::default() };
     let (mut prev_seq, mut prev_at) = (None::<u64>, 0i64);
     for m in rows {
         let at = to_micros(m.at);
@@ -138,7 +149,7 @@ where
         // Wrapping, here and in `decode`: any two times round-trip exactly, even
         // ones further apart than an i64 holds.
         put(&mut s.index, at.wrapping_sub(prev_at));
-        s.payloads.extend_from_slice(&m.payload);
+        payloads.extend_from_slice(&m.payload);
         // Saturating: a size read from a damaged row may be anything.
         if m.direction.is_inbound() {
             s.msgs_in += 1;

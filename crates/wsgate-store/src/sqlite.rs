@@ -4,7 +4,11 @@
 //! write in one transaction per batch, statements prepared once) and a few reader
 //! connections used from `spawn_blocking`. WAL lets readers run while the writer
 //! commits; `synchronous=NORMAL` keeps commits off fsync (a power cut may lose the
-//! last batches, a crash of wsgate loses nothing committed).
+//! last batches, a crash of wsgate loses nothing committed). Busy batches' payloads
+//! go to payload files beside the database (`sqlite/payload_files.rs`), written
+//! without fsync too: after a power cut, frames whose payloads had not reached the
+//! disk (the kernel writes them back within about 30 s) read as a damaged segment,
+//! an error naming the file, never as other bytes.
 //!
 //! Several processes may share the file (gateways with different instance names in
 //! one folder). Every connection waits up to [`BUSY_TIMEOUT`] for a lock, and every
@@ -29,6 +33,9 @@ use crate::model::{
 };
 use crate::{ORPHAN_REASON, Store, StoreError, WriterPriority, segment, shared};
 
+mod payload_files;
+use payload_files::{PayloadFiles, Placed};
+
 /// Schema migrations, in order; `PRAGMA user_version` says how many have run.
 const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0001_init.sql"),
@@ -36,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/0003_instance_leases.sql"),
     include_str!("sqlite/0004_shared_logs.sql"),
     include_str!("sqlite/0005_message_segments.sql"),
+    include_str!("sqlite/0006_payload_files.sql"),
 ];
 
 /// How long a connection waits for another (maybe another process's) to let go of
@@ -209,15 +217,24 @@ impl SqliteStore {
         // A small queue: the recorder waits here when the disk is behind, which is
         // what makes its own queue fill and its overflow policy apply.
         let (jobs, mut rx) = mpsc::channel::<Job>(2);
+        let writer_path = path.clone();
         std::thread::Builder::new()
             .name("wsgate-sqlite".into())
             .spawn(move || {
                 priority.apply_to_current_thread();
                 let mut sids = Sids::default();
+                let mut files = PayloadFiles::new(&writer_path);
+                if let Err(e) = files.sweep(&writer) {
+                    tracing::warn!(error = %e, "payload files left by a stopped writer were not all deleted");
+                }
                 while let Some(job) = rx.blocking_recv() {
                     match job {
                         Job::Write(b, reply) => {
-                            let _ = reply.send(write_batch(&mut writer, &mut sids, &b));
+                            let written = write_batch(&mut writer, &mut sids, &mut files, &b);
+                            if written.is_err() {
+                                files.forget();
+                            }
+                            let _ = reply.send(written);
                         }
                         Job::Claim(lease, reply) => {
                             let _ = reply.send(claim(&mut writer, &lease));
@@ -232,7 +249,7 @@ impl SqliteStore {
                             let _ = reply.send(close_expired(&mut writer, &lease));
                         }
                         Job::Prune(p, reply) => {
-                            let _ = reply.send(prune(&mut writer, p));
+                            let _ = reply.send(prune(&mut writer, &files, p));
                         }
                     }
                 }
@@ -300,11 +317,20 @@ impl Sids {
     }
 }
 
-/// Inserts a batch's messages as one segment per session (`segment.rs`).
-fn insert_segments(tx: &rusqlite::Transaction, sids: &mut Sids, messages: &[MessageRow]) -> Result<(), StoreError> {
+/// Inserts a batch's messages as one segment per session (`segment.rs`); a busy
+/// batch's payloads go to a payload file in one write (`sqlite/payload_files.rs`).
+fn insert_segments(
+    tx: &rusqlite::Transaction,
+    sids: &mut Sids,
+    files: &mut PayloadFiles,
+    messages: &[MessageRow],
+) -> Result<(), StoreError> {
     if messages.is_empty() {
         return Ok(());
     }
+    let to_file = messages.iter().map(|m| m.payload.len()).sum::<usize>() >= payload_files::INLINE_BELOW;
+    let mut buffer = if to_file { files.take_buffer() } else { Vec::new() };
+    let mut segments = Vec::new();
     for run in segment::by_session(messages) {
         // The recorder always writes a session before its messages; a message with
         // no session row has nothing to belong to.
@@ -312,16 +338,41 @@ fn insert_segments(tx: &rusqlite::Transaction, sids: &mut Sids, messages: &[Mess
             tracing::warn!(session = %run[0].session_id, messages = run.len(), "messages for an unknown session not stored");
             continue;
         };
-        put_segment(tx, None, sid, &segment::encode(run.iter().copied()))?;
+        if !to_file {
+            put_segment(tx, None, sid, &segment::encode(run.iter().copied()), None)?;
+            continue;
+        }
+        let start = buffer.len() as u64;
+        let s = segment::encode_into(run.iter().copied(), &mut buffer);
+        segments.push((sid, s, start, buffer.len() as u64 - start));
+    }
+    if segments.is_empty() {
+        return Ok(());
+    }
+    let (file, base) = files.append(tx, buffer)?;
+    for (sid, s, start, len) in segments {
+        put_segment(tx, None, sid, &s, Some(Placed { file, offset: base + start, len }))?;
     }
     Ok(())
 }
 
-/// Writes a segment of session `sid`: a new row (`id` `None`), or row `id` again.
-fn put_segment(tx: &rusqlite::Transaction, id: Option<i64>, sid: i64, s: &segment::Segment) -> rusqlite::Result<()> {
+/// Writes a segment of session `sid`: a new row (`id` `None`), or row `id` again;
+/// its payloads in the row, or where `placed` says.
+fn put_segment(
+    tx: &rusqlite::Transaction,
+    id: Option<i64>,
+    sid: i64,
+    s: &segment::Segment,
+    placed: Option<Placed>,
+) -> rusqlite::Result<()> {
+    let (file, offset, len) = match placed {
+        Some(p) => (Some(p.file), Some(p.offset as i64), Some(p.len as i64)),
+        None => (None, None, None),
+    };
     tx.prepare_cached(
         "INSERT OR REPLACE INTO message_segments (id, sid, first_seq, last_seq, frames, msgs_in, msgs_out, bytes_in,
-            bytes_out, last_at, idx, payloads) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            bytes_out, last_at, idx, payloads, file, file_offset, file_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         id,
@@ -335,7 +386,10 @@ fn put_segment(tx: &rusqlite::Transaction, id: Option<i64>, sid: i64, s: &segmen
         s.bytes_out as i64,
         s.last_at,
         s.index,
-        s.payloads
+        s.payloads,
+        file,
+        offset,
+        len
     ])?;
     Ok(())
 }
@@ -343,14 +397,15 @@ fn put_segment(tx: &rusqlite::Transaction, id: Option<i64>, sid: i64, s: &segmen
 /// `id`'s messages stored as segments: those above `after_seq`, at most `limit`.
 fn segment_messages(
     conn: &Connection,
+    dir: &Path,
     id: SessionId,
     after_seq: i64,
     limit: usize,
 ) -> Result<Vec<MessageRow>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT first_seq, idx, payloads FROM message_segments
-         WHERE sid = (SELECT sid FROM sessions WHERE id = ?1) AND last_seq > ?2 ORDER BY first_seq LIMIT ?3",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT g.first_seq, g.idx, {SEGMENT_PAYLOADS} FROM message_segments g {SEGMENT_FILE}
+         WHERE g.sid = (SELECT sid FROM sessions WHERE id = ?1) AND g.last_seq > ?2 ORDER BY g.first_seq LIMIT ?3"
+    ))?;
     let mut rows = st.query(params![id_bytes(id), after_seq, limit as i64])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
@@ -359,12 +414,22 @@ fn segment_messages(
         }
         let first: i64 = r.get(0)?;
         let idx: Vec<u8> = r.get(1)?;
-        let payloads: Vec<u8> = r.get(2)?;
+        let payloads = segment_payloads(r, 2, dir)?;
         let left = limit - out.len();
         let frames = segment::decode(id, first as u64, &idx, payloads.into(), after_seq as u64, left)?;
         out.extend(frames);
     }
     Ok(out)
+}
+
+/// The columns [`segment_payloads`] reads, from `message_segments g` joined with
+/// [`SEGMENT_FILE`].
+const SEGMENT_PAYLOADS: &str = "g.payloads, g.file, f.name, g.file_offset, g.file_len";
+const SEGMENT_FILE: &str = "LEFT JOIN payload_files f ON f.id = g.file";
+
+/// A segment's payloads, from the [`SEGMENT_PAYLOADS`] columns starting at `at`.
+fn segment_payloads(r: &Row, at: usize, dir: &Path) -> Result<Vec<u8>, StoreError> {
+    payload_files::read(dir, r.get(at)?, r.get(at + 1)?, r.get(at + 2)?, r.get(at + 3)?, r.get(at + 4)?)
 }
 
 /// A batch's shared-log entries and delivery runs (`sqlite/0004_shared_logs.sql`).
@@ -452,7 +517,7 @@ fn uuid_from(r: &Row, i: usize) -> rusqlite::Result<uuid::Uuid> {
     uuid::Uuid::from_slice(&b).map_err(|_| corrupt("log id", &format!("{b:?}")))
 }
 
-fn write_batch(conn: &mut Connection, sids: &mut Sids, b: &Batch) -> Result<(), StoreError> {
+fn write_batch(conn: &mut Connection, sids: &mut Sids, files: &mut PayloadFiles, b: &Batch) -> Result<(), StoreError> {
     // Immediate: the batch reads the next message id before it writes, and a
     // deferred transaction could not then take the write lock if another process
     // had committed in between.
@@ -526,7 +591,7 @@ fn write_batch(conn: &mut Connection, sids: &mut Sids, b: &Batch) -> Result<(), 
             ])?;
         }
     }
-    insert_segments(&tx, sids, &b.messages)?;
+    insert_segments(&tx, sids, files, &b.messages)?;
     insert_shared(&tx, sids, b)?;
     tx.commit()?;
     for id in closed {
@@ -689,37 +754,47 @@ fn close_expired_in(
 /// Retention by count over segments: drops the oldest frames until at most `keep`
 /// are left overall (counting the frames still stored as rows), at most `budget` of
 /// them; a segment partly past the line is cut, not dropped whole. How many went.
-fn prune_segments(tx: &rusqlite::Transaction, seg_frames: u64, keep: u64, budget: u64) -> Result<u64, StoreError> {
+fn prune_segments(
+    tx: &rusqlite::Transaction,
+    dir: &Path,
+    seg_frames: u64,
+    keep: u64,
+    budget: u64,
+) -> Result<u64, StoreError> {
     let rows: u64 = tx.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))? as u64;
     let mut excess = (rows + seg_frames).saturating_sub(keep).min(budget);
     let mut gone = 0;
     while excess > 0 {
-        let oldest = tx
-            .prepare_cached(
-                "SELECT id, sid, first_seq, frames, idx, payloads FROM message_segments ORDER BY id LIMIT 1",
-            )?
-            .query_row([], |r| {
-                let (id, sid, first) = (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?);
-                Ok((id, sid, first, r.get::<_, i64>(3)? as u64, r.get(4)?, r.get(5)?))
-            })
+        let mut st = tx.prepare_cached(
+            "SELECT g.id, g.sid, g.first_seq, g.frames FROM message_segments g ORDER BY g.id LIMIT 1",
+        )?;
+        let oldest = st
+            .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))
             .optional()?;
-        let Some((id, sid, first_seq, frames, idx, payloads)) = oldest else { break };
-        let (idx, payloads): (Vec<u8>, Vec<u8>) = (idx, payloads);
+        let Some((id, sid, first_seq, frames)) = oldest else { break };
+        let frames = frames as u64;
         if frames <= excess {
             tx.prepare_cached("DELETE FROM message_segments WHERE id = ?1")?.execute([id])?;
             (excess, gone) = (excess - frames, gone + frames);
             continue;
         }
+        // Only the segment that is cut is read, payloads and all.
+        let (idx, payloads): (Vec<u8>, Vec<u8>) = tx
+            .prepare_cached(&format!(
+                "SELECT g.idx, {SEGMENT_PAYLOADS} FROM message_segments g {SEGMENT_FILE} WHERE g.id = ?1"
+            ))?
+            .query_row([id], |r| Ok((r.get(0)?, segment_payloads(r, 1, dir))))
+            .map(|(idx, p)| p.map(|p| (idx, p)))??;
         let rest = segment::cut(id, first_seq as u64, &idx, payloads.into(), frames, excess)?;
-        // Written again under its own id: it stays the oldest.
-        put_segment(tx, Some(id), sid, &rest)?;
+        // Written again under its own id, its payloads in the row: it stays the oldest.
+        put_segment(tx, Some(id), sid, &rest, None)?;
         gone += excess;
         excess = 0;
     }
     Ok(gone)
 }
 
-fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
+fn prune(conn: &mut Connection, files: &PayloadFiles, p: Prune) -> Result<Pruned, StoreError> {
     // Immediate: it reads before it deletes (see the module doc).
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Pruned::default();
@@ -808,7 +883,8 @@ fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
             params![keep as i64, chunk, seg_frames],
         )? as u64;
         out.messages += legacy;
-        out.messages += prune_segments(&tx, seg_frames as u64, keep, p.chunk as u64 - legacy.min(p.chunk as u64))?;
+        out.messages +=
+            prune_segments(&tx, files.dir(), seg_frames as u64, keep, p.chunk as u64 - legacy.min(p.chunk as u64))?;
         // Spans are in id order and do not overlap: those wholly below the oldest
         // message left name nothing now.
         tx.execute(
@@ -824,6 +900,8 @@ fn prune(conn: &mut Connection, p: Prune) -> Result<Pruned, StoreError> {
             params![keep as i64, chunk],
         )? as u64;
     }
+    // Files whose every segment is gone give their disk space back.
+    files.collect(&tx)?;
     tx.commit()?;
     Ok(out)
 }
@@ -958,6 +1036,7 @@ impl Store for SqliteStore {
     }
 
     async fn messages(&self, id: SessionId, after_seq: u64, limit: usize) -> Result<Vec<MessageRow>, StoreError> {
+        let dir = payload_files::dir_of(&self.path);
         self.read(move |conn| {
             let mut st = conn.prepare(
                 // From the span holding seq `after_seq + 1` on. Within a span, id
@@ -997,7 +1076,7 @@ impl Store for SqliteStore {
             let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
             // Frames written before schema 5 (rows), then segments, then deliveries
             // from shared logs: each in seq order, merged by seq.
-            let own = shared::merge(rows, segment_messages(conn, id, after, limit)?, limit);
+            let own = shared::merge(rows, segment_messages(conn, &dir, id, after, limit)?, limit);
             let delivered = delivered(conn, id, after, limit)?;
             Ok(shared::merge(own, delivered, limit))
         })

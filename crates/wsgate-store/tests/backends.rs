@@ -17,6 +17,9 @@ use wsgate_store::recorder::{self, RecorderConfig, RecorderStats};
 use wsgate_store::retention::Retention;
 use wsgate_store::{Batch, EventKind, Lease, MessageRow, SessionQuery, SessionRow, Store, StoreError, StoreUrl};
 
+mod common;
+use common::session_row;
+
 enum Backend {
     Memory,
     Sqlite,
@@ -458,34 +461,6 @@ async fn retention_by_age_and_count(b: Backend) {
     assert!(f.store.session(live_id).await.unwrap().is_some());
 }
 
-fn session_row(instance: &str, path: &str) -> SessionRow {
-    SessionRow {
-        id: wsgate_core::SessionId::new(),
-        instance: instance.into(),
-        kind: SessionKind::Proxy,
-        route: "r".into(),
-        path: path.into(),
-        client_addr: None,
-        headers: Vec::new(),
-        subprotocol: None,
-        upstream: None,
-        state: State::Connected,
-        opened_at: chrono::Utc::now(),
-        closed_at: None,
-        close_code: None,
-        close_reason: None,
-        initiator: None,
-        failure: None,
-        failure_kind: None,
-        http_status: None,
-        messages_in: 0,
-        messages_out: 0,
-        bytes_in: 0,
-        bytes_out: 0,
-        messages_dropped: 0,
-    }
-}
-
 fn message_row(session_id: wsgate_core::SessionId, seq: u64) -> MessageRow {
     let payload = Bytes::from(format!("{session_id}#{seq}"));
     MessageRow {
@@ -789,7 +764,7 @@ async fn sqlite_migrates_a_schema_1_history() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 /// A history from before leases (SQLite schema 2) migrates in place; a session it
@@ -818,7 +793,7 @@ async fn sqlite_migrates_a_schema_2_history_to_leases() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 /// The same for a PostgreSQL history at schema 1.

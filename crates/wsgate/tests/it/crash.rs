@@ -15,6 +15,13 @@ use crate::support::*;
 
 const CLIENTS: usize = 4;
 
+/// Message `n` of client `i`: padded so that a batch of a few dozen frames is big
+/// enough for SQLite to put its payloads in a payload file (64 KiB and up), the
+/// path busy traffic takes.
+fn text(i: usize, n: u64) -> String {
+    format!("c{i}:{n}:{}", "x".repeat(2048))
+}
+
 /// `wsgate_store_rows_total` on `gw`'s metrics.
 async fn rows_committed(gw: &Gateway) -> u64 {
     let body = reqwest::get(gw.api("/metrics")).await.unwrap().text().await.unwrap();
@@ -23,13 +30,13 @@ async fn rows_committed(gw: &Gateway) -> u64 {
         .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
 }
 
-/// A client that sends `c{i}:{n}` and reads the echo, for as long as it can; how
+/// A client that sends [`text`] and reads the echo, for as long as it can; how
 /// many round trips it finished.
 async fn busy_client(gw_ws: String, i: usize, running: Arc<AtomicBool>) -> u64 {
     let mut ws = ws_connect(&gw_ws).await;
     let mut n = 0u64;
     while running.load(Ordering::Relaxed) {
-        if ws.send(Message::text(format!("c{i}:{n}"))).await.is_err() {
+        if ws.send(Message::text(text(i, n))).await.is_err() {
             break;
         }
         match ws.recv().await {
@@ -97,7 +104,7 @@ async fn kill9_mid_batch_keeps_what_was_committed(store: &str) {
         for dir in ["client_to_upstream", "upstream_to_client"] {
             let texts: Vec<&str> =
                 msgs.iter().filter(|m| m["dir"] == dir).map(|m| m["text"].as_str().unwrap()).collect();
-            let expected: Vec<String> = (0..texts.len()).map(|n| format!("c{i}:{n}")).collect();
+            let expected: Vec<String> = (0..texts.len() as u64).map(|n| text(i, n)).collect();
             assert_eq!(texts, expected, "session {i}, {dir}: not a prefix of what was sent, in order");
             // Sent, or at most one in flight when the gateway died.
             assert!(texts.len() as u64 <= sent[i] + 1, "session {i}: {} stored, {} sent", texts.len(), sent[i]);
@@ -119,6 +126,8 @@ async fn kill9_mid_batch_keeps_what_was_committed(store: &str) {
 async fn crash_sqlite_kill9_mid_batch_keeps_what_was_committed() {
     let dir = TempDir::new();
     kill9_mid_batch_keeps_what_was_committed(&format!("sqlite://{}", dir.0.join("crash.db").display())).await;
+    let files = std::fs::read_dir(dir.0.join("crash.db-payloads")).map(|d| d.count()).unwrap_or(0);
+    assert!(files > 0, "busy batches went to payload files (the path under test)");
 }
 
 #[tokio::test]
