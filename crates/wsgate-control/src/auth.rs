@@ -1,6 +1,6 @@
 //! The admin token check. The control plane can inject into and close live traffic,
-//! so when a token is configured every route but the health probes and the `/` index
-//! (which lists paths, no data) requires it.
+//! so when a token is configured every route but the health probes, the `/` index
+//! and the dashboard's files (which hold no data) requires it.
 //!
 //! The token comes as `Authorization: Bearer <token>` or, for clients that cannot set
 //! headers on a WebSocket (browsers, websocket-multiplex scripts), as `?token=<token>`.

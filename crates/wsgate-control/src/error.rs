@@ -85,6 +85,8 @@ pub enum ApiError {
     ReloadRefused(String),
     #[error("no room {0:?} (a room exists while it has members)")]
     RoomNotFound(String),
+    #[error("no dashboard file {0:?}")]
+    NoAsset(String),
     #[error("give exactly one of \"text\", \"json\" and \"base64\", and nothing else")]
     PublishChoice,
     #[error("\"{0}\" must be a string")]
@@ -151,7 +153,7 @@ impl ApiError {
             Self::ConnectionEnded(_) => StatusCode::CONFLICT,
             Self::OutboundDisabled => StatusCode::NOT_IMPLEMENTED,
             Self::NoRoutes => StatusCode::CONFLICT,
-            Self::RoomNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::RoomNotFound(_) | Self::RouteNotFound(_) | Self::NoAsset(_) => StatusCode::NOT_FOUND,
             Self::NoFaults { .. } => StatusCode::CONFLICT,
             Self::BadFaults(_) => StatusCode::BAD_REQUEST,
             Self::PublishChoice | Self::PublishType(_) => StatusCode::BAD_REQUEST,

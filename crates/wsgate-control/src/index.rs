@@ -1,14 +1,13 @@
-//! `GET /`: what this control plane serves, until the dashboard takes the path. A
-//! user who opens the control address in a browser, or curls it, learns where the
-//! API, its description, the live stream and the metrics are instead of meeting a
-//! bare 404. Open like the probes: it lists paths, nothing more.
+//! `GET /`: the dashboard for a browser ([`crate::dashboard`]); for anything else,
+//! JSON saying where the API, its description, the live stream and the metrics are,
+//! instead of a bare 404. Open like the probes: it lists paths, nothing more.
 //!
 //! A WebSocket upgrade on `/` is not the page but websocket-multiplex's master
 //! connection ([`crate::master`]), which needs the admin token when one is set.
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use http::header::ACCEPT;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -41,15 +40,15 @@ const LINKS: &[Link] = &[
     Link { rel: "ready", href: "/readyz", title: "Readiness probe" },
 ];
 
-const NO_DASHBOARD: &str = "not in this version: the control plane serves the API listed here";
+const DASHBOARD: &str = "served here to browsers (a request with Accept: text/html); its files under /ui/";
 
-/// `GET /`: JSON, or a small HTML page for a browser (`Accept: text/html`); a
+/// `GET /`: JSON, or the dashboard for a browser (`Accept: text/html`); a
 /// WebSocket upgrade is the master connection.
 #[utoipa::path(
     get,
     path = "/",
     tag = "meta",
-    summary = "What this control plane serves; or the websocket-multiplex master connection",
+    summary = "The dashboard (to a browser), what this control plane serves (JSON), or the websocket-multiplex master connection",
     description = "Without an upgrade: always open, even with an admin token; it lists paths and the \
                    version, nothing else. With a WebSocket upgrade: websocket-multiplex's master-control \
                    connection (a `status` message, then `connection`, `message` and `error` events; takes \
@@ -57,7 +56,7 @@ const NO_DASHBOARD: &str = "not in this version: the control plane serves the AP
                    docs/migrating-from-websocket-multiplex.md.",
     security(()),
     responses(
-        (status = 200, description = "Where the API, live stream and metrics are", content(
+        (status = 200, description = "The dashboard's page (Accept: text/html), else where the API, live stream and metrics are", content(
             (Index = "application/json"),
             (String = "text/html"),
         )),
@@ -71,20 +70,8 @@ pub async fn index(State(cp): State<crate::ControlPlane>, req: Request) -> Respo
     }
     let wants_html = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
     if wants_html {
-        return Html(page()).into_response();
+        return crate::dashboard::page();
     }
     let links = LINKS.iter().map(|l| Link { rel: l.rel, href: l.href, title: l.title }).collect();
-    Json(Index { name: "wsgate", version: env!("CARGO_PKG_VERSION"), dashboard: NO_DASHBOARD, links }).into_response()
-}
-
-fn page() -> String {
-    let items: String = LINKS
-        .iter()
-        .map(|l| format!("<li><a href=\"{}\"><code>{}</code></a> — {}</li>\n", l.href, l.href, l.title))
-        .collect();
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>wsgate control plane</title></head>\n\
-         <body><h1>wsgate {}</h1>\n<p>Dashboard: {NO_DASHBOARD}.</p>\n<ul>\n{items}</ul>\n</body></html>\n",
-        env!("CARGO_PKG_VERSION")
-    )
+    Json(Index { name: "wsgate", version: env!("CARGO_PKG_VERSION"), dashboard: DASHBOARD, links }).into_response()
 }

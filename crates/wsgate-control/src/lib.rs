@@ -38,6 +38,7 @@ pub mod auth;
 pub mod body;
 pub mod commands;
 pub mod connections;
+pub mod dashboard;
 pub mod error;
 pub mod event_json;
 pub mod faults;

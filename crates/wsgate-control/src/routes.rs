@@ -12,16 +12,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::{
-    ControlConfig, ControlPlane, api, auth, connections, faults, health, history, index, metrics, openapi, reload,
-    rooms, taps, ticket, ws,
+    ControlConfig, ControlPlane, api, auth, connections, dashboard, faults, health, history, index, metrics, openapi,
+    reload, rooms, taps, ticket, ws,
 };
 
-/// Routes open even with an admin token: probes and the index hold no secret.
+/// Routes open even with an admin token: probes, the index and the dashboard's
+/// files hold no secret.
 fn open() -> OpenApiRouter<ControlPlane> {
     OpenApiRouter::default()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(index::index))
+        .routes(routes!(dashboard::asset))
 }
 
 /// Routes that need the admin token when one is configured.
@@ -192,7 +194,7 @@ mod tests {
                 op.request_body(&spec).unwrap_or_else(|e| panic!("{what}: request body: {e}"));
                 let responses = op.responses(&spec);
                 assert!(!responses.is_empty(), "{what}: no responses");
-                let open = ["/healthz", "/readyz"].contains(&path.as_str());
+                let open = ["/healthz", "/readyz", "/ui/{file}"].contains(&path.as_str());
                 // `/` is open, but its WebSocket (the master connection) is not.
                 assert_eq!(responses.contains_key("401"), guarded && !open, "{what}: 401 documented iff guarded");
                 for (status, response) in &responses {

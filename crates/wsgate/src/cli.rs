@@ -205,7 +205,7 @@ pub struct ServeArgs {
     /// Address clients connect to.
     #[arg(long, env = "WSGATE_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Control plane address (API, live stream, /metrics).
+    /// Control plane address (dashboard, API, /metrics).
     #[arg(long, env = "WSGATE_CONTROL", value_name = "ADDR")]
     pub control: Option<String>,
     /// Also serve GET /metrics alone (no token) on this address.

@@ -258,10 +258,23 @@ async fn the_control_plane_root_says_what_it_serves() {
     for path in ["/api/openapi.json", "/api/sessions", "/api/live", "/metrics", "/healthz"] {
         assert!(hrefs.contains(&path), "{path} not in {index}");
     }
+    // A browser gets the dashboard, and its files, without the token (they hold no
+    // data; the page asks for the token when the API wants it).
     let html = client().get(gw.api("/")).header("accept", "text/html").send().await.unwrap();
     assert_eq!(html.status(), 200);
     assert!(html.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(html.text().await.unwrap().contains("/api/openapi.json"));
+    let csp = html.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(html.text().await.unwrap().contains("/ui/app.js"));
+    let js = client().get(gw.api("/ui/app.js")).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    let missing = client().get(gw.api("/ui/nope.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("nope.js"), "{body}");
+    // The API itself still wants it.
+    assert_eq!(client().get(gw.api("/api/sessions")).send().await.unwrap().status(), 401);
 }
 
 #[test]
@@ -283,9 +296,8 @@ fn help_shows_defaults_and_names_only_commands_that_exist() {
     for present in ["proxy", "mock", "relay", "replay"] {
         assert!(commands.contains(&present), "{present} not listed:\n{top}");
     }
-    // The dashboard does not exist yet: help must not promise it.
-    let missing = "dashboard";
-    assert!(!commands.contains(&missing), "{missing} listed:\n{top}");
-    assert!(!top.to_lowercase().contains(missing), "--help names {missing}:\n{top}");
-    assert!(!long.to_lowercase().contains(missing), "help proxy names {missing}:\n{long}");
+    // The dashboard is not a command: it is where the control plane is, and help
+    // says so there.
+    assert!(!commands.contains(&"dashboard"), "dashboard listed as a command:\n{top}");
+    assert!(long.contains("(dashboard, API"), "help proxy does not say where the dashboard is:\n{long}");
 }

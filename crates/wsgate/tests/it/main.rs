@@ -14,6 +14,7 @@ mod cli;
 mod connect;
 mod control;
 mod crash;
+mod dashboard;
 mod fallback;
 mod faults;
 mod first_hour;

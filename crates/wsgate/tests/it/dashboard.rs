@@ -1,0 +1,81 @@
+//! The dashboard in a real browser (tests/dashboard/dashboard.mjs: Debian's
+//! Chromium driven by playwright-core) against a real gateway proxying to a real
+//! echo upstream, with a real client (Node's `ws`): the page loads without console
+//! errors, a session appears live, its message shows in the log, an inject reaches
+//! the client, a close from the page closes it with the chosen code, the admin-token
+//! prompt refuses a wrong token and takes the right one, and axe-core finds no
+//! serious or critical violation on each view. Screenshots of each view are written
+//! to `target/tmp/dashboard/` for a person to look at.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+async fn run_dashboard(gw: &Gateway, shots: &str, token: Option<&str>) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/dashboard/dashboard.mjs");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard").join(shots);
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(script).arg(format!("http://{}", gw.control)).arg(gw.ws("")).arg(&dir).args(token);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("the dashboard scenario within 90 s")
+        .expect("node runs (scripts/interop-setup installs playwright-core, axe-core and chromium)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "dashboard scenario failed:\nstdout: {stdout}\nstderr: {stderr}\ngateway: {}",
+        gw.logs()
+    );
+    let line = stdout.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON report ({e}): {stdout}\nstderr: {stderr}"))
+}
+
+fn assert_scenario(report: &Value) {
+    assert_eq!(report["consoleErrors"], serde_json::json!([]), "console errors: {report}");
+    assert_eq!(report["rowAppeared"], true, "{report}");
+    assert_eq!(report["echo"], "hello from a real client", "{report}");
+    assert_eq!(report["messageInLog"], true, "{report}");
+    assert_eq!(report["liveMessageInLog"], true, "{report}");
+    assert_eq!(report["injectReceived"], r#"{"from":"the dashboard"}"#, "{report}");
+    assert_eq!(report["clientClose"]["code"], 4321, "{report}");
+    assert_eq!(report["clientClose"]["reason"], "closed from the dashboard", "{report}");
+    assert_eq!(report["timelineShowsEnd"], true, "{report}");
+    for view in ["sessions", "session", "sessionNarrowDark"] {
+        assert_eq!(report["axe"][view], serde_json::json!([]), "axe-core, {view} view: {report}");
+    }
+}
+
+#[tokio::test]
+async fn dashboard_watches_injects_and_closes_a_real_session() {
+    let up = Upstream::echo().await;
+    let dir = TempDir::new();
+    let store = format!("sqlite://{}", dir.0.join("h.db").display());
+    let gw = Gateway::proxy(&["--upstream", &up.url(), "--store", &store]).await;
+    let report = run_dashboard(&gw, "open", None).await;
+    assert_eq!(report["failedResponses"], serde_json::json!([]), "{report}");
+    assert_scenario(&report);
+}
+
+#[tokio::test]
+async fn dashboard_asks_for_the_admin_token_once_and_refuses_a_wrong_one() {
+    let up = Upstream::echo().await;
+    let dir = TempDir::new();
+    let store = format!("sqlite://{}", dir.0.join("h.db").display());
+    let gw = Gateway::proxy(&["--upstream", &up.url(), "--store", &store, "--admin-token", "s3cret-token"]).await;
+    let report = run_dashboard(&gw, "token", Some("s3cret-token")).await;
+    assert!(report["wrongToken"].as_str().is_some_and(|t| t.contains("refused")), "{report}");
+    assert_eq!(report["tokenInUrl"], false, "{report}");
+    // The only failed responses are the 401s that asked for the token: none once it
+    // was given.
+    let failed = report["failedResponses"].as_array().unwrap();
+    assert!(!failed.is_empty() && failed.iter().all(|f| f.as_str().unwrap().contains("401")), "{report}");
+    assert_scenario(&report);
+    // The gateway's log never shows the token (the page opens the live stream with a
+    // ticket, and sends the token only in headers).
+    assert!(!gw.logs().contains("s3cret-token"), "{}", gw.logs());
+}

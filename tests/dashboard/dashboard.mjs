@@ -1,0 +1,143 @@
+// The dashboard end to end, in Debian's Chromium driven by playwright-core, against
+// a real gateway proxying to a real echo upstream, with a real client (Node's `ws`):
+//
+//   node dashboard.mjs CONTROL_URL PROXY_WS_URL SCREENSHOT_DIR [TOKEN]
+//
+// With TOKEN (the gateway runs with --admin-token), a wrong token is tried first and
+// must be refused with a message, then the right one. Then: a client connects and
+// must appear in the live table; its message must show in the session view's log; an
+// inject typed into the dashboard must reach the client; a close from the dashboard
+// must close the client with the chosen code. axe-core checks each view; each view
+// is saved as a screenshot. Prints one JSON report line (the Rust test judges it).
+
+import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { Inbox, STEP_MS, require, runMain, within } from '../interop/clients/common.mjs';
+
+const { chromium } = require('playwright-core');
+const WebSocket = require('ws');
+
+const CHROMIUM = process.env.WSGATE_TEST_CHROMIUM ?? '/usr/bin/chromium';
+
+async function axe(page, axeSource) {
+  // Evaluated through the DevTools protocol, which the page's CSP does not govern.
+  await page.evaluate(axeSource);
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }));
+  });
+}
+
+async function main() {
+  const [control, proxyWs, shots, token] = process.argv.slice(2);
+  if (!control || !proxyWs || !shots) throw new Error('usage: CONTROL_URL PROXY_WS_URL SCREENSHOT_DIR [TOKEN]');
+  await mkdir(shots, { recursive: true });
+  const axeSource = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
+  const report = { consoleErrors: [], failedResponses: [], axe: {} };
+  const profile = await mkdtemp(join(tmpdir(), 'wsgate-dashboard-'));
+  let context;
+  let client;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-sync'],
+      timeout: STEP_MS,
+      viewport: { width: 1280, height: 900 },
+    });
+    context.setDefaultTimeout(STEP_MS);
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      // The browser logs every failed response as an error of its own; the 401s of
+      // the token prompt are expected there, and reported apart.
+      if (m.text().startsWith('Failed to load resource')) report.failedResponses.push(m.text());
+      else report.consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => report.consoleErrors.push(String(e)));
+    await page.goto(`${control}/`);
+
+    if (token) {
+      const dialog = page.getByRole('dialog', { name: 'Admin token' });
+      await dialog.waitFor();
+      await dialog.getByLabel('Token').fill(`${token}-wrong`);
+      await dialog.getByRole('button', { name: 'Use token' }).click();
+      const error = dialog.locator('#token-error');
+      await error.filter({ hasText: 'refused' }).waitFor();
+      report.wrongToken = await error.textContent();
+      await page.screenshot({ path: join(shots, 'token.png') });
+      await dialog.getByLabel('Token').fill(token);
+      await dialog.getByRole('button', { name: 'Use token' }).click();
+      await dialog.waitFor({ state: 'hidden' });
+      report.tokenInUrl = page.url().includes(token);
+    }
+
+    // A real client connects through the proxy: its row appears, live.
+    const inbox = new Inbox();
+    client = new WebSocket(`${proxyWs}/chat?room=dash`);
+    client.on('message', (data, binary) => inbox.push({ data: binary ? data : data.toString() }));
+    const closed = new Promise((resolve) => client.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    await within(STEP_MS, 'the client connects', new Promise((r, j) => { client.on('open', r); client.on('error', j); }));
+    const row = page.locator('tbody tr', { hasText: '/chat?room=dash' });
+    await row.locator('.badge', { hasText: /^CONNECTED$/ }).waitFor();
+    report.rowAppeared = true;
+    client.send('hello from a real client');
+    const echo = await inbox.next('the echo');
+    report.echo = echo.data;
+    await row.locator('td.n').first().filter({ hasText: /^[1-9]/ }).waitFor();
+    await page.screenshot({ path: join(shots, 'sessions.png'), fullPage: true });
+    report.axe.sessions = await axe(page, axeSource);
+
+    // Its session view shows the message in the log.
+    await row.getByRole('link').click();
+    await page.getByRole('heading', { name: /^Session / }).waitFor();
+    const log = page.getByRole('list', { name: 'Messages' });
+    await log.getByText('hello from a real client').first().waitFor();
+    report.messageInLog = true;
+    // One sent while the view is open arrives through the live stream.
+    client.send('a second message, live');
+    report.echo2 = (await inbox.next('the second echo')).data;
+    await log.getByText('a second message, live').first().waitFor();
+    report.liveMessageInLog = true;
+    await log.getByText('hello from a real client').first().click();
+    await page.getByRole('heading', { name: /^Message #/ }).waitFor();
+
+    // An inject typed into the dashboard reaches the real client.
+    const inject = page.getByRole('form', { name: 'Inject' });
+    await inject.getByLabel('Message').fill('{"from":"the dashboard"}');
+    await inject.getByLabel('As').selectOption('json');
+    await inject.getByRole('button', { name: 'Inject' }).click();
+    const injected = await inbox.next('the injected message');
+    report.injectReceived = injected.data;
+    await inject.getByText('Sent to the client.').waitFor();
+    await log.getByText('{"from":"the dashboard"}').first().waitFor();
+    await page.screenshot({ path: join(shots, 'session.png'), fullPage: true });
+    report.axe.session = await axe(page, axeSource);
+
+    // Closing from the dashboard closes the real client with the chosen code.
+    const close = page.getByRole('form', { name: 'Close' });
+    await close.getByLabel('Code').fill('4321');
+    await close.getByLabel('Reason').fill('closed from the dashboard');
+    await close.getByRole('button', { name: 'Close session' }).click();
+    report.clientClose = await within(STEP_MS, 'the client is closed', closed);
+    await page.locator('.timeline .badge', { hasText: 'DISCONNECTED' }).waitFor();
+    report.timelineShowsEnd = true;
+
+    // Narrow and dark: still usable.
+    await page.setViewportSize({ width: 400, height: 800 });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: join(shots, 'session-400-dark.png'), fullPage: true });
+    report.axe.sessionNarrowDark = await axe(page, axeSource);
+    return report;
+  } finally {
+    client?.terminate();
+    await context?.close().catch(() => {});
+    await rm(profile, { recursive: true, force: true });
+  }
+}
+
+runMain(main);

@@ -1,0 +1,30 @@
+// The dashboard's entry: a hash router over its views. Each view gets the main
+// element and returns a function that stops what it started (its live stream).
+
+import { sessionsView } from './sessions.js';
+import { sessionView } from './session.js';
+
+const main = document.getElementById('main');
+const link = document.getElementById('link');
+let stop = null;
+
+function setLink(up) {
+  link.textContent = up ? 'live' : 'reconnecting…';
+  link.classList.toggle('down', !up);
+}
+
+function route() {
+  stop?.();
+  const hash = location.hash || '#/sessions';
+  const session = hash.match(/^#\/session\/([0-9a-fA-F-]{36})$/);
+  for (const a of document.querySelectorAll('nav a')) {
+    if (hash.startsWith(a.getAttribute('href'))) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  if (session) stop = sessionView(main, setLink, session[1]);
+  else stop = sessionsView(main, setLink);
+  main.focus({ preventScroll: true });
+}
+
+window.addEventListener('hashchange', route);
+route();
