@@ -1,8 +1,10 @@
 // The dashboard's entry: a hash router over its views. Each view gets the main
 // element and returns a function that stops what it started (its live stream).
 
-import { sessionsView } from './sessions.js';
+import { connectView } from './connect.js';
+import { historyView } from './history.js';
 import { sessionView } from './session.js';
+import { sessionsView } from './sessions.js';
 
 const main = document.getElementById('main');
 const link = document.getElementById('link');
@@ -22,6 +24,8 @@ function route() {
     else a.removeAttribute('aria-current');
   }
   if (session) stop = sessionView(main, setLink, session[1]);
+  else if (hash === '#/history') stop = historyView(main);
+  else if (hash === '#/connect') stop = connectView(main);
   else stop = sessionsView(main, setLink);
   main.focus({ preventScroll: true });
 }

@@ -4,6 +4,7 @@
 
 import { ApiError, call, live } from './api.js';
 import { badge, bytes, clock, h, inbound } from './dom.js';
+import { OPENED, openConnection } from './connect.js';
 import { MessageLog } from './log.js';
 
 const PAGE = 1000;
@@ -20,6 +21,7 @@ export function sessionView(main, setLink, id) {
   let caughtUp = false; // every stored page is loaded: live events extend the log
   const early = []; // live messages that came before the stored pages caught up
   let factsFrame = 0;
+  let shownLive = false; // the live stream's status has shown the session
   let stopped = false;
 
   main.replaceChildren(
@@ -148,8 +150,16 @@ export function sessionView(main, setLink, id) {
           session[`bytes_${dir}`] += ev.size;
           if (!factsFrame) factsFrame = requestAnimationFrame(() => ((factsFrame = 0), showFacts(session)));
         }
-      }
-      else if (ev.type === 'lifecycle' && session) {
+      } else if (ev.type === 'status') {
+        // The stream's first message: the session as it is now, if it is live. It
+        // comes before the events that follow it, so from here on they apply in
+        // order, whatever the first fetch of the session says meanwhile.
+        const now = ev.sessions.find((x) => x.id === id);
+        if (now) {
+          shownLive = true;
+          show({ ...(session ?? {}), ...now });
+        }
+      } else if (ev.type === 'lifecycle' && session) {
         timeline.append(step(ev));
         session.state = ev.state;
         if (ev.upstream) session.upstream = ev.upstream;
@@ -160,24 +170,43 @@ export function sessionView(main, setLink, id) {
     setLink,
   );
 
-  async function refresh() {
+  // The session as the API answers it: at first, and once it has ended (the stored
+  // facts: close code, totals). A first answer that the live stream's status has
+  // overtaken is older than what is shown, and is not used.
+  async function refresh(first = false) {
+    let got;
     try {
-      session = await call(`/api/sessions/${id}`);
+      got = await call(`/api/sessions/${id}`);
     } catch (e) {
       say(e.status === 404 ? 'No such session: it is neither live nor in history.' : e.message, true);
       return false;
     }
+    if (!(first && shownLive)) show(got);
+    return true;
+  }
+
+  function show(s) {
+    const firstShow = !session;
+    session = s;
     showFacts(session);
+    if (firstShow) sides(session.kind);
     timeline.replaceChildren(...session.lifecycle.map(step));
     if (session.lifecycle_omitted) {
       timeline.children[Math.min(8, timeline.children.length)]?.before(
         h('li', { class: 'muted' }, `… ${session.lifecycle_omitted} steps not kept in memory (history keeps them all)`),
       );
     }
-    return true;
   }
 
-  refresh().then((ok) => ok && loadPage());
+  // Only the sides the session has: a mock answers its client itself, and an
+  // outbound session's only peer is its server (an inject there is a send).
+  function sides(kind) {
+    const to = main.querySelector('form.inject select[name=to]');
+    const drop = kind === 'mock' ? 'upstream' : kind === 'outbound' ? 'client' : null;
+    if (drop) to.querySelector(`option[value=${drop}]`)?.remove();
+  }
+
+  refresh(true).then((ok) => ok && loadPage());
 
   function actions() {
     const injectOut = h('p', { role: 'status', 'aria-live': 'polite', class: 'result' });
@@ -275,7 +304,30 @@ export function sessionView(main, setLink, id) {
       },
       'Download transcript (JSONL)',
     );
-    return h('div', { class: 'actions' }, inject, close, h('section', { 'aria-label': 'Export' }, h('h2', {}, 'Export'), download));
+    const opened = JSON.parse(sessionStorage.getItem(OPENED) ?? '{}')[id];
+    const reconnect = opened
+      ? h(
+          'button',
+          {
+            type: 'button',
+            onclick: async () => {
+              try {
+                location.hash = `#/session/${await openConnection(opened)}`;
+              } catch (err) {
+                say(`Not reopened: ${err.message}`, true);
+              }
+            },
+          },
+          'Reconnect (a new session)',
+        )
+      : null;
+    return h(
+      'div',
+      { class: 'actions' },
+      inject,
+      close,
+      h('section', { 'aria-labelledby': 'more-h' }, h('h2', { id: 'more-h' }, 'More'), download, ' ', reconnect),
+    );
   }
 
   return () => {

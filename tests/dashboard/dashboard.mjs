@@ -1,13 +1,16 @@
 // The dashboard end to end, in Debian's Chromium driven by playwright-core, against
 // a real gateway proxying to a real echo upstream, with a real client (Node's `ws`):
 //
-//   node dashboard.mjs CONTROL_URL PROXY_WS_URL SCREENSHOT_DIR [TOKEN]
+//   node dashboard.mjs live|history CONTROL_URL PROXY_WS_URL ECHO_URL SCREENSHOT_DIR [TOKEN]
 //
 // With TOKEN (the gateway runs with --admin-token), a wrong token is tried first and
-// must be refused with a message, then the right one. Then: a client connects and
+// must be refused with a message, then the right one. `live`: a client connects and
 // must appear in the live table; its message must show in the session view's log; an
 // inject typed into the dashboard must reach the client; a close from the dashboard
-// must close the client with the chosen code. axe-core checks each view; each view
+// must close the client with the chosen code; then the Connect view opens an outbound
+// connection to ECHO_URL, sends through it and sees the echo. `history` (after the
+// gateway restarted on the same store): that client's session is found in History
+// and opens with its whole log and lifecycle. axe-core checks each view; each view
 // is saved as a screenshot. Prints one JSON report line (the Rust test judges it).
 
 import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
@@ -33,8 +36,10 @@ async function axe(page, axeSource) {
 }
 
 async function main() {
-  const [control, proxyWs, shots, token] = process.argv.slice(2);
-  if (!control || !proxyWs || !shots) throw new Error('usage: CONTROL_URL PROXY_WS_URL SCREENSHOT_DIR [TOKEN]');
+  const [mode, control, proxyWs, echoUrl, shots, token] = process.argv.slice(2);
+  if (!['live', 'history'].includes(mode) || !shots) {
+    throw new Error('usage: live|history CONTROL_URL PROXY_WS_URL ECHO_URL SCREENSHOT_DIR [TOKEN]');
+  }
   await mkdir(shots, { recursive: true });
   const axeSource = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
   const report = { consoleErrors: [], failedResponses: [], axe: {} };
@@ -59,7 +64,7 @@ async function main() {
       else report.consoleErrors.push(m.text());
     });
     page.on('pageerror', (e) => report.consoleErrors.push(String(e)));
-    await page.goto(`${control}/`);
+    await page.goto(mode === 'history' ? `${control}/#/history` : `${control}/`);
 
     if (token) {
       const dialog = page.getByRole('dialog', { name: 'Admin token' });
@@ -75,6 +80,7 @@ async function main() {
       await dialog.waitFor({ state: 'hidden' });
       report.tokenInUrl = page.url().includes(token);
     }
+    if (mode === 'history') return await history(page, shots, axeSource, report);
 
     // A real client connects through the proxy: its row appears, live.
     const inbox = new Inbox();
@@ -127,6 +133,29 @@ async function main() {
     await page.locator('.timeline .badge', { hasText: 'DISCONNECTED' }).waitFor();
     report.timelineShowsEnd = true;
 
+    // Connect: an outbound session to a real echo server, a message sent through
+    // it and its echo, both in the log.
+    await page.getByRole('link', { name: 'Connect' }).click();
+    const connect = page.getByRole('form', { name: 'New connection' });
+    await connect.getByLabel('URL').fill(`${echoUrl}/from-dashboard`);
+    await connect.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('button', { name: `Use ${echoUrl}/from-dashboard` }).waitFor();
+    await page.screenshot({ path: join(shots, 'connect.png'), fullPage: true });
+    report.axe.connect = await axe(page, axeSource);
+    await connect.getByRole('button', { name: 'Connect' }).click();
+    await page.locator('dl.facts .badge', { hasText: /^CONNECTED$/ }).waitFor();
+    const send = page.getByRole('form', { name: 'Inject' });
+    report.outboundSides = await send.getByLabel('To').locator('option').allTextContents();
+    await send.getByLabel('Message').fill('through an outbound session');
+    await send.getByRole('button', { name: 'Inject' }).click();
+    const outLog = page.getByRole('list', { name: 'Messages' });
+    await outLog.locator('.msg.upstream_to_client', { hasText: 'through an outbound session' }).waitFor();
+    report.outboundEcho = true;
+    const outClose = page.getByRole('form', { name: 'Close' });
+    await outClose.getByRole('button', { name: 'Close session' }).click();
+    await page.locator('.timeline .badge', { hasText: 'DISCONNECTED' }).waitFor();
+    report.outboundClosed = true;
+
     // Narrow and dark: still usable.
     await page.setViewportSize({ width: 400, height: 800 });
     await page.emulateMedia({ colorScheme: 'dark' });
@@ -138,6 +167,27 @@ async function main() {
     await context?.close().catch(() => {});
     await rm(profile, { recursive: true, force: true });
   }
+}
+
+// History after a restart: the live scenario's client session, found by its path,
+// opens with its log and its end.
+async function history(page, shots, axeSource, report) {
+  const filters = page.getByRole('search', { name: 'Filter history' });
+  await filters.getByLabel('Path starts with').fill('/chat?room=dash');
+  await filters.getByRole('button', { name: 'Show' }).click();
+  const row = page.locator('tbody tr', { hasText: '/chat?room=dash' });
+  await row.locator('.badge', { hasText: 'DISCONNECTED' }).waitFor();
+  report.historyRows = await page.locator('tbody tr').count();
+  await page.screenshot({ path: join(shots, 'history.png'), fullPage: true });
+  report.axe.history = await axe(page, axeSource);
+  await row.getByRole('link').click();
+  const log = page.getByRole('list', { name: 'Messages' });
+  await log.getByText('hello from a real client').first().waitFor();
+  await log.getByText('{"from":"the dashboard"}').first().waitFor();
+  report.historyLog = await log.locator('.msg').count();
+  report.historyEnd = await page.locator('.timeline li').last().textContent();
+  await page.screenshot({ path: join(shots, 'history-session.png'), fullPage: true });
+  return report;
 }
 
 runMain(main);

@@ -42,6 +42,8 @@ const ASSETS: &[Asset] = assets![
     "session.js" => JS,
     "log.js" => JS,
     "payload.js" => JS,
+    "history.js" => JS,
+    "connect.js" => JS,
 ];
 
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; \

@@ -2,9 +2,11 @@
 //! Chromium driven by playwright-core) against a real gateway proxying to a real
 //! echo upstream, with a real client (Node's `ws`): the page loads without console
 //! errors, a session appears live, its message shows in the log, an inject reaches
-//! the client, a close from the page closes it with the chosen code, the admin-token
-//! prompt refuses a wrong token and takes the right one, and axe-core finds no
-//! serious or critical violation on each view. Screenshots of each view are written
+//! the client, a close from the page closes it with the chosen code, an outbound
+//! connection opened from the page to a real echo server sends and receives, after a
+//! gateway restart the session is in History with its log, the admin-token prompt
+//! refuses a wrong token and takes the right one, and axe-core finds no serious or
+//! critical violation on each view. Screenshots of each view are written
 //! to `target/tmp/dashboard/` for a person to look at.
 
 use std::process::Stdio;
@@ -14,11 +16,11 @@ use serde_json::Value;
 
 use crate::support::*;
 
-async fn run_dashboard(gw: &Gateway, shots: &str, token: Option<&str>) -> Value {
+async fn run_dashboard(mode: &str, gw: &Gateway, echo: &str, shots: &str, token: Option<&str>) -> Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/dashboard/dashboard.mjs");
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard").join(shots);
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(script).arg(format!("http://{}", gw.control)).arg(gw.ws("")).arg(&dir).args(token);
+    cmd.arg(script).arg(mode).arg(format!("http://{}", gw.control)).arg(gw.ws("")).arg(echo).arg(&dir).args(token);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
         .await
@@ -45,7 +47,10 @@ fn assert_scenario(report: &Value) {
     assert_eq!(report["clientClose"]["code"], 4321, "{report}");
     assert_eq!(report["clientClose"]["reason"], "closed from the dashboard", "{report}");
     assert_eq!(report["timelineShowsEnd"], true, "{report}");
-    for view in ["sessions", "session", "sessionNarrowDark"] {
+    assert_eq!(report["outboundSides"], serde_json::json!(["upstream"]), "{report}");
+    assert_eq!(report["outboundEcho"], true, "{report}");
+    assert_eq!(report["outboundClosed"], true, "{report}");
+    for view in ["sessions", "session", "connect", "sessionNarrowDark"] {
         assert_eq!(report["axe"][view], serde_json::json!([]), "axe-core, {view} view: {report}");
     }
 }
@@ -55,10 +60,23 @@ async fn dashboard_watches_injects_and_closes_a_real_session() {
     let up = Upstream::echo().await;
     let dir = TempDir::new();
     let store = format!("sqlite://{}", dir.0.join("h.db").display());
-    let gw = Gateway::proxy(&["--upstream", &up.url(), "--store", &store]).await;
-    let report = run_dashboard(&gw, "open", None).await;
+    let args = ["--upstream", &up.url(), "--store", &store];
+    let mut gw = Gateway::proxy(&args).await;
+    let report = run_dashboard("live", &gw, &up.url(), "open", None).await;
     assert_eq!(report["failedResponses"], serde_json::json!([]), "{report}");
     assert_scenario(&report);
+
+    // After a restart on the same store, History finds the session with its log.
+    assert_eq!(gw.terminate().await, 0, "{}", gw.logs());
+    let gw = Gateway::proxy(&args).await;
+    let report = run_dashboard("history", &gw, &up.url(), "open", None).await;
+    assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report}");
+    assert_eq!(report["historyRows"], 1, "{report}");
+    // Two messages each way, the inject and both close frames.
+    assert_eq!(report["historyLog"], 7, "{report}");
+    let end = report["historyEnd"].as_str().unwrap();
+    assert!(end.contains("DISCONNECTED") && end.contains("4321"), "{report}");
+    assert_eq!(report["axe"]["history"], serde_json::json!([]), "{report}");
 }
 
 #[tokio::test]
@@ -67,7 +85,7 @@ async fn dashboard_asks_for_the_admin_token_once_and_refuses_a_wrong_one() {
     let dir = TempDir::new();
     let store = format!("sqlite://{}", dir.0.join("h.db").display());
     let gw = Gateway::proxy(&["--upstream", &up.url(), "--store", &store, "--admin-token", "s3cret-token"]).await;
-    let report = run_dashboard(&gw, "token", Some("s3cret-token")).await;
+    let report = run_dashboard("live", &gw, &up.url(), "token", Some("s3cret-token")).await;
     assert!(report["wrongToken"].as_str().is_some_and(|t| t.contains("refused")), "{report}");
     assert_eq!(report["tokenInUrl"], false, "{report}");
     // The only failed responses are the 401s that asked for the token: none once it
