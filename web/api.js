@@ -113,8 +113,9 @@ export function live(query, onEvent, onLink) {
       }
     };
     ws.onclose = () => {
+      if (stopped) return;
       onLink(false);
-      if (!stopped) setTimeout(open, (retry = Math.min(retry * 2, 5000)));
+      setTimeout(open, (retry = Math.min(retry * 2, 5000)));
     };
   };
   open();

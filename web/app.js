@@ -3,6 +3,7 @@
 
 import { connectView } from './connect.js';
 import { historyView } from './history.js';
+import { overviewView } from './overview.js';
 import { sessionView } from './session.js';
 import { sessionsView } from './sessions.js';
 
@@ -17,6 +18,8 @@ function setLink(up) {
 
 function route() {
   stop?.();
+  // Views with a live stream say how it is; the others have none.
+  link.textContent = '';
   const hash = location.hash || '#/sessions';
   const session = hash.match(/^#\/session\/([0-9a-fA-F-]{36})$/);
   for (const a of document.querySelectorAll('nav a')) {
@@ -26,6 +29,7 @@ function route() {
   if (session) stop = sessionView(main, setLink, session[1]);
   else if (hash === '#/history') stop = historyView(main);
   else if (hash === '#/connect') stop = connectView(main);
+  else if (hash === '#/overview') stop = overviewView(main);
   else stop = sessionsView(main, setLink);
   main.focus({ preventScroll: true });
 }

@@ -156,6 +156,17 @@ async function main() {
     await page.locator('.timeline .badge', { hasText: 'DISCONNECTED' }).waitFor();
     report.outboundClosed = true;
 
+    // Overview: rates from /metrics, the route table.
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('region', { name: 'Messages/s' }).waitFor();
+    const routeRow = page.locator('tbody tr', { hasText: 'default' });
+    await routeRow.getByText('proxy').waitFor();
+    report.overviewRoute = await routeRow.locator('td').allTextContents();
+    await page.screenshot({ path: join(shots, 'overview.png'), fullPage: true });
+    report.axe.overview = await axe(page, axeSource);
+    await page.goBack();
+    await page.getByRole('heading', { name: /^Session / }).waitFor();
+
     // Narrow and dark: still usable.
     await page.setViewportSize({ width: 400, height: 800 });
     await page.emulateMedia({ colorScheme: 'dark' });

@@ -44,6 +44,7 @@ const ASSETS: &[Asset] = assets![
     "payload.js" => JS,
     "history.js" => JS,
     "connect.js" => JS,
+    "overview.js" => JS,
 ];
 
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; \

@@ -50,7 +50,10 @@ fn assert_scenario(report: &Value) {
     assert_eq!(report["outboundSides"], serde_json::json!(["upstream"]), "{report}");
     assert_eq!(report["outboundEcho"], true, "{report}");
     assert_eq!(report["outboundClosed"], true, "{report}");
-    for view in ["sessions", "session", "connect", "sessionNarrowDark"] {
+    let route: Vec<&str> = report["overviewRoute"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(route[..3], ["default", "/*", "proxy"], "{report}");
+    assert_eq!(route[5], "none", "no faults on the route: {report}");
+    for view in ["sessions", "session", "connect", "overview", "sessionNarrowDark"] {
         assert_eq!(report["axe"][view], serde_json::json!([]), "axe-core, {view} view: {report}");
     }
 }
