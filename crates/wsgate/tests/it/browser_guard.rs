@@ -5,8 +5,6 @@
 //! Chromium on another origin.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -263,20 +261,9 @@ async fn other_origin() -> SocketAddr {
 
 /// Runs tests/interop/clients/chromium_cross_origin.mjs and returns its report.
 async fn chromium_probe(page: &str, control: SocketAddr, token: Option<&str>) -> Value {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/clients/chromium_cross_origin.mjs");
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(script).arg(page).arg(format!("http://{control}")).args(token);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("chromium probe within 60 s")
-        .expect("node runs (scripts/interop-setup installs playwright-core and chromium)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "chromium probe failed:\nstdout: {stdout}\nstderr: {stderr}");
-    let line = stdout.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON report ({e}): {stdout}\nstderr: {stderr}"))
+    let control = format!("http://{control}");
+    let args = [page, control.as_str()].into_iter().chain(token);
+    node_report("tests/interop/clients/chromium_cross_origin.mjs", args, 60, "").await
 }
 
 #[tokio::test]

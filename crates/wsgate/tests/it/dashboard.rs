@@ -9,32 +9,15 @@
 //! critical violation on each view. Screenshots of each view are written
 //! to `target/tmp/dashboard/` for a person to look at.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::support::*;
 
 async fn run_dashboard(mode: &str, gw: &Gateway, echo: &str, shots: &str, token: Option<&str>) -> Value {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/dashboard/dashboard.mjs");
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard").join(shots);
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(script).arg(mode).arg(format!("http://{}", gw.control)).arg(gw.ws("")).arg(echo).arg(&dir).args(token);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-        .await
-        .expect("the dashboard scenario within 90 s")
-        .expect("node runs (scripts/interop-setup installs playwright-core, axe-core and chromium)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "dashboard scenario failed:\nstdout: {stdout}\nstderr: {stderr}\ngateway: {}",
-        gw.logs()
-    );
-    let line = stdout.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON report ({e}): {stdout}\nstderr: {stderr}"))
+    let (control, ws, dir) = (format!("http://{}", gw.control), gw.ws(""), dir.display().to_string());
+    let args = [mode, &control, &ws, echo, &dir].into_iter().chain(token);
+    node_report("tests/dashboard/dashboard.mjs", args, 90, &format!("gateway: {}", gw.logs())).await
 }
 
 fn assert_scenario(report: &Value) {

@@ -551,3 +551,26 @@ pub fn config_file(yaml: &str) -> (TempDir, String) {
     let shown = path.display().to_string();
     (dir, shown)
 }
+
+/// Runs a Node program of the browser tests (`script`, relative to the repository
+/// root) with `args`, within `secs`, and returns the JSON report it prints as its
+/// last line; a failure shows its output and `context` (a gateway's log).
+pub async fn node_report<I, S>(script: &str, args: I, secs: u64, context: &str) -> serde_json::Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(script);
+    let mut cmd = Command::new("node");
+    cmd.arg(path).args(args);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(secs), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} within {secs} s"))
+        .expect("node runs (scripts/interop-setup installs playwright-core, axe-core and chromium)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\nstdout: {stdout}\nstderr: {stderr}\n{context}");
+    let line = stdout.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON report ({e}): {stdout}\nstderr: {stderr}"))
+}
