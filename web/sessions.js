@@ -11,6 +11,7 @@ const KEEP_ENDED = 200;
 const KINDS = ['proxy', 'mock', 'relay', 'outbound'];
 const STATES = ['REQUESTED', 'CONNECTING', 'CONNECTED', 'DISCONNECTED', 'FAILED'];
 const ENDED = new Set(['DISCONNECTED', 'FAILED']);
+const RECONCILE_MS = 3000;
 
 export function sessionsView(main, setLink) {
   let frame = 0;
@@ -250,11 +251,32 @@ export function sessionsView(main, setLink) {
     const now = Date.now();
     for (const r of rows.values()) if (!r.tr.hidden) r.cells.age.textContent = age(r.s.opened_at, now);
   }, 1000);
+  // The counters and states read again every few seconds from the API: under heavy
+  // traffic the live stream drops events for a page that cannot keep up (counted in
+  // wsgate_live_dropped_total), and the table would otherwise fall behind for good.
+  const reconcile = setInterval(async () => {
+    let list;
+    try {
+      list = (await call('/api/sessions?limit=1000')).sessions;
+    } catch {
+      return;
+    }
+    for (const s of list) {
+      const r = rows.get(s.id);
+      if (r) {
+        const state = ENDED.has(r.s.state) ? r.s.state : s.state;
+        r.s = { ...r.s, ...s, state };
+        dirty.add(s.id);
+      } else if (s.live) add(s);
+    }
+    if (dirty.size && !frame) frame = requestAnimationFrame(flush);
+  }, RECONCILE_MS);
   const stop = live('', onEventBatched, setLink);
   showCount();
   return () => {
     stop();
     clearInterval(ticker);
+    clearInterval(reconcile);
     if (frame) cancelAnimationFrame(frame);
   };
 }
