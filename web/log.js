@@ -9,6 +9,11 @@ const ROW = 28; // px, fixed: what makes the list cheap to virtualise
 const OVERSCAN = 10;
 
 export class MessageLog {
+  /** The rows in the DOM, by position in the list: a frame adds the rows that came
+   * into view and removes those that left, rather than building them all again. */
+  #rendered = new Map();
+  #frame = 0;
+
   constructor() {
     this.messages = []; // in seq order
     this.view = null; // indexes into messages when searching, else null (all)
@@ -60,9 +65,19 @@ export class MessageLog {
         if (matches(m, this.query)) this.view.push(start + i);
       });
     }
-    this.#resize();
-    if (this.follow) this.#toEnd();
-    else this.#draw();
+    this.#schedule();
+  }
+
+  /** Messages arrive one by one from the live stream: the list is brought up to date
+   * once per animation frame, however many came. */
+  #schedule() {
+    if (this.#frame) return;
+    this.#frame = requestAnimationFrame(() => {
+      this.#frame = 0;
+      this.#resize();
+      if (this.follow) this.viewport.scrollTop = this.viewport.scrollHeight;
+      this.#draw();
+    });
   }
 
   get last() {
@@ -73,7 +88,7 @@ export class MessageLog {
     this.query = q.trim().toLowerCase();
     this.view = this.query ? this.messages.flatMap((m, i) => (matches(m, this.query) ? [i] : [])) : null;
     this.#resize();
-    this.#draw();
+    this.#redraw();
   }
 
   #count() {
@@ -95,14 +110,35 @@ export class MessageLog {
     this.#draw();
   }
 
+  /** Every row built again: what they show changed (search, selection). */
+  #redraw() {
+    this.#rendered.clear();
+    this.spacer.replaceChildren();
+    this.#draw();
+  }
+
   #draw() {
     const top = this.viewport.scrollTop;
     const height = this.viewport.clientHeight || 400;
     const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
     const last = Math.min(this.#count(), Math.ceil((top + height) / ROW) + OVERSCAN);
-    const rows = [];
-    for (let i = first; i < last; i++) rows.push(this.#row(i));
-    this.spacer.replaceChildren(...rows);
+    for (const [i, el] of this.#rendered) {
+      if (i < first || i >= last) {
+        el.remove();
+        this.#rendered.delete(i);
+      }
+    }
+    let before = false; // a new row goes above one already there
+    const highest = Math.max(-1, ...this.#rendered.keys());
+    for (let i = first; i < last; i++) {
+      if (this.#rendered.has(i)) continue;
+      const el = this.#row(i);
+      this.#rendered.set(i, el);
+      if (i < highest) before = true;
+      this.spacer.append(el);
+    }
+    // Kept in list order in the DOM too, for screen readers (moved, not rebuilt).
+    if (before) this.spacer.replaceChildren(...[...this.#rendered].sort((a, b) => a[0] - b[0]).map(([, el]) => el));
   }
 
   #row(i) {
@@ -147,7 +183,7 @@ export class MessageLog {
       h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))])),
       payloadView(m),
     );
-    this.#draw();
+    this.#redraw();
   }
 
   #key(e) {

@@ -57,7 +57,7 @@ export function sessionsView(main, setLink) {
       { class: 'table-wrap' },
       h(
         'table',
-        { class: 'sessions' },
+        { class: 'sessions live' },
         h('caption', { class: 'visually-hidden' }, 'Sessions, newest first'),
         h(
           'thead',
@@ -118,18 +118,25 @@ export function sessionsView(main, setLink) {
     return { s, tr, cells };
   }
 
+  // Writes only what changed: with a thousand rows, every write the table does not
+  // need is layout work the page does.
+  function set(cell, text) {
+    if (cell.textContent !== text) cell.textContent = text;
+  }
+
   function render(r) {
     const { s, cells } = r;
-    cells.kind.textContent = s.kind ?? '';
-    cells.route.textContent = s.route ?? '';
-    cells.path.firstChild.textContent = s.path || '/';
-    cells.client.textContent = s.client_addr ?? '';
-    cells.upstream.textContent = s.upstream ?? '';
-    cells.state.replaceChildren(badge(s.state));
-    cells.age.textContent = age(s.opened_at);
-    cells.msgs.textContent = `${s.messages_in ?? 0} / ${s.messages_out ?? 0}`;
-    cells.bytes.textContent = `${bytes(s.bytes_in ?? 0)} / ${bytes(s.bytes_out ?? 0)}`;
-    r.tr.hidden = !matches(s);
+    set(cells.kind, s.kind ?? '');
+    set(cells.route, s.route ?? '');
+    set(cells.path.firstChild, s.path || '/');
+    set(cells.client, s.client_addr ?? '');
+    set(cells.upstream, s.upstream ?? '');
+    if (cells.state.textContent !== s.state) cells.state.replaceChildren(badge(s.state));
+    set(cells.age, age(s.opened_at));
+    set(cells.msgs, `${s.messages_in ?? 0} / ${s.messages_out ?? 0}`);
+    set(cells.bytes, `${bytes(s.bytes_in ?? 0)} / ${bytes(s.bytes_out ?? 0)}`);
+    const hidden = !matches(s);
+    if (r.tr.hidden !== hidden) r.tr.hidden = hidden;
   }
 
   function add(s, top = true) {
@@ -249,7 +256,7 @@ export function sessionsView(main, setLink) {
   // Ages move on by themselves.
   const ticker = setInterval(() => {
     const now = Date.now();
-    for (const r of rows.values()) if (!r.tr.hidden) r.cells.age.textContent = age(r.s.opened_at, now);
+    for (const r of rows.values()) if (!r.tr.hidden) set(r.cells.age, age(r.s.opened_at, now));
   }, 1000);
   // The counters and states read again every few seconds from the API: under heavy
   // traffic the live stream drops events for a page that cannot keep up (counted in
@@ -265,8 +272,16 @@ export function sessionsView(main, setLink) {
       const r = rows.get(s.id);
       if (r) {
         const state = ENDED.has(r.s.state) ? r.s.state : s.state;
-        r.s = { ...r.s, ...s, state };
-        dirty.add(s.id);
+        const changed =
+          state !== r.s.state ||
+          s.messages_in !== r.s.messages_in ||
+          s.messages_out !== r.s.messages_out ||
+          s.bytes_in !== r.s.bytes_in ||
+          s.bytes_out !== r.s.bytes_out;
+        if (changed) {
+          r.s = { ...r.s, ...s, state };
+          dirty.add(s.id);
+        }
       } else if (s.live) add(s);
     }
     if (dirty.size && !frame) frame = requestAnimationFrame(flush);
