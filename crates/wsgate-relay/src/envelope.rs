@@ -174,7 +174,11 @@ pub fn parse(text: &[u8]) -> Result<ClientFrame, Refused> {
     let wire: Wire<'_> =
         serde_json::from_slice(text).map_err(|e| Refused { id: None, error: EnvelopeError::NotJson(e.to_string()) })?;
     let id = match wire.id {
-        Some(raw) if raw.get().starts_with('"') => Some(Id(raw.get().to_owned())),
+        // A string, echoed as written: only one that reads back (not a lone surrogate
+        // escape, `"\udaaa"`, which the first parse skipped over).
+        Some(raw) if raw.get().starts_with('"') && serde_json::from_str::<Readable>(raw.get()).is_ok() => {
+            Some(Id(raw.get().to_owned()))
+        }
         // A number, echoed as written: only one a JSON parser can read back (not
         // `1E20000`, which overflows a double and which serde_json, for one, refuses).
         Some(raw)
@@ -208,7 +212,14 @@ pub fn parse(text: &[u8]) -> Result<ClientFrame, Refused> {
                 .decode(b)
                 .map(|v| Payload::Binary(v.into()))
                 .map_err(|e| refuse(EnvelopeError::BadField { field: "base64", why: e.to_string() })),
-            (Some(raw), None) => Ok(Payload::Json(Bytes::copy_from_slice(raw.get().as_bytes()))),
+            (Some(raw), None) => {
+                // Relayed as written, so it must read back: the first parse only
+                // skipped over its numbers (`Readable`).
+                serde_json::from_str::<Readable>(raw.get()).map_err(|e| {
+                    refuse(EnvelopeError::BadField { field: "data", why: format!("JSON every member can read ({e})") })
+                })?;
+                Ok(Payload::Json(Bytes::copy_from_slice(raw.get().as_bytes())))
+            }
             (None, None) if required => Err(refuse(EnvelopeError::MissingField("data"))),
             (None, None) => Ok(Payload::Json(Bytes::from_static(b"null"))),
         }
@@ -233,6 +244,57 @@ pub fn parse(text: &[u8]) -> Result<ClientFrame, Refused> {
         "ack" => ClientFrame::Ack { id },
         other => return Err(refuse(EnvelopeError::UnknownType(other.chars().take(64).collect()))),
     })
+}
+
+/// Any JSON value, kept as nothing, but read through: unlike `IgnoredAny` (and the
+/// `RawValue` the frame is first read into), which serde_json skips over without
+/// reading its numbers, every number is parsed, so one no double holds (`1e99999`,
+/// valid JSON grammar that serde_json, for one, refuses) is found. Depth is bounded
+/// by serde_json's recursion limit.
+struct Readable;
+
+impl<'de> Deserialize<'de> for Readable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ReadThrough)
+    }
+}
+
+struct ReadThrough;
+
+impl<'de> serde::de::Visitor<'de> for ReadThrough {
+    type Value = Readable;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_unit<E>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Readable, A::Error> {
+        while seq.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Readable, A::Error> {
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            map.next_value::<Readable>()?;
+        }
+        Ok(Readable)
+    }
 }
 
 fn recipients(to: Option<&RawValue>) -> Result<Recipients, EnvelopeError> {
@@ -424,6 +486,13 @@ mod tests {
         assert_eq!(code(br#"{"type":"join","room":"a","id":{}}"#), Some(("bad_field", None)));
         // Found by the relay_envelope fuzz target: valid JSON, but no double holds it.
         assert_eq!(code(br#"{"type":"dance","id":1700000E20000}"#), Some(("bad_field", None)));
+        // Found by it again, in the data a publication relays as written.
+        let huge = br#"{"type":"publish","room":"/r","id":7,"data":{"a":[1,5555e55555,2]}}"#;
+        assert_eq!(code(huge), Some(("bad_field", Some("7".into()))));
+        assert_eq!(code(br#"{"type":"heartbeat","id":"a\udaaab"}"#), Some(("bad_field", None)));
+        assert_eq!(code(br#"{"type":"publish","room":"/r","data":"\udaaa"}"#).map(|c| c.0), Some("bad_field"));
+        let fine = br#"{"type":"publish","room":"/r","data":{"a":[1,-2.5e300,"e5",{"b":null}],"c":"\ud83d\ude00"}}"#;
+        assert!(parse(fine).is_ok());
     }
 
     #[test]
