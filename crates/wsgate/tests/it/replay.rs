@@ -137,20 +137,20 @@ async fn replay_waits_by_jsonpath_and_acts_on_timeouts() {
     assert_eq!((close.code, close.reason.as_str()), (CloseCode::Library(4408), "no login"));
 }
 
-#[tokio::test]
-async fn replay_of_a_proxied_sessions_export_gives_the_client_the_same_frames() {
-    // Record: a real client through a recording proxy to an echo upstream.
-    let up = Upstream::echo().await;
-    let dir = TempDir::new();
-    let store = format!("sqlite://{}", dir.0.join("h.db").display());
-    let url = up.url();
-    let proxy = Gateway::proxy(&["--upstream", &url, "--store", &store]).await;
-    let binary: Vec<u8> = (0..=255u8).collect();
-    let mut ws = connect(&proxy, "/rec").await;
+/// The conversation the record → replay tests record: "héllo", then 256 bytes of
+/// binary, each echoed, then the client closes with 4001 "bye".
+const BINARY: std::ops::RangeInclusive<u8> = 0..=255;
+
+/// A real client has the conversation through `proxy` (recording, to an echo
+/// upstream); the session's id and its export once every frame, both closes
+/// included, is stored.
+async fn record_conversation(proxy: &Gateway) -> (String, String) {
+    let binary: Vec<u8> = BINARY.collect();
+    let mut ws = connect(proxy, "/rec").await;
     ws.send(TMessage::text("héllo")).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "héllo");
     ws.send(TMessage::Binary(binary.clone().into())).await.unwrap();
-    assert_eq!(next(&mut ws).await, TMessage::Binary(binary.clone().into()));
+    assert_eq!(next(&mut ws).await, TMessage::Binary(binary.into()));
     ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
         code: CloseCode::Library(4001),
         reason: "bye".into(),
@@ -162,21 +162,40 @@ async fn replay_of_a_proxied_sessions_export_gives_the_client_the_same_frames() 
     let id = list[0]["id"].as_str().unwrap().to_owned();
     let export = eventually(|| async {
         let body = reqwest::get(proxy.api(&format!("/api/sessions/{id}/export"))).await.ok()?.text().await.ok()?;
-        // Every frame is in: both closes.
         (body.matches("\"type\":\"close\"").count() == 2).then_some(body)
     })
     .await;
-    let file = script(&dir, "export.jsonl", &export);
+    (id, export)
+}
 
-    // Replay: the client says what it said, and gets what it got, byte for byte,
-    // then the close code.
-    let gw = mock_replay(&file, &[]).await;
-    let mut ws = connect(&gw, "/rec").await;
+/// The client's side of the conversation against a replay of it on `gw`: it says
+/// what it said and gets what it got, byte for byte; the close is left to the caller.
+async fn replay_conversation(gw: &Gateway) -> Client {
+    let binary: Vec<u8> = BINARY.collect();
+    let mut ws = connect(gw, "/rec").await;
     quiet_for(&mut ws, Duration::from_millis(100)).await;
     ws.send(TMessage::text("héllo")).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "héllo");
     ws.send(TMessage::Binary(binary.clone().into())).await.unwrap();
     assert_eq!(next(&mut ws).await, TMessage::Binary(binary.into()));
+    ws
+}
+
+#[tokio::test]
+async fn replay_of_a_proxied_sessions_export_gives_the_client_the_same_frames() {
+    // Record: a real client through a recording proxy to an echo upstream.
+    let up = Upstream::echo().await;
+    let dir = TempDir::new();
+    let store = format!("sqlite://{}", dir.0.join("h.db").display());
+    let url = up.url();
+    let proxy = Gateway::proxy(&["--upstream", &url, "--store", &store]).await;
+    let (_, export) = record_conversation(&proxy).await;
+    let file = script(&dir, "export.jsonl", &export);
+
+    // Replay: the client says what it said, and gets what it got, byte for byte,
+    // then the close code.
+    let gw = mock_replay(&file, &[]).await;
+    let mut ws = replay_conversation(&gw).await;
     // The close the upstream sent, as recorded.
     let recorded = export
         .lines()
@@ -197,38 +216,14 @@ async fn replay_session_plays_a_stored_session_straight_from_the_store() {
     let dir = TempDir::new();
     let store = format!("sqlite://{}", dir.0.join("h.db").display());
     let mut proxy = Gateway::proxy(&["--upstream", &up.url(), "--store", &store]).await;
-    let binary: Vec<u8> = (0..=255u8).collect();
-    let mut ws = connect(&proxy, "/rec").await;
-    ws.send(TMessage::text("héllo")).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, "héllo");
-    ws.send(TMessage::Binary(binary.clone().into())).await.unwrap();
-    assert_eq!(next(&mut ws).await, TMessage::Binary(binary.clone().into()));
-    ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-        code: CloseCode::Library(4001),
-        reason: "bye".into(),
-    }))
-    .await
-    .unwrap();
-    while let Some(Ok(_)) = within(ws.next()).await {}
-    let list = proxy.wait_sessions(|s| s.iter().any(|x| x["state"] == "DISCONNECTED")).await;
-    let id = list[0]["id"].as_str().unwrap().to_owned();
     // Every frame stored (both closes) before the proxy goes.
-    eventually(|| async {
-        let body = reqwest::get(proxy.api(&format!("/api/sessions/{id}/export"))).await.ok()?.text().await.ok()?;
-        (body.matches("\"type\":\"close\"").count() == 2).then_some(())
-    })
-    .await;
+    let (id, _) = record_conversation(&proxy).await;
     assert_eq!(proxy.terminate().await, 0);
 
     // Replay it by id from the same store: the client says what it said, and gets
     // what it got, byte for byte, then the close.
     let gw = Gateway::mock(&["--replay-session", &id, "--store", &store]).await;
-    let mut ws = connect(&gw, "/rec").await;
-    quiet_for(&mut ws, Duration::from_millis(100)).await;
-    ws.send(TMessage::text("héllo")).await.unwrap();
-    assert_eq!(next(&mut ws).await, TMessage::text("héllo"));
-    ws.send(TMessage::Binary(binary.clone().into())).await.unwrap();
-    assert_eq!(next(&mut ws).await, TMessage::Binary(binary.into()));
+    let mut ws = replay_conversation(&gw).await;
     // The close the upstream sent, as recorded: its answer to the client's 4001
     // "bye", with the code and no reason.
     let TMessage::Close(Some(close)) = next(&mut ws).await else { panic!("expected a close") };
