@@ -1,6 +1,7 @@
 //! The control plane's untrusted input (`wsgate_control`): HTTP requests with
 //! arbitrary paths, queries, headers and JSON bodies through the real router (the
-//! handlers parse inject and close bodies, list filters and session ids there), and
+//! handlers parse inject and close bodies, breakpoints (`/api/intercepts`), list
+//! filters and session and frame ids there), and
 //! `/api/live` command messages through `commands::execute`, which also speaks the
 //! websocket-multiplex shapes. A registry holds two live sessions (a proxy session on
 //! `/chat`, a mock one on `/echo`) so commands can reach something.
@@ -67,8 +68,12 @@ fn world() -> &'static World {
         let registry = Arc::new(Registry::default());
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let cp =
-            ControlPlane::start(ControlConfig::default(), registry.clone(), bus.clone(), observers, shutdown, &tracker);
+        // With an intercept board, so breakpoint bodies reach the real parser.
+        let cfg = ControlConfig {
+            intercepts: Some(Arc::new(wsgate_intercept::InterceptBoard::default())),
+            ..ControlConfig::default()
+        };
+        let cp = ControlPlane::start(cfg, registry.clone(), bus.clone(), observers, shutdown, &tracker);
         let open = cp.router();
         // A second plane with a token, on its own bus (a bus feeds one plane).
         let mut builder = EventBus::builder();
@@ -115,8 +120,11 @@ fuzz_target!(|data: &[u8]| {
 /// Takes a session's commands as its task would: every inject is sent.
 async fn answer(mut rx: wsgate_core::Commands) {
     while let Some(cmd) = rx.recv().await {
-        if let Command::Inject { ack, .. } = cmd {
-            ack.send(Ok(()));
+        match cmd {
+            Command::Inject { ack, .. } => ack.send(Ok(())),
+            // Nothing is held here.
+            Command::Release { ack, .. } => drop(ack.send(false)),
+            Command::Close { .. } => {}
         }
     }
 }

@@ -512,7 +512,17 @@ impl<'a> Pump<'a> {
                 dst.close_sent = true;
                 self.arm_close_deadline();
             }
-            OpCode::Ping | OpCode::Pong => self.pass(from, frame, at),
+            OpCode::Ping | OpCode::Pong => {
+                let (_, dst) = self.sides(from);
+                if dst.stops > 0 && !dst.close_sent {
+                    // Keepalives go round a frame an operator is deciding on (control
+                    // frames may come between any two frames): a peer's ping timeout
+                    // must not end the session while someone reads.
+                    self.session.frame_at(direction, &frame, false, at);
+                    return self.sides(from).1.emit(&frame);
+                }
+                self.pass(from, frame, at)
+            }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 let (src, _) = self.sides(from);
                 if frame.opcode != OpCode::Continuation {

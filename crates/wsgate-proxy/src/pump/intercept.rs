@@ -8,7 +8,8 @@
 //! A stopped frame skips the route's rules and faults: the operator decides what it
 //! becomes. It is recorded when it leaves, marked `held` (and `rewritten` or
 //! `dropped`), and so is everything that queued behind it, so history keeps the
-//! order the peer saw.
+//! order the peer saw. Pings and pongs go round a stopped frame, so keepalives keep
+//! the connection up while an operator decides.
 //!
 //! [`Held`]: wsgate_faults::Held
 

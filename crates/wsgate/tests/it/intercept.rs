@@ -61,6 +61,15 @@ async fn held_frames_are_forwarded_edited_dropped_or_expire_in_order_while_the_r
     assert_eq!(frame["breakpoint"], bp, "{frame}");
     assert_eq!(frame["size"], 6, "{frame}");
 
+    // Keepalives go round it: the upstream answers a ping while the frame is held.
+    a.send(TMessage::Ping("keepalive".into())).await.unwrap();
+    loop {
+        match within(futures_util::StreamExt::next(&mut a)).await {
+            Some(Ok(TMessage::Pong(p))) => break assert_eq!(&p[..], b"keepalive"),
+            other => panic!("expected the pong first, got {other:?}"),
+        }
+    }
+
     // Another session flows, and so does the held session's other direction: an
     // inject to A's client arrives before any echo (the upstream has seen nothing).
     b.send(TMessage::text("b flows")).await.unwrap();
@@ -122,7 +131,8 @@ async fn held_frames_are_forwarded_edited_dropped_or_expire_in_order_while_the_r
     assert_eq!(left.len(), 1, "{v}");
     assert_eq!((left[0]["id"].as_u64(), left[0]["hits"].as_u64()), (Some(slow), Some(2)), "{v}");
 
-    // History: what the upstream got, in the order it got it, each held frame marked.
+    // History: the messages the upstream got, in the order it got them (the ping went
+    // first, round the held frame), each held frame marked.
     let msgs = eventually(|| async {
         let v = http_json(&gw.api(&format!("/api/sessions/{a_id}/messages?limit=100"))).await;
         let l = v["messages"].as_array().cloned().unwrap_or_default();
@@ -131,7 +141,7 @@ async fn held_frames_are_forwarded_edited_dropped_or_expire_in_order_while_the_r
     .await;
     let sent: Vec<(Value, Vec<String>)> = msgs
         .iter()
-        .filter(|m| m["dir"] == "client_to_upstream")
+        .filter(|m| m["dir"] == "client_to_upstream" && (m["opcode"] == 1 || m["opcode"] == 2))
         .map(|m| {
             let payload = if m["text"].is_null() { m["base64"].clone() } else { m["text"].clone() };
             let marks = m["marks"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect());
