@@ -23,6 +23,7 @@ use wsgate_intercept::{Breakpoint, HeldFrame, InterceptBoard, InterceptError, Wa
 use crate::ControlPlane;
 use crate::body::JsonBody;
 use crate::commands::{INJECT_ACK_TIMEOUT, InjectPayload};
+use crate::connections::{SendBinary, SendText};
 use crate::error::{ApiError, ErrorBody};
 
 /// The directions a breakpoint holds.
@@ -172,17 +173,29 @@ pub struct Intercepts {
     pub held: Vec<HeldView>,
 }
 
-/// The body of `POST /api/intercepts/held/{id}/forward`: empty (or `{}`) to forward
-/// the frame as it came, or the payload to forward instead.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// The body of `POST /api/intercepts/held/{id}/forward`, as parsed.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ForwardRequest {
-    /// Forward this text message instead.
-    pub text: Option<String>,
-    /// Forward this binary message instead (standard base64, padded).
-    #[schema(pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$")]
-    pub base64: Option<String>,
+struct ForwardBody {
+    text: Option<String>,
+    base64: Option<String>,
 }
+
+/// The body of `POST /api/intercepts/held/{id}/forward`: none (or `{}`) to forward the
+/// frame as it came, or exactly one of `text` and `base64` to forward instead.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // The documented shape of `ForwardBody`; never built.
+pub enum ForwardRequest {
+    Unchanged(Unchanged),
+    Text(SendText),
+    Binary(SendBinary),
+}
+
+/// Forward the frame as it came.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Unchanged {}
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -327,7 +340,7 @@ pub async fn forward(
     body: JsonBody,
 ) -> Result<Json<Released>, ApiError> {
     let id = path_id(id, "held frame")?;
-    let ForwardRequest { text, base64 } = body.parse_or_default()?;
+    let ForwardBody { text, base64 } = body.parse_or_default()?;
     let (verdict, outcome) = if text.is_none() && base64.is_none() {
         (Verdict::Forward, Outcome::Forwarded)
     } else {
