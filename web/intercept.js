@@ -29,7 +29,7 @@ export function interceptView(main) {
   let polling = false;
   let proxyRoutes = [];
   const breakpoints = new Map(); // id -> { tr, hits }
-  const held = new Map(); // id -> { li, textarea, original, binary, deadline, left, busy }
+  const held = new Map(); // id -> { li, textarea, original, binary, deadline, left, forward, drop }
   const status = h('p', { class: 'result', role: 'status', 'aria-live': 'polite' });
   const heldStatus = h('p', { class: 'result', role: 'status', 'aria-live': 'polite' });
   const bpBody = h('tbody');
