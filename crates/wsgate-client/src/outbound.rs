@@ -243,6 +243,8 @@ impl Control {
                         ack.send(Ok(()));
                     }
                     Some(Command::Inject { to: Target::Client, ack, .. }) => no_client_side(session, ack),
+                    // Only a proxy's pump holds frames at breakpoints.
+                    Some(Command::Release { ack, .. }) => { let _ = ack.send(false); }
                     None => self.open = false,
                 },
                 out = &mut fut => return Ok(out),
@@ -456,6 +458,7 @@ impl Outbound {
                         start_close(&mut ws, session, code, &reason, Initiator::Admin, &mut ending);
                         close_deadline.as_mut().reset(Instant::now() + close_timeout);
                     }
+                    Some(Command::Release { ack, .. }) => { let _ = ack.send(false); }
                     None => ctl.open = false,
                 },
                 // Under `--record strict`, events the store could not take yet hold

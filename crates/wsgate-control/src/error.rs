@@ -113,6 +113,16 @@ pub enum ApiError {
     NoFaults { route: String, kind: String },
     #[error("invalid faults: {0}")]
     BadFaults(wsgate_faults::FaultError),
+    #[error("invalid breakpoint: {0}")]
+    BadBreakpoint(wsgate_intercept::BreakpointError),
+    #[error("route {route:?} is a {kind} route: breakpoints hold frames on proxy routes")]
+    NotProxy { route: String, kind: String },
+    #[error(transparent)]
+    Intercept(wsgate_intercept::InterceptError),
+    #[error(
+        "frame {0} is not held: it was forwarded, dropped or expired, or its session ended (GET /api/intercepts lists what is held)"
+    )]
+    NotHeld(u64),
 }
 
 impl From<PathRejection> for ApiError {
@@ -155,7 +165,11 @@ impl ApiError {
             Self::NoRoutes => StatusCode::CONFLICT,
             Self::RoomNotFound(_) | Self::RouteNotFound(_) | Self::NoAsset(_) => StatusCode::NOT_FOUND,
             Self::NoFaults { .. } => StatusCode::CONFLICT,
-            Self::BadFaults(_) => StatusCode::BAD_REQUEST,
+            Self::BadFaults(_) | Self::BadBreakpoint(_) => StatusCode::BAD_REQUEST,
+            Self::NotProxy { .. } | Self::Intercept(wsgate_intercept::InterceptError::TooMany) => StatusCode::CONFLICT,
+            Self::Intercept(wsgate_intercept::InterceptError::NoBreakpoint(_)) | Self::NotHeld(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::PublishChoice | Self::PublishType(_) => StatusCode::BAD_REQUEST,
             Self::ReloadRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,

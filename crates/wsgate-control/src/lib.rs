@@ -46,6 +46,7 @@ pub mod guard;
 pub mod health;
 pub mod history;
 pub mod index;
+pub mod intercepts;
 pub mod live;
 pub mod master;
 pub mod metrics;
@@ -113,6 +114,9 @@ pub struct ControlConfig {
     pub relay: Option<Arc<wsgate_relay::Hub>>,
     /// Every route's faults: `/api/routes/{name}/faults`; without it that answers 404.
     pub faults: Option<Arc<wsgate_faults::FaultBoard>>,
+    /// Every proxy route's breakpoints: `/api/intercepts`; without it that answers
+    /// with none, and arming one is refused (no such route).
+    pub intercepts: Option<Arc<wsgate_intercept::InterceptBoard>>,
     /// Origins whose pages may use the control plane (`--control-origin`): they pass
     /// the origin check and get CORS answers. Its own origin needs no listing.
     pub origins: Vec<guard::AllowedOrigin>,
@@ -132,6 +136,7 @@ impl Default for ControlConfig {
             outbound: None,
             relay: None,
             faults: None,
+            intercepts: None,
             origins: Vec::new(),
             hosts: Vec::new(),
         }

@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::{
-    ControlConfig, ControlPlane, api, auth, connections, dashboard, faults, health, history, index, metrics, openapi,
-    reload, rooms, taps, ticket, ws,
+    ControlConfig, ControlPlane, api, auth, connections, dashboard, faults, health, history, index, intercepts,
+    metrics, openapi, reload, rooms, taps, ticket, ws,
 };
 
 /// Routes open even with an admin token: probes, the index and the dashboard's
@@ -47,6 +47,10 @@ fn guarded() -> OpenApiRouter<ControlPlane> {
         .routes(routes!(rooms::get))
         .routes(routes!(rooms::publish))
         .routes(routes!(faults::get, faults::put, faults::delete))
+        .routes(routes!(intercepts::list, intercepts::create))
+        .routes(routes!(intercepts::remove))
+        .routes(routes!(intercepts::forward))
+        .routes(routes!(intercepts::drop_frame))
         .routes(routes!(ws::live))
         .routes(routes!(ticket::issue))
         .routes(routes!(taps::client))

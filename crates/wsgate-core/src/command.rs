@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::registry::{Command, Target};
@@ -167,6 +168,17 @@ impl Commands {
         }
         Poll::Ready(Some(cmd))
     }
+}
+
+/// What an operator decided for a frame held at an intercept breakpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it as it came.
+    Forward,
+    /// Forward this instead: a text (`binary == false`) or binary message.
+    Edit { payload: Bytes, binary: bool },
+    /// Never forward it.
+    Drop,
 }
 
 /// Output queued for one peer at or above which a session adds nothing more to it on

@@ -22,7 +22,7 @@ pub mod registry;
 pub mod session;
 
 pub use bus::{EventBus, EventBusBuilder, ObserverQueue, Overflow, Pending};
-pub use command::{COMMAND_QUEUE, CommandSender, Commands, HIGH_WATER, InjectAck, InjectRefused, InjectReply};
+pub use command::{COMMAND_QUEUE, CommandSender, Commands, HIGH_WATER, InjectAck, InjectRefused, InjectReply, Verdict};
 pub use ending::Ending;
 pub use event::{DeliveryRun, Direction, LogEntry, MessageEvent, QueueEvent, QueueOutcome, SessionEvent, SharedLog};
 pub use id::SessionId;

@@ -1,6 +1,6 @@
 //! What the gateway did to a message on its way, beyond forwarding it: a rule rewrote,
 //! delayed, dropped or answered it, a fault dropped, delayed, duplicated or truncated
-//! it. Carried on each message event and kept in history, so the live stream, the
+//! it, an operator held it at a breakpoint. Carried on each message event and kept in history, so the live stream, the
 //! message log and an export all say which frames a peer did not see as sent.
 //!
 //! A small set of flags rather than an enum: one frame can be rewritten by a rule and
@@ -34,11 +34,22 @@ pub enum Mark {
     /// Sent by the gateway in answer to the message before it, which may not have
     /// been forwarded.
     Answer = 1 << 6,
+    /// Held at an intercept breakpoint until an operator (or its timeout) let it go;
+    /// with `rewritten` when the operator edited it, `dropped` when they dropped it.
+    Held = 1 << 7,
 }
 
 impl Mark {
-    pub const ALL: [Mark; 7] =
-        [Mark::Rule, Mark::Fault, Mark::Dropped, Mark::Delayed, Mark::Duplicate, Mark::Rewritten, Mark::Answer];
+    pub const ALL: [Mark; 8] = [
+        Mark::Rule,
+        Mark::Fault,
+        Mark::Dropped,
+        Mark::Delayed,
+        Mark::Duplicate,
+        Mark::Rewritten,
+        Mark::Answer,
+        Mark::Held,
+    ];
 
     /// The name on the wire (live stream, API, transcripts).
     pub fn as_str(self) -> &'static str {
@@ -50,6 +61,7 @@ impl Mark {
             Mark::Duplicate => "duplicate",
             Mark::Rewritten => "rewritten",
             Mark::Answer => "answer",
+            Mark::Held => "held",
         }
     }
 

@@ -44,6 +44,11 @@ pub enum Command {
     /// Close both sides with this code and reason. `kind` says why when the gateway
     /// itself closes (a replaced session); an operator's close has none.
     Close { code: u16, reason: String, kind: Option<crate::ReasonKind> },
+    /// Let go of the frame this session holds at an intercept breakpoint under `hold`
+    /// (the id the intercept board gave it). The session answers `ack` with whether it
+    /// still held it; only a proxy session ever holds frames, every other kind answers
+    /// `false`.
+    Release { hold: u64, verdict: crate::command::Verdict, ack: tokio::sync::oneshot::Sender<bool> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -40,6 +40,9 @@ pub struct ProxyConfig {
     /// The route's faults (`wsgate-faults`), switched at run time through the control
     /// API; never set: nothing is checked per message beyond one branch.
     pub faults: Arc<wsgate_faults::FaultSwitch>,
+    /// The route's intercept breakpoints (`wsgate-intercept`), armed at run time
+    /// through the control API; none armed: one atomic load per message.
+    pub intercepts: Arc<wsgate_intercept::RouteIntercepts>,
     /// Static upstream; the fallback when a resolver is configured. At least one of
     /// `upstream` and `resolver` is set.
     pub upstream: Option<Url>,
@@ -97,6 +100,7 @@ impl ProxyConfig {
             route: "default".into(),
             payloads: wsgate_core::PayloadPolicy::Full,
             faults: Arc::default(),
+            intercepts: Arc::default(),
             upstream: Some(upstream),
             resolver: None,
             strip_prefix: None,

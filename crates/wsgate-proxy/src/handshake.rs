@@ -248,6 +248,7 @@ fn pump_config(p: &Proxy) -> PumpConfig {
     PumpConfig {
         max_message_size: p.cfg.max_message_size,
         faults: p.cfg.faults.clone(),
+        intercepts: p.cfg.intercepts.clone(),
         rules: p.cfg.rules.clone(),
         seed: p.cfg.seed,
         idle_timeout: p.cfg.idle_timeout,

@@ -36,6 +36,7 @@ use wsgate_core::{
     Command, Direction, Ending, ErrorKind, Initiator, InjectAck, InjectRefused, Marks, SessionHandle, Target,
 };
 use wsgate_faults::{FaultSwitch, Held, SessionFaults};
+use wsgate_intercept::{RouteIntercepts, SessionIntercepts};
 use wsgate_protocol::deflate::{DeflateParams, Deflater, Inflater};
 use wsgate_protocol::frame::random_mask;
 use wsgate_protocol::io::{poll_fill, release_if_empty};
@@ -46,7 +47,10 @@ use wsgate_protocol::{CloseCode, CloseFrame, Decoder, Frame, OpCode, ProtocolErr
 /// side is refused `busy`: the mark every served session shares.
 pub use wsgate_core::HIGH_WATER;
 
+mod intercept;
 mod shaping;
+
+use intercept::{Out, Stage};
 
 /// One connection of the pair.
 pub struct Side {
@@ -78,9 +82,13 @@ pub struct Side {
     inflating: bool,
     /// The message we are forwarding to this side is being compressed.
     deflating: bool,
-    /// Frames to this side held back by latency or throttling (`shaping.rs`); while
-    /// any are, every frame to this side queues behind them.
-    held: Held<Frame>,
+    /// Frames to this side held back by latency or throttling (`shaping.rs`) or at
+    /// an intercept breakpoint (`intercept.rs`); while any are, every frame to this
+    /// side queues behind them.
+    held: Held<Out>,
+    /// Frames in `held` stopped at a breakpoint: while there are any, what queues
+    /// behind them is recorded when it leaves, so history keeps the order the peer sees.
+    stops: usize,
 }
 
 impl Side {
@@ -130,6 +138,7 @@ impl Side {
             inflating: false,
             deflating: false,
             held: Held::default(),
+            stops: 0,
         }
     }
 
@@ -155,14 +164,20 @@ impl Side {
         }
     }
 
-    /// Forwards `frame` to this side now, or behind the frames held for it.
+    /// Forwards `frame` (already recorded) to this side now, or behind the frames
+    /// held for it.
     fn forward(&mut self, frame: Frame) {
         if self.held.is_empty() {
             self.emit(&frame);
         } else {
-            let len = frame.payload.len();
-            self.held.push(Instant::now(), len, frame);
+            self.hold_until(Instant::now(), frame, Stage::Recorded);
         }
+    }
+
+    /// Queues `frame` in `held` until `due` (or until what is ahead of it has gone).
+    fn hold_until(&mut self, due: Instant, frame: Frame, stage: Stage) {
+        let len = frame.payload.len();
+        self.held.push(due, len, Out { frame, stage });
     }
 
     /// Queues a control frame (never compressed).
@@ -293,6 +308,8 @@ pub struct PumpConfig {
     pub max_message_size: usize,
     /// The route's faults (`wsgate-faults`), switched at run time.
     pub faults: Arc<FaultSwitch>,
+    /// The route's intercept breakpoints (`wsgate-intercept`), armed at run time.
+    pub intercepts: Arc<RouteIntercepts>,
     /// The route's rules (`wsgate-rules`), transforming what it forwards.
     pub rules: Option<Arc<wsgate_rules::Rules>>,
     /// Their random values' seed.
@@ -329,6 +346,8 @@ pub struct Pump<'a> {
     fault_disconnected: bool,
     /// The route's rules as this session runs them (`shaping.rs`); `None`: no rules.
     rules: Option<Box<wsgate_rules::Conversation>>,
+    /// The route's breakpoints as this session checks them (`intercept.rs`).
+    intercepts: SessionIntercepts,
 }
 
 impl<'a> Pump<'a> {
@@ -344,6 +363,7 @@ impl<'a> Pump<'a> {
         let mut faults = SessionFaults::new(cfg.faults.clone());
         let fault_deadline = if faults.active() { faults.disconnect_at() } else { None };
         let rules = cfg.rules.clone().map(|r| Box::new(wsgate_rules::Conversation::new(r, cfg.seed)));
+        let intercepts = SessionIntercepts::new(cfg.intercepts.clone());
         Self {
             client,
             upstream,
@@ -364,12 +384,15 @@ impl<'a> Pump<'a> {
             disconnect_pending: false,
             fault_disconnected: false,
             rules,
+            intercepts,
         }
     }
 
     /// Runs until both sides are closed, then records the session's final state.
     pub async fn run(mut self) {
         poll_fn(|cx| self.poll_run(cx)).await;
+        // Frames still held at breakpoints go with the session.
+        self.intercepts.end(self.session.id());
         shutdown_quietly(&mut self.upstream).await;
         shutdown_quietly(&mut self.client).await;
         self.ending.take().unwrap_or_else(Ending::unexplained).finish(self.session).await;
@@ -406,6 +429,9 @@ impl<'a> Pump<'a> {
 
     /// Closes both sides with our own close frames (admin close, shutdown, idle).
     fn gateway_close(&mut self, code: u16, reason: &str, initiator: Initiator) {
+        // Frames held at breakpoints go first, unchanged, as their timeout would send
+        // them: the close then follows at once instead of waiting for an operator.
+        self.release_all();
         self.note_end(code, Some(reason.to_owned()), initiator);
         self.client.send_close(code, reason);
         self.upstream.send_close(code, reason);
@@ -419,9 +445,9 @@ impl<'a> Pump<'a> {
         let reason = err.to_string();
         self.session.error(ErrorKind::Protocol, format!("{who:?} side: {reason}"));
         self.note_end(code, Some(reason.clone()), Initiator::Gateway);
+        // It will not read what a fault or a breakpoint held for it.
+        self.discard_held(who);
         let (bad, other) = self.sides(who);
-        // It will not read what a fault held for it.
-        bad.held = Held::default();
         bad.send_close(code, &reason);
         bad.mark_close_received();
         // RFC 6455 §7.1.7: failing a connection closes it. Nothing more will be read
@@ -475,27 +501,18 @@ impl<'a> Pump<'a> {
                     Ok(p) => p,
                     Err(e) => return self.fail(from, &e),
                 };
-                self.session.frame_at(direction, &frame, false, at);
                 let (code, reason) = match parsed {
                     Some(c) => (c.code, Some(c.reason)),
                     None => (CloseCode::NO_STATUS, None),
                 };
                 self.note_end(code, reason, from.initiator());
+                self.pass(from, frame, at);
                 let (src, dst) = self.sides(from);
                 src.mark_close_received();
-                if !dst.close_sent {
-                    dst.close_sent = true;
-                    dst.forward(frame);
-                }
+                dst.close_sent = true;
                 self.arm_close_deadline();
             }
-            OpCode::Ping | OpCode::Pong => {
-                self.session.frame_at(direction, &frame, false, at);
-                let (_, dst) = self.sides(from);
-                if !dst.close_sent {
-                    dst.forward(frame);
-                }
-            }
+            OpCode::Ping | OpCode::Pong => self.pass(from, frame, at),
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 let (src, _) = self.sides(from);
                 if frame.opcode != OpCode::Continuation {
@@ -511,8 +528,12 @@ impl<'a> Pump<'a> {
                     return self.fail(from, &ProtocolError::MessageTooLarge { size, limit: max });
                 }
                 frame.rsv1 = false;
-                // Rules and faults act on whole messages; a fragmented one goes as it came.
+                // Breakpoints, rules and faults act on whole messages; a fragmented one
+                // goes as it came.
                 if frame.fin && frame.opcode != OpCode::Continuation {
+                    if let Some(bp) = self.intercepts.check(direction, &frame.payload) {
+                        return self.stop(from, frame, &bp, at);
+                    }
                     if self.rules.is_some() {
                         return self.apply_rules(from, frame, at);
                     }
@@ -520,11 +541,7 @@ impl<'a> Pump<'a> {
                         return self.shape(from, frame, at, Marks::NONE);
                     }
                 }
-                self.session.frame_at(direction, &frame, false, at);
-                let (_, dst) = self.sides(from);
-                if !dst.close_sent {
-                    dst.forward(frame);
-                }
+                self.pass(from, frame, at);
             }
         }
     }
@@ -601,6 +618,9 @@ impl<'a> Pump<'a> {
                         if let (true, Some(ending)) = (first, &mut self.ending) {
                             ending.kind = kind;
                         }
+                    }
+                    Poll::Ready(Some(Command::Release { hold, verdict, ack })) => {
+                        let _ = ack.send(self.release(hold, verdict));
                     }
                     Poll::Ready(None) => self.commands_closed = true,
                     Poll::Pending => break,
@@ -716,6 +736,7 @@ mod tests {
             idle_timeout: None,
             close_timeout: Duration::from_secs(600),
             faults: Arc::default(),
+            intercepts: Arc::default(),
             rules: None,
             seed: None,
         };

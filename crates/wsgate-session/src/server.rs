@@ -95,6 +95,10 @@ impl Run<'_> {
                     self.start_close(ws, code, &reason, Initiator::Admin);
                 }
             }
+            // Only a proxy's pump holds frames at breakpoints.
+            Command::Release { ack, .. } => {
+                let _ = ack.send(false);
+            }
         }
     }
 

@@ -158,6 +158,8 @@ pub struct Gateway {
     pub hub: Arc<wsgate_relay::Hub>,
     /// Every proxy and mock route's faults (the control plane switches them).
     pub faults: Arc<wsgate_faults::FaultBoard>,
+    /// Every proxy route's intercept breakpoints and held frames (`/api/intercepts`).
+    pub intercepts: Arc<wsgate_intercept::InterceptBoard>,
     pub control: ControlPlane,
     pub control_addr: SocketAddr,
     /// Cancelled on SIGINT/SIGTERM; handlers watch it.
@@ -221,10 +223,12 @@ impl Gateway {
         };
         let hub = wsgate_relay::Hub::new();
         let faults = Arc::new(wsgate_faults::FaultBoard::default());
+        let intercepts = Arc::new(wsgate_intercept::InterceptBoard::default());
         let control = ControlPlane::start(
             ControlConfig {
                 relay: Some(hub.clone()),
                 faults: Some(faults.clone()),
+                intercepts: Some(intercepts.clone()),
                 admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
                 payload_cap: cfg.live.payload_cap,
                 live_queue: cfg.live.queue,
@@ -280,6 +284,7 @@ impl Gateway {
             registry,
             hub,
             faults,
+            intercepts,
             control,
             control_addr,
             shutdown,

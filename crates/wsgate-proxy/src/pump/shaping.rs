@@ -18,7 +18,7 @@ use wsgate_faults::{Flow, cut};
 use wsgate_protocol::{CloseCode, Frame, OpCode};
 use wsgate_rules::{Flow as RuleFlow, Forward};
 
-use super::{Pump, Who};
+use super::{Pump, Stage, Who};
 
 impl Pump<'_> {
     /// A whole data message from `from`, when the route has rules: the first rule that
@@ -63,7 +63,7 @@ impl Pump<'_> {
                     self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
                     let (_, dst) = self.sides(from);
                     if !dst.close_sent {
-                        dst.held.push(now + d, frame.payload.len(), frame);
+                        dst.hold_until(now + d, frame, Stage::Recorded);
                     }
                 }
                 None if self.faults.active() => self.shape(from, frame, at, marks),
@@ -94,7 +94,7 @@ impl Pump<'_> {
             if a.delay.is_zero() {
                 src.forward(answer);
             } else {
-                src.held.push(now + a.delay, answer.payload.len(), answer);
+                src.hold_until(now + a.delay, answer, Stage::Recorded);
             }
         }
         if let Some((code, reason)) = t.close {
@@ -143,13 +143,14 @@ impl Pump<'_> {
                 return;
             }
             match d.hold_until {
-                Some(due) => dst.held.push(due, frame.payload.len(), frame.clone()),
+                Some(due) => dst.hold_until(due, frame.clone(), Stage::Recorded),
                 None => dst.forward(frame.clone()),
             }
         }
     }
 
-    /// Delivers held frames that are due and carries out a fault's disconnect, then
+    /// Delivers held frames that are due (`intercept.rs` records those it must) and
+    /// carries out a fault's disconnect, then
     /// arms the timer for what comes next. Nothing to do (the usual case) costs a few
     /// comparisons.
     pub(super) fn poll_faults(&mut self, cx: &mut Context<'_>) -> bool {
@@ -160,11 +161,7 @@ impl Pump<'_> {
         let now = Instant::now();
         let mut progressed = false;
         for who in [Who::Client, Who::Upstream] {
-            let side = self.side(who);
-            while let Some(f) = side.held.pop_due(now, |f| f.payload.len()) {
-                side.emit(&f);
-                progressed = true;
-            }
+            progressed |= self.drain_due(who, now);
         }
         if self.fault_deadline.is_some_and(|t| now >= t) {
             self.fault_deadline = None;

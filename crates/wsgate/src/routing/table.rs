@@ -31,6 +31,8 @@ struct Parts {
     hub: Arc<Hub>,
     /// Every route's faults, by name, kept across reloads.
     faults: Arc<wsgate_faults::FaultBoard>,
+    /// Every proxy route's breakpoints, by name, kept across reloads.
+    intercepts: Arc<wsgate_intercept::InterceptBoard>,
     shutdown: CancellationToken,
     sessions: TaskTracker,
 }
@@ -68,6 +70,7 @@ impl Routing {
             registry: gateway.registry.clone(),
             hub: gateway.hub.clone(),
             faults: gateway.faults.clone(),
+            intercepts: gateway.intercepts.clone(),
             shutdown: gateway.shutdown.clone(),
             sessions: gateway.sessions.clone(),
         };
@@ -95,6 +98,8 @@ impl Routing {
 fn build(parts: &Parts, plans: &[RoutePlan], limits: &mut HashMap<Arc<str>, (usize, Arc<Semaphore>)>) -> Vec<Route> {
     let mut kept = HashMap::new();
     parts.faults.retain(&|name| plans.iter().any(|p| &*p.name == name));
+    let is_proxy = |name: &str| plans.iter().any(|p| &*p.name == name && matches!(p.handler, Handler::Proxy(_)));
+    parts.intercepts.retain(&is_proxy);
     let routes = plans
         .iter()
         .map(|p| {
@@ -124,7 +129,11 @@ fn build(parts: &Parts, plans: &[RoutePlan], limits: &mut HashMap<Arc<str>, (usi
                         mock as Arc<dyn DynHandler>
                     });
                     Proxy::with_fallback(
-                        wsgate_proxy::ProxyConfig { faults, ..(**cfg).clone() },
+                        wsgate_proxy::ProxyConfig {
+                            faults,
+                            intercepts: parts.intercepts.route(&p.name),
+                            ..(**cfg).clone()
+                        },
                         parts.bus.clone(),
                         parts.registry.clone(),
                         parts.shutdown.clone(),

@@ -287,6 +287,9 @@ async fn api_hostile_bad_ids_and_query_values_get_400() {
     let long = "a".repeat(10_000);
     let bad_ids =
         ["not-an-id", "%FF", "%00", "..", "%2e%2e", "0", &bare, &braced, &long, "0190c0de-0000-7000-8000-00000000000g"];
+    // Breakpoints and held frames are numbered; everything else is a session's UUID.
+    let numbered_bad =
+        ["not-an-id", "%FF", "%00", "..", "0", "-1", "1.5", "+1", "99999999999999999999999", &long, UNKNOWN_ID];
     for op in b.ops.iter().filter(|o| o.path.contains("{id}")) {
         let body = match op.path.rsplit('/').next() {
             Some("inject") => r#"{"to":"client","text":"x"}"#,
@@ -294,12 +297,14 @@ async fn api_hostile_bad_ids_and_query_values_get_400() {
             _ if op.takes_body => "{}",
             _ => "",
         };
-        for id in bad_ids {
+        let numbered = op.path.starts_with("/api/intercepts/");
+        let (bad, unknown) = if numbered { (&numbered_bad[..], "987654") } else { (&bad_ids[..], UNKNOWN_ID) };
+        for id in bad {
             let what = format!("{} with id {:?}", op.name(), &id[..id.len().min(40)]);
             b.request(RawRequest::new(&op.method, &op.target(id)).json(body)).await.assert_error(400, &what);
         }
         let what = format!("{} with an unknown id", op.name());
-        b.request(RawRequest::new(&op.method, &op.target(UNKNOWN_ID)).json(body)).await.assert_error(404, &what);
+        b.request(RawRequest::new(&op.method, &op.target(unknown)).json(body)).await.assert_error(404, &what);
     }
 
     for query in [

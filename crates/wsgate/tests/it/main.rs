@@ -21,6 +21,7 @@ mod first_hour;
 mod history;
 mod hostile;
 mod instances;
+mod intercept;
 mod interop_clients;
 mod interop_servers;
 mod master;
