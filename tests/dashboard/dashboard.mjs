@@ -191,6 +191,8 @@ async function history(page, shots, axeSource, report) {
   const filters = page.getByRole('search', { name: 'Filter history' });
   await filters.getByLabel('Path starts with').fill('/chat?room=dash');
   await filters.getByRole('button', { name: 'Show' }).click();
+  // The filtered page is in (the first, unfiltered one may have been shown before).
+  await page.locator('table[aria-busy="false"]').waitFor();
   const row = page.locator('tbody tr', { hasText: '/chat?room=dash' });
   await row.locator('.badge', { hasText: 'DISCONNECTED' }).waitFor();
   report.historyRows = await page.locator('tbody tr').count();
