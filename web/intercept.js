@@ -31,7 +31,7 @@ export function interceptView(main) {
   const breakpoints = new Map(); // id -> { tr, hits }
   const held = new Map(); // id -> { li, textarea, original, binary, deadline, left, forward, drop }
   const status = h('p', { class: 'result', role: 'status', 'aria-live': 'polite' });
-  const heldStatus = h('p', { class: 'result', role: 'status', 'aria-live': 'polite' });
+  const heldStatus = h('p', { class: 'result held-status', role: 'status', 'aria-live': 'polite' });
   const bpBody = h('tbody');
   const bpEmpty = h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No breakpoints: every message flows.'));
   const heldList = h('ol', { class: 'held-list', 'aria-labelledby': 'held-h' });

@@ -300,8 +300,15 @@ async function intercept(page, proxyWs, shots, axeSource, report) {
     await page.evaluate((hash) => { location.hash = hash; }, session);
     const log = page.getByRole('list', { name: 'Messages' });
     const sent = log.locator('.msg.client_to_upstream', { hasText: 'edited in the browser' });
-    await sent.locator('.mark', { hasText: 'held' }).waitFor();
+    try {
+      await sent.locator('.mark', { hasText: 'held' }).waitFor();
+    } catch (e) {
+      const rows = await log.locator('.msg').allTextContents();
+      const api = await page.evaluate(async (id) => (await fetch(`/api/sessions/${id}/messages`)).text(), report.sessionA);
+      throw new Error(`${e.message}\nthe log's rows: ${JSON.stringify(rows)}\nthe store: ${api}`);
+    }
     report.heldMarks = await sent.locator('.mark').allTextContents();
+    await page.screenshot({ path: join(shots, 'intercept-session.png'), fullPage: true });
     return report;
   } finally {
     a?.terminate();
