@@ -3,6 +3,7 @@
 
 import { connectView } from './connect.js';
 import { historyView } from './history.js';
+import { interceptView } from './intercept.js';
 import { overviewView } from './overview.js';
 import { sessionView } from './session.js';
 import { sessionsView } from './sessions.js';
@@ -30,6 +31,7 @@ function route() {
   else if (hash === '#/history') stop = historyView(main);
   else if (hash === '#/connect') stop = connectView(main);
   else if (hash === '#/overview') stop = overviewView(main);
+  else if (hash === '#/intercept') stop = interceptView(main);
   else stop = sessionsView(main, setLink);
   main.focus({ preventScroll: true });
 }

@@ -51,6 +51,24 @@ export function historyView(main) {
     h('button', { type: 'submit' }, 'Show'),
   );
 
+  const table = h(
+    'table',
+    { class: 'sessions' },
+    h('caption', { class: 'visually-hidden' }, 'Stored sessions, newest first'),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['Opened', 'Kind', 'Route', 'Path', 'State', 'Close'].map((c) => h('th', { scope: 'col' }, c)),
+        h('th', { scope: 'col', class: 'n' }, 'Msgs in / out'),
+        h('th', { scope: 'col', class: 'n' }, 'Bytes in / out'),
+      ),
+    ),
+    tbody,
+  );
+
   main.replaceChildren(
     h('h1', {}, 'History'),
     form,
@@ -58,37 +76,32 @@ export function historyView(main) {
     h(
       'div',
       { class: 'table-wrap' },
-      h(
-        'table',
-        { class: 'sessions' },
-        h('caption', { class: 'visually-hidden' }, 'Stored sessions, newest first'),
-        h(
-          'thead',
-          {},
-          h(
-            'tr',
-            {},
-            ['Opened', 'Kind', 'Route', 'Path', 'State', 'Close'].map((c) => h('th', { scope: 'col' }, c)),
-            h('th', { scope: 'col', class: 'n' }, 'Msgs in / out'),
-            h('th', { scope: 'col', class: 'n' }, 'Bytes in / out'),
-          ),
-        ),
-        tbody,
-      ),
+      table,
     ),
     h('div', { class: 'pager' }, prev, next),
   );
 
+  // Only the latest request's answer is shown: the first page, asked for as the view
+  // opens, can come back after a filtered one asked for since, and must not replace it.
+  // The table is aria-busy until that answer is in.
+  let asked = 0;
   async function show(before, forward = false) {
     const q = new URLSearchParams({ ...current, limit: String(PAGE) });
     if (before) q.set('before', before);
+    const mine = ++asked;
+    table.setAttribute('aria-busy', 'true');
     let page;
     try {
       page = await call(`/api/sessions?${q}`);
     } catch (e) {
-      status.textContent = `History could not be read: ${e.message}`;
+      if (mine === asked) {
+        status.textContent = `History could not be read: ${e.message}`;
+        table.setAttribute('aria-busy', 'false');
+      }
       return;
     }
+    if (mine !== asked) return;
+    table.setAttribute('aria-busy', 'false');
     if (forward) cursors.push(before);
     nextBefore = page.next_before ?? null;
     next.disabled = !nextBefore;

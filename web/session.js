@@ -114,6 +114,23 @@ export function sessionView(main, setLink, id) {
     caughtUp = true;
     const held = early.splice(0).filter((m) => m.seq > log.last);
     onMessages(held);
+    rereadSoon();
+  }
+
+  // A live session's newest frames can be missing from the store when its pages are
+  // first read (the recorder writes them a little later) and are older than the
+  // live stream: in a session that then goes quiet, no later message would show the
+  // gap. Its store is read once more, a second on.
+  let reread = false;
+  function rereadSoon() {
+    if (reread || !stored || !session || session.live === false || ENDED.has(session.state)) return;
+    reread = true;
+    setTimeout(() => {
+      if (stopped || !caughtUp) return; // a refill is already reading the store
+      caughtUp = false;
+      cursor = log.last;
+      loadPage();
+    }, 1000);
   }
 
   // A gap below this seq was read from the store again once; one still there is

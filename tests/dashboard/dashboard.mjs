@@ -1,7 +1,7 @@
 // The dashboard end to end, in Debian's Chromium driven by playwright-core, against
 // a real gateway proxying to a real echo upstream, with a real client (Node's `ws`):
 //
-//   node dashboard.mjs live|history CONTROL_URL PROXY_WS_URL ECHO_URL SCREENSHOT_DIR [TOKEN]
+//   node dashboard.mjs live|history|intercept CONTROL_URL PROXY_WS_URL ECHO_URL SCREENSHOT_DIR [TOKEN]
 //
 // With TOKEN (the gateway runs with --admin-token), a wrong token is tried first and
 // must be refused with a message, then the right one. `live`: a client connects and
@@ -10,8 +10,12 @@
 // must close the client with the chosen code; then the Connect view opens an outbound
 // connection to ECHO_URL, sends through it and sees the echo. `history` (after the
 // gateway restarted on the same store): that client's session is found in History
-// and opens with its whole log and lifecycle. axe-core checks each view; each view
-// is saved as a screenshot. Prints one JSON report line (the Rust test judges it).
+// and opens with its whole log and lifecycle. `intercept`: a breakpoint added in the
+// Intercept view holds a real client's message; a second client's session flows
+// meanwhile; the held frame, edited in the page and forwarded, reaches the echo
+// upstream as edited (its echo comes back so), and the client's next message,
+// queued behind it, follows it. axe-core checks each view; each view is saved as a
+// screenshot. Prints one JSON report line (the Rust test judges it).
 
 import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -37,8 +41,8 @@ async function axe(page, axeSource) {
 
 async function main() {
   const [mode, control, proxyWs, echoUrl, shots, token] = process.argv.slice(2);
-  if (!['live', 'history'].includes(mode) || !shots) {
-    throw new Error('usage: live|history CONTROL_URL PROXY_WS_URL ECHO_URL SCREENSHOT_DIR [TOKEN]');
+  if (!['live', 'history', 'intercept'].includes(mode) || !shots) {
+    throw new Error('usage: live|history|intercept CONTROL_URL PROXY_WS_URL ECHO_URL SCREENSHOT_DIR [TOKEN]');
   }
   await mkdir(shots, { recursive: true });
   const axeSource = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
@@ -64,7 +68,7 @@ async function main() {
       else report.consoleErrors.push(m.text());
     });
     page.on('pageerror', (e) => report.consoleErrors.push(String(e)));
-    await page.goto(mode === 'history' ? `${control}/#/history` : `${control}/`);
+    await page.goto(`${control}/${{ history: '#/history', intercept: '#/intercept' }[mode] ?? ''}`);
 
     if (token) {
       const dialog = page.getByRole('dialog', { name: 'Admin token' });
@@ -81,6 +85,7 @@ async function main() {
       report.tokenInUrl = page.url().includes(token);
     }
     if (mode === 'history') return await history(page, shots, axeSource, report);
+    if (mode === 'intercept') return await intercept(page, proxyWs, shots, axeSource, report);
 
     // A real client connects through the proxy: its row appears, live.
     const inbox = new Inbox();
@@ -186,6 +191,8 @@ async function history(page, shots, axeSource, report) {
   const filters = page.getByRole('search', { name: 'Filter history' });
   await filters.getByLabel('Path starts with').fill('/chat?room=dash');
   await filters.getByRole('button', { name: 'Show' }).click();
+  // The filtered page is in (the first, unfiltered one may have been shown before).
+  await page.locator('table[aria-busy="false"]').waitFor();
   const row = page.locator('tbody tr', { hasText: '/chat?room=dash' });
   await row.locator('.badge', { hasText: 'DISCONNECTED' }).waitFor();
   report.historyRows = await page.locator('tbody tr').count();
@@ -199,6 +206,114 @@ async function history(page, shots, axeSource, report) {
   report.historyEnd = await page.locator('.timeline li').last().textContent();
   await page.screenshot({ path: join(shots, 'history-session.png'), fullPage: true });
   return report;
+}
+
+// A client of the proxy route (Node's `ws`): its messages in an Inbox, once open.
+async function wsClient(url, what) {
+  const inbox = new Inbox();
+  const ws = new WebSocket(url);
+  ws.on('message', (data, binary) => inbox.push(binary ? data : data.toString()));
+  await within(STEP_MS, what, new Promise((r, j) => { ws.on('open', r); ws.on('error', j); }));
+  return { ws, inbox };
+}
+
+// Intercept: a breakpoint from the form holds client A's message; B flows meanwhile;
+// the frame edited in the page and forwarded is what the echo upstream got.
+async function intercept(page, proxyWs, shots, axeSource, report) {
+  let a;
+  let b;
+  try {
+    await page.getByRole('heading', { name: 'Intercept', level: 1 }).waitFor();
+    const form = page.getByRole('form', { name: 'Add a breakpoint' });
+    // The route list comes from /api/routes: the proxy route is offered.
+    await form.getByLabel('Route').locator('option[value="default"]').waitFor({ state: 'attached' });
+    report.interceptRoutes = await form.getByLabel('Route').locator('option').allTextContents();
+    await form.getByLabel('Route').selectOption('default');
+    await form.getByLabel('Direction').selectOption('client_to_upstream');
+    await form.getByLabel('Match', { exact: true }).fill('hold-me');
+    // Equals without a JSONPath is refused with a message, before any request.
+    await form.getByLabel('Equals (optional, JSON)').fill('"x"');
+    await form.getByRole('button', { name: 'Add breakpoint' }).click();
+    report.equalsWithoutPath = await form.getByRole('status').filter({ hasText: 'JSONPath' }).textContent();
+    await form.getByLabel('Equals (optional, JSON)').fill('');
+    await form.getByRole('button', { name: 'Add breakpoint' }).click();
+    await form.getByRole('status').filter({ hasText: /^Breakpoint #\d+ added on default\.$/ }).waitFor();
+    const bpRow = page.locator('table.breakpoints tbody tr', { hasText: 'hold-me' });
+    await bpRow.waitFor();
+    report.breakpointRow = await bpRow.locator('td').allTextContents();
+
+    // Two real clients; A's "hold-me" message is held.
+    const ca = await wsClient(`${proxyWs}/intercept/a`, 'client A connects');
+    a = ca.ws;
+    const cb = await wsClient(`${proxyWs}/intercept/b`, 'client B connects');
+    b = cb.ws;
+    a.send('hold-me please');
+    const frame = page.locator('.held-frame');
+    const payload = frame.getByLabel('Payload (text)');
+    await payload.waitFor();
+    report.heldPayload = await payload.inputValue();
+    report.heldHeading = await frame.getByRole('heading').textContent();
+    report.heldCountdown = await frame.locator('.countdown').textContent();
+    const session = await frame.getByRole('link', { name: /^Session / }).getAttribute('href');
+    report.sessionA = session.replace('#/session/', '');
+    // A's next message queues behind the held one (same session, same direction).
+    a.send('after the held one');
+    // B's session flows meanwhile: its echo comes back while A's frame is held.
+    b.send('B is not held');
+    report.echoB = await cb.inbox.next('the echo of B');
+
+    // Edited in the page. The view reads the API every second (and counts down on the
+    // same tick): the edit must survive those reads, checked after two ticks.
+    await payload.fill('edited in the browser');
+    for (let i = 0; i < 2; i++) {
+      const shown = await frame.locator('.countdown').textContent();
+      await page.waitForFunction((t) => document.querySelector('.held-frame .countdown')?.textContent !== t, shown);
+    }
+    report.editKept = await payload.inputValue();
+    report.breakpointHits = await bpRow.locator('td.n').textContent();
+    await page.screenshot({ path: join(shots, 'intercept.png'), fullPage: true });
+    report.axe.intercept = await axe(page, axeSource);
+    await page.setViewportSize({ width: 400, height: 800 });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: join(shots, 'intercept-400-dark.png'), fullPage: true });
+    report.axe.interceptNarrowDark = await axe(page, axeSource);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.emulateMedia({ colorScheme: 'light' });
+
+    await frame.getByRole('button', { name: /^Forward/ }).click();
+    const held = page.getByRole('region', { name: 'Held frames' });
+    report.forwardStatus = await held.getByRole('status').filter({ hasText: 'forwarded as edited' }).textContent();
+    // The echo upstream got the edited frame: its echo comes back as edited, and
+    // then the message that waited behind it.
+    report.echoesA = [await ca.inbox.next('the echo of the edited frame'), await ca.inbox.next('the echo of the queued message')];
+    await held.getByText('Nothing held.').waitFor();
+    report.heldGone = (await frame.count()) === 0;
+
+    // Removing the breakpoint: its row goes.
+    await bpRow.getByRole('button', { name: /^Remove/ }).click();
+    await page.getByText('No breakpoints: every message flows.').waitFor();
+    report.breakpointRemoved = (await bpRow.count()) === 0;
+    a.send('hold-me again, not held now');
+    report.echoAfterRemove = await ca.inbox.next('the echo once the breakpoint is gone');
+
+    // The session view's log shows the frame with its marks.
+    await page.evaluate((hash) => { location.hash = hash; }, session);
+    const log = page.getByRole('list', { name: 'Messages' });
+    const sent = log.locator('.msg.client_to_upstream', { hasText: 'edited in the browser' });
+    try {
+      await sent.locator('.mark', { hasText: 'held' }).waitFor();
+    } catch (e) {
+      const rows = await log.locator('.msg').allTextContents();
+      const api = await page.evaluate(async (id) => (await fetch(`/api/sessions/${id}/messages`)).text(), report.sessionA);
+      throw new Error(`${e.message}\nthe log's rows: ${JSON.stringify(rows)}\nthe store: ${api}`);
+    }
+    report.heldMarks = await sent.locator('.mark').allTextContents();
+    await page.screenshot({ path: join(shots, 'intercept-session.png'), fullPage: true });
+    return report;
+  } finally {
+    a?.terminate();
+    b?.terminate();
+  }
 }
 
 runMain(main);

@@ -45,6 +45,7 @@ const ASSETS: &[Asset] = assets![
     "history.js" => JS,
     "connect.js" => JS,
     "overview.js" => JS,
+    "intercept.js" => JS,
 ];
 
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; \

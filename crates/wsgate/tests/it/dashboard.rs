@@ -5,7 +5,9 @@
 //! the client, a close from the page closes it with the chosen code, an outbound
 //! connection opened from the page to a real echo server sends and receives, after a
 //! gateway restart the session is in History with its log, the admin-token prompt
-//! refuses a wrong token and takes the right one, and axe-core finds no serious or
+//! refuses a wrong token and takes the right one, a breakpoint added in the
+//! Intercept view holds a real client's message until it is edited in the page and
+//! forwarded (the echo upstream answers the edit), and axe-core finds no serious or
 //! critical violation on each view. Screenshots of each view are written
 //! to `target/tmp/dashboard/` for a person to look at.
 
@@ -82,4 +84,55 @@ async fn dashboard_asks_for_the_admin_token_once_and_refuses_a_wrong_one() {
     // The gateway's log never shows the token (the page opens the live stream with a
     // ticket, and sends the token only in headers).
     assert!(!gw.logs().contains("s3cret-token"), "{}", gw.logs());
+}
+
+#[tokio::test]
+async fn dashboard_intercept_holds_a_frame_until_it_is_edited_and_forwarded() {
+    let up = Upstream::echo().await;
+    let dir = TempDir::new();
+    let store = format!("sqlite://{}", dir.0.join("h.db").display());
+    let gw = Gateway::proxy(&["--upstream", &up.url(), "--store", &store]).await;
+    let report = run_dashboard("intercept", &gw, &up.url(), "intercept", None).await;
+    assert_eq!(report["consoleErrors"], serde_json::json!([]), "console errors: {report}");
+    assert_eq!(report["failedResponses"], serde_json::json!([]), "{report}");
+    assert_eq!(report["interceptRoutes"], serde_json::json!(["default (/*)"]), "{report}");
+    assert!(report["equalsWithoutPath"].as_str().is_some_and(|t| t.starts_with("Not added")), "{report}");
+    let row: Vec<&str> = report["breakpointRow"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(row[..5], ["default", "client → upstream", "hold-me", "60 s", "0"], "{report}");
+    assert_eq!(report["heldPayload"], "hold-me please", "{report}");
+    let heading = report["heldHeading"].as_str().unwrap();
+    assert!(heading.starts_with("Frame #") && heading.ends_with("→ client → upstream"), "{report}");
+    let left: u64 = report["heldCountdown"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("forwarded unchanged in "))
+        .and_then(|t| t.strip_suffix(" s"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a countdown: {report}"));
+    assert!((30..=60).contains(&left), "{report}");
+    // Another session flows while A's frame is held.
+    assert_eq!(report["echoB"], "B is not held", "{report}");
+    assert_eq!(report["editKept"], "edited in the browser", "the edit survived the view's reads: {report}");
+    assert_eq!(report["breakpointHits"], "1", "{report}");
+    assert!(report["forwardStatus"].as_str().is_some_and(|t| t.ends_with("forwarded as edited.")), "{report}");
+    // The upstream (an echo server) got the edited frame, then the one queued behind it.
+    assert_eq!(report["echoesA"], serde_json::json!(["edited in the browser", "after the held one"]), "{report}");
+    assert_eq!(report["heldGone"], true, "{report}");
+    assert_eq!(report["breakpointRemoved"], true, "{report}");
+    assert_eq!(report["echoAfterRemove"], "hold-me again, not held now", "{report}");
+    let marks = report["heldMarks"].as_array().unwrap();
+    assert!(marks.contains(&"held".into()) && marks.contains(&"rewritten".into()), "{report}");
+    for view in ["intercept", "interceptNarrowDark"] {
+        assert_eq!(report["axe"][view], serde_json::json!([]), "axe-core, {view} view: {report}");
+    }
+
+    // History has the frame as the upstream got it, marked held and rewritten.
+    let a = report["sessionA"].as_str().unwrap();
+    let url = gw.api(&format!("/api/sessions/{a}/messages"));
+    let row = eventually(|| async {
+        let page = http_json(&url).await;
+        page["messages"].as_array()?.iter().find(|m| m["text"] == "edited in the browser").cloned()
+    })
+    .await;
+    let marks = row["marks"].as_array().unwrap_or_else(|| panic!("marks: {row}"));
+    assert!(marks.contains(&"held".into()) && marks.contains(&"rewritten".into()), "{row}");
 }
