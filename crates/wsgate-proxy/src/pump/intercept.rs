@@ -52,7 +52,8 @@ fn held(m: Mark) -> Marks {
 
 impl Pump<'_> {
     /// Records `frame` from `from` and forwards it; while a stopped frame waits ahead
-    /// of it, queues it to be recorded when it leaves.
+    /// of it, queues it to be recorded when it leaves. Every frame goes through here.
+    #[inline]
     pub(super) fn pass(&mut self, from: Who, frame: Frame, at: DateTime<Utc>) {
         let (_, dst) = self.sides(from);
         if dst.stops > 0 && !dst.close_sent {
