@@ -49,7 +49,7 @@ pub struct RouteIntercepts {
     /// Bumped on every change; sessions compare it on each message.
     version: AtomicU64,
     armed: RwLock<Arc<[Arc<Breakpoint>]>>,
-    held: Arc<Held>,
+    listing: Arc<Listing>,
 }
 
 impl RouteIntercepts {
@@ -68,19 +68,20 @@ impl RouteIntercepts {
         self.version.fetch_add(1, Ordering::Release);
     }
 
-    pub(crate) fn held(&self) -> &Held {
-        &self.held
+    pub(crate) fn listing(&self) -> &Listing {
+        &self.listing
     }
 }
 
-/// The frames held now, by id; and the ids' source.
+/// The frames held now, by id, for the API (the frames themselves wait in their
+/// sessions' pumps); and the ids' source.
 #[derive(Debug, Default)]
-pub(crate) struct Held {
+pub(crate) struct Listing {
     next: AtomicU64,
     frames: Mutex<BTreeMap<u64, HeldFrame>>,
 }
 
-impl Held {
+impl Listing {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, HeldFrame>> {
         self.frames.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -109,7 +110,7 @@ pub struct InterceptBoard {
     next: AtomicU64,
     breakpoints: Mutex<BTreeMap<u64, Arc<Breakpoint>>>,
     routes: Mutex<HashMap<String, Arc<RouteIntercepts>>>,
-    held: Arc<Held>,
+    listing: Arc<Listing>,
 }
 
 impl InterceptBoard {
@@ -118,7 +119,7 @@ impl InterceptBoard {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         routes
             .entry(route.to_owned())
-            .or_insert_with(|| Arc::new(RouteIntercepts { held: self.held.clone(), ..Default::default() }))
+            .or_insert_with(|| Arc::new(RouteIntercepts { listing: self.listing.clone(), ..Default::default() }))
             .clone()
     }
 
@@ -163,12 +164,12 @@ impl InterceptBoard {
 
     /// Every frame held now, oldest first.
     pub fn held(&self) -> Vec<HeldFrame> {
-        self.held.lock().values().cloned().collect()
+        self.listing.lock().values().cloned().collect()
     }
 
     /// One held frame.
     pub fn held_frame(&self, id: u64) -> Option<HeldFrame> {
-        self.held.lock().get(&id).cloned()
+        self.listing.lock().get(&id).cloned()
     }
 }
 

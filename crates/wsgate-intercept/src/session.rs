@@ -63,18 +63,18 @@ impl SessionIntercepts {
             held_at,
             expires_at,
         };
-        (self.route.held().add(frame), bp.timeout)
+        (self.route.listing().add(frame), bp.timeout)
     }
 
     /// Takes a frame off the list: it left (released, expired, or its side failed).
     pub fn unlist(&self, id: u64) {
-        self.route.held().remove(id);
+        self.route.listing().remove(id);
     }
 
     /// Takes the session's frames off the list: it is over.
     pub fn end(&self, session: SessionId) {
         if self.listed {
-            self.route.held().forget_session(session);
+            self.route.listing().forget_session(session);
         }
     }
 }
