@@ -399,3 +399,27 @@ impl From<InterceptError> for ApiError {
         ApiError::Intercept(e)
     }
 }
+
+/// `wsgate_intercept_breakpoints` and `wsgate_intercept_held_frames` (gauges), read
+/// from the board at scrape time: a frame held for long shows on a dashboard.
+#[derive(Debug)]
+pub(crate) struct InterceptCollector {
+    pub(crate) board: Arc<InterceptBoard>,
+}
+
+impl prometheus_client::collector::Collector for InterceptCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let (armed, held) = self.board.counts();
+        for (name, help, n) in [
+            ("wsgate_intercept_breakpoints", "Intercept breakpoints armed", armed),
+            ("wsgate_intercept_held_frames", "Frames held at intercept breakpoints now", held),
+        ] {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX)).encode(metric)?;
+        }
+        Ok(())
+    }
+}

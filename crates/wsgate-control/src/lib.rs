@@ -225,8 +225,13 @@ impl ControlPlane {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
-        let metrics =
-            Arc::new(metrics::Metrics::new(registry.clone(), bus.clone(), cfg.recorder.clone(), cfg.relay.clone()));
+        let metrics = Arc::new(metrics::Metrics::new(
+            registry.clone(),
+            bus.clone(),
+            cfg.recorder.clone(),
+            cfg.relay.clone(),
+            cfg.intercepts.clone(),
+        ));
         let ControlObservers { live: live_queue, metrics: metrics_queue } = observers;
         let hub = Arc::new(live::LiveHub::new(
             live_queue.wants_messages.clone(),

@@ -104,6 +104,7 @@ impl Metrics {
         bus: Arc<EventBus>,
         recorder: Option<Arc<wsgate_store::recorder::RecorderStats>>,
         relay: Option<Arc<wsgate_relay::Hub>>,
+        intercepts: Option<Arc<wsgate_intercept::InterceptBoard>>,
     ) -> Self {
         let mut registry = PromRegistry::default();
         let sessions_total = Family::<OutcomeLabels, Counter>::default();
@@ -142,6 +143,9 @@ impl Metrics {
         registry.register_collector(Box::new(ScrapeTimeCollector { sessions, bus, recorder, routes: routes.clone() }));
         if let Some(hub) = relay {
             registry.register_collector(Box::new(crate::relay_metrics::RelayCollector { hub }));
+        }
+        if let Some(board) = intercepts {
+            registry.register_collector(Box::new(crate::intercepts::InterceptCollector { board }));
         }
         // Every known series starts at 0, so it exists (and `rate()` works) before
         // its first event.

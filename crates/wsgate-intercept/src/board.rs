@@ -167,6 +167,12 @@ impl InterceptBoard {
         self.listing.lock().values().cloned().collect()
     }
 
+    /// How many breakpoints are armed and how many frames are held now (metrics).
+    pub fn counts(&self) -> (usize, usize) {
+        let armed = self.breakpoints.lock().unwrap_or_else(|e| e.into_inner()).len();
+        (armed, self.listing.lock().len())
+    }
+
     /// One held frame.
     pub fn held_frame(&self, id: u64) -> Option<HeldFrame> {
         self.listing.lock().get(&id).cloned()

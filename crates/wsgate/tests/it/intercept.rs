@@ -60,6 +60,9 @@ async fn held_frames_are_forwarded_edited_dropped_or_expire_in_order_while_the_r
     assert_eq!(frame["direction"], "client_to_upstream", "{frame}");
     assert_eq!(frame["breakpoint"], bp, "{frame}");
     assert_eq!(frame["size"], 6, "{frame}");
+    let m = metrics(&gw).await;
+    assert_eq!(metric(&m, "wsgate_intercept_breakpoints "), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "wsgate_intercept_held_frames "), Some(1.0), "{m}");
 
     // Keepalives go round it: the upstream answers a ping while the frame is held.
     a.send(TMessage::Ping("keepalive".into())).await.unwrap();
@@ -125,6 +128,7 @@ async fn held_frames_are_forwarded_edited_dropped_or_expire_in_order_while_the_r
 
     let v = http_json(&gw.api("/api/intercepts")).await;
     assert_eq!(v["held"], json!([]), "{v}");
+    assert_eq!(metric(&metrics(&gw).await, "wsgate_intercept_held_frames "), Some(0.0));
     let left = v["breakpoints"].as_array().unwrap();
     assert_eq!(left.len(), 1, "{v}");
     assert_eq!((left[0]["id"].as_u64(), left[0]["hits"].as_u64()), (Some(slow), Some(2)), "{v}");

@@ -75,14 +75,6 @@ async fn closed_with(ws: &mut Tt) -> (u16, String) {
     .await
 }
 
-async fn metrics(gw: &Gateway) -> String {
-    client().get(gw.api("/metrics")).send().await.unwrap().text().await.unwrap()
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn raw_rooms_broadcast_to_everyone_in_the_room_sender_included() {
     let gw = relay(&["--no-store"]).await;

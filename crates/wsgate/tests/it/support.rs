@@ -574,3 +574,13 @@ where
     let line = stdout.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON report ({e}): {stdout}\nstderr: {stderr}"))
 }
+
+/// The gateway's Prometheus text.
+pub async fn metrics(gw: &Gateway) -> String {
+    within(client().get(gw.api("/metrics")).send()).await.unwrap().text().await.unwrap()
+}
+
+/// One series' value in Prometheus text (`name{labels}` as written).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
