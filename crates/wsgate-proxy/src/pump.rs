@@ -294,6 +294,16 @@ impl Who {
             Who::Upstream => Direction::UpstreamToClient,
         }
     }
+    /// The direction of what is sent to this side.
+    fn incoming_direction(self) -> Direction {
+        self.other().outgoing_direction()
+    }
+    fn other(self) -> Who {
+        match self {
+            Who::Client => Who::Upstream,
+            Who::Upstream => Who::Client,
+        }
+    }
     fn initiator(self) -> Initiator {
         match self {
             Who::Client => Initiator::Client,

@@ -7,15 +7,15 @@
 //!
 //! A stopped frame skips the route's rules and faults: the operator decides what it
 //! becomes. It is recorded when it leaves, marked `held` (and `rewritten` or
-//! `dropped`), and so is everything that queued behind it, so history keeps the
-//! order the peer saw. Pings and pongs go round a stopped frame, so keepalives keep
+//! `dropped`), and so is everything that queued behind it (through [`Pump::send`],
+//! whatever a rule or fault did to it), so history keeps the order the peer saw. Pings and pongs go round a stopped frame, so keepalives keep
 //! the connection up while an operator decides.
 //!
 //! [`Held`]: wsgate_faults::Held
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
-use wsgate_core::{Direction, Mark, Marks, Verdict};
+use wsgate_core::{Mark, Marks, Verdict};
 use wsgate_intercept::Breakpoint;
 use wsgate_protocol::{Frame, OpCode};
 
@@ -51,18 +51,32 @@ fn held(m: Mark) -> Marks {
 }
 
 impl Pump<'_> {
-    /// Records `frame` from `from` and forwards it; while a stopped frame waits ahead
-    /// of it, queues it to be recorded when it leaves. Every frame goes through here.
+    /// Records `frame` from `from` and forwards it as it came. Every frame the pump
+    /// forwards untouched goes through here.
     #[inline]
     pub(super) fn pass(&mut self, from: Who, frame: Frame, at: DateTime<Utc>) {
-        let (_, dst) = self.sides(from);
-        if dst.stops > 0 && !dst.close_sent {
-            return dst.hold_until(Instant::now(), frame, Stage::Record(Marks::NONE));
+        self.send(from.other(), frame, Marks::NONE, None, at);
+    }
+
+    /// Records `frame`, with `marks`, as going to side `to`, and sends it there: now,
+    /// or at `due` (a rule's or fault's delay); not at all when marked `dropped`.
+    /// While a stopped frame waits ahead of it, it queues behind instead and is
+    /// recorded when it leaves.
+    #[inline]
+    pub(super) fn send(&mut self, to: Who, frame: Frame, marks: Marks, due: Option<Instant>, at: DateTime<Utc>) {
+        let side = self.side(to);
+        if side.stops > 0 && !side.close_sent {
+            return side.hold_until(due.unwrap_or_else(Instant::now), frame, Stage::Record(marks));
         }
-        self.session.frame_at(from.outgoing_direction(), &frame, false, at);
-        let (_, dst) = self.sides(from);
-        if !dst.close_sent {
-            dst.forward(frame);
+        let direction = to.incoming_direction();
+        self.session.frame_marked(direction, frame.opcode, frame.fin, &frame.payload, false, marks, at);
+        let side = self.side(to);
+        if side.close_sent || marks.contains(Mark::Dropped) {
+            return;
+        }
+        match due {
+            Some(due) => side.hold_until(due, frame, Stage::Recorded),
+            None => side.forward(frame),
         }
     }
 
@@ -143,11 +157,7 @@ impl Pump<'_> {
     /// Sends on what is due in `who`'s queue, recording what was left to record;
     /// whether anything went.
     pub(super) fn drain_due(&mut self, who: Who, now: Instant) -> bool {
-        // What waits for the client goes from the upstream, and back.
-        let direction = match who {
-            Who::Client => Direction::UpstreamToClient,
-            Who::Upstream => Direction::ClientToUpstream,
-        };
+        let direction = who.incoming_direction();
         let side: &mut Side = match who {
             Who::Client => &mut self.client,
             Who::Upstream => &mut self.upstream,

@@ -13,12 +13,12 @@ use std::task::Context;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
-use wsgate_core::{Direction, Ending, Initiator, Mark, Marks, ReasonKind};
+use wsgate_core::{Ending, Initiator, Mark, Marks, ReasonKind};
 use wsgate_faults::{Flow, cut};
 use wsgate_protocol::{CloseCode, Frame, OpCode};
 use wsgate_rules::{Flow as RuleFlow, Forward};
 
-use super::{Pump, Stage, Who};
+use super::{Pump, Who};
 
 impl Pump<'_> {
     /// A whole data message from `from`, when the route has rules: the first rule that
@@ -34,68 +34,35 @@ impl Pump<'_> {
             if self.faults.active() {
                 return self.shape(from, frame, at, Marks::NONE);
             }
-            self.session.frame_at(from.outgoing_direction(), &frame, false, at);
-            let (_, dst) = self.sides(from);
-            if !dst.close_sent {
-                dst.forward(frame);
-            }
-            return;
+            return self.pass(from, frame, at);
         }
-        let direction = from.outgoing_direction();
+        let to = from.other();
         let mut marks = Marks::from(Mark::Rule);
         let now = Instant::now();
-        let dropped = t.forward == Forward::Drop;
         match t.forward {
-            Forward::Drop => {
-                let marks = marks.with(Mark::Dropped);
-                self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
-            }
-            Forward::Replace(payload) => {
-                frame.payload = payload;
-                marks = marks.with(Mark::Rewritten);
-            }
-            Forward::Unchanged => {}
-        }
-        if !dropped {
-            match t.delay {
-                Some(d) => {
-                    let marks = marks.with(Mark::Delayed);
-                    self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
-                    let (_, dst) = self.sides(from);
-                    if !dst.close_sent {
-                        dst.hold_until(now + d, frame, Stage::Recorded);
-                    }
+            Forward::Drop => self.send(to, frame, marks.with(Mark::Dropped), None, at),
+            forward => {
+                if let Forward::Replace(payload) = forward {
+                    frame.payload = payload;
+                    marks = marks.with(Mark::Rewritten);
                 }
-                None if self.faults.active() => self.shape(from, frame, at, marks),
-                None => {
-                    self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
-                    let (_, dst) = self.sides(from);
-                    if !dst.close_sent {
-                        dst.forward(frame);
-                    }
+                match t.delay {
+                    Some(d) => self.send(to, frame, marks.with(Mark::Delayed), Some(now + d), at),
+                    None if self.faults.active() => self.shape(from, frame, at, marks),
+                    None => self.send(to, frame, marks, None, at),
                 }
             }
         }
         // Answers in place go back to the sender, each at its delay, behind anything
-        // already held for it.
-        let back = match from {
-            Who::Client => Direction::UpstreamToClient,
-            Who::Upstream => Direction::ClientToUpstream,
-        };
+        // already held for it; none to a sender we are closing.
         for a in t.answers {
-            let opcode = if a.binary { OpCode::Binary } else { OpCode::Text };
-            let answer = Frame::new(opcode, a.payload);
-            let marks = Marks::from([Mark::Rule, Mark::Answer]);
-            self.session.frame_marked(back, opcode, true, &answer.payload, false, marks, at);
-            let (src, _) = self.sides(from);
-            if src.close_sent {
+            if self.side(from).close_sent {
                 break;
             }
-            if a.delay.is_zero() {
-                src.forward(answer);
-            } else {
-                src.hold_until(now + a.delay, answer, Stage::Recorded);
-            }
+            let opcode = if a.binary { OpCode::Binary } else { OpCode::Text };
+            let answer = Frame::new(opcode, a.payload);
+            let due = (!a.delay.is_zero()).then(|| now + a.delay);
+            self.send(from, answer, Marks::from([Mark::Rule, Mark::Answer]), due, at);
         }
         if let Some((code, reason)) = t.close {
             self.gateway_close(code, &reason, Initiator::Gateway);
@@ -105,7 +72,6 @@ impl Pump<'_> {
     /// A whole data message from `from`, while faults are active; `marks` are what a
     /// rule did to it already.
     pub(super) fn shape(&mut self, from: Who, mut frame: Frame, at: DateTime<Utc>, base: Marks) {
-        let direction = from.outgoing_direction();
         let flow = match from {
             Who::Client => Flow::FromClient,
             Who::Upstream => Flow::ToClient,
@@ -119,9 +85,7 @@ impl Pump<'_> {
         }
         let mut marks = base.with(Mark::Fault);
         if d.drop {
-            let marks = marks.with(Mark::Dropped);
-            self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
-            return;
+            return self.send(from.other(), frame, marks.with(Mark::Dropped), None, at);
         }
         if let Some(n) = d.truncate {
             frame.payload = cut(&frame.payload, n, frame.opcode == OpCode::Text);
@@ -134,19 +98,11 @@ impl Pump<'_> {
             // Only counted towards a disconnect: no fault touched the message itself.
             marks = base;
         }
-        let copies = if d.duplicate { 2 } else { 1 };
-        for copy in 0..copies {
-            let marks = if copy == 1 { marks.with(Mark::Duplicate) } else { marks };
-            self.session.frame_marked(direction, frame.opcode, true, &frame.payload, false, marks, at);
-            let (_, dst) = self.sides(from);
-            if dst.close_sent {
-                return;
-            }
-            match d.hold_until {
-                Some(due) => dst.hold_until(due, frame.clone(), Stage::Recorded),
-                None => dst.forward(frame.clone()),
-            }
+        if d.duplicate {
+            self.send(from.other(), frame.clone(), marks, d.hold_until, at);
+            marks = marks.with(Mark::Duplicate);
         }
+        self.send(from.other(), frame, marks, d.hold_until, at);
     }
 
     /// Delivers held frames that are due (`intercept.rs` records those it must) and

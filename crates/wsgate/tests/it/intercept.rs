@@ -241,3 +241,44 @@ async fn bad_breakpoints_and_ids_are_refused_with_a_message() {
     assert_eq!(got, 409, "{v}");
     assert!(v["error"].as_str().unwrap().contains("proxy routes"), "{v}");
 }
+
+#[tokio::test]
+async fn on_a_route_with_rules_what_queues_behind_a_held_frame_is_recorded_after_it() {
+    let up = Upstream::echo().await;
+    let dir = TempDir::new();
+    let rules = dir.0.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - name: shout\n    match: { regex: \"^r\" }\n    rewrite: { replace: { regex: \"^r\", with: \"R\" } }\n    delay: 50ms\n",
+    )
+    .unwrap();
+    let store = format!("sqlite://{}", dir.0.join("h.db").display());
+    let gw =
+        Gateway::proxy(&["--upstream", &up.url(), "--store", &store, "--proxy-rules", rules.to_str().unwrap()]).await;
+    arm(&gw, json!({"route": "default", "direction": "client_to_upstream", "match": "^hold"})).await;
+    let mut a = connect(&gw, "/").await;
+    let id = session_of(&gw, "/").await;
+
+    // The held frame skips the rules; the one behind it is rewritten and delayed by
+    // its rule, and still leaves after it.
+    a.send(TMessage::text("hold me")).await.unwrap();
+    a.send(TMessage::text("rest")).await.unwrap();
+    let frame = held(&gw, "hold me").await["id"].as_u64().unwrap();
+    let (status, _) = post(&gw, &format!("/api/intercepts/held/{frame}/forward"), json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(texts(&mut a, 2).await, ["hold me", "Rest"]);
+
+    let msgs = eventually(|| async {
+        let v = http_json(&gw.api(&format!("/api/sessions/{id}/messages?limit=100"))).await;
+        let l = v["messages"].as_array().cloned().unwrap_or_default();
+        (l.iter().filter(|m| m["dir"] == "client_to_upstream").count() == 2).then_some(l)
+    })
+    .await;
+    let sent: Vec<(&Value, &Value)> =
+        msgs.iter().filter(|m| m["dir"] == "client_to_upstream").map(|m| (&m["text"], &m["marks"])).collect();
+    assert_eq!(
+        sent,
+        [(&json!("hold me"), &json!(["held"])), (&json!("Rest"), &json!(["rule", "delayed", "rewritten"]))],
+        "in the order the upstream got them"
+    );
+}
