@@ -137,12 +137,13 @@ impl JsonBody {
         }
     }
 
-    /// Like [`JsonBody::parse`], with an empty body or `null` meaning "all defaults".
+    /// Like [`JsonBody::parse`], with no body or `null` meaning "all defaults". A body
+    /// of whitespace alone is not JSON, and is refused like any other.
     pub fn parse_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
-        match self.0.trim_ascii() {
-            b"" | b"null" => Ok(T::default()),
-            _ => self.parse(),
+        if self.0.is_empty() || self.0.trim_ascii() == b"null" {
+            return Ok(T::default());
         }
+        self.parse()
     }
 }
 
@@ -195,6 +196,8 @@ mod tests {
         assert_eq!(parse_or_default(""), Ok(Body::default()));
         assert_eq!(parse_or_default(" null "), Ok(Body::default()));
         assert!(parse_or_default("[null, null]").is_err());
+        // Whitespace alone is not a JSON document (Schemathesis sent "\n" to close).
+        assert_eq!(parse_or_default("\n"), Err("request body is empty: expected a JSON object".to_owned()));
     }
 
     #[test]
