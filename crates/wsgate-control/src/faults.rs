@@ -32,13 +32,11 @@ pub struct RouteFaults {
 /// The route's switch, if it is a route faults apply to.
 fn switch(cp: &ControlPlane, name: &str) -> Result<std::sync::Arc<wsgate_faults::FaultSwitch>, ApiError> {
     let board = cp.inner.cfg.faults.as_ref().ok_or_else(|| ApiError::RouteNotFound(name.to_owned()))?;
-    if let Some(routes) = cp.inner.routes.get() {
-        let table = routes.table();
-        let route =
-            table.routes.iter().find(|r| r.name == name).ok_or_else(|| ApiError::RouteNotFound(name.to_owned()))?;
-        if route.kind != "proxy" && route.kind != "mock" {
-            return Err(ApiError::NoFaults { route: name.to_owned(), kind: route.kind.clone() });
-        }
+    if let Some(kind) = cp.route_kind(name)?
+        && kind != "proxy"
+        && kind != "mock"
+    {
+        return Err(ApiError::NoFaults { route: name.to_owned(), kind });
     }
     board.get(name).ok_or_else(|| ApiError::RouteNotFound(name.to_owned()))
 }

@@ -267,16 +267,10 @@ pub async fn create(State(cp): State<ControlPlane>, body: JsonBody) -> Result<im
     let bp = Breakpoint::new(req.route, req.direction.into(), req.pattern, req.equals, req.timeout_ms)
         .map_err(ApiError::BadBreakpoint)?;
     let board = board(&cp).ok_or_else(|| ApiError::RouteNotFound(bp.route.clone()))?;
-    if let Some(routes) = cp.inner.routes.get() {
-        let table = routes.table();
-        let route = table
-            .routes
-            .iter()
-            .find(|r| r.name == bp.route)
-            .ok_or_else(|| ApiError::RouteNotFound(bp.route.clone()))?;
-        if route.kind != "proxy" {
-            return Err(ApiError::NotProxy { route: bp.route.clone(), kind: route.kind.clone() });
-        }
+    if let Some(kind) = cp.route_kind(&bp.route)?
+        && kind != "proxy"
+    {
+        return Err(ApiError::NotProxy { route: bp.route.clone(), kind });
     }
     let bp = board.add(bp)?;
     tracing::info!(id = bp.id, route = %bp.route, "breakpoint armed through the API");

@@ -56,6 +56,16 @@ pub trait Reload: Send + Sync + 'static {
 }
 
 impl ControlPlane {
+    /// The kind (`proxy`, `relay`, `mock`) of route `name`, for the APIs that act on
+    /// one route; `Ok(None)` when this plane has no route table to look in (it then
+    /// trusts its boards), and 404 when the table has no such route.
+    pub(crate) fn route_kind(&self, name: &str) -> Result<Option<String>, ApiError> {
+        let Some(routes) = self.inner.routes.get() else { return Ok(None) };
+        let table = routes.table();
+        let route = table.routes.into_iter().find(|r| r.name == name);
+        route.map(|r| Some(r.kind)).ok_or_else(|| ApiError::RouteNotFound(name.to_owned()))
+    }
+
     /// Gives the control plane the gateway's route table (once, at start).
     pub fn set_routes(&self, routes: std::sync::Arc<dyn Reload>) {
         self.inner.metrics.set_routes(metric_routes(&routes.table()));
